@@ -1,0 +1,66 @@
+"""Base classes every API view stands on: the only way an API view reaches tenant rows."""
+
+from rest_framework import viewsets
+from rest_framework.views import APIView
+
+from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
+
+
+class CallerMixin:
+    @property
+    def caller(self):
+        return self.request._request.caller
+
+
+class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
+    """Querysets come from the model's scoped manager (current tenant, or fail closed).
+
+    Subclasses name the model, the tenant action per DRF action, and, for models that hang
+    off a project, the path to it so that a key restricted to one project sees only that.
+    """
+
+    model = None
+    actions: dict[str, str] = {}
+    project_field: str | None = None
+    lookup_field = "public_id"
+    permission_classes = [TenantActionPermission]
+
+    def required_action(self) -> str | None:
+        return self.actions[self.action] if self.action else None
+
+    def get_queryset(self):
+        queryset = self.model.objects.all()
+        project = self.caller.project if self.caller else None
+        if project is not None and self.project_field:
+            queryset = queryset.filter(**{self.project_field: project})
+        return self.scope_queryset(queryset)
+
+    def scope_queryset(self, queryset):
+        """Narrow or annotate further (select_related …); the tenant filter is already applied."""
+        return queryset
+
+
+class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
+    """Rows of the partners (and sub-partners) on which the caller's partner role allows the action."""
+
+    model = None
+    actions: dict[str, str] = {}
+    partner_field = "partner_id"
+    lookup_field = "public_id"
+    permission_classes = [PartnerActionPermission]
+
+    def required_action(self) -> str | None:
+        return self.actions[self.action] if self.action else None
+
+    def get_queryset(self):
+        partner_ids = self.caller.partner_ids_for(self.required_action() or self.actions["list"])
+        return self.model.objects.filter(**{f"{self.partner_field}__in": partner_ids})
+
+
+class CallerAPIView(CallerMixin, APIView):
+    """A view about the caller itself (no tenant rows): authentication is all it needs."""
+
+    permission_classes = [TenantActionPermission]
+
+    def required_action(self) -> str | None:
+        return None

@@ -1,0 +1,34 @@
+"""Permission checks against the role table (verticals.tenancy.roles)."""
+
+from rest_framework import exceptions, permissions
+
+
+class TenantActionPermission(permissions.BasePermission):
+    """The view names the tenant action of each request; the caller's role and scopes must allow it."""
+
+    def has_permission(self, request, view) -> bool:
+        caller = getattr(request._request, "caller", None)
+        if caller is None or not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated("Sign in, or send an API key as `Authorization: Bearer <key>`.")
+        action = view.required_action()
+        if action is None:
+            return True
+        denial = caller.denial(action)
+        if denial:
+            raise exceptions.PermissionDenied(denial)
+        return True
+
+
+class PartnerActionPermission(permissions.BasePermission):
+    """Partner routes: a partner member whose partner role allows the action on some partner."""
+
+    def has_permission(self, request, view) -> bool:
+        caller = getattr(request._request, "caller", None)
+        if caller is None or not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated("Sign in as a partner member.")
+        if caller.api_key is not None:
+            raise exceptions.PermissionDenied("API keys act for one tenant; partner routes need a partner member's session.")
+        action = view.required_action()
+        if not caller.partner_ids_for(action):
+            raise exceptions.PermissionDenied(f"None of your partner roles allows {action}.")
+        return True

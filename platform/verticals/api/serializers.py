@@ -1,0 +1,136 @@
+"""Request and response shapes of the tenancy resources."""
+
+from rest_framework import serializers
+
+from verticals.tenancy.models import ApiKey, Membership, Partner, Project, Tenant
+from verticals.tenancy.roles import Role, Scope
+
+
+class PublicIdRelatedField(serializers.SlugRelatedField):
+    """A reference to another object by public id, looked up in the caller's scope."""
+
+    default_error_messages = {
+        "does_not_exist": "No {model} with id '{value}' is visible to you.",
+        "invalid": "Give the object's id as a string.",
+    }
+
+    def __init__(self, *, model_name: str, **kwargs):
+        self.model_name = model_name
+        super().__init__(slug_field="public_id", **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        queryset = self.get_queryset()
+        obj = queryset.filter(public_id=data).first()
+        if obj is None:
+            self.fail("does_not_exist", model=self.model_name, value=data[:64])
+        return obj
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    user_id = serializers.CharField(source="user.public_id", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+    full_name = serializers.CharField(source="user.full_name", read_only=True)
+    has_password = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user_id", "email", "full_name", "role", "has_password", "created_at"]
+
+    def get_has_password(self, membership) -> bool:
+        """False until an invited user has chosen a password."""
+        return membership.user.has_usable_password()
+
+
+class MemberInviteSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices)
+    full_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    prefix = serializers.CharField(source="display_prefix", read_only=True)
+    project = serializers.CharField(source="project.public_id", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id", "name", "prefix", "mode", "role", "scopes", "project", "expires_at",
+            "revoked_at", "last_used_at", "active", "created_by", "created_at",
+        ]
+
+    def get_active(self, key) -> bool:
+        return key.is_active()
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False, max_length=len(Scope.values)
+    )
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    project = PublicIdRelatedField(model_name="project", queryset=Project.objects, required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    mode = serializers.ChoiceField(choices=ApiKey.Mode.choices, default=ApiKey.Mode.LIVE)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    secret = serializers.CharField(read_only=True, help_text="Shown once: store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ApiKeySerializer.Meta.fields + ["secret"]
+
+
+class PartnerRefSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Partner
+        fields = ["id", "name", "brand_name"]
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    partner = PartnerRefSerializer(read_only=True)
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "partner", "status", "suspended_reason", "suspended_at", "created_at"]
+
+
+class PartnerTenantCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    partner = PublicIdRelatedField(
+        model_name="partner", queryset=Partner.objects, required=False,
+        help_text="Needed only when you administer several partners.",
+    )
+    owner_email = serializers.EmailField(max_length=254, required=False)
+
+
+class PartnerTenantUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+
+
+class SuspendSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

@@ -1,0 +1,14 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from verticals.api import views
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("projects", views.ProjectViewSet, basename="project")
+router.register("members", views.MemberViewSet, basename="member")
+router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
+router.register("partner/tenants", views.PartnerTenantViewSet, basename="partner-tenant")
+
+urlpatterns = [path("me", views.MeView.as_view(), name="me"), *router.urls]

@@ -1,0 +1,52 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from verticals.portal import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="portal/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password-reset/",
+        auth_views.PasswordResetView.as_view(
+            template_name="portal/password_reset.html",
+            email_template_name="portal/password_reset_email.txt",
+            success_url=reverse_lazy("portal:password_reset_done"),
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="portal/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="portal/password_reset_confirm.html",
+            success_url=reverse_lazy("portal:password_reset_complete"),
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="portal/password_reset_complete.html"),
+        name="password_reset_complete",
+    ),
+    path("tenant/switch", views.switch_tenant, name="switch_tenant"),
+    path("projects/", views.projects, name="projects"),
+    path("projects/<str:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<str:project_id>/delete", views.project_delete, name="project_delete"),
+    path("members/", views.members, name="members"),
+    path("members/<str:member_id>/role", views.member_role, name="member_role"),
+    path("members/<str:member_id>/remove", views.member_remove, name="member_remove"),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<str:key_id>/revoke", views.api_key_revoke, name="api_key_revoke"),
+]

@@ -1,0 +1,193 @@
+"""Portal pages: projects, members, API keys, tenant switcher. Writes go through tenancy services."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from verticals.portal.forms import ApiKeyForm, InviteForm, ProjectForm, RoleForm, SwitchTenantForm
+from verticals.tenancy import services
+from verticals.tenancy.caller import SESSION_TENANT_KEY
+from verticals.tenancy.models import ApiKey, Membership, Project
+from verticals.tenancy.roles import grantable_roles
+
+
+def _refuse(request, message: str, status: int = 403):
+    return render(request, "portal/refused.html", {"message": message}, status=status)
+
+
+def tenant_page(action: str):
+    """A portal page of the current tenant: signed in, tenant not suspended, role allows `action`."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            caller = request.caller
+            if request.caller_error is not None:
+                return _refuse(request, request.caller_error.message, request.caller_error.status)
+            if caller.tenant is None:
+                return _refuse(request, "You are not a member of any tenant yet: ask an owner to invite you.")
+            denial = caller.denial(action)
+            if denial:
+                return _refuse(request, denial)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _apply_errors(form, error: ValidationError) -> None:
+    for field_name, problems in error.message_dict.items():
+        form.add_error(field_name if field_name in form.fields else None, problems)
+
+
+@tenant_page("project.view")
+def home(request):
+    return redirect("portal:projects")
+
+
+@tenant_page("project.view")
+@require_http_methods(["GET", "POST"])
+def projects(request):
+    caller = request.caller
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST":
+        if not caller.can("project.create"):
+            raise PermissionDenied(caller.denial("project.create"))
+        if form.is_valid():
+            try:
+                project = services.project_create(tenant=caller.tenant, created_by=caller.user, **form.cleaned_data)
+            except ValidationError as error:
+                _apply_errors(form, error)
+            else:
+                messages.success(request, f"Project '{project.name}' created.")
+                return redirect("portal:projects")
+    context = {"form": form, "projects": Project.objects.select_related("created_by")}
+    return render(request, "portal/projects.html", context, status=400 if form.errors else 200)
+
+
+@tenant_page("project.view")
+def project_detail(request, project_id: str):
+    project = get_object_or_404(Project.objects.all(), public_id=project_id)
+    return render(request, "portal/project_detail.html", {"project": project})
+
+
+@tenant_page("project.delete")
+@require_POST
+def project_delete(request, project_id: str):
+    project = get_object_or_404(Project.objects.all(), public_id=project_id)
+    services.project_delete(project=project)
+    messages.success(request, f"Project '{project.name}' deleted.")
+    return redirect("portal:projects")
+
+
+@tenant_page("member.view")
+@require_http_methods(["GET", "POST"])
+def members(request):
+    caller = request.caller
+    form = InviteForm(request.POST or None)
+    form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)] or [("", "—")]
+    if request.method == "POST":
+        if not caller.can("member.invite"):
+            raise PermissionDenied(caller.denial("member.invite"))
+        if form.is_valid():
+            try:
+                membership = services.member_invite(caller=caller, **form.cleaned_data)
+            except ValidationError as error:
+                _apply_errors(form, error)
+            else:
+                messages.success(request, f"{membership.user.email} added as {membership.role}.")
+                return redirect("portal:members")
+    context = {
+        "form": form,
+        "members": Membership.objects.select_related("user"),
+        "grantable": grantable_roles(caller.role),
+    }
+    return render(request, "portal/members.html", context, status=400 if form.errors else 200)
+
+
+@tenant_page("member.change_role")
+@require_POST
+def member_role(request, member_id: str):
+    membership = get_object_or_404(Membership.objects.select_related("user"), public_id=member_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid role.")
+        return redirect("portal:members")
+    try:
+        services.member_change_role(caller=request.caller, membership=membership, role=form.cleaned_data["role"])
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        messages.success(request, f"{membership.user.email} is now {membership.role}.")
+    return redirect("portal:members")
+
+
+@tenant_page("member.remove")
+@require_POST
+def member_remove(request, member_id: str):
+    membership = get_object_or_404(Membership.objects.select_related("user"), public_id=member_id)
+    try:
+        services.member_remove(caller=request.caller, membership=membership)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        messages.success(request, f"{membership.user.email} removed.")
+    return redirect("portal:members")
+
+
+@tenant_page("api_key.view")
+@require_http_methods(["GET", "POST"])
+def api_keys(request):
+    caller = request.caller
+    project_list = list(Project.objects.all())
+    form = ApiKeyForm(request.POST or None, projects=project_list)
+    form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)]
+    created = None
+    if request.method == "POST":
+        if not caller.can("api_key.create"):
+            raise PermissionDenied(caller.denial("api_key.create"))
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            project_id = data.pop("project")
+            data["project"] = next((p for p in project_list if p.public_id == project_id), None)
+            try:
+                key, secret = services.api_key_create(caller=caller, **data)
+            except ValidationError as error:
+                _apply_errors(form, error)
+            else:
+                created = {"key": key, "secret": secret}
+                form = ApiKeyForm(projects=project_list)
+                form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)]
+    context = {"form": form, "keys": ApiKey.objects.select_related("project", "created_by"), "created": created}
+    # The secret is rendered into this one response only; a reload shows the list without it.
+    response = render(request, "portal/api_keys.html", context, status=400 if form.errors else 200)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@tenant_page("api_key.revoke")
+@require_POST
+def api_key_revoke(request, key_id: str):
+    key = get_object_or_404(ApiKey.objects.all(), public_id=key_id)
+    services.api_key_revoke(api_key=key)
+    messages.success(request, f"Key '{key.name}' revoked.")
+    return redirect("portal:api_keys")
+
+
+@login_required
+@require_POST
+def switch_tenant(request):
+    form = SwitchTenantForm(request.POST)
+    wanted = form.data.get("tenant", "")
+    memberships = request.caller.memberships if request.caller else []
+    if not any(m.tenant.public_id == wanted for m in memberships):
+        raise Http404("No such tenant among your memberships.")
+    request.session[SESSION_TENANT_KEY] = wanted
+    return redirect("portal:projects")

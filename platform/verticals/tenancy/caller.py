@@ -1,0 +1,143 @@
+"""Who is calling, for which tenant, with which role and scopes: resolved once per request."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+
+from verticals.tenancy import keys
+from verticals.tenancy.models import ApiKey, Membership, PartnerMembership, Project, Tenant, User
+from verticals.tenancy.roles import TENANT_ACTIONS, partner_role_allows, role_allows, scope_for
+
+TENANT_HEADER = "HTTP_X_TENANT"
+SESSION_TENANT_KEY = "tenant"
+
+
+@dataclass(frozen=True)
+class CallerError:
+    status: int
+    code: str
+    message: str
+
+
+@dataclass
+class Caller:
+    user: User | None = None
+    api_key: ApiKey | None = None
+    tenant: Tenant | None = None
+    role: str | None = None
+    memberships: list[Membership] = field(default_factory=list)
+
+    @property
+    def scopes(self) -> frozenset[str] | None:
+        """An API key's scopes; None for a signed-in user (a session is not scope-limited)."""
+        return frozenset(self.api_key.scopes) if self.api_key else None
+
+    @property
+    def project(self) -> Project | None:
+        """The one project an API key is restricted to, if any."""
+        return self.api_key.project if self.api_key else None
+
+    def denial(self, action: str) -> str | None:
+        """Why this caller may not perform `action`, or None when it may."""
+        if self.tenant is None:
+            return "No tenant is selected: you are not a member of any tenant."
+        if not role_allows(self.role, action):
+            return f"Your role '{self.role}' does not allow {action}."
+        scopes = self.scopes
+        if scopes is not None and scope_for(action) not in scopes:
+            return f"This API key lacks the '{scope_for(action)}' scope needed for {action}."
+        return None
+
+    def can(self, action: str) -> bool:
+        return self.denial(action) is None
+
+    def permissions(self) -> list[str]:
+        return [action for action in TENANT_ACTIONS if self.can(action)]
+
+    def partner_memberships(self) -> list[PartnerMembership]:
+        if self.user is None:
+            return []
+        return list(PartnerMembership.objects.filter(user=self.user).select_related("partner"))
+
+    def partner_ids_for(self, action: str) -> list[int]:
+        """Partners (with their sub-partners) whose tenants this caller may act on for `action`."""
+        ids: list[int] = []
+        for membership in self.partner_memberships():
+            if partner_role_allows(membership.role, action):
+                ids.extend(membership.partner.descendant_ids())
+        return ids
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
+def _resolve_api_key(secret: str) -> tuple[Caller | None, CallerError | None]:
+    parsed = keys.parse_secret(secret)
+    if parsed is None:
+        return None, CallerError(401, "invalid_api_key", "The API key is malformed: check that it was copied whole.")
+    # Authentication runs before any tenant is known: the key itself says whose it is.
+    key = (
+        ApiKey.dangerously_unscoped.select_related("tenant__partner", "project")
+        .filter(lookup=parsed.lookup)
+        .first()
+    )
+    if key is None or not hmac.compare_digest(key.secret_hash, keys.hash_secret(secret)):
+        return None, CallerError(401, "invalid_api_key", "The API key is not valid.")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        return None, CallerError(401, "api_key_revoked", f"This API key was revoked at {key.revoked_at.isoformat()}.")
+    if key.expires_at is not None and key.expires_at <= now:
+        return None, CallerError(401, "api_key_expired", f"This API key expired at {key.expires_at.isoformat()}.")
+    if key.tenant.is_suspended:
+        return None, CallerError(403, "tenant_suspended", key.tenant.suspension_message())
+    if key.last_used_at is None or now - key.last_used_at > timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION):
+        ApiKey.dangerously_unscoped.filter(pk=key.pk).update(last_used_at=now)  # same row as above
+        key.last_used_at = now
+    return Caller(api_key=key, tenant=key.tenant, role=key.role), None
+
+
+def user_memberships(user: User) -> list[Membership]:
+    # A user's own memberships span tenants by nature; filtering by the user is the scope.
+    return list(
+        Membership.dangerously_unscoped.filter(user=user).select_related("tenant__partner").order_by("created_at", "pk")
+    )
+
+
+def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, CallerError | None]:
+    memberships = user_memberships(user)
+    wanted = request.META.get(TENANT_HEADER) or request.session.get(SESSION_TENANT_KEY)
+    chosen = None
+    if wanted:
+        chosen = next((m for m in memberships if m.tenant.public_id == wanted), None)
+        if chosen is None and request.META.get(TENANT_HEADER):
+            return None, CallerError(404, "not_found", f"You are not a member of a tenant with id '{wanted}'.")
+    if chosen is None and memberships:
+        chosen = next((m for m in memberships if not m.tenant.is_suspended), memberships[0])
+    caller = Caller(user=user, memberships=memberships)
+    if chosen is not None:
+        if chosen.tenant.is_suspended:
+            return caller, CallerError(403, "tenant_suspended", chosen.tenant.suspension_message())
+        caller.tenant, caller.role = chosen.tenant, chosen.role
+    return caller, None
+
+
+def resolve_caller(request: HttpRequest) -> tuple[Caller | None, CallerError | None]:
+    """The caller of this request; never raises. An error is reported by whoever serves it."""
+    token = bearer_token(request)
+    if token is not None:
+        return _resolve_api_key(token)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return _resolve_user(request, user)
+    return None, None

@@ -1,0 +1,82 @@
+"""Who may do what: the role table that docs/roles.md shows, enforced from here.
+
+A tenant member acts with its membership role; an API key acts with the role it was
+given (never more than its creator's) and must also hold the action's scope.
+"""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    DEVELOPER = "developer", "Developer"
+    VIEWER = "viewer", "Viewer"
+    BILLING = "billing", "Billing"
+
+
+class PartnerRole(models.TextChoices):
+    ADMIN = "partner_admin", "Partner admin"
+    VIEWER = "partner_viewer", "Partner viewer"
+
+
+class Scope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    PREDICT = "predict", "Predict"
+    TRAIN = "train", "Train"
+    BILLING = "billing", "Billing"
+
+
+_ALL = frozenset(Role)
+_BUILDERS = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
+_MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+
+# action -> (roles allowed, scope an API key needs)
+TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
+    "tenant.view": (_ALL, Scope.READ),
+    "project.view": (_ALL, Scope.READ),
+    "project.create": (_BUILDERS, Scope.WRITE),
+    "project.update": (_BUILDERS, Scope.WRITE),
+    "project.delete": (_MANAGERS, Scope.WRITE),
+    "member.view": (_ALL, Scope.READ),
+    "member.invite": (_MANAGERS, Scope.WRITE),
+    "member.change_role": (_MANAGERS, Scope.WRITE),
+    "member.remove": (_MANAGERS, Scope.WRITE),
+    "api_key.view": (_BUILDERS, Scope.READ),
+    "api_key.create": (_BUILDERS, Scope.WRITE),
+    "api_key.revoke": (_BUILDERS, Scope.WRITE),
+}
+
+PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
+    "partner.tenant.view": frozenset(PartnerRole),
+    "partner.tenant.create": frozenset({PartnerRole.ADMIN}),
+    "partner.tenant.update": frozenset({PartnerRole.ADMIN}),
+    "partner.tenant.suspend": frozenset({PartnerRole.ADMIN}),
+    "partner.tenant.reactivate": frozenset({PartnerRole.ADMIN}),
+}
+
+
+def role_allows(role: str | None, action: str) -> bool:
+    if role is None:
+        return False
+    roles, _scope = TENANT_ACTIONS[action]
+    return role in roles
+
+
+def scope_for(action: str) -> Scope:
+    return TENANT_ACTIONS[action][1]
+
+
+def partner_role_allows(role: str | None, action: str) -> bool:
+    return role is not None and role in PARTNER_ACTIONS[action]
+
+
+def actions_of(role: str) -> frozenset[str]:
+    return frozenset(action for action in TENANT_ACTIONS if role_allows(role, action))
+
+
+def grantable_roles(granter: str) -> list[Role]:
+    """Roles that `granter` may give to a member or an API key: never more than it holds."""
+    held = actions_of(granter)
+    return [role for role in Role if actions_of(role) <= held]
