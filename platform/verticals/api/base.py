@@ -32,7 +32,7 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
         queryset = self.model.objects.all()
         project = self.caller.project if self.caller else None
         if project is not None and self.project_field:
-            queryset = queryset.filter(**{self.project_field: project})
+            queryset = queryset.filter(**{self.project_field: project.pk})
         return self.scope_queryset(queryset)
 
     def scope_queryset(self, queryset):

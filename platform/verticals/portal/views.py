@@ -5,9 +5,9 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_POST
 
 from verticals.portal.forms import ApiKeyForm, InviteForm, ProjectForm, RoleForm, SwitchTenantForm
 from verticals.tenancy import services
@@ -20,13 +20,18 @@ def _refuse(request, message: str, status: int = 403):
     return render(request, "portal/refused.html", {"message": message}, status=status)
 
 
-def tenant_page(action: str):
-    """A portal page of the current tenant: signed in, tenant not suspended, role allows `action`."""
+def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
+    """A portal page of the current tenant: signed in, tenant not suspended, role allows `action`.
+
+    `methods` are the HTTP methods it answers; others get 405.
+    """
 
     def decorator(view):
         @login_required
         @wraps(view)
         def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                return HttpResponseNotAllowed(methods)
             caller = request.caller
             if request.caller_error is not None:
                 return _refuse(request, request.caller_error.message, request.caller_error.status)
@@ -52,8 +57,7 @@ def home(request):
     return redirect("portal:projects")
 
 
-@tenant_page("project.view")
-@require_http_methods(["GET", "POST"])
+@tenant_page("project.view", methods=("GET", "POST"))
 def projects(request):
     caller = request.caller
     form = ProjectForm(request.POST or None)
@@ -78,8 +82,7 @@ def project_detail(request, project_id: str):
     return render(request, "portal/project_detail.html", {"project": project})
 
 
-@tenant_page("project.delete")
-@require_POST
+@tenant_page("project.delete", methods=("POST",))
 def project_delete(request, project_id: str):
     project = get_object_or_404(Project.objects.all(), public_id=project_id)
     services.project_delete(project=project)
@@ -87,8 +90,7 @@ def project_delete(request, project_id: str):
     return redirect("portal:projects")
 
 
-@tenant_page("member.view")
-@require_http_methods(["GET", "POST"])
+@tenant_page("member.view", methods=("GET", "POST"))
 def members(request):
     caller = request.caller
     form = InviteForm(request.POST or None)
@@ -112,8 +114,7 @@ def members(request):
     return render(request, "portal/members.html", context, status=400 if form.errors else 200)
 
 
-@tenant_page("member.change_role")
-@require_POST
+@tenant_page("member.change_role", methods=("POST",))
 def member_role(request, member_id: str):
     membership = get_object_or_404(Membership.objects.select_related("user"), public_id=member_id)
     form = RoleForm(request.POST)
@@ -129,8 +130,7 @@ def member_role(request, member_id: str):
     return redirect("portal:members")
 
 
-@tenant_page("member.remove")
-@require_POST
+@tenant_page("member.remove", methods=("POST",))
 def member_remove(request, member_id: str):
     membership = get_object_or_404(Membership.objects.select_related("user"), public_id=member_id)
     try:
@@ -142,8 +142,7 @@ def member_remove(request, member_id: str):
     return redirect("portal:members")
 
 
-@tenant_page("api_key.view")
-@require_http_methods(["GET", "POST"])
+@tenant_page("api_key.view", methods=("GET", "POST"))
 def api_keys(request):
     caller = request.caller
     project_list = list(Project.objects.all())
@@ -172,8 +171,7 @@ def api_keys(request):
     return response
 
 
-@tenant_page("api_key.revoke")
-@require_POST
+@tenant_page("api_key.revoke", methods=("POST",))
 def api_key_revoke(request, key_id: str):
     key = get_object_or_404(ApiKey.objects.all(), public_id=key_id)
     services.api_key_revoke(api_key=key)
@@ -184,6 +182,7 @@ def api_key_revoke(request, key_id: str):
 @login_required
 @require_POST
 def switch_tenant(request):
+    """Choose the tenant the portal (and session API calls without X-Tenant) act on."""
     form = SwitchTenantForm(request.POST)
     wanted = form.data.get("tenant", "")
     memberships = request.caller.memberships if request.caller else []

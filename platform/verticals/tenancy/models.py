@@ -68,6 +68,7 @@ class Tenant(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["partner", "name"], name="tenant_name_unique_per_partner")]
+        ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
         return self.name

@@ -34,7 +34,6 @@ _MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
 # action -> (roles allowed, scope an API key needs)
 TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
-    "tenant.view": (_ALL, Scope.READ),
     "project.view": (_ALL, Scope.READ),
     "project.create": (_BUILDERS, Scope.WRITE),
     "project.update": (_BUILDERS, Scope.WRITE),

@@ -1,0 +1,194 @@
+"""The cross-tenant probe, generated from the URL conf.
+
+Every route of the project (API and portal) is called with every method by tenant B's
+principals (its API key, its owner's session, its partner admin's session), filling each
+path parameter with tenant A's object ids. For every call the answer must equal the answer
+for an id that does not exist (so nothing reveals that A's object is there), at least one
+principal must get 404 on each object route, no answer may show A's rows, and A's rows must
+be unchanged afterwards. A route that is neither probed nor exempted with a reason fails.
+"""
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.conftest import World, make_key
+from verticals.tenancy.models import ApiKey, Membership, Project, Tenant
+from verticals.tenancy.roles import Role
+
+METHODS = ["get", "post", "put", "patch", "delete"]
+
+# Routes the probe does not call, each with the reason.
+EXEMPT = {
+    "admin:": "Django admin: staff only (is_staff), not a tenant surface.",
+    "schema": "OpenAPI document: describes routes, holds no tenant data.",
+    "api-docs": "Swagger UI page: static, holds no tenant data.",
+    "api-redoc": "Redoc page: static, holds no tenant data.",
+    "healthz": "Liveness answer, holds no tenant data.",
+    "portal:login": "Sign-in form, before any tenant is known.",
+    "portal:logout": "Ends the caller's own session.",
+    "portal:password_reset": "Takes an email; answers the same whether or not it exists.",
+    "portal:password_reset_done": "Static confirmation page.",
+    "portal:password_reset_confirm": "The signed token in the URL is the credential, not a tenant object id.",
+    "portal:password_reset_complete": "Static confirmation page.",
+    "<unnamed>^media/": "Partner logos (public branding); tenant files are never served from MEDIA_URL.",
+}
+
+# How to fill each path parameter with tenant A's object (attribute of World, or a function).
+PARAM_FILLERS = {
+    "project_id": lambda w: w.project.public_id,
+    "member_id": lambda w: w.membership.public_id,
+    "key_id": lambda w: w.key.public_id,
+    "tenant_id": lambda w: w.tenant.public_id,
+}
+BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
+         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000"}
+
+
+def iter_routes(patterns=None, prefix="", namespace=""):
+    """(name, regex, param names) for every route, resolvers expanded."""
+    for entry in patterns if patterns is not None else get_resolver().url_patterns:
+        regex = prefix + entry.pattern.regex.pattern.lstrip("^").rstrip("$")
+        if isinstance(entry, URLResolver):
+            inner_ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from iter_routes(entry.url_patterns, regex, inner_ns)
+        elif isinstance(entry, URLPattern):
+            name = f"{namespace}{entry.name}" if entry.name else f"{namespace}<unnamed>^{regex}"
+            yield name, regex, list(re.compile(regex).groupindex)
+
+
+def exemption(name: str) -> str | None:
+    for key, reason in EXEMPT.items():
+        if name == key or (key.endswith(":") and name.startswith(key)) or name.startswith(key):
+            return reason
+    return None
+
+
+def markers(world: World) -> list[str]:
+    """Strings that would betray A's rows in an answer."""
+    return [
+        world.tenant.public_id, world.tenant.name, world.project.public_id, world.project.name,
+        world.membership.public_id, world.key.public_id, world.key.lookup, world.owner.email,
+        world.partner.public_id,
+    ]
+
+
+def snapshot(world: World) -> dict:
+    # The probe looks at A's rows from outside any request: it checks them by A's id directly.
+    return {
+        "tenant": Tenant.objects.filter(pk=world.tenant.pk).values().get(),
+        "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "members": list(Membership.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "keys": list(ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+    }
+
+
+def principals(world_b: World):
+    return {"b-api-key": world_b.client(), "b-owner-session": world_b.session(), "b-partner-admin": world_b.partner_session()}
+
+
+def body_for(world_a: World) -> dict:
+    """A write body that points at A's objects wherever a field takes an id."""
+    return {
+        "name": "probe", "description": "probe", "role": Role.VIEWER, "reason": "probe", "scopes": ["read"],
+        "project": world_a.project.public_id, "tenant": world_a.tenant.public_id, "partner": world_a.partner.public_id,
+    }
+
+
+def call(client, method: str, path: str, body: dict):
+    if method in ("get", "delete"):
+        return getattr(client, method)(path)
+    return getattr(client, method)(path, body, format="json")
+
+
+def text_of(response) -> str:
+    if getattr(response, "streaming", False):
+        return ""
+    return response.content.decode(errors="replace")
+
+
+@pytest.mark.django_db
+def test_every_route_is_probed_or_exempted(world_a, world_b):
+    unknown_params, probed = [], 0
+    for name, regex, params in iter_routes():
+        if exemption(name):
+            continue
+        missing = [p for p in params if p not in PARAM_FILLERS and p != "rest"]
+        if missing:
+            unknown_params.append(f"{name} ({regex}): no filler for {missing}")
+        probed += 1
+    assert not unknown_params, "Routes the probe cannot fill; add a PARAM_FILLERS entry or an EXEMPT reason:\n" + "\n".join(unknown_params)
+    assert probed >= 15
+
+
+@pytest.mark.django_db
+def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
+    # B's owner and keys get every power, so that only tenancy can stop them.
+    before = snapshot(world_a)
+    betrayals, leaks, unreached = [], [], []
+    for name, regex, params in iter_routes():
+        if exemption(name):
+            continue
+        params = [p for p in params if p != "rest"]
+        if "rest" in re.compile(regex).groupindex:
+            path_a = path_bogus = "/" + regex.split("(?P")[0] + "probe/" + world_a.project.public_id
+        else:
+            path_a = reverse(name, kwargs={p: PARAM_FILLERS[p](world_a) for p in params})
+            path_bogus = reverse(name, kwargs={p: BOGUS[p] for p in params})
+        saw_404 = False
+        for who, client in principals(world_b).items():
+            for method in METHODS:
+                answer = call(client, method, path_a, body_for(world_a))
+                text = text_of(answer)
+                if params:
+                    bogus = call(client, method, path_bogus, body_for(world_a))
+                    if answer.status_code != bogus.status_code:
+                        betrayals.append(f"{method.upper()} {path_a} as {who}: {answer.status_code}, but {bogus.status_code} for a missing id")
+                    saw_404 |= answer.status_code == 404
+                    to_login = answer.status_code == 302 and "/login/" in answer.get("Location", "")
+                    if answer.status_code < 400 and not to_login:
+                        leaks.append(f"{method.upper()} {path_a} as {who}: {answer.status_code} on A's object")
+                found = [m for m in markers(world_a) if m in text and m not in str(body_for(world_a))]
+                if found:
+                    leaks.append(f"{method.upper()} {path_a} as {who}: answer shows {found}")
+                assert answer.status_code < 500, f"{method.upper()} {path_a} as {who}: {answer.status_code} {text[:300]}"
+        if params and not saw_404:
+            unreached.append(f"{name}: no principal got 404")
+    assert not betrayals, "\n".join(betrayals)
+    assert not leaks, "\n".join(leaks)
+    assert not unreached, "\n".join(unreached)
+    assert snapshot(world_a) == before, "tenant A's rows changed during the probe"
+
+
+@pytest.mark.django_db
+def test_b_lists_show_none_of_a(world_a, world_b):
+    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/partner/tenants/"]:
+        for who, client in principals(world_b).items():
+            answer = client.get(path)
+            if answer.status_code == 200:
+                assert "results" in answer.json(), (path, who, answer.json())
+                assert not [m for m in markers(world_a) if m in answer.content.decode()], (path, who)
+    # B's own rows are there, so the emptiness of A's is not an accident of empty lists.
+    assert world_b.project.public_id in world_b.client().get("/api/v1/projects/").content.decode()
+    assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
+
+
+@pytest.mark.django_db
+def test_key_restricted_to_one_project_sees_only_that_project(world_a):
+    from verticals.tenancy.scoping import tenant_context
+    from verticals.tenancy.services import project_create
+
+    with tenant_context(world_a.tenant):
+        other = project_create(tenant=world_a.tenant, name="Other")
+    _key, secret = make_key(world_a.tenant, project=world_a.project, user=world_a.owner)
+    client = world_a.client()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    answer = client.get("/api/v1/projects/")
+    assert answer.status_code == 200, answer.json()
+    listed = [p["id"] for p in answer.json()["results"]]
+    assert listed == [world_a.project.public_id]
+    assert client.get(f"/api/v1/projects/{other.public_id}/").status_code == 404
+    refused = client.post("/api/v1/projects/", {"name": "new"}, format="json")
+    assert refused.status_code == 403
+    assert world_a.project.public_id in refused.json()["error"]["message"]
