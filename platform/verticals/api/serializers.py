@@ -6,6 +6,17 @@ from verticals.tenancy.models import ApiKey, Membership, Partner, Project, Tenan
 from verticals.tenancy.roles import Role, Scope
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: 7 or 5.5 is a wrong type, not a name."""
+
+    default_error_messages = {"invalid": "Give a string, not a {type}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class PublicIdRelatedField(serializers.SlugRelatedField):
     """A reference to another object by public id, looked up in the caller's scope."""
 
@@ -30,8 +41,8 @@ class PublicIdRelatedField(serializers.SlugRelatedField):
 
 class ProjectSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
-    name = serializers.CharField(max_length=120)
-    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    name = StrictCharField(max_length=120)
+    description = StrictCharField(max_length=2000, required=False, allow_blank=True)
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
 
     class Meta:
@@ -59,7 +70,7 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberInviteSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices)
-    full_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    full_name = StrictCharField(max_length=150, required=False, allow_blank=True, default="")
 
 
 class MemberRoleSerializer(serializers.Serializer):
@@ -85,7 +96,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
+    name = StrictCharField(max_length=120)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False, max_length=len(Scope.values)
     )
@@ -120,7 +131,7 @@ class TenantSerializer(serializers.ModelSerializer):
 
 
 class PartnerTenantCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
+    name = StrictCharField(max_length=120)
     partner = PublicIdRelatedField(
         model_name="partner", queryset=Partner.objects, required=False,
         help_text="Needed only when you administer several partners.",
@@ -129,8 +140,8 @@ class PartnerTenantCreateSerializer(serializers.Serializer):
 
 
 class PartnerTenantUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
+    name = StrictCharField(max_length=120)
 
 
 class SuspendSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")

@@ -42,6 +42,7 @@ TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
     "member.invite": (_MANAGERS, Scope.WRITE),
     "member.change_role": (_MANAGERS, Scope.WRITE),
     "member.remove": (_MANAGERS, Scope.WRITE),
+    "member.manage_owners": (frozenset({Role.OWNER}), Scope.WRITE),
     "api_key.view": (_BUILDERS, Scope.READ),
     "api_key.create": (_BUILDERS, Scope.WRITE),
     "api_key.revoke": (_BUILDERS, Scope.WRITE),

@@ -141,8 +141,8 @@ def member_invite(*, caller: Caller, email: str, role: str, full_name: str = "")
 
 
 def _check_owner_rules(*, caller: Caller, membership: Membership, new_role: str | None) -> None:
-    if membership.role == Role.OWNER and Role.OWNER not in grantable_roles(caller.role):
-        raise PermissionDenied("Only an owner may change or remove another owner.")
+    if membership.role == Role.OWNER and not caller.can("member.manage_owners"):
+        raise PermissionDenied("Only an owner may change or remove an owner.")
     if membership.role == Role.OWNER and new_role != Role.OWNER:
         owners = Membership.objects.filter(role=Role.OWNER).select_for_update()
         if owners.count() <= 1:

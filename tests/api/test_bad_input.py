@@ -1,0 +1,115 @@
+"""Bad input on every API write route answers 400 in the one error shape, naming the field."""
+
+import pytest
+
+from tests.api.test_cross_tenant_probe import PARAM_FILLERS, iter_routes
+
+LONG = "x" * 5000
+
+# route name -> method -> [(body, field the message must name)]
+CASES = {
+    "api:project-list": {
+        "post": [({}, "name"), ({"name": 7}, "name"), ({"name": LONG}, "name"), ({"name": "ok", "description": LONG}, "description"),
+                 ({"name": ["a"]}, "name")],
+    },
+    "api:project-detail": {
+        "put": [({}, "name"), ({"name": LONG}, "name")],
+        "patch": [({"name": ""}, "name"), ({"name": {"a": 1}}, "name"), ({"description": LONG}, "description")],
+    },
+    "api:member-list": {
+        "post": [({"role": "viewer"}, "email"), ({"email": "not-an-email", "role": "viewer"}, "email"),
+                 ({"email": "a@example.com"}, "role"), ({"email": "a@example.com", "role": "emperor"}, "role"),
+                 ({"email": "a@example.com", "role": "viewer", "full_name": LONG}, "full_name"),
+                 ({"email": ["a@example.com"], "role": "viewer"}, "email")],
+    },
+    "api:member-detail": {
+        "patch": [({}, "role"), ({"role": "emperor"}, "role"), ({"role": 3}, "role")],
+    },
+    "api:api-key-list": {
+        "post": [({"scopes": ["read"]}, "name"), ({"name": "k"}, "scopes"), ({"name": "k", "scopes": []}, "scopes"),
+                 ({"name": "k", "scopes": ["fly"]}, "scopes"), ({"name": "k", "scopes": "read"}, "scopes"),
+                 ({"name": LONG, "scopes": ["read"]}, "name"), ({"name": "k", "scopes": ["read"], "project": "prj_nope"}, "project"),
+                 ({"name": "k", "scopes": ["read"], "project": 12}, "project"),
+                 ({"name": "k", "scopes": ["read"], "expires_at": "tomorrow"}, "expires_at"),
+                 ({"name": "k", "scopes": ["read"], "role": "emperor"}, "role"),
+                 ({"name": "k", "scopes": ["read"], "mode": "prod"}, "mode")],
+    },
+    "api:partner-tenant-list": {
+        "post": [({}, "name"), ({"name": LONG}, "name"), ({"name": "T", "partner": "ptn_nope"}, "partner"),
+                 ({"name": "T", "owner_email": "nope"}, "owner_email"), ({"name": 5.5}, "name")],
+    },
+    "api:partner-tenant-detail": {"patch": [({}, "name"), ({"name": LONG}, "name")]},
+    "api:partner-tenant-suspend": {"post": [({"reason": LONG}, "reason"), ({"reason": ["x"]}, "reason")]},
+}
+# Write routes that take no body.
+NO_BODY = {"api:api-key-revoke": "post", "api:partner-tenant-reactivate": "post", "api:project-detail": "delete",
+           "api:member-detail": "delete"}
+
+
+def _client_for(name, world):
+    return world.partner_session() if name.startswith("api:partner-") else world.session()
+
+
+def _path(name, regex, params, world):
+    from django.urls import reverse
+
+    return reverse(name, kwargs={p: PARAM_FILLERS[p](world) for p in params})
+
+
+@pytest.mark.django_db
+def test_every_api_write_route_has_bad_input_cases(world_a):
+    from django.urls import resolve
+
+    missing = []
+    for name, regex, params in iter_routes():
+        if not name.startswith("api:"):
+            continue
+        path = _path(name, regex, params, world_a)
+        callback = resolve(path).func
+        methods = set(getattr(callback, "actions", {}) or {}) & {"post", "put", "patch", "delete"}
+        for method in methods:
+            if method not in CASES.get(name, {}) and NO_BODY.get(name) != method:
+                missing.append(f"{method.upper()} {name}")
+    assert not missing, "write routes without bad-input cases: " + ", ".join(missing)
+
+
+@pytest.mark.django_db
+def test_bad_input_answers_400_naming_the_field(world_a):
+    routes = {name: (regex, params) for name, regex, params in iter_routes()}
+    failures = []
+    for name, methods in CASES.items():
+        regex, params = routes[name]
+        path = _path(name, regex, params, world_a)
+        client = _client_for(name, world_a)
+        for method, cases in methods.items():
+            for body, field_name in cases:
+                answer = getattr(client, method)(path, body, format="json")
+                error = answer.json().get("error", {}) if answer.headers.get("Content-Type", "").startswith("application/json") else {}
+                ok = (
+                    answer.status_code == 400
+                    and set(error) == {"code", "message", "details"}
+                    and error["message"].startswith(f"{field_name}:")
+                    and field_name in error["details"]
+                )
+                if not ok:
+                    failures.append(f"{method.upper()} {name} {str(body)[:60]}: {answer.status_code} {answer.content[:200]!r}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.django_db
+def test_malformed_json_and_wrong_media_type(world_a):
+    client = world_a.session()
+    answer = client.post("/api/v1/projects/", data="{not json", content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "parse_error"
+    answer = client.post("/api/v1/projects/", data="name=x", content_type="text/csv")
+    assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.django_db
+def test_duplicate_names_are_400_naming_the_field(world_a):
+    answer = world_a.session().post("/api/v1/projects/", {"name": world_a.project.name}, format="json")
+    assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("name:")
+    answer = world_a.session().post("/api/v1/members/", {"email": world_a.owner.email, "role": "viewer"}, format="json")
+    assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("email:")
+    answer = world_a.partner_session().post("/api/v1/partner/tenants/", {"name": world_a.tenant.name}, format="json")
+    assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("name:")
