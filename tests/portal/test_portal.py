@@ -1,0 +1,113 @@
+"""Portal pages through Django's test client (the browser test drives the same in Chromium)."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from tests.conftest import PASSWORD, make_member
+from verticals.tenancy.models import ApiKey, Membership
+from verticals.tenancy.roles import Role
+from verticals.tenancy.scoping import tenant_context
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_login_page_and_login_by_email(world_a):
+    client = Client()
+    assert client.get("/projects/").status_code == 302
+    assert client.get("/login/").status_code == 200
+    answer = client.post("/login/", {"username": world_a.owner.email, "password": PASSWORD})
+    assert answer.status_code == 302 and answer["Location"] == "/projects/"
+    bad = Client().post("/login/", {"username": world_a.owner.email, "password": "wrong"})
+    assert bad.status_code == 200 and b"correct" in bad.content
+
+
+@pytest.mark.django_db
+def test_projects_page_lists_and_creates(world_a, world_b):
+    client = signed_in(world_a.owner)
+    page = client.get("/projects/").content.decode()
+    assert world_a.project.name in page and world_b.project.name not in page
+    created = client.post("/projects/", {"name": "Churn model", "description": "Q3"})
+    assert created.status_code == 302
+    assert "Churn model" in client.get("/projects/").content.decode()
+    empty = client.post("/projects/", {"name": ""})
+    assert empty.status_code == 400 and b"This field is required" in empty.content
+    duplicate = client.post("/projects/", {"name": "Churn model"})
+    assert duplicate.status_code == 400 and b"already exists" in duplicate.content
+
+
+@pytest.mark.django_db
+def test_viewer_sees_no_create_form_and_cannot_post(world_a):
+    viewer = make_member(world_a.tenant, "viewer@example.com", Role.VIEWER)
+    client = signed_in(viewer.user)
+    page = client.get("/projects/").content.decode()
+    assert "New project" not in page
+    assert client.post("/projects/", {"name": "sneaky"}).status_code == 403
+    assert client.get("/api-keys/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_api_key_secret_shown_exactly_once(world_a):
+    client = signed_in(world_a.owner)
+    answer = client.post("/api-keys/", {"name": "ci", "scopes": ["read", "predict"], "role": "developer", "mode": "live"})
+    assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
+    secrets = re.findall(r"vk_live_[0-9A-Za-z]{46}", answer.content.decode())
+    assert len(set(secrets)) == 1
+    assert secrets[0] not in client.get("/api-keys/").content.decode()
+    with tenant_context(world_a.tenant):
+        key = ApiKey.objects.get(name="ci")
+    assert client.post(f"/api-keys/{key.public_id}/revoke").status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+
+@pytest.mark.django_db
+def test_members_invite_change_role_remove(world_a, mailoutbox, django_capture_on_commit_callbacks):
+    client = signed_in(world_a.owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/members/", {"email": "new@example.com", "role": "developer"}).status_code == 302
+    assert mailoutbox[0].to == ["new@example.com"] and "/password-reset/" in mailoutbox[0].body
+    with tenant_context(world_a.tenant):
+        member = Membership.objects.get(user__email="new@example.com")
+    client.post(f"/members/{member.public_id}/role", {"role": "viewer"})
+    member.refresh_from_db()
+    assert member.role == "viewer"
+    client.post(f"/members/{member.public_id}/remove")
+    with tenant_context(world_a.tenant):
+        assert not Membership.objects.filter(pk=member.pk).exists()
+    # The last owner cannot be removed; the page says why.
+    answer = client.post(f"/members/{world_a.membership.public_id}/remove", follow=True)
+    assert b"at least one owner" in answer.content
+
+
+@pytest.mark.django_db
+def test_invited_user_sets_password_from_the_email_link(world_a, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in(world_a.owner).post("/members/", {"email": "invitee@example.com", "role": "viewer"})
+    link = re.search(r"https?://[^/]+(/password-reset/\S+)", mailoutbox[0].body).group(1)
+    client = Client()
+    form_page = client.get(link, follow=True)
+    assert form_page.status_code == 200 and b"new_password1" in form_page.content
+    done = client.post(form_page.redirect_chain[-1][0], {"new_password1": "Fresh-pass-2026!", "new_password2": "Fresh-pass-2026!"})
+    assert done.status_code == 302
+    assert Client().login(username="invitee@example.com", password="Fresh-pass-2026!")
+
+
+@pytest.mark.django_db
+def test_tenant_switcher_and_branding(world_a, world_b):
+    with tenant_context(world_b.tenant):
+        Membership.objects.create(tenant=world_b.tenant, user=world_a.owner, role=Role.DEVELOPER)
+    client = signed_in(world_a.owner)
+    page = client.get("/projects/").content.decode()
+    assert "Brand A" in page and "--brand: #1f6feb" in page and 'id="tenant-switch"' in page
+    assert client.post("/tenant/switch", {"tenant": world_b.tenant.public_id}).status_code == 302
+    page = client.get("/projects/").content.decode()
+    assert "Brand B" in page and "--brand: #8250df" in page and world_b.project.name in page
+    assert world_a.project.name not in page
+    assert client.post("/tenant/switch", {"tenant": "ten_notmine"}).status_code == 404

@@ -1,0 +1,49 @@
+"""`manage.py bootstrap`: creates what is missing, is idempotent, prints one JSON object."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from verticals.tenancy.models import Membership, Partner, Project, Tenant, User
+
+
+def bootstrap(**options) -> dict:
+    out = StringIO()
+    call_command("bootstrap", stdout=out, **options)
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.django_db
+def test_bootstrap_creates_everything_then_nothing_more():
+    first = bootstrap(partner="Acme", tenant="Globex", email="Owner@Globex.example")
+    assert set(first) >= {"partner", "tenant", "project", "user", "api_key"}
+    assert first["created"] == ["partner", "tenant", "user", "membership", "project"]
+    assert first["user"]["password"]  # generated for a new user, printed once
+    assert first["partner"]["id"].startswith("ptn_") and first["project"]["id"].startswith("prj_")
+    second = bootstrap(partner="Acme", tenant="Globex", email="owner@globex.example")
+    assert second["created"] == [] and second["user"]["password"] is None
+    assert {k: second[k] for k in ("partner", "tenant", "project")} == {k: first[k] for k in ("partner", "tenant", "project")}
+    assert second["api_key"] != first["api_key"]
+    assert Tenant.objects.count() == 1 and User.objects.count() == 1
+    assert Membership.dangerously_unscoped.count() == 1 and Project.dangerously_unscoped.count() == 1
+    # Acme sits under the platform operator, the root of the partner tree.
+    assert Partner.objects.get(name="Acme").parent.parent is None
+
+
+@pytest.mark.django_db
+def test_bootstrap_outputs_work(client):
+    result = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", password="s3cret-pass-word")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {result['api_key']}")
+    me = api.get("/api/v1/me").json()
+    assert me["tenant"]["id"] == result["tenant"]["id"] and me["role"] == "owner"
+    assert client.login(username="o@globex.example", password="s3cret-pass-word")
+
+
+@pytest.mark.django_db
+def test_bootstrap_rejects_a_bad_email():
+    with pytest.raises(CommandError, match="not an email"):
+        bootstrap(partner="Acme", tenant="Globex", email="nope")
