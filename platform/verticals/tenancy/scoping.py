@@ -57,6 +57,10 @@ class TenantScopedManager(models.Manager):
         tenant = require_current_tenant()
         return super().get_queryset().filter(tenant_id=tenant.pk)
 
+    def none(self) -> models.QuerySet:
+        """An empty queryset holds no tenant's rows, so it needs no context (schema tools use it)."""
+        return super().get_queryset().none()
+
 
 class TenantOwnedModel(models.Model):
     """Base for every tenant-owned table: a `tenant_id` column and a scoped default manager."""
