@@ -61,7 +61,7 @@ def test_every_api_write_route_has_bad_input_cases(world_a):
     from django.urls import resolve
 
     missing = []
-    for name, regex, params in iter_routes():
+    for name, regex, params, _view in iter_routes():
         if not name.startswith("api:"):
             continue
         path = _path(name, regex, params, world_a)
@@ -75,7 +75,7 @@ def test_every_api_write_route_has_bad_input_cases(world_a):
 
 @pytest.mark.django_db
 def test_bad_input_answers_400_naming_the_field(world_a):
-    routes = {name: (regex, params) for name, regex, params in iter_routes()}
+    routes = {r.name: (r.regex, r.params) for r in iter_routes()}
     failures = []
     for name, methods in CASES.items():
         regex, params = routes[name]

@@ -9,6 +9,7 @@ be unchanged afterwards. A route that is neither probed nor exempted with a reas
 """
 
 import re
+from typing import NamedTuple
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -46,8 +47,15 @@ BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist0
          "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000"}
 
 
+class Route(NamedTuple):
+    name: str
+    regex: str
+    params: list[str]
+    callback: object
+
+
 def iter_routes(patterns=None, prefix="", namespace=""):
-    """(name, regex, param names) for every route, resolvers expanded."""
+    """Every route of the URL conf, resolvers expanded."""
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         regex = prefix + entry.pattern.regex.pattern.lstrip("^").rstrip("$")
         if isinstance(entry, URLResolver):
@@ -55,7 +63,7 @@ def iter_routes(patterns=None, prefix="", namespace=""):
             yield from iter_routes(entry.url_patterns, regex, inner_ns)
         elif isinstance(entry, URLPattern):
             name = f"{namespace}{entry.name}" if entry.name else f"{namespace}<unnamed>^{regex}"
-            yield name, regex, list(re.compile(regex).groupindex)
+            yield Route(name, regex, list(re.compile(regex).groupindex), entry.callback)
 
 
 def exemption(name: str) -> str | None:
@@ -111,7 +119,7 @@ def text_of(response) -> str:
 @pytest.mark.django_db
 def test_every_route_is_probed_or_exempted(world_a, world_b):
     unknown_params, probed = [], 0
-    for name, regex, params in iter_routes():
+    for name, regex, params, _view in iter_routes():
         if exemption(name):
             continue
         missing = [p for p in params if p not in PARAM_FILLERS and p != "rest"]
@@ -127,7 +135,7 @@ def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
     # B's owner and keys get every power, so that only tenancy can stop them.
     before = snapshot(world_a)
     betrayals, leaks, unreached = [], [], []
-    for name, regex, params in iter_routes():
+    for name, regex, params, _view in iter_routes():
         if exemption(name):
             continue
         params = [p for p in params if p != "rest"]
@@ -192,3 +200,24 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
     refused = client.post("/api/v1/projects/", {"name": "new"}, format="json")
     assert refused.status_code == 403
     assert world_a.project.public_id in refused.json()["error"]["message"]
+
+
+
+def test_every_api_view_stands_on_a_scoping_base():
+    """API views reach rows only through the scoped bases; a new view that does not is caught here."""
+    from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+    from rest_framework.views import APIView
+
+    from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
+
+    bases = (TenantScopedViewSet, PartnerScopedViewSet, CallerAPIView)
+    schema_views = (SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView)
+    offenders, checked = [], 0
+    for route in iter_routes():
+        cls = getattr(route.callback, "cls", None)
+        if cls is None or not issubclass(cls, APIView) or issubclass(cls, schema_views):
+            continue
+        checked += 1
+        if not issubclass(cls, bases):
+            offenders.append(f"{route.name}: {cls.__name__}")
+    assert checked >= 10 and not offenders, f"API views outside the scoped bases: {offenders}"

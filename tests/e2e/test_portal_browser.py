@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 import urllib.request
 from io import StringIO
 
@@ -22,7 +23,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def chromium_page():
+def chromium():
+    """Opens a page in Chromium. Start it after the test's own ORM work: Playwright runs an
+    event loop in this thread, and Django refuses ORM calls from a thread with a running loop."""
     if not os.path.exists(CHROMIUM):
         message = f"Chromium not found at {CHROMIUM}: `apt-get install chromium` to run the browser test."
         if os.environ.get("VERTICALS_REQUIRE_BROWSER") == "1":
@@ -30,23 +33,22 @@ def chromium_page():
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    # Playwright runs an event loop in this thread; the test's own ORM calls happen before it
-    # starts, and the live server answers from its own thread.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        try:
-            yield page
-        finally:
-            browser.close()
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    @contextmanager
+    def open_page():
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context().new_page()
+            page.set_default_timeout(15000)
+            try:
+                yield page
+            finally:
+                browser.close()
+
+    return open_page
 
 
 @pytest.mark.django_db(transaction=True)
-def test_portal_in_chromium(live_server, chromium_page):
+def test_portal_in_chromium(live_server, chromium):
     out = StringIO()
     call_command(
         "bootstrap", partner="Acme Resellers", tenant="Globex", email="owner@globex.example",
@@ -54,9 +56,12 @@ def test_portal_in_chromium(live_server, chromium_page):
     )
     boot = json.loads(out.getvalue())
     Partner.objects.filter(name="Acme Resellers").update(brand_name="Acme Cloud", brand_colour="#d1242f")
+    with chromium() as page:
+        drive_portal(page, live_server.url, boot)
 
-    page = chromium_page
-    page.goto(live_server.url + "/login/")
+
+def drive_portal(page, base_url: str, boot: dict) -> None:
+    page.goto(base_url + "/login/")
     page.fill("#id_username", boot["user"]["email"])
     page.fill("#id_password", "Browser-pass-2026")
     page.click("button[type=submit]")
@@ -86,12 +91,12 @@ def test_portal_in_chromium(live_server, chromium_page):
     assert "from the browser" in page.inner_text("[data-testid=keys]")
 
     # The secret works against the API ...
-    request = urllib.request.Request(live_server.url + "/api/v1/projects/", headers={"Authorization": f"Bearer {secret}"})
+    request = urllib.request.Request(base_url + "/api/v1/projects/", headers={"Authorization": f"Bearer {secret}"})
     with urllib.request.urlopen(request) as response:
         names = {p["name"] for p in json.load(response)["results"]}
     assert "Churn prediction" in names
 
     # ... and is never shown again.
-    page.goto(live_server.url + "/api-keys/")
+    page.goto(base_url + "/api-keys/")
     assert secret not in page.content()
     assert "from the browser" in page.inner_text("[data-testid=keys]")

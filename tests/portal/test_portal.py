@@ -3,12 +3,19 @@
 import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from tests.conftest import PASSWORD, make_member
 from verticals.tenancy.models import ApiKey, Membership
 from verticals.tenancy.roles import Role
 from verticals.tenancy.scoping import tenant_context
+
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db00000000049454e44ae426082"
+)
 
 
 def signed_in(user) -> Client:
@@ -97,6 +104,17 @@ def test_invited_user_sets_password_from_the_email_link(world_a, mailoutbox, dja
     done = client.post(form_page.redirect_chain[-1][0], {"new_password1": "Fresh-pass-2026!", "new_password2": "Fresh-pass-2026!"})
     assert done.status_code == 302
     assert Client().login(username="invitee@example.com", password="Fresh-pass-2026!")
+
+
+@pytest.mark.django_db
+def test_partner_logo_and_support_email_on_tenant_pages(world_a, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    world_a.partner.logo = SimpleUploadedFile("acme.png", PNG_1PX, content_type="image/png")
+    world_a.partner.support_email = "help@brand-a.example"
+    world_a.partner.save()
+    page = signed_in(world_a.owner).get("/projects/").content.decode()
+    assert re.search(r'<img src="/media/partner-logos/acme[^"]*\.png" alt="Brand A logo"', page)
+    assert "help@brand-a.example" in page
 
 
 @pytest.mark.django_db
