@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 from contextlib import contextmanager
+import urllib.error
 import urllib.request
 from io import StringIO
 
@@ -100,3 +101,15 @@ def drive_portal(page, base_url: str, boot: dict) -> None:
     page.goto(base_url + "/api-keys/")
     assert secret not in page.content()
     assert "from the browser" in page.inner_text("[data-testid=keys]")
+
+    # Revoking swaps the key's row in place (HTMX), after a confirmation; the key stops working.
+    page.on("dialog", lambda dialog: dialog.accept())
+    row = page.locator("tr", has_text="from the browser")
+    row.locator("text=Revoke").click()
+    page.wait_for_function("[...document.querySelectorAll('tr')].some(r => r.innerText.includes('from the browser') && r.innerText.includes('revoked'))")
+    assert page.url.endswith("/api-keys/")
+    try:
+        urllib.request.urlopen(request)
+        raise AssertionError("a revoked key still works")
+    except urllib.error.HTTPError as error:
+        assert error.code == 401

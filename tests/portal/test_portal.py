@@ -129,3 +129,20 @@ def test_tenant_switcher_and_branding(world_a, world_b):
     assert "Brand B" in page and "--brand: #8250df" in page and world_b.project.name in page
     assert world_a.project.name not in page
     assert client.post("/tenant/switch", {"tenant": "ten_notmine"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_htmx_role_change_and_remove_swap_one_row(world_a):
+    dev = make_member(world_a.tenant, "dev@example.com", Role.DEVELOPER)
+    client = signed_in(world_a.owner)
+    hx = {"HTTP_HX_REQUEST": "true"}
+    row = client.post(f"/members/{dev.public_id}/role", {"role": "viewer"}, **hx)
+    html = row.content.decode()
+    assert row.status_code == 200 and html.startswith(f'<tr id="member-{dev.public_id}"') and "<html" not in html
+    assert "is now viewer" in html and 'value="viewer" selected' in html
+    refused = client.post(f"/members/{world_a.membership.public_id}/remove", **hx).content.decode()
+    assert "at least one owner" in refused and refused.startswith("<tr")
+    removed = client.post(f"/members/{dev.public_id}/remove", **hx)
+    assert removed.status_code == 200 and removed.content == b""
+    with tenant_context(world_a.tenant):
+        assert not Membership.objects.filter(pk=dev.pk).exists()

@@ -5,7 +5,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -114,20 +114,44 @@ def members(request):
     return render(request, "portal/members.html", context, status=400 if form.errors else 200)
 
 
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _error_text(error: Exception) -> str:
+    return " ".join(getattr(error, "messages", None) or [str(error)])
+
+
+def _member_row(request, membership, *, error: str = "", notice: str = ""):
+    context = {"m": membership, "grantable": grantable_roles(request.caller.role), "row_error": error, "row_notice": notice}
+    return render(request, "portal/_member_row.html", context)
+
+
+def _member_outcome(request, membership, *, error: str = "", notice: str = "", removed: bool = False):
+    """HTMX gets the row (or nothing, once removed) to swap in place; a plain form post gets a redirect."""
+    if _is_htmx(request):
+        if removed:
+            return HttpResponse("")
+        membership.refresh_from_db()
+        return _member_row(request, membership, error=error, notice=notice)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, notice)
+    return redirect("portal:members")
+
+
 @tenant_page("member.change_role", methods=("POST",))
 def member_role(request, member_id: str):
     membership = get_object_or_404(Membership.objects.select_related("user"), public_id=member_id)
     form = RoleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a valid role.")
-        return redirect("portal:members")
+        return _member_outcome(request, membership, error="Choose a valid role.")
     try:
         services.member_change_role(caller=request.caller, membership=membership, role=form.cleaned_data["role"])
     except (ValidationError, PermissionDenied) as error:
-        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
-    else:
-        messages.success(request, f"{membership.user.email} is now {membership.role}.")
-    return redirect("portal:members")
+        return _member_outcome(request, membership, error=_error_text(error))
+    return _member_outcome(request, membership, notice=f"{membership.user.email} is now {membership.role}.")
 
 
 @tenant_page("member.remove", methods=("POST",))
@@ -136,10 +160,8 @@ def member_remove(request, member_id: str):
     try:
         services.member_remove(caller=request.caller, membership=membership)
     except (ValidationError, PermissionDenied) as error:
-        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
-    else:
-        messages.success(request, f"{membership.user.email} removed.")
-    return redirect("portal:members")
+        return _member_outcome(request, membership, error=_error_text(error))
+    return _member_outcome(request, membership, notice=f"{membership.user.email} removed.", removed=True)
 
 
 @tenant_page("api_key.view", methods=("GET", "POST"))
@@ -173,8 +195,10 @@ def api_keys(request):
 
 @tenant_page("api_key.revoke", methods=("POST",))
 def api_key_revoke(request, key_id: str):
-    key = get_object_or_404(ApiKey.objects.all(), public_id=key_id)
+    key = get_object_or_404(ApiKey.objects.select_related("project"), public_id=key_id)
     services.api_key_revoke(api_key=key)
+    if _is_htmx(request):
+        return render(request, "portal/_api_key_row.html", {"k": key})
     messages.success(request, f"Key '{key.name}' revoked.")
     return redirect("portal:api_keys")
 
