@@ -71,7 +71,7 @@ def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
     tenant = tenant_create(partner=partner, name=f"Tenant {label}")
     owner_membership = make_member(tenant, f"owner-{label.lower()}@example.com", Role.OWNER)
     with tenant_context(tenant):
-        project = project_create(tenant=tenant, name=f"Project {label}", created_by=owner_membership.user)
+        project = project_create(tenant=tenant, name=f"Project {label}")
     key, secret = make_key(tenant, user=owner_membership.user)
     partner_admin = make_user(f"partner-admin-{label.lower()}@example.com")
     PartnerMembership.objects.create(partner=partner, user=partner_admin, role=PartnerRole.ADMIN)

@@ -15,7 +15,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import World, make_key
-from verticals.tenancy.models import ApiKey, Membership, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project, Tenant
 from verticals.tenancy.roles import Role
 
 METHODS = ["get", "post", "put", "patch", "delete"]
@@ -42,9 +42,10 @@ PARAM_FILLERS = {
     "member_id": lambda w: w.membership.public_id,
     "key_id": lambda w: w.key.public_id,
     "tenant_id": lambda w: w.tenant.public_id,
+    "event_id": lambda w: AuditEvent.dangerously_unscoped.filter(tenant=w.tenant).first().public_id,
 }
 BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
-         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000"}
+         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000"}
 
 
 class Route(NamedTuple):
@@ -89,6 +90,7 @@ def snapshot(world: World) -> dict:
         "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "members": list(Membership.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "keys": list(ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "audit": list(AuditEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
     }
 
 
@@ -171,7 +173,7 @@ def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
 
 @pytest.mark.django_db
 def test_b_lists_show_none_of_a(world_a, world_b):
-    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/partner/tenants/"]:
+    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/"]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             if answer.status_code == 200:

@@ -113,3 +113,12 @@ def drive_portal(page, base_url: str, boot: dict) -> None:
         raise AssertionError("a revoked key still works")
     except urllib.error.HTTPError as error:
         assert error.code == 401
+
+    # The audit log filters in place (HTMX) and shows who revoked the key.
+    page.click("nav >> text=Audit log")
+    assert "project.create" in page.inner_text("[data-testid=audit]")
+    page.select_option("#audit-action", "api_key.revoke")
+    page.wait_for_function("!document.querySelector('[data-testid=audit]').innerText.includes('project.create')")
+    log = page.inner_text("[data-testid=audit]")
+    assert "api_key.revoke" in log and boot["user"]["email"] in log
+    assert page.url.endswith("/audit/?action=api_key.revoke")

@@ -146,3 +146,14 @@ def test_htmx_role_change_and_remove_swap_one_row(world_a):
     assert removed.status_code == 200 and removed.content == b""
     with tenant_context(world_a.tenant):
         assert not Membership.objects.filter(pk=dev.pk).exists()
+
+
+@pytest.mark.django_db
+def test_audit_page_for_owners_only(world_a):
+    client = signed_in(world_a.owner)
+    client.post("/projects/", {"name": "Logged"})
+    page = client.get("/audit/?action=project.create").content.decode()
+    assert "project.create" in page and world_a.owner.email in page and "Audit log" in page
+    viewer = make_member(world_a.tenant, "viewer@example.com", Role.VIEWER)
+    assert signed_in(viewer.user).get("/audit/").status_code == 403
+    assert "Audit log" not in signed_in(viewer.user).get("/projects/").content.decode()

@@ -85,6 +85,8 @@ def perform(client, action: str, tenant):
     if action == "api_key.revoke":
         key, _secret = make_key(tenant, role=Role.VIEWER, scopes=["read"])
         return client.post(f"/api/v1/api-keys/{key.public_id}/revoke/")
+    if action == "audit.view":
+        return client.get("/api/v1/audit-events/")
     raise AssertionError(f"test_roles does not know how to perform {action}: add it to perform()")
 
 

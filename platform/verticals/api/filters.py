@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q
 from django.utils import timezone
 
-from verticals.tenancy.models import ApiKey, Membership, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project, Tenant
 
 
 class ProjectFilter(django_filters.FilterSet):
@@ -47,3 +47,14 @@ class TenantFilter(django_filters.FilterSet):
     class Meta:
         model = Tenant
         fields = ["status", "name"]
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    action = django_filters.CharFilter()
+    target_id = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "target_id", "since", "until"]

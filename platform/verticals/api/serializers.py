@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from verticals.tenancy.models import ApiKey, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Partner, Project, Tenant
 from verticals.tenancy.roles import Role, Scope
 
 
@@ -145,3 +145,11 @@ class PartnerTenantUpdateSerializer(serializers.Serializer):
 
 class SuspendSerializer(serializers.Serializer):
     reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "action", "actor", "target_type", "target_id", "details", "created_at"]

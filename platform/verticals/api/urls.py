@@ -9,6 +9,7 @@ router = SimpleRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("members", views.MemberViewSet, basename="member")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("partner/tenants", views.PartnerTenantViewSet, basename="partner-tenant")
 
 urlpatterns = [path("me", views.MeView.as_view(), name="me"), *router.urls]

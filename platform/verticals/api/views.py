@@ -13,6 +13,7 @@ from verticals.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    AuditEventSerializer,
     MemberInviteSerializer,
     MemberRoleSerializer,
     MemberSerializer,
@@ -23,7 +24,7 @@ from verticals.api.serializers import (
     TenantSerializer,
 )
 from verticals.tenancy import services
-from verticals.tenancy.models import ApiKey, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Partner, Project, Tenant
 
 
 class MeView(CallerAPIView):
@@ -87,14 +88,16 @@ class ProjectViewSet(
         if self.caller.project is not None:
             raise PermissionDenied(f"This API key is restricted to project {self.caller.project.public_id}.")
         serializer.instance = services.project_create(
-            tenant=self.caller.tenant, created_by=self.caller.user, **serializer.validated_data
+            tenant=self.caller.tenant, actor=self.caller, **serializer.validated_data
         )
 
     def perform_update(self, serializer):
-        serializer.instance = services.project_update(project=serializer.instance, **serializer.validated_data)
+        serializer.instance = services.project_update(
+            project=serializer.instance, actor=self.caller, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
-        services.project_delete(project=instance)
+        services.project_delete(project=instance, actor=self.caller)
 
 
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
@@ -165,8 +168,19 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(request=None, responses=ApiKeySerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request, key_id=None):
-        key = services.api_key_revoke(api_key=self.get_object())
+        key = services.api_key_revoke(api_key=self.get_object(), actor=self.caller)
         return Response(ApiKeySerializer(key).data)
+
+
+class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's audit log: who did what to which object, newest first."""
+
+    model = AuditEvent
+    serializer_class = AuditEventSerializer
+    filterset_class = filters.AuditEventFilter
+    ordering_fields = ["created_at"]
+    lookup_url_kwarg = "event_id"
+    actions = {"list": "audit.view", "retrieve": "audit.view"}
 
 
 class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PartnerScopedViewSet):
@@ -206,7 +220,7 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
                 partner=partner,
                 name=payload.validated_data["name"],
                 owner_email=payload.validated_data.get("owner_email"),
-                invited_by=self.caller.user,
+                actor=self.caller,
             )
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
@@ -215,7 +229,7 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         tenant = self.get_object()
         payload = PartnerTenantUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        return Response(TenantSerializer(services.tenant_update(tenant=tenant, **payload.validated_data)).data)
+        return Response(TenantSerializer(services.tenant_update(tenant=tenant, actor=self.caller, **payload.validated_data)).data)
 
     @extend_schema(request=SuspendSerializer, responses=TenantSerializer)
     @action(detail=True, methods=["post"])
@@ -223,9 +237,9 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         tenant = self.get_object()
         payload = SuspendSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        return Response(TenantSerializer(services.tenant_suspend(tenant=tenant, **payload.validated_data)).data)
+        return Response(TenantSerializer(services.tenant_suspend(tenant=tenant, actor=self.caller, **payload.validated_data)).data)
 
     @extend_schema(request=None, responses=TenantSerializer)
     @action(detail=True, methods=["post"])
     def reactivate(self, request, tenant_id=None):
-        return Response(TenantSerializer(services.tenant_reactivate(tenant=self.get_object())).data)
+        return Response(TenantSerializer(services.tenant_reactivate(tenant=self.get_object(), actor=self.caller)).data)

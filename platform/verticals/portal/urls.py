@@ -47,6 +47,7 @@ urlpatterns = [
     path("members/", views.members, name="members"),
     path("members/<str:member_id>/role", views.member_role, name="member_role"),
     path("members/<str:member_id>/remove", views.member_remove, name="member_remove"),
+    path("audit/", views.audit_log, name="audit"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<str:key_id>/revoke", views.api_key_revoke, name="api_key_revoke"),
 ]

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 from verticals.portal.forms import ApiKeyForm, InviteForm, ProjectForm, RoleForm, SwitchTenantForm
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
-from verticals.tenancy.models import ApiKey, Membership, Project
-from verticals.tenancy.roles import grantable_roles
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project
+from verticals.tenancy.roles import AUDITED_ACTIONS, grantable_roles
 
 
 def _refuse(request, message: str, status: int = 403):
@@ -66,7 +66,7 @@ def projects(request):
             raise PermissionDenied(caller.denial("project.create"))
         if form.is_valid():
             try:
-                project = services.project_create(tenant=caller.tenant, created_by=caller.user, **form.cleaned_data)
+                project = services.project_create(tenant=caller.tenant, actor=caller, **form.cleaned_data)
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
@@ -85,7 +85,7 @@ def project_detail(request, project_id: str):
 @tenant_page("project.delete", methods=("POST",))
 def project_delete(request, project_id: str):
     project = get_object_or_404(Project.objects.all(), public_id=project_id)
-    services.project_delete(project=project)
+    services.project_delete(project=project, actor=request.caller)
     messages.success(request, f"Project '{project.name}' deleted.")
     return redirect("portal:projects")
 
@@ -196,11 +196,20 @@ def api_keys(request):
 @tenant_page("api_key.revoke", methods=("POST",))
 def api_key_revoke(request, key_id: str):
     key = get_object_or_404(ApiKey.objects.select_related("project"), public_id=key_id)
-    services.api_key_revoke(api_key=key)
+    services.api_key_revoke(api_key=key, actor=request.caller)
     if _is_htmx(request):
         return render(request, "portal/_api_key_row.html", {"k": key})
     messages.success(request, f"Key '{key.name}' revoked.")
     return redirect("portal:api_keys")
+
+
+@tenant_page("audit.view")
+def audit_log(request):
+    events = AuditEvent.objects.all()
+    action = request.GET.get("action", "")
+    if action:
+        events = events.filter(action=action)
+    return render(request, "portal/audit.html", {"events": events[:200], "action": action, "actions": sorted(AUDITED_ACTIONS)})
 
 
 @login_required

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from verticals.tenancy.models import ApiKey, Membership, Partner, PartnerMembership, Project, Tenant, User
+from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Partner, PartnerMembership, Project, Tenant, User
 
 
 class UnscopedAdmin(admin.ModelAdmin):
@@ -60,3 +60,19 @@ class ProjectAdmin(UnscopedAdmin):
 class ApiKeyAdmin(UnscopedAdmin):
     list_display = ["name", "display_prefix", "tenant", "role", "revoked_at", "last_used_at"]
     readonly_fields = ["lookup", "secret_hash", "last_used_at", "created_at"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(UnscopedAdmin):
+    list_display = ["created_at", "tenant", "actor", "action", "target_type", "target_id"]
+    list_filter = ["action"]
+    search_fields = ["actor", "target_id", "public_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -39,6 +39,17 @@ class Caller:
         return frozenset(self.api_key.scopes) if self.api_key else None
 
     @property
+    def person(self) -> User | None:
+        """The person behind the call: the signed-in user, or whoever created the API key."""
+        return self.user or (self.api_key.created_by if self.api_key else None)
+
+    @property
+    def label(self) -> str:
+        if self.api_key is not None:
+            return f"API key {self.api_key.display_prefix}… ({self.api_key.name})"
+        return self.user.email if self.user else "system"
+
+    @property
     def project(self) -> Project | None:
         """The one project an API key is restricted to, if any."""
         return self.api_key.project if self.api_key else None

@@ -200,3 +200,24 @@ class ApiKey(TenantOwnedModel):
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class AuditEvent(TenantOwnedModel):
+    """Who did what to which object of a tenant: written by the services, never edited."""
+
+    public_id = PublicIdField(prefix="aud")
+    action = models.CharField(max_length=64)
+    # The actor's label stays readable after the user or key is gone.
+    actor = models.CharField(max_length=200)
+    actor_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=32)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_id}"

@@ -46,6 +46,7 @@ TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
     "api_key.view": (_BUILDERS, Scope.READ),
     "api_key.create": (_BUILDERS, Scope.WRITE),
     "api_key.revoke": (_BUILDERS, Scope.WRITE),
+    "audit.view": (_MANAGERS, Scope.READ),
 }
 
 PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
@@ -55,6 +56,15 @@ PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
     "partner.tenant.suspend": frozenset({PartnerRole.ADMIN}),
     "partner.tenant.reactivate": frozenset({PartnerRole.ADMIN}),
 }
+
+
+# What the audit log records (verticals.tenancy.services writes them).
+AUDITED_ACTIONS = frozenset({
+    "project.create", "project.update", "project.delete",
+    "member.invite", "member.change_role", "member.remove",
+    "api_key.create", "api_key.revoke",
+    "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
+})
 
 
 def role_allows(role: str | None, action: str) -> bool:

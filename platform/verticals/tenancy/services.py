@@ -15,9 +15,11 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from verticals.tenancy import keys
+from verticals.tenancy.audit import audit_record
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import ApiKey, Membership, Partner, Project, Tenant, User
 from verticals.tenancy.roles import Role, Scope, grantable_roles
+from verticals.tenancy.scoping import tenant_context
 
 
 # --- partners and tenants ---------------------------------------------------------------
@@ -36,38 +38,45 @@ def partner_get_or_create(*, name: str) -> tuple[Partner, bool]:
     return Partner.objects.create(name=name, brand_name=name, parent=root), True
 
 
-def tenant_create(*, partner: Partner, name: str, owner_email: str | None = None, invited_by: User | None = None) -> Tenant:
+def tenant_create(*, partner: Partner, name: str, owner_email: str | None = None, actor: Caller | None = None) -> Tenant:
     with transaction.atomic():
         if Tenant.objects.filter(partner=partner, name=name).exists():
             raise ValidationError({"name": f"Partner '{partner.name}' already has a tenant named '{name}'."})
         tenant = Tenant.objects.create(partner=partner, name=name)
+        audit_record(tenant=tenant, actor=actor, action="tenant.create", target=tenant, details={"partner": partner.public_id})
         if owner_email:
-            _membership_add(tenant=tenant, email=owner_email, role=Role.OWNER, invited_by=invited_by)
+            membership = _membership_add(tenant=tenant, email=owner_email, role=Role.OWNER, actor=actor)
+            audit_record(tenant=tenant, actor=actor, action="member.invite", target=membership,
+                         details={"email": membership.user.email, "role": Role.OWNER})
     return tenant
 
 
-def tenant_update(*, tenant: Tenant, name: str) -> Tenant:
+def tenant_update(*, tenant: Tenant, name: str, actor: Caller | None = None) -> Tenant:
     if Tenant.objects.filter(partner=tenant.partner, name=name).exclude(pk=tenant.pk).exists():
         raise ValidationError({"name": f"Partner '{tenant.partner.name}' already has a tenant named '{name}'."})
-    tenant.name = name
-    tenant.save(update_fields=["name"])
+    with transaction.atomic():
+        audit_record(tenant=tenant, actor=actor, action="tenant.update", target=tenant, details={"name": [tenant.name, name]})
+        tenant.name = name
+        tenant.save(update_fields=["name"])
     return tenant
 
 
-def tenant_suspend(*, tenant: Tenant, reason: str = "") -> Tenant:
-    tenant.status = Tenant.Status.SUSPENDED
-    tenant.suspended_reason = reason
-    tenant.suspended_at = timezone.now()
-    tenant.save(update_fields=["status", "suspended_reason", "suspended_at"])
+def _tenant_set_status(*, tenant: Tenant, status: str, reason: str, actor: Caller | None, action: str) -> Tenant:
+    with transaction.atomic():
+        tenant.status = status
+        tenant.suspended_reason = reason
+        tenant.suspended_at = timezone.now() if status == Tenant.Status.SUSPENDED else None
+        tenant.save(update_fields=["status", "suspended_reason", "suspended_at"])
+        audit_record(tenant=tenant, actor=actor, action=action, target=tenant, details={"reason": reason} if reason else {})
     return tenant
 
 
-def tenant_reactivate(*, tenant: Tenant) -> Tenant:
-    tenant.status = Tenant.Status.ACTIVE
-    tenant.suspended_reason = ""
-    tenant.suspended_at = None
-    tenant.save(update_fields=["status", "suspended_reason", "suspended_at"])
-    return tenant
+def tenant_suspend(*, tenant: Tenant, reason: str = "", actor: Caller | None = None) -> Tenant:
+    return _tenant_set_status(tenant=tenant, status=Tenant.Status.SUSPENDED, reason=reason, actor=actor, action="tenant.suspend")
+
+
+def tenant_reactivate(*, tenant: Tenant, actor: Caller | None = None) -> Tenant:
+    return _tenant_set_status(tenant=tenant, status=Tenant.Status.ACTIVE, reason="", actor=actor, action="tenant.reactivate")
 
 
 # --- projects ---------------------------------------------------------------------------
@@ -79,26 +88,35 @@ def _check_project_name_free(*, tenant: Tenant, name: str, exclude: Project | No
         raise ValidationError({"name": f"A project named '{name}' already exists in this tenant."})
 
 
-def project_create(*, tenant: Tenant, name: str, description: str = "", created_by: User | None = None) -> Project:
+def project_create(*, tenant: Tenant, name: str, description: str = "", actor: Caller | None = None) -> Project:
     _check_project_name_free(tenant=tenant, name=name)
     try:
         with transaction.atomic():
-            return Project.objects.create(tenant=tenant, name=name, description=description, created_by=created_by)
+            project = Project.objects.create(
+                tenant=tenant, name=name, description=description, created_by=actor.person if actor else None
+            )
+            audit_record(tenant=tenant, actor=actor, action="project.create", target=project, details={"name": name})
+            return project
     except IntegrityError:  # a concurrent create of the same name
         raise ValidationError({"name": f"A project named '{name}' already exists in this tenant."}) from None
 
 
-def project_update(*, project: Project, **changes) -> Project:
+def project_update(*, project: Project, actor: Caller | None = None, **changes) -> Project:
     if "name" in changes:
         _check_project_name_free(tenant=project.tenant, name=changes["name"], exclude=project)
-    for field_name, value in changes.items():
-        setattr(project, field_name, value)
-    project.save()
+    with transaction.atomic():
+        changed = {k: [getattr(project, k), v] for k, v in changes.items() if getattr(project, k) != v}
+        for field_name, value in changes.items():
+            setattr(project, field_name, value)
+        project.save()
+        audit_record(tenant=project.tenant, actor=actor, action="project.update", target=project, details=changed)
     return project
 
 
-def project_delete(*, project: Project) -> None:
-    project.delete()
+def project_delete(*, project: Project, actor: Caller | None = None) -> None:
+    with transaction.atomic():
+        audit_record(tenant=project.tenant, actor=actor, action="project.delete", target=project, details={"name": project.name})
+        project.delete()
 
 
 # --- members ----------------------------------------------------------------------------
@@ -109,7 +127,7 @@ def _check_grantable(*, caller: Caller, role: str, field_name: str = "role") -> 
         raise ValidationError({field_name: f"Your role '{caller.role}' may grant only: {names}."})
 
 
-def _membership_add(*, tenant: Tenant, email: str, role: str, invited_by: User | None, full_name: str = "") -> Membership:
+def _membership_add(*, tenant: Tenant, email: str, role: str, actor: Caller | None, full_name: str = "") -> Membership:
     email = email.strip().lower()
     user = User.objects.filter(email__iexact=email).first()
     new_user = user is None
@@ -117,13 +135,14 @@ def _membership_add(*, tenant: Tenant, email: str, role: str, invited_by: User |
         user = User.objects.create_user(email=email, full_name=full_name)
     elif Membership.dangerously_unscoped.filter(tenant=tenant, user=user).exists():  # one tenant, by id
         raise ValidationError({"email": f"{email} is already a member of this tenant."})
-    membership = Membership.dangerously_unscoped.create(tenant=tenant, user=user, role=role)  # tenant given
-    transaction.on_commit(lambda: _send_invitation(user=user, tenant=tenant, invited_by=invited_by, new_user=new_user))
+    with tenant_context(tenant):  # partner staff add a tenant's first owner from outside it
+        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    who = actor.label if actor and actor.user else tenant.partner.display_name
+    transaction.on_commit(lambda: _send_invitation(user=user, tenant=tenant, who=who, new_user=new_user))
     return membership
 
 
-def _send_invitation(*, user: User, tenant: Tenant, invited_by: User | None, new_user: bool) -> None:
-    who = invited_by.email if invited_by else tenant.partner.display_name
+def _send_invitation(*, user: User, tenant: Tenant, who: str, new_user: bool) -> None:
     lines = [f"{who} added you to '{tenant.name}' on {tenant.partner.display_name}."]
     if new_user:
         uid = urlsafe_base64_encode(force_bytes(user.pk))
@@ -135,9 +154,10 @@ def _send_invitation(*, user: User, tenant: Tenant, invited_by: User | None, new
 def member_invite(*, caller: Caller, email: str, role: str, full_name: str = "") -> Membership:
     _check_grantable(caller=caller, role=role)
     with transaction.atomic():
-        return _membership_add(
-            tenant=caller.tenant, email=email, role=role, invited_by=caller.user, full_name=full_name
-        )
+        membership = _membership_add(tenant=caller.tenant, email=email, role=role, actor=caller, full_name=full_name)
+        audit_record(tenant=caller.tenant, actor=caller, action="member.invite", target=membership,
+                     details={"email": membership.user.email, "role": role})
+    return membership
 
 
 def _check_owner_rules(*, caller: Caller, membership: Membership, new_role: str | None) -> None:
@@ -153,6 +173,8 @@ def member_change_role(*, caller: Caller, membership: Membership, role: str) -> 
     _check_grantable(caller=caller, role=role)
     with transaction.atomic():
         _check_owner_rules(caller=caller, membership=membership, new_role=role)
+        audit_record(tenant=caller.tenant, actor=caller, action="member.change_role", target=membership,
+                     details={"email": membership.user.email, "role": [membership.role, role]})
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -162,7 +184,11 @@ def member_remove(*, caller: Caller, membership: Membership) -> None:
     with transaction.atomic():
         _check_owner_rules(caller=caller, membership=membership, new_role=None)
         # A member's API keys act with its authority: they go with it.
-        ApiKey.objects.filter(created_by=membership.user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = ApiKey.objects.filter(created_by=membership.user, revoked_at__isnull=True)
+        revoked_ids = list(revoked.values_list("public_id", flat=True))
+        revoked.update(revoked_at=timezone.now())
+        audit_record(tenant=caller.tenant, actor=caller, action="member.remove", target=membership,
+                     details={"email": membership.user.email, "role": membership.role, "revoked_api_keys": revoked_ids})
         membership.delete()
 
 
@@ -193,23 +219,30 @@ def api_key_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "Give a time in the future."})
     parsed = keys.generate_secret(mode)
-    key = ApiKey.objects.create(
-        tenant=caller.tenant,
-        name=name,
-        mode=mode,
-        lookup=parsed.lookup,
-        secret_hash=keys.hash_secret(parsed.secret),
-        role=role,
-        scopes=sorted(set(scopes)),
-        project=project,
-        expires_at=expires_at,
-        created_by=caller.user or (caller.api_key.created_by if caller.api_key else None),
-    )
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            tenant=caller.tenant,
+            name=name,
+            mode=mode,
+            lookup=parsed.lookup,
+            secret_hash=keys.hash_secret(parsed.secret),
+            role=role,
+            scopes=sorted(set(scopes)),
+            project=project,
+            expires_at=expires_at,
+            created_by=caller.person,
+        )
+        audit_record(tenant=caller.tenant, actor=caller, action="api_key.create", target=key,
+                     details={"name": name, "role": role, "scopes": key.scopes,
+                              "project": project.public_id if project else None})
     return key, parsed.secret
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor: Caller | None = None) -> ApiKey:
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(tenant=api_key.tenant, actor=actor, action="api_key.revoke", target=api_key,
+                         details={"name": api_key.name})
     return api_key

@@ -57,11 +57,11 @@ class Command(BaseCommand):
                 if membership is None:
                     membership = Membership.objects.create(tenant=tenant_obj, user=user, role=Role.OWNER)
                     created.append("membership")
+                caller = Caller(user=user, tenant=tenant_obj, role=membership.role)
                 project = Project.objects.order_by("created_at", "pk").first()
                 if project is None:
-                    project = project_create(tenant=tenant_obj, name=FIRST_PROJECT_NAME, created_by=user)
+                    project = project_create(tenant=tenant_obj, name=FIRST_PROJECT_NAME, actor=caller)
                     created.append("project")
-                caller = Caller(user=user, tenant=tenant_obj, role=membership.role)
                 _key, secret = api_key_create(
                     caller=caller, name="bootstrap", scopes=list(Scope.values), role=membership.role
                 )
