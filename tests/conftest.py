@@ -6,10 +6,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from verticals.tenancy.caller import Caller
-from verticals.tenancy.models import ApiKey, Membership, Partner, PartnerMembership, Project, Tenant, User
+from verticals.tenancy.models import ApiKey, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User
 from verticals.tenancy.roles import PartnerRole, Role, Scope
 from verticals.tenancy.scoping import tenant_context
-from verticals.tenancy.services import api_key_create, partner_root, project_create, tenant_create
+from verticals.tenancy.services import api_key_create, invite, partner_root, project_create, tenant_create
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -48,6 +48,7 @@ class World:
     key: ApiKey
     secret: str
     partner_admin: User
+    invitation: Invitation
 
     def client(self) -> APIClient:
         client = APIClient()
@@ -75,7 +76,8 @@ def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
     key, secret = make_key(tenant, user=owner_membership.user)
     partner_admin = make_user(f"partner-admin-{label.lower()}@example.com")
     PartnerMembership.objects.create(partner=partner, user=partner_admin, role=PartnerRole.ADMIN)
-    return World(partner, tenant, owner_membership.user, owner_membership, project, key, secret, partner_admin)
+    invitation = invite(tenant=tenant, email=f"invitee-{label.lower()}@example.com", role=Role.VIEWER, actor=None)
+    return World(partner, tenant, owner_membership.user, owner_membership, project, key, secret, partner_admin, invitation)
 
 
 @pytest.fixture

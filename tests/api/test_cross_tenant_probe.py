@@ -15,10 +15,11 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import World, make_key
-from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project, Tenant
+from verticals.config.paths import is_api_path
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
 from verticals.tenancy.roles import Role
 
-METHODS = ["get", "post", "put", "patch", "delete"]
+METHODS = ["get", "head", "options", "post", "put", "patch", "delete"]
 
 # Routes the probe does not call, each with the reason.
 EXEMPT = {
@@ -33,7 +34,8 @@ EXEMPT = {
     "portal:password_reset_done": "Static confirmation page.",
     "portal:password_reset_confirm": "The signed token in the URL is the credential, not a tenant object id.",
     "portal:password_reset_complete": "Static confirmation page.",
-    "<unnamed>^media/": "Partner logos (public branding); tenant files are never served from MEDIA_URL.",
+    "portal:invitation": "The token in the URL is the credential (tests/portal/test_invitations.py covers it).",
+    "<unnamed>^media/(?P<path>.*)": "Partner logos (public branding); tenant files are never served from MEDIA_URL.",
 }
 
 # How to fill each path parameter with tenant A's object (attribute of World, or a function).
@@ -43,9 +45,11 @@ PARAM_FILLERS = {
     "key_id": lambda w: w.key.public_id,
     "tenant_id": lambda w: w.tenant.public_id,
     "event_id": lambda w: AuditEvent.dangerously_unscoped.filter(tenant=w.tenant).first().public_id,
+    "invitation_id": lambda w: w.invitation.public_id,
 }
 BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
-         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000"}
+         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000",
+         "invitation_id": "inv_doesnotexist000000"}
 
 
 class Route(NamedTuple):
@@ -68,10 +72,11 @@ def iter_routes(patterns=None, prefix="", namespace=""):
 
 
 def exemption(name: str) -> str | None:
-    for key, reason in EXEMPT.items():
-        if name == key or (key.endswith(":") and name.startswith(key)) or name.startswith(key):
-            return reason
-    return None
+    """A route's exemption: by its exact name, or by a whole namespace (a key ending in ':')."""
+    if name in EXEMPT:
+        return EXEMPT[name]
+    namespace = name.split(":", 1)[0] + ":" if ":" in name else None
+    return EXEMPT.get(namespace) if namespace else None
 
 
 def markers(world: World) -> list[str]:
@@ -79,7 +84,7 @@ def markers(world: World) -> list[str]:
     return [
         world.tenant.public_id, world.tenant.name, world.project.public_id, world.project.name,
         world.membership.public_id, world.key.public_id, world.key.lookup, world.owner.email,
-        world.partner.public_id,
+        world.partner.public_id, world.invitation.public_id, world.invitation.email,
     ]
 
 
@@ -91,6 +96,7 @@ def snapshot(world: World) -> dict:
         "members": list(Membership.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "keys": list(ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "audit": list(AuditEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "invitations": list(Invitation.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
     }
 
 
@@ -107,9 +113,12 @@ def body_for(world_a: World) -> dict:
 
 
 def call(client, method: str, path: str, body: dict):
-    if method in ("get", "delete"):
+    if method in ("get", "head", "options", "delete"):
         return getattr(client, method)(path)
-    return getattr(client, method)(path, body, format="json")
+    if is_api_path(path):
+        return getattr(client, method)(path, body, format="json")
+    # Portal forms read request.POST: send a form, with A's ids in every field that takes one.
+    return getattr(client, method)(path, body)
 
 
 def text_of(response) -> str:

@@ -74,7 +74,8 @@ def test_partner_creates_tenant_with_owner_who_gets_an_email(world_a, mailoutbox
     assert answer.status_code == 201, answer.content
     body = answer.json()
     assert body["partner"]["id"] == world_a.partner.public_id and body["status"] == "active"
-    assert mailoutbox and mailoutbox[0].to == ["boss@initech.example"] and "/password-reset/" in mailoutbox[0].body
+    assert mailoutbox and mailoutbox[0].to == ["boss@initech.example"] and "/invitations/" in mailoutbox[0].body
+    assert "as owner" in mailoutbox[0].body
     listed = world_a.partner_session().get("/api/v1/partner/tenants/?status=active").json()["results"]
     assert {"Initech", world_a.tenant.name} <= {t["name"] for t in listed}
 

@@ -40,6 +40,16 @@ def test_doc_tenant_table_is_the_code_table():
         assert cells[-1] == scope.value, action
 
 
+def test_doc_lists_what_project_restricted_keys_may_not_do():
+    import re
+
+    from verticals.tenancy.roles import TENANT_WIDE_ACTIONS
+
+    text = " ".join(DOC.read_text().split())
+    listed = re.search(r"concern the whole tenant: ((?:[a-z_]+\.[a-z_]+(?:, )?)+)\.", text).group(1)
+    assert set(listed.split(", ")) == set(TENANT_WIDE_ACTIONS)
+
+
 def test_doc_partner_table_is_the_code_table():
     columns, rows = doc_table("action | partner_admin")
     assert columns == [r.value for r in PartnerRole]
@@ -71,7 +81,7 @@ def perform(client, action: str, tenant):
     if action == "member.view":
         return client.get("/api/v1/members/")
     if action == "member.invite":
-        return client.post("/api/v1/members/", {"email": f"invitee{n}@example.com", "role": "viewer"}, format="json")
+        return client.post("/api/v1/invitations/", {"email": f"invitee{n}@example.com", "role": "viewer"}, format="json")
     if action == "member.change_role":
         return client.patch(f"/api/v1/members/{_fresh_member(tenant).public_id}/", {"role": "viewer"}, format="json")
     if action == "member.remove":

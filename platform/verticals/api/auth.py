@@ -46,10 +46,5 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
-    """A signed-in portal user (with CSRF checks), refused when its tenant is suspended."""
-
-    def authenticate(self, request):
-        result = super().authenticate(request)
-        if result is not None and request._request.caller_error is not None:
-            raise CallerRefused(request._request.caller_error)
-        return result
+    """A signed-in portal user, with CSRF checks. A suspended current tenant is refused by the
+    tenant routes' permission, not here, so that partner routes stay open to partner staff."""

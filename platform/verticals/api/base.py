@@ -6,6 +6,17 @@ from rest_framework.views import APIView
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
 
 
+def required_action_of(view) -> str | None:
+    """The role-table action a viewset's current DRF action needs.
+
+    None for a method the route does not serve (the view answers 405) and for OPTIONS (which
+    describes the route, no rows). Any other unmapped action fails loudly rather than open.
+    """
+    if view.action in (None, "metadata"):
+        return None
+    return view.actions[view.action]
+
+
 class CallerMixin:
     @property
     def caller(self):
@@ -26,7 +37,7 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
     permission_classes = [TenantActionPermission]
 
     def required_action(self) -> str | None:
-        return self.actions[self.action] if self.action else None
+        return required_action_of(self)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows
@@ -52,7 +63,7 @@ class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
     permission_classes = [PartnerActionPermission]
 
     def required_action(self) -> str | None:
-        return self.actions[self.action] if self.action else None
+        return required_action_of(self)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows

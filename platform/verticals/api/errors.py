@@ -9,12 +9,10 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from verticals.config.paths import is_api_path
 from verticals.tenancy.scoping import TenantContextMissing
 
 logger = logging.getLogger(__name__)
-
-API_PREFIXES = ("/api/", "/v1/", "/v2/")
-
 
 def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
@@ -77,10 +75,6 @@ def exception_handler(exc, context):
         logger.exception("unhandled API error", exc_info=exc)
     set_rollback()
     return Response(error_body("server_error", "Something went wrong on our side; it has been logged."), status=500)
-
-
-def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIXES)
 
 
 def json_or_default(default_view, status: int, code: str, message: str):

@@ -1,16 +1,37 @@
 """Query filters for list endpoints."""
 
+from datetime import timezone as dt_timezone
+
 import django_filters
+from django import forms
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
-from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
+
+
+class _BoundedIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601 that also stays within datetime's range once turned into UTC (9999-12-31T23:59-05:00 does not)."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        try:
+            if result is not None:
+                result.astimezone(dt_timezone.utc)
+        except OverflowError:
+            raise forms.ValidationError("Give a date and time between the years 1 and 9999 (UTC).", code="invalid") from None
+        return result
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = _BoundedIsoDateTimeField
 
 
 class ProjectFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Project
@@ -26,8 +47,29 @@ class MemberFilter(django_filters.FilterSet):
         fields = ["role", "email"]
 
 
+class InvitationFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Invitation.Status.choices, method="filter_status")
+    email = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Invitation
+        fields = ["status", "email"]
+
+    def filter_status(self, queryset, name, value):
+        now = timezone.now()
+        open_ = Q(accepted_at__isnull=True, revoked_at__isnull=True)
+        return queryset.filter(
+            {
+                Invitation.Status.ACCEPTED: Q(accepted_at__isnull=False),
+                Invitation.Status.REVOKED: Q(accepted_at__isnull=True, revoked_at__isnull=False),
+                Invitation.Status.EXPIRED: open_ & Q(expires_at__lte=now),
+                Invitation.Status.PENDING: open_ & Q(expires_at__gt=now),
+            }[value]
+        )
+
+
 class ApiKeyFilter(django_filters.FilterSet):
-    active = django_filters.BooleanFilter(method="filter_active")
+    active = django_filters.ChoiceFilter(choices=[("true", "true"), ("false", "false")], method="filter_active")
     mode = django_filters.CharFilter()
 
     class Meta:
@@ -37,7 +79,7 @@ class ApiKeyFilter(django_filters.FilterSet):
     def filter_active(self, queryset, name, value):
         now = timezone.now()
         active = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        return queryset.filter(active) if value else queryset.exclude(active)
+        return queryset.filter(active) if value == "true" else queryset.exclude(active)
 
 
 class TenantFilter(django_filters.FilterSet):
@@ -52,8 +94,8 @@ class TenantFilter(django_filters.FilterSet):
 class AuditEventFilter(django_filters.FilterSet):
     action = django_filters.CharFilter()
     target_id = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -2,12 +2,16 @@
 
 from rest_framework import exceptions, permissions
 
+from verticals.api.auth import CallerRefused
+
 
 class TenantActionPermission(permissions.BasePermission):
     """The view names the tenant action of each request; the caller's role and scopes must allow it."""
 
     def has_permission(self, request, view) -> bool:
         caller = getattr(request._request, "caller", None)
+        if request._request.caller_error is not None:  # e.g. the current tenant is suspended
+            raise CallerRefused(request._request.caller_error)
         if caller is None or not request.user.is_authenticated:
             raise exceptions.NotAuthenticated("Sign in, or send an API key as `Authorization: Bearer <key>`.")
         action = view.required_action()

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
 from verticals.tenancy.roles import Role, Scope
 
 
@@ -56,21 +56,25 @@ class MemberSerializer(serializers.ModelSerializer):
     user_id = serializers.CharField(source="user.public_id", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
     full_name = serializers.CharField(source="user.full_name", read_only=True)
-    has_password = serializers.SerializerMethodField()
 
     class Meta:
         model = Membership
-        fields = ["id", "user_id", "email", "full_name", "role", "has_password", "created_at"]
-
-    def get_has_password(self, membership) -> bool:
-        """False until an invited user has chosen a password."""
-        return membership.user.has_usable_password()
+        fields = ["id", "user_id", "email", "full_name", "role", "created_at"]
 
 
-class MemberInviteSerializer(serializers.Serializer):
+class InvitationSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    status = serializers.ChoiceField(choices=Invitation.Status.choices, read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "status", "invited_by", "created_at", "expires_at", "sent_at",
+                  "accepted_at", "revoked_at"]
+
+
+class InvitationCreateSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices)
-    full_name = StrictCharField(max_length=150, required=False, allow_blank=True, default="")
 
 
 class MemberRoleSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ app_name = "api"
 router = SimpleRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("members", views.MemberViewSet, basename="member")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("partner/tenants", views.PartnerTenantViewSet, basename="partner-tenant")

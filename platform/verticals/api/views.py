@@ -4,7 +4,6 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from verticals.api import filters
@@ -14,7 +13,8 @@ from verticals.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeySerializer,
     AuditEventSerializer,
-    MemberInviteSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MemberRoleSerializer,
     MemberSerializer,
     PartnerTenantCreateSerializer,
@@ -24,7 +24,7 @@ from verticals.api.serializers import (
     TenantSerializer,
 )
 from verticals.tenancy import services
-from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
 
 
 class MeView(CallerAPIView):
@@ -85,8 +85,6 @@ class ProjectViewSet(
         return queryset.select_related("created_by")
 
     def perform_create(self, serializer):
-        if self.caller.project is not None:
-            raise PermissionDenied(f"This API key is restricted to project {self.caller.project.public_id}.")
         serializer.instance = services.project_create(
             tenant=self.caller.tenant, actor=self.caller, **serializer.validated_data
         )
@@ -101,7 +99,7 @@ class ProjectViewSet(
 
 
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
-    """Members of the caller's tenant: invite, change role, remove."""
+    """Members of the caller's tenant: change role, remove. People join through invitations."""
 
     model = Membership
     serializer_class = MemberSerializer
@@ -111,20 +109,12 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
     actions = {
         "list": "member.view",
         "retrieve": "member.view",
-        "create": "member.invite",
         "partial_update": "member.change_role",
         "destroy": "member.remove",
     }
 
     def scope_queryset(self, queryset):
         return queryset.select_related("user")
-
-    @extend_schema(request=MemberInviteSerializer, responses={201: MemberSerializer})
-    def create(self, request):
-        payload = MemberInviteSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        membership = services.member_invite(caller=self.caller, **payload.validated_data)
-        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MemberRoleSerializer, responses=MemberSerializer)
     def partial_update(self, request, member_id=None):
@@ -136,6 +126,42 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     def perform_destroy(self, instance):
         services.member_remove(caller=self.caller, membership=instance)
+
+
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Invitations to the caller's tenant: the invitee joins by accepting the emailed link."""
+
+    model = Invitation
+    serializer_class = InvitationSerializer
+    filterset_class = filters.InvitationFilter
+    ordering_fields = ["created_at", "email"]
+    lookup_url_kwarg = "invitation_id"
+    actions = {
+        "list": "member.view",
+        "retrieve": "member.view",
+        "create": "member.invite",
+        "resend": "member.invite",
+        "revoke": "member.invite",
+    }
+
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer})
+    def create(self, request):
+        payload = InvitationCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        invitation = services.invitation_create(caller=self.caller, **payload.validated_data)
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def resend(self, request, invitation_id=None):
+        invitation = services.invitation_resend(invitation=self.get_object(), actor=self.caller)
+        return Response(InvitationSerializer(invitation).data)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, invitation_id=None):
+        invitation = services.invitation_revoke(invitation=self.get_object(), actor=self.caller)
+        return Response(InvitationSerializer(invitation).data)
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):

@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth import password_validation
 
 from verticals.tenancy.models import ApiKey
 from verticals.tenancy.roles import Role, Scope
@@ -12,7 +13,25 @@ class ProjectForm(forms.Form):
 class InviteForm(forms.Form):
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
-    full_name = forms.CharField(max_length=150, required=False)
+
+
+class NewAccountForm(forms.Form):
+    """An invitee without an account chooses a name and a password."""
+
+    full_name = forms.CharField(max_length=150)
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif data.get("password1"):
+            try:
+                password_validation.validate_password(data["password1"])
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return data
 
 
 class RoleForm(forms.Form):

@@ -3,16 +3,17 @@
 from functools import wraps
 
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from verticals.portal.forms import ApiKeyForm, InviteForm, ProjectForm, RoleForm, SwitchTenantForm
+from verticals.portal.forms import ApiKeyForm, InviteForm, NewAccountForm, ProjectForm, RoleForm, SwitchTenantForm
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
-from verticals.tenancy.models import ApiKey, AuditEvent, Membership, Project
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, User
 from verticals.tenancy.roles import AUDITED_ACTIONS, grantable_roles
 
 
@@ -100,18 +101,74 @@ def members(request):
             raise PermissionDenied(caller.denial("member.invite"))
         if form.is_valid():
             try:
-                membership = services.member_invite(caller=caller, **form.cleaned_data)
+                invitation = services.invitation_create(caller=caller, **form.cleaned_data)
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
-                messages.success(request, f"{membership.user.email} added as {membership.role}.")
+                messages.success(request, f"Invitation sent to {invitation.email} ({invitation.role}).")
                 return redirect("portal:members")
     context = {
         "form": form,
         "members": Membership.objects.select_related("user"),
+        "invitations": Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True),
         "grantable": grantable_roles(caller.role),
     }
     return render(request, "portal/members.html", context, status=400 if form.errors else 200)
+
+
+@tenant_page("member.invite", methods=("POST",))
+def invitation_manage(request, invitation_id: str, verb: str):
+    invitation = get_object_or_404(Invitation.objects.all(), public_id=invitation_id)
+    change = {"resend": services.invitation_resend, "revoke": services.invitation_revoke}[verb]
+    try:
+        change(invitation=invitation, actor=request.caller)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, f"Invitation to {invitation.email}: {'sent again' if verb == 'resend' else 'revoked'}.")
+    return redirect("portal:members")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation(request, token: str):
+    """The link in an invitation email: sign in (or create the account) and accept."""
+    found = services.invitation_find(token)
+    if found is None:
+        return _refuse(request, "This invitation is no longer valid: ask for a new one.", status=404)
+    context = {"invitation": found, "tenant": found.tenant, "account_exists": False, "form": None}
+    if request.user.is_authenticated:
+        if request.user.email.lower() != found.email.lower():
+            context["wrong_user"] = True
+            return render(request, "portal/invitation.html", context, status=403)
+        if request.method == "POST":
+            return _accept(request, found, request.user)
+        return render(request, "portal/invitation.html", context)
+    if User.objects.filter(email__iexact=found.email).exists():
+        context["account_exists"] = True
+        return render(request, "portal/invitation.html", context)
+    form = NewAccountForm(request.POST or None)
+    context["form"] = form
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create_from_invitation(
+                invitation=found, full_name=form.cleaned_data["full_name"], password=form.cleaned_data["password1"]
+            )
+        except ValidationError as error:
+            _apply_errors(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return _accept(request, found, user)
+    return render(request, "portal/invitation.html", context, status=400 if form.errors else 200)
+
+
+def _accept(request, found, user):
+    try:
+        membership = services.invitation_accept(invitation=found, user=user)
+    except ValidationError as error:
+        return _refuse(request, _error_text(error), status=409)
+    request.session[SESSION_TENANT_KEY] = membership.tenant.public_id
+    messages.success(request, f"Welcome to {membership.tenant.name}.")
+    return redirect("portal:projects")
 
 
 def _is_htmx(request) -> bool:

@@ -10,9 +10,11 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
+from verticals.config.paths import is_api_path
+
 from verticals.tenancy import keys
 from verticals.tenancy.models import ApiKey, Membership, PartnerMembership, Project, Tenant, User
-from verticals.tenancy.roles import TENANT_ACTIONS, partner_role_allows, role_allows, scope_for
+from verticals.tenancy.roles import TENANT_ACTIONS, TENANT_WIDE_ACTIONS, partner_role_allows, role_allows, scope_for
 
 TENANT_HEADER = "HTTP_X_TENANT"
 SESSION_TENANT_KEY = "tenant"
@@ -63,6 +65,8 @@ class Caller:
         scopes = self.scopes
         if scopes is not None and scope_for(action) not in scopes:
             return f"This API key lacks the '{scope_for(action)}' scope needed for {action}."
+        if self.project is not None and action in TENANT_WIDE_ACTIONS:
+            return f"This API key is restricted to project {self.project.public_id}; {action} concerns the whole tenant."
         return None
 
     def can(self, action: str) -> bool:
@@ -132,7 +136,8 @@ def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, Call
     if wanted:
         chosen = next((m for m in memberships if m.tenant.public_id == wanted), None)
         if chosen is None and request.META.get(TENANT_HEADER):
-            return None, CallerError(404, "not_found", f"You are not a member of a tenant with id '{wanted}'.")
+            caller = Caller(user=user, memberships=memberships)
+            return caller, CallerError(404, "not_found", f"You are not a member of a tenant with id '{wanted}'.")
     if chosen is None and memberships:
         chosen = next((m for m in memberships if not m.tenant.is_suspended), memberships[0])
     caller = Caller(user=user, memberships=memberships)
@@ -144,9 +149,12 @@ def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, Call
 
 
 def resolve_caller(request: HttpRequest) -> tuple[Caller | None, CallerError | None]:
-    """The caller of this request; never raises. An error is reported by whoever serves it."""
+    """The caller of this request; never raises. An error is reported by whoever serves it.
+
+    API keys count on the API's paths only: the portal and the admin go by the session.
+    """
     token = bearer_token(request)
-    if token is not None:
+    if token is not None and is_api_path(request.path):
         return _resolve_api_key(token)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:

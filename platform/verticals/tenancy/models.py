@@ -138,6 +138,56 @@ class Membership(TenantOwnedModel):
         return f"{self.user} in {self.tenant_id} as {self.role}"
 
 
+class Invitation(TenantOwnedModel):
+    """An offer to join a tenant, sent by email; it becomes a membership only when accepted.
+
+    Until then the inviting tenant learns nothing about the address (whether it has an
+    account, its name), and nobody joins a tenant without saying yes.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    public_id = PublicIdField(prefix="inv")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One open invitation per address and tenant: a second one is a resend.
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="one_open_invitation_per_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant_id} as {self.role}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return self.Status.ACCEPTED
+        if self.revoked_at:
+            return self.Status.REVOKED
+        if self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.PENDING
+
+
 class PartnerMembership(models.Model):
     public_id = PublicIdField(prefix="pmem")
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="memberships")
@@ -184,7 +234,8 @@ class ApiKey(TenantOwnedModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A key acts with its creator's authority: it goes when the creator does.
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

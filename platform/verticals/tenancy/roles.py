@@ -58,10 +58,17 @@ PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
 }
 
 
+# What a key restricted to one project may not do: these act on the whole tenant.
+TENANT_WIDE_ACTIONS = frozenset({
+    "project.create", "member.view", "member.invite", "member.change_role", "member.remove",
+    "member.manage_owners", "audit.view",
+})
+
 # What the audit log records (verticals.tenancy.services writes them).
 AUDITED_ACTIONS = frozenset({
     "project.create", "project.update", "project.delete",
-    "member.invite", "member.change_role", "member.remove",
+    "member.invite", "member.invite_resend", "member.invite_revoke", "member.join",
+    "member.change_role", "member.remove",
     "api_key.create", "api_key.revoke",
     "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
 })

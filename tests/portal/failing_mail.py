@@ -1,0 +1,8 @@
+"""An email backend whose server is down (for the mail-failure test)."""
+
+from django.core.mail.backends.base import BaseEmailBackend
+
+
+class Backend(BaseEmailBackend):
+    def send_messages(self, email_messages):
+        raise ConnectionRefusedError("SMTP server unreachable")
