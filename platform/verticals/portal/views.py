@@ -61,7 +61,7 @@ def home(request):
 @tenant_page("project.view", methods=("GET", "POST"))
 def projects(request):
     caller = request.caller
-    form = ProjectForm(request.POST or None)
+    form = ProjectForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         if not caller.can("project.create"):
             raise PermissionDenied(caller.denial("project.create"))
@@ -94,7 +94,7 @@ def project_delete(request, project_id: str):
 @tenant_page("member.view", methods=("GET", "POST"))
 def members(request):
     caller = request.caller
-    form = InviteForm(request.POST or None)
+    form = InviteForm(request.POST if request.method == "POST" else None)
     form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)] or [("", "—")]
     if request.method == "POST":
         if not caller.can("member.invite"):
@@ -146,7 +146,7 @@ def invitation(request, token: str):
     if User.objects.filter(email__iexact=found.email).exists():
         context["account_exists"] = True
         return render(request, "portal/invitation.html", context)
-    form = NewAccountForm(request.POST or None)
+    form = NewAccountForm(request.POST if request.method == "POST" else None)
     context["form"] = form
     if request.method == "POST" and form.is_valid():
         try:
@@ -225,7 +225,7 @@ def member_remove(request, member_id: str):
 def api_keys(request):
     caller = request.caller
     project_list = list(Project.objects.all())
-    form = ApiKeyForm(request.POST or None, projects=project_list)
+    form = ApiKeyForm(request.POST if request.method == "POST" else None, projects=project_list)
     form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)]
     created = None
     if request.method == "POST":
