@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 STDLIB = sysconfig.get_paths()["stdlib"]
 CHECK = "import platform; print(platform.__file__); print(platform.python_version())"
@@ -69,8 +71,4 @@ def test_import_platform_in_a_celery_worker(tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         _assert_stdlib(out.stdout)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)

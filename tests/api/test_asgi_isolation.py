@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,8 +64,4 @@ def test_concurrent_tenants_under_asgi(tmp_path):
         wrong = [(tenant, seen) for tenant, seen in answers if seen != expected[tenant]]
         assert not wrong, wrong[:5]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)

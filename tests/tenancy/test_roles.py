@@ -35,7 +35,7 @@ def test_doc_tenant_table_is_the_code_table():
     assert set(rows) == set(TENANT_ACTIONS), "actions in docs/roles.md differ from roles.py"
     for action, cells in rows.items():
         roles, scope = TENANT_ACTIONS[action]
-        assert {r.value for r, cell in zip(Role, cells) if cell == "yes"} == {r.value for r in roles}, action
+        assert {r.value for r, cell in zip(Role, cells[: len(Role)], strict=True) if cell == "yes"} == {r.value for r in roles}, action
         assert all(cell in ("yes", "no") for cell in cells[:-1]), action
         assert cells[-1] == scope.value, action
 
@@ -55,7 +55,7 @@ def test_doc_partner_table_is_the_code_table():
     assert columns == [r.value for r in PartnerRole]
     assert set(rows) == set(PARTNER_ACTIONS)
     for action, cells in rows.items():
-        assert {r.value for r, cell in zip(PartnerRole, cells) if cell == "yes"} == {r.value for r in PARTNER_ACTIONS[action]}
+        assert {r.value for r, cell in zip(PartnerRole, cells, strict=True) if cell == "yes"} == {r.value for r in PARTNER_ACTIONS[action]}
 
 
 def _fresh_project(tenant):

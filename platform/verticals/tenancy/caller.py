@@ -133,14 +133,13 @@ def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, Call
     memberships = user_memberships(user)
     wanted = request.META.get(TENANT_HEADER) or request.session.get(SESSION_TENANT_KEY)
     chosen = None
+    caller = Caller(user=user, memberships=memberships)
     if wanted:
         chosen = next((m for m in memberships if m.tenant.public_id == wanted), None)
         if chosen is None and request.META.get(TENANT_HEADER):
-            caller = Caller(user=user, memberships=memberships)
             return caller, CallerError(404, "not_found", f"You are not a member of a tenant with id '{wanted}'.")
     if chosen is None and memberships:
         chosen = next((m for m in memberships if not m.tenant.is_suspended), memberships[0])
-    caller = Caller(user=user, memberships=memberships)
     if chosen is not None:
         if chosen.tenant.is_suspended:
             return caller, CallerError(403, "tenant_suspended", chosen.tenant.suspension_message())

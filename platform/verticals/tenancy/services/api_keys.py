@@ -13,7 +13,7 @@ from verticals.tenancy.audit import audit_record
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import ApiKey, Project
 from verticals.tenancy.roles import Role, Scope, grantable_roles
-from verticals.tenancy.services.common import check_grantable
+from verticals.tenancy.services.common import check_grantable, revoke_once
 
 
 def _check_within_parent_key(*, parent: ApiKey, scopes: list[str], project: Project | None, expires_at):
@@ -74,10 +74,4 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey, actor: Caller | None = None) -> ApiKey:
-    if api_key.revoked_at is None:
-        with transaction.atomic():
-            api_key.revoked_at = timezone.now()
-            api_key.save(update_fields=["revoked_at"])
-            audit_record(tenant=api_key.tenant, actor=actor, action="api_key.revoke", target=api_key,
-                         details={"name": api_key.name})
-    return api_key
+    return revoke_once(row=api_key, actor=actor, action="api_key.revoke", details={"name": api_key.name})

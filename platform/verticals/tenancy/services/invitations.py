@@ -18,7 +18,7 @@ from verticals.tenancy.audit import audit_record
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import Invitation, Membership, Tenant, User
 from verticals.tenancy.scoping import tenant_context
-from verticals.tenancy.services.common import check_grantable
+from verticals.tenancy.services.common import check_grantable, revoke_once
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +100,7 @@ def invitation_resend(*, invitation: Invitation, actor: Caller) -> Invitation:
 def invitation_revoke(*, invitation: Invitation, actor: Caller) -> Invitation:
     if invitation.accepted_at is not None:
         raise ValidationError({"status": "This invitation was already accepted: remove the member instead."})
-    if invitation.revoked_at is None:
-        with transaction.atomic():
-            invitation.revoked_at = timezone.now()
-            invitation.save(update_fields=["revoked_at"])
-            audit_record(tenant=invitation.tenant, actor=actor, action="member.invite_revoke", target=invitation,
-                         details={"email": invitation.email})
-    return invitation
+    return revoke_once(row=invitation, actor=actor, action="member.invite_revoke", details={"email": invitation.email})
 
 
 def invitation_find(token: str) -> Invitation | None:
