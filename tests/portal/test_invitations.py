@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
@@ -95,3 +96,45 @@ def test_a_mail_failure_keeps_the_invitation_open_and_says_so(world_a, settings,
     assert answer.status_code == 201
     detail = world_a.session().get(f"/api/v1/invitations/{answer.json()['id']}/").json()
     assert detail["status"] == "pending" and detail["sent_at"] is None
+
+
+@pytest.mark.django_db
+def test_a_suspended_tenants_invitation_cannot_be_accepted(world_a, mailoutbox, django_capture_on_commit_callbacks):
+    from verticals.tenancy.services import tenant_suspend
+
+    link = invite(world_a, "late@example.com", "admin", mailoutbox, django_capture_on_commit_callbacks)
+    tenant_suspend(tenant=world_a.tenant, reason="unpaid")
+    client = Client()
+    assert client.get(link).status_code == 403
+    answer = client.post(link, {"full_name": "L", "password1": "Fresh-pass-2026!", "password2": "Fresh-pass-2026!"})
+    assert answer.status_code == 403 and b"suspended" in answer.content
+    assert "late@example.com" not in members_of(world_a)
+
+
+@pytest.mark.django_db
+def test_revoke_after_accept_is_refused(world_a, world_b, mailoutbox, django_capture_on_commit_callbacks):
+    from verticals.tenancy.caller import Caller
+    from verticals.tenancy.services import invitation_accept, invitation_revoke
+
+    invite(world_a, world_b.owner.email, "viewer", mailoutbox, django_capture_on_commit_callbacks)
+    with tenant_context(world_a.tenant):
+        stale = Invitation.objects.get(email=world_b.owner.email)
+    invitation_accept(invitation=stale, user=world_b.owner)
+    with tenant_context(world_a.tenant), pytest.raises(ValidationError, match="already accepted"):
+        invitation_revoke(invitation=stale, actor=Caller(user=world_a.owner, tenant=world_a.tenant, role="owner"))
+    assert Invitation.dangerously_unscoped.get(pk=stale.pk).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_password_like_the_address_is_refused(world_a, mailoutbox, django_capture_on_commit_callbacks):
+    link = invite(world_a, "jonathan.smithers@example.com", "viewer", mailoutbox, django_capture_on_commit_callbacks)
+    answer = Client().post(link, {"full_name": "Jon", "password1": "jonathan.smithers", "password2": "jonathan.smithers"})
+    assert answer.status_code == 400 and b"too similar" in answer.content
+
+
+@pytest.mark.django_db
+def test_an_invitation_sent_with_a_key_names_the_person_not_the_key(world_a, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        world_a.client().post("/api/v1/invitations/", {"email": "k@example.com", "role": "viewer"}, format="json")
+    body = mailoutbox[-1].body
+    assert world_a.owner.email in body and "vk_live_" not in body and world_a.key.lookup not in body

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth import password_validation
 
-from verticals.tenancy.models import ApiKey
+from verticals.tenancy.models import ApiKey, User
 from verticals.tenancy.roles import Role, Scope
 
 
@@ -22,13 +22,19 @@ class NewAccountForm(forms.Form):
     password1 = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False)
     password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
 
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
     def clean(self):
         data = super().clean()
         if data.get("password1") and data.get("password1") != data.get("password2"):
             self.add_error("password2", "The two passwords differ.")
         elif data.get("password1"):
+            # An unsaved user, so that "too similar to your email or name" is checked too.
+            person = User(email=self.email, full_name=data.get("full_name", ""))
             try:
-                password_validation.validate_password(data["password1"])
+                password_validation.validate_password(data["password1"], user=person)
             except forms.ValidationError as error:
                 self.add_error("password1", error)
         return data

@@ -135,6 +135,8 @@ def invitation(request, token: str):
     found = services.invitation_find(token)
     if found is None:
         return _refuse(request, "This invitation is no longer valid: ask for a new one.", status=404)
+    if found.tenant.is_suspended:
+        return _refuse(request, found.tenant.suspension_message())
     context = {"invitation": found, "tenant": found.tenant, "account_exists": False, "form": None}
     if request.user.is_authenticated:
         if request.user.email.lower() != found.email.lower():
@@ -146,7 +148,7 @@ def invitation(request, token: str):
     if User.objects.filter(email__iexact=found.email).exists():
         context["account_exists"] = True
         return render(request, "portal/invitation.html", context)
-    form = NewAccountForm(request.POST if request.method == "POST" else None)
+    form = NewAccountForm(request.POST if request.method == "POST" else None, email=found.email)
     context["form"] = form
     if request.method == "POST" and form.is_valid():
         try:

@@ -1,4 +1,8 @@
-"""Django admin for staff. Staff operate across tenants, so admin lists are unscoped by design."""
+"""Django admin for staff. Staff operate across tenants, so admin lists are unscoped by design.
+
+Tenant-owned rows are read-only here: changes to a tenant's data go through the product's own
+flows (and its audit log). Staff act on tenants themselves with audited actions.
+"""
 
 from django import forms
 from django.contrib import admin
@@ -8,20 +12,15 @@ from django.utils.text import capfirst
 from verticals.tenancy.models import (
     ApiKey, AuditEvent, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User,
 )
-from verticals.tenancy.scoping import tenant_context
+from verticals.tenancy import services
+from verticals.tenancy.caller import Caller
 
 
-class TenantOwnedAdminForm(forms.ModelForm):
-    def _post_clean(self):
-        # Uniqueness is checked among the row's own tenant's rows (through the scoped manager).
-        tenant = self.cleaned_data.get("tenant") or getattr(self.instance, "tenant", None)
-        with tenant_context(tenant):
-            super()._post_clean()
+def staff_caller(request) -> Caller:
+    return Caller(user=request.user)
 
 
-class UnscopedAdmin(admin.ModelAdmin):
-    form = TenantOwnedAdminForm
-
+class TenantOwnedAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # Staff see every tenant's rows; the admin is guarded by is_staff.
         return self.model.dangerously_unscoped.all()
@@ -40,13 +39,13 @@ class UnscopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class ReadOnlyAdmin(UnscopedAdmin):
-    """Rows that only the product's own flows may write (secrets shown once, signed links)."""
-
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -57,12 +56,26 @@ class PartnerAdmin(admin.ModelAdmin):
     readonly_fields = ["public_id"]
 
 
+@admin.action(description="Suspend the selected tenants")
+def suspend_tenants(modeladmin, request, queryset):
+    for tenant in queryset.filter(status=Tenant.Status.ACTIVE):
+        services.tenant_suspend(tenant=tenant, reason="Suspended by platform staff.", actor=staff_caller(request))
+
+
+@admin.action(description="Reactivate the selected tenants")
+def reactivate_tenants(modeladmin, request, queryset):
+    for tenant in queryset.filter(status=Tenant.Status.SUSPENDED):
+        services.tenant_reactivate(tenant=tenant, actor=staff_caller(request))
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["name", "partner", "status", "created_at"]
     list_filter = ["status", "partner"]
     search_fields = ["name", "public_id"]
-    readonly_fields = ["public_id"]
+    # Status changes go through the actions, so they are audited.
+    readonly_fields = ["public_id", "status", "suspended_reason", "suspended_at"]
+    actions = [suspend_tenants, reactivate_tenants]
 
 
 @admin.register(User)
@@ -78,7 +91,7 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(UnscopedAdmin):
+class MembershipAdmin(TenantOwnedAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role"]
 
@@ -89,21 +102,19 @@ class PartnerMembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(UnscopedAdmin):
+class ProjectAdmin(TenantOwnedAdmin):
     list_display = ["name", "tenant", "created_at"]
     search_fields = ["name", "public_id"]
 
 
 @admin.action(description="Revoke the selected API keys")
 def revoke_keys(modeladmin, request, queryset):
-    from verticals.tenancy.services import api_key_revoke
-
     for key in queryset.filter(revoked_at__isnull=True):
-        api_key_revoke(api_key=key)
+        services.api_key_revoke(api_key=key, actor=staff_caller(request))
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ReadOnlyAdmin):
+class ApiKeyAdmin(TenantOwnedAdmin):
     list_display = ["name", "display_prefix", "tenant", "role", "revoked_at", "last_used_at"]
     list_filter = ["mode", "role"]
     exclude = ["secret_hash"]
@@ -111,16 +122,13 @@ class ApiKeyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(ReadOnlyAdmin):
+class InvitationAdmin(TenantOwnedAdmin):
     list_display = ["email", "tenant", "role", "status", "created_at", "expires_at"]
     exclude = ["token_hash"]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
+class AuditEventAdmin(TenantOwnedAdmin):
     list_display = ["created_at", "tenant", "actor", "action", "target_type", "target_id"]
     list_filter = ["action"]
     search_fields = ["actor", "target_id", "public_id"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -156,6 +156,8 @@ class Invitation(TenantOwnedModel):
     role = models.CharField(max_length=16, choices=Role.choices)
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.CharField(max_length=200)
+    # Whose authority the invitation carries: it is revoked when that member goes or is lowered.
+    invited_by_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -236,6 +238,8 @@ class ApiKey(TenantOwnedModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     # A key acts with its creator's authority: it goes when the creator does.
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The key that created this one, if a key did: revoking it revokes this one too.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -66,6 +66,7 @@ def api_key_create(
             project=project,
             expires_at=expires_at,
             created_by=caller.person,
+            parent=caller.api_key,
         )
         audit_record(tenant=caller.tenant, actor=caller, action="api_key.create", target=key,
                      details={"name": name, "role": role, "scopes": key.scopes,
@@ -74,4 +75,14 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey, actor: Caller | None = None) -> ApiKey:
-    return revoke_once(row=api_key, actor=actor, action="api_key.revoke", details={"name": api_key.name})
+    """Revoke a key and every key it created, however deep (a leaked key's offspring go too)."""
+    with transaction.atomic():
+        family, frontier = [], [api_key.pk]
+        while frontier:
+            frontier = list(ApiKey.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+            family.extend(frontier)
+        descendants = ApiKey.objects.filter(pk__in=family, revoked_at__isnull=True)
+        descendant_ids = list(descendants.values_list("public_id", flat=True))
+        descendants.update(revoked_at=timezone.now())
+        details = {"name": api_key.name, **({"revoked_children": descendant_ids} if descendant_ids else {})}
+        return revoke_once(row=api_key, actor=actor, action="api_key.revoke", details=details)

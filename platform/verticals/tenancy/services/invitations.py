@@ -71,7 +71,12 @@ def invite(*, tenant: Tenant, email: str, role: str, actor: Caller | None) -> In
     with tenant_context(tenant):  # partner staff act on a tenant from outside it
         if Invitation.objects.filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True).exists():
             raise ValidationError({"email": f"{email} already has an open invitation: resend or revoke it."})
-        invitation = Invitation(tenant=tenant, email=email, role=role, invited_by=actor.label if actor else tenant.partner.display_name)
+        # The email names a person (or the partner), never an API key's prefix.
+        person = actor.person if actor else None
+        invitation = Invitation(
+            tenant=tenant, email=email, role=role, invited_by_user=person,
+            invited_by=person.email if person else tenant.partner.display_name,
+        )
         token = _new_token(invitation)
         try:
             with transaction.atomic():
@@ -85,6 +90,7 @@ def invite(*, tenant: Tenant, email: str, role: str, actor: Caller | None) -> In
 
 
 def invitation_resend(*, invitation: Invitation, actor: Caller) -> Invitation:
+    check_grantable(caller=actor, role=invitation.role)
     if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
         raise ValidationError({"status": f"This invitation is {invitation.status}: only an open one can be resent."})
     token = _new_token(invitation)
@@ -98,9 +104,13 @@ def invitation_resend(*, invitation: Invitation, actor: Caller) -> Invitation:
 
 
 def invitation_revoke(*, invitation: Invitation, actor: Caller) -> Invitation:
-    if invitation.accepted_at is not None:
-        raise ValidationError({"status": "This invitation was already accepted: remove the member instead."})
-    return revoke_once(row=invitation, actor=actor, action="member.invite_revoke", details={"email": invitation.email})
+    check_grantable(caller=actor, role=invitation.role)
+    with transaction.atomic():
+        # Locked and read again: an accept may have happened since the caller loaded it.
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if locked.accepted_at is not None:
+            raise ValidationError({"status": "This invitation was already accepted: remove the member instead."})
+        return revoke_once(row=locked, actor=actor, action="member.invite_revoke", details={"email": locked.email})
 
 
 def invitation_find(token: str) -> Invitation | None:
@@ -113,10 +123,16 @@ def invitation_find(token: str) -> Invitation | None:
     return invitation
 
 
+def _check_tenant_active(tenant: Tenant) -> None:
+    if tenant.is_suspended:
+        raise ValidationError({"tenant": tenant.suspension_message()})
+
+
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     if user.email.lower() != invitation.email.lower():
         raise ValidationError({"email": f"This invitation is for {invitation.email}; you are signed in as {user.email}."})
     tenant = invitation.tenant
+    _check_tenant_active(tenant)
     with tenant_context(tenant), transaction.atomic():
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if locked.status != Invitation.Status.PENDING:
@@ -134,6 +150,12 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
 
 def user_create_from_invitation(*, invitation: Invitation, full_name: str, password: str) -> User:
     """A new person accepting an invitation: the account takes the invited address."""
+    _check_tenant_active(invitation.tenant)
+    exists = ValidationError({"email": "An account with this address exists: sign in to accept."})
     if User.objects.filter(email__iexact=invitation.email).exists():
-        raise ValidationError({"email": "An account with this address exists: sign in to accept."})
-    return User.objects.create_user(email=invitation.email, password=password, full_name=full_name)
+        raise exists
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(email=invitation.email, password=password, full_name=full_name)
+    except IntegrityError:  # the same form submitted twice at once
+        raise exists from None

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.caller import Caller
-from verticals.tenancy.models import ApiKey, Membership, Tenant
+from verticals.tenancy.models import ApiKey, Invitation, Membership, Tenant
 from verticals.tenancy.roles import Role, grantable_roles
 from verticals.tenancy.services.common import check_grantable
 
@@ -23,6 +23,13 @@ def _check_owner_rules(*, caller: Caller, membership: Membership, new_role: str 
             raise ValidationError({"role": "A tenant keeps at least one owner: make someone else owner first."})
 
 
+def _withdraw_invitations(invitations) -> list[str]:
+    still_open = invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+    ids = list(still_open.values_list("public_id", flat=True))
+    still_open.update(revoked_at=timezone.now())
+    return ids
+
+
 def member_change_role(*, caller: Caller, membership: Membership, role: str) -> Membership:
     check_grantable(caller=caller, role=role)
     with transaction.atomic():
@@ -32,8 +39,11 @@ def member_change_role(*, caller: Caller, membership: Membership, role: str) -> 
         lowered = ApiKey.objects.filter(created_by=membership.user).exclude(role__in=allowed)
         lowered_ids = list(lowered.values_list("public_id", flat=True))
         lowered.update(role=role)
+        # Open invitations it sent for roles it may no longer grant are withdrawn.
+        withdrawn = _withdraw_invitations(Invitation.objects.filter(invited_by_user=membership.user).exclude(role__in=allowed))
         audit_record(tenant=caller.tenant, actor=caller, action="member.change_role", target=membership,
-                     details={"email": membership.user.email, "role": [membership.role, role], "lowered_api_keys": lowered_ids})
+                     details={"email": membership.user.email, "role": [membership.role, role],
+                              "lowered_api_keys": lowered_ids, "revoked_invitations": withdrawn})
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -46,6 +56,8 @@ def member_remove(*, caller: Caller, membership: Membership) -> None:
         revoked = ApiKey.objects.filter(created_by=membership.user, revoked_at__isnull=True)
         revoked_ids = list(revoked.values_list("public_id", flat=True))
         revoked.update(revoked_at=timezone.now())
+        withdrawn = _withdraw_invitations(Invitation.objects.filter(invited_by_user=membership.user))
         audit_record(tenant=caller.tenant, actor=caller, action="member.remove", target=membership,
-                     details={"email": membership.user.email, "role": membership.role, "revoked_api_keys": revoked_ids})
+                     details={"email": membership.user.email, "role": membership.role,
+                              "revoked_api_keys": revoked_ids, "revoked_invitations": withdrawn})
         membership.delete()
