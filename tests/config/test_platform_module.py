@@ -10,7 +10,7 @@ import pytest
 
 from tests.processes import stop_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STDLIB = sysconfig.get_paths()["stdlib"]
 CHECK = "import platform; print(platform.__file__); print(platform.python_version())"
 
