@@ -254,7 +254,7 @@ def command_problems(where: str, argv: list[str]) -> list[str]:
     if checker is None:
         problems.append(
             f"no check knows the executable {executable!r}: run gunicorn, celery or python, "
-            "or teach tests/test_docker.py to check it"
+            "or teach tests/config/test_docker.py to check it"
         )
     else:
         problems.extend(checker(args))
