@@ -34,6 +34,7 @@ def test_new_person_creates_an_account_and_joins(world_a, mailoutbox, django_cap
     client = Client()
     page = client.get(link)
     assert page.status_code == 200 and b"newbie@example.com" in page.content and b"Create your account" in page.content
+    assert "Brand A" in page.content.decode() and "--brand: #1f6feb" in page.content.decode()  # the partner's brand
     weak = client.post(link, {"full_name": "New Bie", "password1": "123", "password2": "123"})
     assert weak.status_code == 400 and "newbie@example.com" not in members_of(world_a)
     joined = client.post(link, {"full_name": "New Bie", "password1": "Fresh-pass-2026!", "password2": "Fresh-pass-2026!"})

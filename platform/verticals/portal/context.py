@@ -3,12 +3,15 @@
 from verticals.tenancy.models import Partner
 
 
-def _brand(caller) -> dict:
-    partner = None
+def _partner_of(caller):
     if caller is not None and caller.tenant is not None:
-        partner = caller.tenant.partner
-    elif caller is not None and caller.memberships:
-        partner = caller.memberships[0].tenant.partner
+        return caller.tenant.partner
+    if caller is not None and caller.memberships:
+        return caller.memberships[0].tenant.partner
+    return None
+
+
+def _brand(partner) -> dict:
     if partner is None:
         partner = Partner.objects.filter(parent__isnull=True).first()
     if partner is None:
@@ -23,4 +26,5 @@ def _brand(caller) -> dict:
 
 def portal(request) -> dict:
     caller = getattr(request, "caller", None)
-    return {"caller": caller, "brand": _brand(caller)}
+    # A page about one tenant before anyone is signed in (an invitation) names its partner.
+    return {"caller": caller, "brand": _brand(getattr(request, "brand_partner", None) or _partner_of(caller))}

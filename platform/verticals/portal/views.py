@@ -135,6 +135,7 @@ def invitation(request, token: str):
     found = services.invitation_find(token)
     if found is None:
         return _refuse(request, "This invitation is no longer valid: ask for a new one.", status=404)
+    request.brand_partner = found.tenant.partner
     if found.tenant.is_suspended:
         return _refuse(request, found.tenant.suspension_message())
     context = {"invitation": found, "tenant": found.tenant, "account_exists": False, "form": None}
