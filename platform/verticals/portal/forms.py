@@ -57,7 +57,3 @@ class ApiKeyForm(forms.Form):
     def __init__(self, *args, projects=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["project"].choices = [("", "All projects")] + [(p.public_id, p.name) for p in projects]
-
-
-class SwitchTenantForm(forms.Form):
-    tenant = forms.CharField(max_length=40)

@@ -34,6 +34,7 @@ class Caller:
     tenant: Tenant | None = None
     role: str | None = None
     memberships: list[Membership] = field(default_factory=list)
+    _partner_memberships: list[PartnerMembership] | None = field(default=None, repr=False)
 
     @property
     def scopes(self) -> frozenset[str] | None:
@@ -76,9 +77,13 @@ class Caller:
         return [action for action in TENANT_ACTIONS if self.can(action)]
 
     def partner_memberships(self) -> list[PartnerMembership]:
-        if self.user is None:
-            return []
-        return list(PartnerMembership.objects.filter(user=self.user).select_related("partner"))
+        # Read once per request: permission checks and querysets both ask.
+        if self._partner_memberships is None:
+            self._partner_memberships = (
+                [] if self.user is None
+                else list(PartnerMembership.objects.filter(user=self.user).select_related("partner"))
+            )
+        return self._partner_memberships
 
     def partner_ids_for(self, action: str) -> list[int]:
         """Partners (with their sub-partners) whose tenants this caller may act on for `action`."""
