@@ -1,4 +1,4 @@
-"""REST resources under /api/v1/: me, projects, members, API keys and the partner console."""
+"""REST resources under /api/v1/: me, projects, members, invitations, API keys, audit events, partner console."""
 
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
