@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth import password_validation
 
-from verticals.tenancy.models import ApiKey, User
+from verticals.tenancy.models import ApiKey, Project, User
 from verticals.tenancy.roles import Role, Scope
 
 
@@ -10,7 +10,15 @@ class ProjectForm(forms.Form):
     description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class InviteForm(forms.Form):
+class GrantingForm(forms.Form):
+    """A form with a `role` field offering only the roles its user may grant."""
+
+    def __init__(self, *args, grantable: list[Role], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(r.value, r.label) for r in grantable]
+
+
+class InviteForm(GrantingForm):
     email = forms.EmailField(max_length=254)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
 
@@ -44,16 +52,20 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
 
-class ApiKeyForm(forms.Form):
+class ApiKeyForm(GrantingForm):
     name = forms.CharField(max_length=120)
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ, Scope.PREDICT]
     )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
-    project = forms.ChoiceField(required=False, help_text="Restrict the key to one project (optional).")
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.none(), to_field_name="public_id", required=False, empty_label="All projects",
+        help_text="Restrict the key to one project (optional).",
+    )
     expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     mode = forms.ChoiceField(choices=ApiKey.Mode.choices, initial=ApiKey.Mode.LIVE)
 
-    def __init__(self, *args, projects=(), **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["project"].choices = [("", "All projects")] + [(p.public_id, p.name) for p in projects]
+        # Set per request: the current tenant's projects (the scoped manager needs its context).
+        self.fields["project"].queryset = Project.objects.all()

@@ -1,4 +1,7 @@
-"""Portal pages: projects, members, API keys, tenant switcher. Writes go through tenancy services."""
+"""Portal pages: projects, members and invitations, API keys, audit log, tenant switcher.
+
+Writes go through the tenancy services.
+"""
 
 from functools import wraps
 
@@ -48,6 +51,13 @@ def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
     return decorator
 
 
+def _require(caller, action: str) -> None:
+    """For pages that read under one action and write under another."""
+    denial = caller.denial(action)
+    if denial:
+        raise PermissionDenied(denial)
+
+
 def _apply_errors(form, error: ValidationError) -> None:
     for field_name, problems in error.message_dict.items():
         form.add_error(field_name if field_name in form.fields else None, problems)
@@ -63,8 +73,7 @@ def projects(request):
     caller = request.caller
     form = ProjectForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
-        if not caller.can("project.create"):
-            raise PermissionDenied(caller.denial("project.create"))
+        _require(caller, "project.create")
         if form.is_valid():
             try:
                 project = services.project_create(tenant=caller.tenant, actor=caller, **form.cleaned_data)
@@ -94,11 +103,9 @@ def project_delete(request, project_id: str):
 @tenant_page("member.view", methods=("GET", "POST"))
 def members(request):
     caller = request.caller
-    form = InviteForm(request.POST if request.method == "POST" else None)
-    form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)] or [("", "—")]
+    form = InviteForm(request.POST if request.method == "POST" else None, grantable=grantable_roles(caller.role))
     if request.method == "POST":
-        if not caller.can("member.invite"):
-            raise PermissionDenied(caller.denial("member.invite"))
+        _require(caller, "member.invite")
         if form.is_valid():
             try:
                 invitation = services.invitation_create(caller=caller, **form.cleaned_data)
@@ -227,25 +234,19 @@ def member_remove(request, member_id: str):
 @tenant_page("api_key.view", methods=("GET", "POST"))
 def api_keys(request):
     caller = request.caller
-    project_list = list(Project.objects.all())
-    form = ApiKeyForm(request.POST if request.method == "POST" else None, projects=project_list)
-    form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)]
+    grantable = grantable_roles(caller.role)
+    form = ApiKeyForm(request.POST if request.method == "POST" else None, grantable=grantable)
     created = None
     if request.method == "POST":
-        if not caller.can("api_key.create"):
-            raise PermissionDenied(caller.denial("api_key.create"))
+        _require(caller, "api_key.create")
         if form.is_valid():
-            data = dict(form.cleaned_data)
-            project_id = data.pop("project")
-            data["project"] = next((p for p in project_list if p.public_id == project_id), None)
             try:
-                key, secret = services.api_key_create(caller=caller, **data)
+                key, secret = services.api_key_create(caller=caller, **form.cleaned_data)
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
                 created = {"key": key, "secret": secret}
-                form = ApiKeyForm(projects=project_list)
-                form.fields["role"].choices = [(r.value, r.label) for r in grantable_roles(caller.role)]
+                form = ApiKeyForm(grantable=grantable)
     context = {"form": form, "keys": ApiKey.objects.select_related("project", "created_by"), "created": created}
     # The secret is rendered into this one response only; a reload shows the list without it.
     response = render(request, "portal/api_keys.html", context, status=400 if form.errors else 200)

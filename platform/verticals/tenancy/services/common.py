@@ -1,11 +1,10 @@
-"""Checks shared by the tenancy services."""
+"""Pieces shared by the tenancy services: the granting check and audited revocation."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from verticals.tenancy.audit import audit_record
-
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.roles import grantable_roles
 

@@ -53,10 +53,6 @@ def _send(invitation: Invitation, token: str) -> None:
     Invitation.dangerously_unscoped.filter(pk=invitation.pk).update(sent_at=timezone.now())  # this row, by id
 
 
-def _already_member(tenant: Tenant, email: str) -> bool:
-    return Membership.dangerously_unscoped.filter(tenant=tenant, user__email__iexact=email).exists()  # one tenant
-
-
 def invitation_create(*, caller: Caller, email: str, role: str) -> Invitation:
     """A member invites someone to its own tenant, with a role it may grant."""
     check_grantable(caller=caller, role=role)
@@ -66,9 +62,9 @@ def invitation_create(*, caller: Caller, email: str, role: str) -> Invitation:
 def invite(*, tenant: Tenant, email: str, role: str, actor: Caller | None) -> Invitation:
     """Invite `email` to `tenant` as `role` (also how partner staff invite a new tenant's owner)."""
     email = email.strip().lower()
-    if _already_member(tenant, email):
-        raise ValidationError({"email": f"{email} is already a member of this tenant."})
     with tenant_context(tenant):  # partner staff act on a tenant from outside it
+        if Membership.objects.filter(user__email__iexact=email).exists():
+            raise ValidationError({"email": f"{email} is already a member of this tenant."})
         if Invitation.objects.filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True).exists():
             raise ValidationError({"email": f"{email} already has an open invitation: resend or revoke it."})
         # The email names a person (or the partner), never an API key's prefix.
