@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from verticals.config.env import env_bool, env_int, env_list, env_str
+from verticals.config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("VERTICALS_VAR_DIR") or BASE_DIR / "var")
@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "verticals.tenancy",
+    "verticals.jobs",
     "verticals.api",
     "verticals.portal",
 ]
@@ -197,10 +198,51 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
-# Work is routed to train / optimize / inference / default; anything unrouted goes to default.
+# Work is routed to train / optimize / inference / default (a job goes to its kind's queue, so
+# GPU and CPU pools can be sized apart); anything unrouted goes to default.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# A job's message is acknowledged when the job ends; a worker that dies mid-job leaves it to be
+# redelivered (where the broker can) and its job to the reaper. One message at a time per process.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # No message waits on a countdown or ETA (webhook retries are swept by beat), so an
+    # unacknowledged message is redelivered only after a worker was lost.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+
+# --- jobs -------------------------------------------------------------------------------
+# Jobs a tenant may have running (or handed to a worker) at once; the rest wait in order. 0: no limit.
+JOBS_MAX_RUNNING_PER_TENANT = env_int("JOBS_MAX_RUNNING_PER_TENANT", 4)
+JOBS_HEARTBEAT_SECONDS = env_float("JOBS_HEARTBEAT_SECONDS", 5.0)  # 0 turns the heartbeat thread off
+JOBS_HEARTBEAT_TTL = env_float("JOBS_HEARTBEAT_TTL", 60.0)  # silence after which the reaper acts
+JOBS_REAPER_SECONDS = env_float("JOBS_REAPER_SECONDS", 15.0)
+JOBS_REDISPATCH_SECONDS = env_float("JOBS_REDISPATCH_SECONDS", 600.0)  # resend a start never picked up
+JOBS_PROGRESS_SECONDS = env_float("JOBS_PROGRESS_SECONDS", 0.25)  # progress rows at most this often
+JOBS_CANCEL_POLL_SECONDS = env_float("JOBS_CANCEL_POLL_SECONDS", 0.5)
+JOBS_LOG_LINE_MAX = 2000
+JOBS_SCRATCH_DIR = Path(env_str("JOBS_SCRATCH_DIR") or VAR_DIR / "scratch")
+# Extra modules whose runners register when Django starts (plugins register theirs through the SDK).
+JOBS_RUNNER_MODULES = env_list("JOBS_RUNNER_MODULES", [])
+JOBS_SSE_POLL_SECONDS = env_float("JOBS_SSE_POLL_SECONDS", 0.25)
+JOBS_SSE_KEEPALIVE_SECONDS = env_float("JOBS_SSE_KEEPALIVE_SECONDS", 15.0)
+JOBS_SSE_MAX_SECONDS = env_float("JOBS_SSE_MAX_SECONDS", 3600.0)  # then the client reconnects with Last-Event-ID
+JOBS_WEBHOOK_ALLOW_PRIVATE = env_bool("JOBS_WEBHOOK_ALLOW_PRIVATE", DEBUG)  # loopback / private targets
+JOBS_WEBHOOK_TIMEOUT = env_float("JOBS_WEBHOOK_TIMEOUT", 10.0)
+JOBS_WEBHOOK_PROGRESS_SECONDS = env_float("JOBS_WEBHOOK_PROGRESS_SECONDS", 10.0)
+JOBS_WEBHOOK_BACKOFF = env_list("JOBS_WEBHOOK_BACKOFF", ["5", "30", "120", "600", "1800", "3600"])
+JOBS_WEBHOOK_RETRY_SECONDS = env_float("JOBS_WEBHOOK_RETRY_SECONDS", 5.0)
+CELERY_BEAT_SCHEDULE = {
+    "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS, "options": {"queue": "default"}},
+    "jobs-webhook-retries": {
+        "task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS, "options": {"queue": "default"},
+    },
+}
 
 # --- API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -47,6 +47,9 @@ TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
     "api_key.create": (_BUILDERS, Scope.WRITE),
     "api_key.revoke": (_BUILDERS, Scope.WRITE),
     "audit.view": (_MANAGERS, Scope.READ),
+    "job.view": (_ALL - {Role.BILLING}, Scope.READ),
+    "job.create": (_BUILDERS, Scope.TRAIN),
+    "job.cancel": (_BUILDERS, Scope.TRAIN),
 }
 
 PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
@@ -70,6 +73,7 @@ AUDITED_ACTIONS = frozenset({
     "member.invite", "member.invite_resend", "member.invite_revoke", "member.join",
     "member.change_role", "member.remove",
     "api_key.create", "api_key.revoke",
+    "job.create", "job.cancel",
     "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
 })
 

@@ -1,0 +1,295 @@
+"""The job lifecycle: queued → running → succeeded | failed | cancelled.
+
+Every transition is one conditional UPDATE on the job row (the truth), so that a duplicated
+broker message, a dead worker's late write or a reaper racing a finishing worker can never
+move a job twice. Events (`JobEvent`) get per-job sequence numbers taken under the job row's
+lock, so their order is their commit order and an SSE client can resume from any of them.
+
+Functions here act on a job row the caller has already reached (through a scoped query, or
+by the id in a broker message); they address it by primary key, so they use the unscoped
+manager and set the tenant on what they write from the job itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from verticals.jobs import runners
+from verticals.jobs.models import Job, JobEvent
+from verticals.tenancy.audit import audit_record
+from verticals.tenancy.models import Project, Tenant
+
+log = logging.getLogger(__name__)
+Status = Job.Status
+
+# Job rows by primary key: see the module docstring for why the unscoped manager is safe here.
+_jobs = Job.dangerously_unscoped
+
+
+# --- events -------------------------------------------------------------------------------
+
+def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
+    """Write events for `job` with the next sequence numbers (call inside a transaction or not)."""
+    if not events:
+        return []
+    with transaction.atomic():
+        _jobs.filter(pk=job.pk).update(event_seq=F("event_seq") + len(events))  # locks the row
+        last = _jobs.filter(pk=job.pk).values_list("event_seq", flat=True).get()
+        first = last - len(events) + 1
+        now = timezone.now()
+        rows = [
+            JobEvent(tenant_id=job.tenant_id, job_id=job.pk, seq=first + i, type=kind, data=data, created_at=now)
+            for i, (kind, data) in enumerate(events)
+        ]
+        JobEvent.dangerously_unscoped.bulk_create(rows)
+    job.event_seq = last
+    return rows
+
+
+def status_event(job: Job, **extra) -> tuple[str, dict]:
+    data = {"status": job.status, "attempt": job.attempt}
+    if job.is_terminal:
+        data["error"] = {"code": job.error_code, "message": job.error_message} if job.error_message else None
+        data["result"] = job.result
+    data.update(extra)
+    return (JobEvent.Type.STATUS, data)
+
+
+def log_event(message: str, level: str = "info") -> tuple[str, dict]:
+    return (JobEvent.Type.LOG, {"level": level, "message": message[: settings.JOBS_LOG_LINE_MAX]})
+
+
+# --- creating -----------------------------------------------------------------------------
+
+def job_create(*, project: Project, kind: str, params: dict | None = None, task: str = "", caller=None,
+               webhook: dict | None = None) -> Job:
+    """Validate and queue a job; it is dispatched when the transaction commits and fair share allows."""
+    from verticals.jobs import webhooks
+
+    runner = runners.get_runner(kind)
+    if runner is None:
+        known = ", ".join(runners.registered()) or "none are installed"
+        raise ValidationError({"kind": f"Unknown job kind '{kind}'. Known kinds: {known}."})
+    params = {} if params is None else params
+    problems = runner.validate_params(params)
+    if problems:
+        raise ValidationError({"params": problems})
+    hook = webhooks.clean_webhook(webhook) if webhook else None
+    tenant = project.tenant
+    with transaction.atomic():
+        job = Job(
+            tenant=tenant, project=project, kind=kind, task=task, queue=runner.queue, params=params,
+            max_attempts=runner.attempts_allowed(),
+            created_by=caller.person if caller else None, api_key=caller.api_key if caller else None,
+        )
+        if hook:
+            job.webhook_url, job.webhook_events, job.webhook_secret = hook["url"], hook["events"], hook["secret"]
+        job.save()
+        append_events(job, [status_event(job)])
+        audit_record(tenant=tenant, actor=caller, action="job.create", target=job,
+                     details={"kind": kind, "project": project.public_id})
+        transaction.on_commit(lambda: schedule(tenant.pk))
+    return job
+
+
+# --- fair share and dispatch --------------------------------------------------------------
+
+def running_limit(tenant: Tenant) -> int:
+    """Jobs a tenant may have running (or dispatched) at once; 0 means no limit."""
+    return settings.JOBS_MAX_RUNNING_PER_TENANT
+
+
+def schedule(tenant_id: int) -> list[str]:
+    """Dispatch the tenant's oldest waiting jobs while it is under its running limit."""
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)  # one scheduler per tenant at a time
+        waiting = _jobs.filter(tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True).order_by("created_at", "id")
+        limit = running_limit(tenant)
+        if limit:
+            active = _jobs.filter(tenant_id=tenant_id).filter(
+                Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
+            ).count()
+            waiting = waiting[: max(0, limit - active)]
+        chosen = list(waiting.values_list("pk", "public_id", "queue"))
+        if chosen:
+            _jobs.filter(pk__in=[pk for pk, _, _ in chosen]).update(dispatched_at=timezone.now())
+            transaction.on_commit(lambda: [send(public_id, queue) for _, public_id, queue in chosen])
+    return [public_id for _, public_id, _ in chosen]
+
+
+def send(public_id: str, queue: str) -> None:
+    """Put "run job X" on the job's queue. Losing this message loses nothing: the reaper resends."""
+    from verticals.jobs.tasks import run_job
+
+    try:
+        run_job.apply_async(args=[public_id], queue=queue)
+    except Exception:  # broker down: the job stays queued and dispatched; the reaper resends it
+        log.exception("could not send job %s to queue %s", public_id, queue)
+
+
+# --- the worker's side --------------------------------------------------------------------
+
+def claim(public_id: str, worker: str) -> Job | None:
+    """Start a dispatched queued job; None when it is not one (a duplicate or stale message)."""
+    now = timezone.now()
+    with transaction.atomic():
+        started = _jobs.filter(public_id=public_id, status=Status.QUEUED, dispatched_at__isnull=False).update(
+            status=Status.RUNNING, attempt=F("attempt") + 1, worker=worker[:200], heartbeat_at=now,
+            started_at=now, progress_started_at=now, eta_seconds=None,
+        )
+        if not started:
+            return None
+        job = _jobs.select_related("tenant", "project").get(public_id=public_id)
+        append_events(job, [status_event(job, worker=job.worker)])
+        from verticals.jobs import webhooks
+
+        webhooks.emit(job, "start")
+    return job
+
+
+def owned(job: Job, attempt: int):
+    """The job's row while `attempt` still runs it."""
+    return _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=attempt)
+
+
+def record_progress(job: Job, attempt: int, *, current: float, total: float | None, description: str,
+                    eta: float | None, metrics: dict | None, step, write_progress: bool) -> dict | None:
+    """Store progress (and metric points); return the row's cancel/ownership facts, None when lost."""
+    events = []
+    if write_progress:
+        events.append((JobEvent.Type.PROGRESS, {"current": current, "total": total, "description": description, "eta_seconds": eta}))
+    for name, value in (metrics or {}).items():
+        events.append((JobEvent.Type.METRIC, {"step": step, "name": name, "value": value}))
+    with transaction.atomic():
+        changes = {"heartbeat_at": timezone.now()}
+        if write_progress:
+            changes.update(progress_current=current, progress_total=total, progress_description=description[:200], eta_seconds=eta)
+        if not owned(job, attempt).update(**changes):
+            return None
+        append_events(job, events)
+        if write_progress:
+            from verticals.jobs import webhooks
+
+            webhooks.emit(job, "progress", data={"current": current, "total": total, "eta_seconds": eta})
+    return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
+
+
+def beat(job: Job, attempt: int) -> dict | None:
+    """A heartbeat: None when this attempt no longer owns the job."""
+    if not owned(job, attempt).update(heartbeat_at=timezone.now()):
+        return None
+    return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
+
+
+def finish(job: Job, attempt: int, status: str, *, result: dict | None = None, error_code: str = "",
+           error_message: str = "", traceback: str = "", cpu_seconds: float = 0.0) -> bool:
+    """End `attempt` of the job in a terminal state; False when it no longer owned the job."""
+    with transaction.atomic():
+        changes = dict(
+            status=status, finished_at=timezone.now(), eta_seconds=None, result=result or {},
+            error_code=error_code, error_message=error_message, error_traceback=traceback,
+            resource_seconds=F("resource_seconds") + cpu_seconds,
+        )
+        if status == Status.SUCCEEDED and job.progress_total:
+            changes["progress_current"] = job.progress_total
+        if not owned(job, attempt).update(**changes):
+            return False
+        _ended(job)
+    return True
+
+
+def add_resource_seconds(job: Job, cpu_seconds: float) -> None:
+    """Count the CPU an attempt used even when it did not end the job (it was superseded)."""
+    _jobs.filter(pk=job.pk).update(resource_seconds=F("resource_seconds") + cpu_seconds)
+
+
+def _ended(job: Job, *extra_events) -> None:
+    """After a terminal transition (inside its transaction): events, webhook, next jobs."""
+    from verticals.jobs import webhooks
+
+    job.refresh_from_db()
+    append_events(job, [*extra_events, status_event(job)])
+    webhooks.emit(job, "completed")
+    tenant_id = job.tenant_id
+    transaction.on_commit(lambda: schedule(tenant_id))
+
+
+# --- cancelling ---------------------------------------------------------------------------
+
+def request_cancel(job: Job, caller=None) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (its runner stops at its next report)."""
+    now = timezone.now()
+    with transaction.atomic():
+        if job.is_terminal:
+            raise ValidationError(f"Job {job.public_id} has already {job.status}; there is nothing to cancel.")
+        if _jobs.filter(pk=job.pk, status=Status.QUEUED).update(
+            status=Status.CANCELLED, cancel_requested_at=now, finished_at=now,
+            error_code="cancelled", error_message="Cancelled before it started.",
+        ):
+            _ended(job)
+        elif _jobs.filter(pk=job.pk, status=Status.RUNNING, cancel_requested_at__isnull=True).update(cancel_requested_at=now):
+            append_events(job, [log_event(f"Cancellation requested by {caller.label if caller else 'system'}.", "warning")])
+        audit_record(tenant=job.tenant, actor=caller, action="job.cancel", target=job, details={})
+    job.refresh_from_db()
+    return job
+
+
+# --- the reaper ---------------------------------------------------------------------------
+
+def reap(now=None) -> dict:
+    """Fail or requeue running jobs whose worker stopped heartbeating; resend lost dispatches."""
+    now = now or timezone.now()
+    requeued, failed = [], []
+    oldest_ttl = min([runner.ttl() for runner in runners.registered().values()] + [settings.JOBS_HEARTBEAT_TTL])
+    suspects = _jobs.filter(status=Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=oldest_ttl))
+    for job in suspects.select_related("tenant"):
+        runner = runners.get_runner(job.kind)
+        ttl = runner.ttl() if runner else settings.JOBS_HEARTBEAT_TTL
+        if job.heartbeat_at >= now - timedelta(seconds=ttl):
+            continue
+        retry = runner is not None and runner.retryable and job.attempt < job.max_attempts and not job.cancel_requested_at
+        stale = _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=job.attempt, heartbeat_at=job.heartbeat_at)
+        silent = f"The worker running attempt {job.attempt} ({job.worker or 'unknown'}) stopped responding " \
+                 f"(no heartbeat for {int((now - job.heartbeat_at).total_seconds())} s)."
+        with transaction.atomic():
+            if retry:
+                if stale.update(status=Status.QUEUED, dispatched_at=None, worker="", eta_seconds=None):
+                    job.refresh_from_db()
+                    append_events(job, [log_event(f"{silent} Requeued for attempt {job.attempt + 1} of {job.max_attempts}.", "warning"),
+                                        status_event(job, reason="worker_lost")])
+                    tenant_id = job.tenant_id
+                    transaction.on_commit(lambda tenant_id=tenant_id: schedule(tenant_id))
+                    requeued.append(job.public_id)
+            elif job.cancel_requested_at and stale.update(status=Status.CANCELLED, finished_at=now, eta_seconds=None,
+                                                          error_code="cancelled", error_message="Cancelled."):
+                _ended(job, log_event(silent, "warning"))
+                failed.append(job.public_id)
+            elif stale.update(status=Status.FAILED, finished_at=now, eta_seconds=None, error_code="worker_lost",
+                              error_message=f"{silent} The job was stopped; start it again to retry."):
+                _ended(job, log_event(silent, "error"))
+                failed.append(job.public_id)
+    redispatched = _redispatch(now)
+    for tenant_id in set(_jobs.filter(status=Status.QUEUED, dispatched_at__isnull=True).values_list("tenant_id", flat=True)):
+        schedule(tenant_id)
+    return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
+
+
+def _redispatch(now) -> list[str]:
+    """Resend "run job X" for jobs dispatched long ago and never started (a lost message).
+
+    A resent message for a job that did start does nothing (claim() is conditional).
+    """
+    cutoff = now - timedelta(seconds=settings.JOBS_REDISPATCH_SECONDS)
+    lost = list(_jobs.filter(status=Status.QUEUED, dispatched_at__lt=cutoff).values_list("pk", "public_id", "queue")[:500])
+    if lost:
+        _jobs.filter(pk__in=[pk for pk, _, _ in lost]).update(dispatched_at=now)
+        for _, public_id, queue in lost:
+            send(public_id, queue)
+    return [public_id for _, public_id, _ in lost]
