@@ -5,6 +5,7 @@ broker that needs no server, DEBUG on and a development secret key kept in `var/
 Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and DEBUG=0 (see docker/).
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -120,8 +121,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Tests' database is a file, so that worker processes started by tests can open it too.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_verticals.sqlite3")}
+    # Tests' database is a file, so that worker processes started by tests can open it too
+    # (one per test run: runs side by side do not share it).
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_verticals_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- auth -------------------------------------------------------------------------------
