@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from verticals.portal import views
+from verticals.portal import jobs, views
 
 app_name = "portal"
 
@@ -44,6 +44,11 @@ urlpatterns = [
     path("projects/", views.projects, name="projects"),
     path("projects/<str:project_id>/", views.project_detail, name="project_detail"),
     path("projects/<str:project_id>/delete", views.project_delete, name="project_delete"),
+    path("projects/<str:project_id>/jobs/", jobs.job_list, name="project_jobs"),
+    path("projects/<str:project_id>/jobs/<str:job_id>/", jobs.job_detail, name="job_detail"),
+    path("projects/<str:project_id>/jobs/<str:job_id>/live", jobs.job_live, name="job_live"),
+    path("projects/<str:project_id>/jobs/<str:job_id>/cancel", jobs.job_cancel, name="job_cancel"),
+    path("jobs/", jobs.job_list, name="jobs"),
     path("members/", views.members, name="members"),
     path("members/invitations/<str:invitation_id>/resend", views.invitation_manage, {"verb": "resend"}, name="invitation_resend"),
     path("members/invitations/<str:invitation_id>/revoke", views.invitation_manage, {"verb": "revoke"}, name="invitation_revoke"),
