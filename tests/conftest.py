@@ -1,10 +1,13 @@
 """Shared fixtures: real objects built through the services, two tenants under two partners."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from rest_framework.test import APIClient
 
+import tests.jobs.runners  # noqa: F401  (registers the test job kinds that World's job uses)
+from verticals.jobs import engine
+from verticals.jobs.models import Job
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import ApiKey, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User
 from verticals.tenancy.roles import PartnerRole, Role, Scope
@@ -49,6 +52,15 @@ class World:
     secret: str
     partner_admin: User
     invitation: Invitation
+    _job: Job | None = field(default=None, repr=False)
+
+    @property
+    def job(self) -> Job:
+        """A finished job in the world's project, made on first use: tests that count or schedule
+        jobs start from none."""
+        if self._job is None:
+            self._job = make_finished_job(self.tenant, self.project, self.owner)
+        return self._job
 
     def client(self) -> APIClient:
         client = APIClient()
@@ -78,6 +90,14 @@ def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
     PartnerMembership.objects.create(partner=partner, user=partner_admin, role=PartnerRole.ADMIN)
     invitation = invite(tenant=tenant, email=f"invitee-{label.lower()}@example.com", role=Role.VIEWER, actor=None)
     return World(partner, tenant, owner_membership.user, owner_membership, project, key, secret, partner_admin, invitation)
+
+
+def make_finished_job(tenant: Tenant, project: Project, user: User) -> Job:
+    """A job with events, ended (cancelled) so that it holds no place in the tenant's queue."""
+    with tenant_context(tenant):
+        caller = Caller(user=user, tenant=tenant, role=Role.OWNER)
+        job = engine.job_create(project=project, kind="test.steps", params={"steps": 2}, caller=caller)
+        return engine.request_cancel(job, caller)
 
 
 @pytest.fixture

@@ -40,10 +40,24 @@ CASES = {
     },
     "api:partner-tenant-detail": {"patch": [({}, "name"), ({"name": LONG}, "name")]},
     "api:partner-tenant-suspend": {"post": [({"reason": LONG}, "reason"), ({"reason": ["x"]}, "reason")]},
+    "api:job-list": {
+        "post": [({}, "kind"), ({"kind": 7}, "kind"), ({"kind": LONG}, "kind"), ({"kind": "no.such.kind"}, "kind"),
+                 ({"kind": "test.steps"}, "params"), ({"kind": "test.steps", "params": {"steps": "many"}}, "params"),
+                 ({"kind": "test.steps", "params": [1]}, "params"), ({"kind": "test.noop", "params": "{}"}, "params"),
+                 ({"kind": "test.noop", "task": 5}, "task"), ({"kind": "test.noop", "task": LONG}, "task"),
+                 ({"kind": "test.noop", "colour": "red"}, "colour"),
+                 ({"kind": "test.noop", "webhook": "https://hooks.example.com/"}, "webhook"),
+                 ({"kind": "test.noop", "webhook": {}}, "webhook.url"),
+                 ({"kind": "test.noop", "webhook": {"url": "ftp://hooks.example.com/"}}, "webhook.url"),
+                 ({"kind": "test.noop", "webhook": {"url": "https://hooks.example.com/", "events": ["finish"]}}, "webhook.events"),
+                 ({"kind": "test.noop", "webhook": {"url": "https://hooks.example.com/", "secret": "hunter2"}}, "webhook.secret"),
+                 ({"kind": "test.noop", "webhook": {"url": "https://hooks.example.com/", "retries": 3}}, "webhook")],
+    },
 }
 # Write routes that take no body.
 NO_BODY = {"api:api-key-revoke": "post", "api:partner-tenant-reactivate": "post", "api:project-detail": "delete",
-           "api:member-detail": "delete", "api:invitation-resend": "post", "api:invitation-revoke": "post"}
+           "api:member-detail": "delete", "api:invitation-resend": "post", "api:invitation-revoke": "post",
+           "api:job-cancel": "post"}
 
 
 def _client_for(name, world):

@@ -16,6 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import World, make_key
 from verticals.config.paths import is_api_path
+from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
 from verticals.tenancy.roles import Role
 
@@ -46,10 +47,11 @@ PARAM_FILLERS = {
     "tenant_id": lambda w: w.tenant.public_id,
     "event_id": lambda w: AuditEvent.dangerously_unscoped.filter(tenant=w.tenant).first().public_id,
     "invitation_id": lambda w: w.invitation.public_id,
+    "job_id": lambda w: w.job.public_id,
 }
 BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
          "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000",
-         "invitation_id": "inv_doesnotexist000000"}
+         "invitation_id": "inv_doesnotexist000000", "job_id": "job_doesnotexist000000"}
 
 
 class Route(NamedTuple):
@@ -84,12 +86,13 @@ def markers(world: World) -> list[str]:
     return [
         world.tenant.public_id, world.tenant.name, world.project.public_id, world.project.name,
         world.membership.public_id, world.key.public_id, world.key.lookup, world.owner.email,
-        world.partner.public_id, world.invitation.public_id, world.invitation.email,
+        world.partner.public_id, world.invitation.public_id, world.invitation.email, world.job.public_id,
     ]
 
 
 def snapshot(world: World) -> dict:
     # The probe looks at A's rows from outside any request: it checks them by A's id directly.
+    _ = world.job  # made now if it was not yet, so that it is in the picture before the probe
     return {
         "tenant": Tenant.objects.filter(pk=world.tenant.pk).values().get(),
         "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
@@ -97,6 +100,10 @@ def snapshot(world: World) -> dict:
         "keys": list(ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "audit": list(AuditEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "invitations": list(Invitation.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "jobs": list(Job.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "job_events": list(JobEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "job_effects": list(JobEffect.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "deliveries": list(WebhookDelivery.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
     }
 
 
@@ -109,6 +116,7 @@ def body_for(world_a: World) -> dict:
     return {
         "name": "probe", "description": "probe", "role": Role.VIEWER, "reason": "probe", "scopes": ["read"],
         "project": world_a.project.public_id, "tenant": world_a.tenant.public_id, "partner": world_a.partner.public_id,
+        "kind": "test.noop", "params": {}, "job": world_a.job.public_id,
     }
 
 
@@ -182,7 +190,10 @@ def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
 
 @pytest.mark.django_db
 def test_b_lists_show_none_of_a(world_a, world_b):
-    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/"]:
+    own_jobs = f"/api/v1/projects/{world_b.project.public_id}/jobs/"
+    _ = world_a.job, world_b.job  # both worlds have a job: a list could show A's
+    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/",
+                 own_jobs]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             if answer.status_code == 200:
@@ -191,6 +202,7 @@ def test_b_lists_show_none_of_a(world_a, world_b):
     # B's own rows are there, so the emptiness of A's is not an accident of empty lists.
     assert world_b.project.public_id in world_b.client().get("/api/v1/projects/").content.decode()
     assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
+    assert world_b.job.public_id in world_b.client().get(own_jobs).content.decode()
 
 
 @pytest.mark.django_db
@@ -201,6 +213,7 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
     with tenant_context(world_a.tenant):
         other = project_create(tenant=world_a.tenant, name="Other")
     _key, secret = make_key(world_a.tenant, project=world_a.project, user=world_a.owner)
+    own_job = world_a.job
     client = world_a.client()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     answer = client.get("/api/v1/projects/")
@@ -211,6 +224,20 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
     refused = client.post("/api/v1/projects/", {"name": "new"}, format="json")
     assert refused.status_code == 403
     assert world_a.project.public_id in refused.json()["error"]["message"]
+    # The other project's jobs are out of reach too: 404, as for another tenant's.
+    from tests.conftest import make_finished_job
+
+    other_job = make_finished_job(world_a.tenant, other, world_a.owner)
+    jobs = f"/api/v1/projects/{other.public_id}/jobs/"
+    assert client.get(jobs).status_code == 404
+    assert client.post(jobs, {"kind": "test.noop"}, format="json").status_code == 404
+    for tail in ("", "events/", "deliveries/"):
+        assert client.get(f"{jobs}{other_job.public_id}/{tail}").status_code == 404, tail
+    assert client.post(f"{jobs}{other_job.public_id}/cancel/").status_code == 404
+    # Nor does naming its own project reach the other project's job.
+    assert client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/{other_job.public_id}/").status_code == 404
+    own = client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/")
+    assert [j["id"] for j in own.json()["results"]] == [own_job.public_id]
 
 
 

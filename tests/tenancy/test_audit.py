@@ -39,6 +39,18 @@ def test_writes_are_audited_with_their_actor(world_a):
 
 
 @pytest.mark.django_db
+def test_jobs_started_and_cancelled_through_the_api_are_audited(world_a):
+    jobs = f"/api/v1/projects/{world_a.project.public_id}/jobs/"
+    job = world_a.client().post(jobs, {"kind": "test.noop"}, format="json").json()
+    world_a.session().post(f"{jobs}{job['id']}/cancel/")
+    events = audit(world_a, target_id=job["id"])
+    assert [e["action"] for e in events] == ["job.cancel", "job.create"]
+    cancel, create = events
+    assert create["actor"].startswith("API key vk_live_") and create["details"] == {"kind": "test.noop", "project": world_a.project.public_id}
+    assert cancel["actor"] == world_a.owner.email
+
+
+@pytest.mark.django_db
 def test_partner_actions_show_in_the_tenants_log(world_a):
     world_a.partner_session().post(
         f"/api/v1/partner/tenants/{world_a.tenant.public_id}/suspend/", {"reason": "unpaid"}, format="json"
@@ -77,9 +89,11 @@ def test_audited_actions_list_is_what_the_services_write():
     import re
     from pathlib import Path
 
+    from verticals.jobs import engine
     from verticals.tenancy import services
     from verticals.tenancy.roles import AUDITED_ACTIONS
 
-    source = "".join(p.read_text() for p in Path(services.__file__).parent.glob("*.py"))
+    # Tenancy's services and the job engine are where audited actions are written.
+    source = "".join(p.read_text() for p in Path(services.__file__).parent.glob("*.py")) + Path(engine.__file__).read_text()
     written = set(re.findall(r'action="([a-z_]+\.[a-z_]+)"', source))
     assert written == AUDITED_ACTIONS

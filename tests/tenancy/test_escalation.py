@@ -110,6 +110,7 @@ def test_admin_pages_work_for_staff_who_are_also_members(world_a, world_b, admin
 
     with tenant_context(world_b.tenant):
         Membership.objects.create(tenant=world_b.tenant, user=admin_user, role=Role.VIEWER)
+    assert world_a.job.event_seq > 0  # a job with events: the jobs admin pages show rows too
     for model in django_admin.site._registry:
         meta = model._meta
         listing = admin_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))

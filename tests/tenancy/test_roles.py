@@ -7,6 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.conftest import make_key, make_member, make_user
+from verticals.jobs import engine
 from verticals.tenancy.models import PartnerMembership
 from verticals.tenancy.roles import PARTNER_ACTIONS, TENANT_ACTIONS, PartnerRole, Role, Scope
 from verticals.tenancy.scoping import tenant_context
@@ -67,6 +68,13 @@ def _fresh_member(tenant, role=Role.DEVELOPER):
     return make_member(tenant, f"m{next(_counter)}@example.com", role)
 
 
+def _fresh_job(tenant):
+    """A queued job (in a fresh project): something to cancel."""
+    project = _fresh_project(tenant)
+    with tenant_context(tenant):
+        return project, engine.job_create(project=project, kind="test.noop")
+
+
 def perform(client, action: str, tenant):
     """Do `action` through the API as `client`; return the response."""
     n = next(_counter)
@@ -97,6 +105,14 @@ def perform(client, action: str, tenant):
         return client.post(f"/api/v1/api-keys/{key.public_id}/revoke/")
     if action == "audit.view":
         return client.get("/api/v1/audit-events/")
+    if action == "job.view":
+        project, job = _fresh_job(tenant)
+        return client.get(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/")
+    if action == "job.create":
+        return client.post(f"/api/v1/projects/{_fresh_project(tenant).public_id}/jobs/", {"kind": "test.noop"}, format="json")
+    if action == "job.cancel":
+        project, job = _fresh_job(tenant)
+        return client.post(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/cancel/")
     raise AssertionError(f"test_roles does not know how to perform {action}: add it to perform()")
 
 

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
+from verticals.jobs.models import Job
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
 
 
@@ -100,3 +101,15 @@ class AuditEventFilter(django_filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["action", "target_id", "since", "until"]
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Job.Status.choices)
+    # Not a choice: a job keeps its kind after the runner that made it is gone.
+    kind = django_filters.CharFilter()
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Job
+        fields = ["status", "kind", "created_after", "created_before"]

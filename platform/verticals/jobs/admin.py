@@ -1,12 +1,22 @@
 """Staff view of jobs: everything, tracebacks included (customers see only the message)."""
 
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
 
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
+from verticals.tenancy.scoping import tenant_context
+
+
+class JobEventFormSet(BaseInlineFormSet):
+    def add_fields(self, form, index):
+        # The primary-key field's queryset comes from the scoped manager: build it in the job's tenant.
+        with tenant_context(self.instance.tenant):
+            super().add_fields(form, index)
 
 
 class JobEventInline(admin.TabularInline):
     model = JobEvent
+    formset = JobEventFormSet
     fields = ["seq", "type", "data", "created_at"]
     readonly_fields = fields
     extra = 0
