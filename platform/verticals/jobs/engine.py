@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from verticals.jobs import runners
@@ -197,8 +198,8 @@ def finish(job: Job, attempt: int, status: str, *, result: dict | None = None, e
             error_code=error_code, error_message=error_message, error_traceback=traceback,
             resource_seconds=F("resource_seconds") + cpu_seconds,
         )
-        if status == Status.SUCCEEDED and job.progress_total:
-            changes["progress_current"] = job.progress_total
+        if status == Status.SUCCEEDED:  # done is 100 %, whatever the last report said
+            changes["progress_current"] = Coalesce(F("progress_total"), F("progress_current"))
         if not owned(job, attempt).update(**changes):
             return False
         _ended(job)
