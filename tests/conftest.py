@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 import pytest
+from django.db import transaction
 from rest_framework.test import APIClient
 
 import tests.jobs.runners  # noqa: F401  (registers the test job kinds that World's job uses)
@@ -94,7 +95,9 @@ def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
 
 def make_finished_job(tenant: Tenant, project: Project, user: User) -> Job:
     """A job with events, ended (cancelled) so that it holds no place in the tenant's queue."""
-    with tenant_context(tenant):
+    # One transaction: the job is cancelled before its dispatch would run (on commit), so no
+    # broker or worker ever hears of it.
+    with tenant_context(tenant), transaction.atomic():
         caller = Caller(user=user, tenant=tenant, role=Role.OWNER)
         job = engine.job_create(project=project, kind="test.steps", params={"steps": 2}, caller=caller)
         return engine.request_cancel(job, caller)

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from tests.conftest import make_key
-from tests.jobs.receiver import Receiver
+from tests.jobs.receiver import WebhookReceiver
 from verticals.jobs import engine, webhooks, worker
 from verticals.jobs.models import Job
 from verticals.tenancy.models import AuditEvent
@@ -304,9 +304,9 @@ def test_a_job_that_finishes_while_the_cancel_is_on_its_way_is_409(world_a):
 @pytest.mark.django_db
 def test_deliveries_are_listed_newest_first_with_every_try(world_a, in_process, settings):
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
-    with Receiver(codes=[500]) as receiver:
+    with WebhookReceiver(codes=[500]) as receiver:
         created = create(world_a, kind="test.steps", params={"steps": 2},
-                         webhook={"url": receiver.url, "events": ["start", "completed"]}).json()
+                         webhook={"url": receiver.url(), "events": ["start", "completed"]}).json()
         assert run(world_a, created["id"]) == Status.SUCCEEDED
         from verticals.jobs.models import WebhookDelivery
 

@@ -314,6 +314,28 @@ def test_eta_comes_from_the_rate_of_this_attempt(world_a, in_process):
     assert reload(job).eta_seconds == 80.0
 
 
+class StopsShort(runners.Runner):
+    """Reports 3 of 5, then returns: it succeeded (the last steps had nothing to report)."""
+
+    kind = "test.stops_short"
+
+    def run(self, ctx):
+        ctx.report(3, 5)
+        return {}
+
+
+@pytest.mark.django_db
+def test_a_succeeded_job_shows_its_progress_complete(world_a, in_process):
+    runners.register(StopsShort)
+    try:
+        job = make_job(world_a, kind=StopsShort.kind, params={})
+        assert start(world_a, job) == Status.SUCCEEDED
+    finally:
+        runners.unregister(StopsShort.kind)
+    job = reload(job)
+    assert (job.progress_current, job.progress_total, job.percent) == (5.0, 5.0, 100.0)
+
+
 @pytest.mark.django_db
 def test_once_rolls_back_its_marker_with_a_failed_effect(world_a, in_process):
     job = make_job(world_a)
@@ -330,3 +352,6 @@ def test_once_rolls_back_its_marker_with_a_failed_effect(world_a, in_process):
             assert fresh
         with ctx.once("publish") as fresh:
             assert not fresh
+        with pytest.raises(ValueError, match="1 to 200 characters"):
+            with ctx.once("x" * 201):
+                pass

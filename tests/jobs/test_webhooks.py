@@ -11,7 +11,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.jobs.receiver import Receiver
+from tests.jobs.receiver import WebhookReceiver
 from verticals.jobs import engine, webhooks, worker
 from verticals.jobs.models import Job, WebhookDelivery
 from verticals.tenancy.scoping import tenant_context
@@ -84,13 +84,14 @@ def test_a_public_address_is_accepted_when_private_ones_are_not(settings):
 @pytest.mark.django_db
 def test_deliveries_are_signed_per_standard_webhooks(world_a, in_process, settings):
     settings.JOBS_WEBHOOK_PROGRESS_SECONDS = 0
-    with Receiver() as receiver:
-        job = hooked_job(world_a, receiver.url)
+    with WebhookReceiver() as receiver:
+        job = hooked_job(world_a, receiver.url())
         secret = job.webhook_secret
         assert run(world_a, job) == "succeeded"
         assert deliver_all(job) == ["delivered"] * 5
     types = []
-    for body, headers in receiver.requests:
+    for message in receiver.messages():
+        body, headers = message["body"], message["headers"]
         payload = Webhook(secret).verify(body, headers)
         types.append(payload["type"])
         assert payload["data"]["id"] == job.public_id
@@ -101,7 +102,7 @@ def test_deliveries_are_signed_per_standard_webhooks(world_a, in_process, settin
         with pytest.raises(WebhookVerificationError):
             Webhook(webhooks.new_secret()).verify(body, headers)
     assert types == ["job.started", "job.progress", "job.progress", "job.progress", "job.succeeded"]
-    final = json.loads(receiver.requests[-1][0])["data"]
+    final = json.loads(receiver.messages()[-1]["body"])["data"]
     assert final["status"] == "succeeded" and final["result"] == {"steps": 3, "attempt": 1}
 
 
@@ -119,8 +120,8 @@ def test_only_the_chosen_events_are_sent_and_progress_is_throttled(world_a, in_p
 @pytest.mark.django_db
 def test_failed_tries_back_off_then_give_up_and_the_log_keeps_every_try(world_a, in_process, settings):
     settings.JOBS_WEBHOOK_BACKOFF = ["30", "60"]
-    with Receiver(codes=[500, 503, 500]) as receiver:
-        job = hooked_job(world_a, receiver.url, events=("completed",))
+    with WebhookReceiver(codes=[500, 503, 500]) as receiver:
+        job = hooked_job(world_a, receiver.url(), events=("completed",))
         run(world_a, job)
         delivery = Deliveries.get(job=job)
         before = timezone.now()
@@ -134,14 +135,14 @@ def test_failed_tries_back_off_then_give_up_and_the_log_keeps_every_try(world_a,
             assert webhooks.deliver(delivery.pk) == status
         delivery.refresh_from_db()
         assert [t["status"] for t in delivery.tries] == [500, 503, 500] and delivery.next_attempt_at is None
-        assert len({h["webhook-id"] for _, h in receiver.requests}) == 1  # one message id across tries
+        assert len({m["headers"]["webhook-id"] for m in receiver.messages()}) == 1  # one message id across tries
         assert webhooks.send_due() == 0
 
 
 @pytest.mark.django_db
 def test_a_failed_try_is_retried_by_the_sweep_and_redirects_are_not_followed(world_a, in_process):
-    with Receiver(codes=[302]) as receiver:
-        job = hooked_job(world_a, receiver.url, events=("completed",))
+    with WebhookReceiver(codes=[302]) as receiver:
+        job = hooked_job(world_a, receiver.url(), events=("completed",))
         run(world_a, job)
         delivery = Deliveries.get(job=job)
         assert webhooks.deliver(delivery.pk) == "pending"
@@ -151,7 +152,7 @@ def test_a_failed_try_is_retried_by_the_sweep_and_redirects_are_not_followed(wor
         enqueue.assert_called_once_with(delivery.pk)
         delivery.refresh_from_db()
         assert delivery.status == "delivered" and [t["status"] for t in delivery.tries] == [302, 200]
-        assert len(receiver.requests) == 2  # the redirect target was never called
+        assert len(receiver.messages()) == 2  # the redirect target was never called
 
 
 @pytest.mark.django_db

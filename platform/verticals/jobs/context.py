@@ -133,13 +133,15 @@ class JobContext:
         Database writes inside the block commit atomically with the marker: if the worker dies
         first, neither exists and the rerun does it; if the marker exists, `fresh` is False.
         """
+        if not key or len(key) > 200:
+            raise ValueError(f"An effect key is 1 to 200 characters, not {len(key)}: {key[:40]!r}…")
         with transaction.atomic():
             if JobEffect.objects.filter(job=self.job, key=key).exists():
                 yield False
                 return
             try:
                 with transaction.atomic():
-                    JobEffect.objects.create(tenant=self.tenant, job=self.job, key=key[:200], attempt=self.attempt)
+                    JobEffect.objects.create(tenant=self.tenant, job=self.job, key=key, attempt=self.attempt)
             except IntegrityError:
                 yield False
                 return
