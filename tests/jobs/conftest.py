@@ -29,24 +29,25 @@ def service_down(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def redis_broker():
-    database = RedisDatabase()
+def acquired(broker):
+    """A broker's test space (Redis database, RabbitMQ vhost), or a skip/fail when it is down."""
     try:
-        database.acquire()
+        broker.acquire()
     except ServiceDown as exc:
         service_down(str(exc))
+    return broker
+
+
+@pytest.fixture(scope="module")
+def redis_broker():
+    database = acquired(RedisDatabase())
     yield database
     database.release()
 
 
 @pytest.fixture(scope="module")
 def rabbitmq_broker():
-    vhost = RabbitVhost()
-    try:
-        vhost.acquire()
-    except ServiceDown as exc:
-        service_down(str(exc))
+    vhost = acquired(RabbitVhost())
     yield vhost
     vhost.release()
 

@@ -317,3 +317,25 @@ def test_eta_in_words(seconds, words):
 @pytest.mark.parametrize("seconds, words", [(None, "—"), (4.7, "4 s"), (65, "1 min 05 s"), (3725, "1 h 02 min")])
 def test_duration_in_words(seconds, words):
     assert portal_jobs.duration_words(seconds) == words
+
+
+@pytest.mark.django_db
+def test_job_page_shows_the_webhook_delivery_log(world_a, in_process):
+    from unittest import mock
+
+    from verticals.jobs import webhooks
+    from verticals.jobs.models import WebhookDelivery
+
+    with mock.patch("verticals.jobs.webhooks._enqueue"), tenant_context(world_a.tenant):
+        job = engine.job_create(project=world_a.project, kind="test.steps", params={"steps": 1},
+                                webhook={"url": "http://127.0.0.1:9/hook", "events": ["completed"]})
+        engine.request_cancel(job)
+    delivery = WebhookDelivery.dangerously_unscoped.get(job=job)
+    webhooks.deliver(delivery.pk)  # nothing listens there: a failed try
+    page = world_a.session().get(f"/projects/{world_a.project.public_id}/jobs/{job.public_id}/")
+    text = page.content.decode()
+    assert page.status_code == 200 and 'data-testid="webhook"' in text
+    assert "http://127.0.0.1:9/hook" in text and "job.cancelled" in text and "Connection refused" in text
+    assert job.webhook_secret not in text
+    plain = world_a.session().get(f"/projects/{world_a.project.public_id}/jobs/{world_a.job.public_id}/")
+    assert 'data-testid="webhook"' not in plain.content.decode()

@@ -18,13 +18,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from verticals.jobs import engine, queries
-from verticals.jobs.models import Job, JobEvent
+from verticals.jobs.models import Job, JobEvent, WebhookDelivery
 from verticals.portal.views import _error_text, _is_htmx, tenant_page
 from verticals.tenancy.models import Project
 
 Status = Job.Status
 PAGE_SIZE = 50
 LOG_LINES = 100
+DELIVERIES_SHOWN = 20
 # Metric points one poll carries at most; a client further behind catches up over the next polls.
 POLL_POINTS_MAX = 5000
 
@@ -151,6 +152,8 @@ def job_detail(request, project_id: str, job_id: str):
     project, job = _project_and_job(project_id, job_id)
     context = _live_context(request, project, job)
     context["params_json"] = json.dumps(job.params, indent=2, sort_keys=True)
+    if job.webhook_url:  # the delivery log, as it stands when the page loads
+        context["deliveries"] = list(WebhookDelivery.objects.filter(job=job)[:DELIVERIES_SHOWN])
     return render(request, "portal/job_detail.html", context)
 
 
