@@ -162,6 +162,19 @@ def test_fair_share_dispatches_in_order_up_to_the_tenant_limit(world_a, in_proce
 
 
 @pytest.mark.django_db
+def test_a_suspended_tenants_jobs_wait_until_it_is_reactivated(world_a, in_process):
+    from verticals.tenancy.services import tenant_reactivate, tenant_suspend
+
+    job = make_job(world_a)
+    tenant_suspend(tenant=world_a.tenant, reason="unpaid")
+    assert engine.schedule(world_a.tenant.pk) == [] and engine.reap()["redispatched"] == []
+    assert reload(job).dispatched_at is None
+    tenant_reactivate(tenant=world_a.tenant)
+    engine.reap()  # its periodic pass picks the waiting jobs up
+    assert reload(job).dispatched_at is not None
+
+
+@pytest.mark.django_db
 def test_no_limit_when_the_setting_is_zero(world_a, in_process):
     in_process.JOBS_MAX_RUNNING_PER_TENANT = 0
     jobs = [make_job(world_a) for _ in range(6)]

@@ -272,7 +272,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Verticals API",
-    "DESCRIPTION": "Tenants, projects, members, API keys and the partner console. "
+    "DESCRIPTION": "Tenants, projects, members, API keys, jobs (with a server-sent event stream and signed "
+    "webhooks) and the partner console. "
     "Authenticate with `Authorization: Bearer vk_live_...`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

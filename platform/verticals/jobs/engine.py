@@ -111,6 +111,8 @@ def schedule(tenant_id: int) -> list[str]:
     """Dispatch the tenant's oldest waiting jobs while it is under its running limit."""
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)  # one scheduler per tenant at a time
+        if tenant.is_suspended:  # its jobs wait; the reaper's pass dispatches them after reactivation
+            return []
         waiting = _jobs.filter(tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True).order_by("created_at", "id")
         limit = running_limit(tenant)
         if limit:
