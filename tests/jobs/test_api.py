@@ -90,6 +90,39 @@ def test_the_webhook_secret_is_in_the_create_answer_only(world_a):
 
 
 @pytest.mark.django_db
+def test_a_retried_create_with_the_same_idempotency_key_answers_the_same_job(world_a, no_broker):
+    client = world_a.client()
+    body = {"kind": "test.steps", "params": {"steps": 2}, "webhook": {"url": HOOK}}
+    first = client.post(jobs_url(world_a), body, format="json", HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    again = client.post(jobs_url(world_a), body, format="json", HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    assert first.status_code == again.status_code == 201, again.content
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
+    assert Job.dangerously_unscoped.filter(tenant=world_a.tenant).count() == 1
+    # The same key with another request is refused; another tenant's same key is its own.
+    other = client.post(jobs_url(world_a), {**body, "params": {"steps": 3}}, format="json", HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    error = assert_error(other, 422, "idempotency_key_reused")
+    assert first.json()["id"] in error["message"] and "new key" in error["message"]
+    from tests.conftest import build_world
+
+    world_b = build_world("B")
+    theirs = world_b.client().post(jobs_url(world_b), body, format="json", HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+    # Without a key every create is a new job.
+    assert create(world_a, **body).json()["id"] != first.json()["id"]
+    assert_error(client.post(jobs_url(world_a), body, format="json", HTTP_IDEMPOTENCY_KEY="x" * 201), 400, "invalid")
+
+
+@pytest.mark.django_db
+def test_a_create_racing_another_with_the_same_key_gets_the_winners_job(world_a, no_broker):
+    with tenant_context(world_a.tenant):
+        winner = engine.job_create(project=world_a.project, kind="test.noop", idempotency_key="race")
+        # The loser read no job for the key before the winner committed, then hit the unique key.
+        with mock.patch("verticals.jobs.engine._replay", side_effect=[None, winner]):
+            loser = engine.job_create(project=world_a.project, kind="test.noop", idempotency_key="race")
+    assert loser == winner and Job.dangerously_unscoped.filter(idempotency_key="race").count() == 1
+
+
+@pytest.mark.django_db
 def test_a_session_creates_jobs_too_and_params_default_to_empty(world_a):
     answer = create(world_a, client=world_a.session(), kind="test.noop")
     assert answer.status_code == 201 and answer.json()["params"] == {} and answer.json()["queue"] == "inference"

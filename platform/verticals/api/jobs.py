@@ -219,6 +219,20 @@ class JobFinished(exceptions.APIException):
     default_detail = "The job has already finished; there is nothing to cancel."
 
 
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was used for another request; use a new key for a new job."
+
+
+def _idempotency_key(request) -> str:
+    """The Idempotency-Key header: a retried create with the same key gets the same job back."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key and (len(key) > 200 or not key.isprintable()):
+        raise exceptions.ValidationError({"Idempotency-Key": ["Give at most 200 printable characters (a UUID is a good key)."]})
+    return key
+
+
 def _finished_message(job: Job) -> str:
     return f"Job {job.public_id} has already {job.status}; there is nothing to cancel."
 
@@ -411,7 +425,15 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     def _reload(self, job: Job) -> Job:
         return self.get_queryset().get(pk=job.pk)
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    @extend_schema(
+        request=JobCreateSerializer,
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+            description="Make retries safe: a create with a key used before answers the job it made "
+                        "(with the header Idempotent-Replayed: true); the same key with another request is a 422.",
+        )],
+        responses={201: JobSerializer, 422: OpenApiResponse(description="The Idempotency-Key was used for another request.")},
+    )
     def create(self, request, project_id=None):
         """Queue a job; it starts when a worker is free and the tenant is under its running limit."""
         project = self.get_project()
@@ -420,11 +442,17 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         data = payload.validated_data
         if data.get("webhook") == {}:
             raise exceptions.ValidationError({"webhook.url": ["Give the URL to post to: {\"url\": \"https://…\"}, or leave webhook out."]})
-        job = engine.job_create(
-            project=project, kind=data["kind"], params=data.get("params"), task=data.get("task", ""),
-            caller=self.caller, webhook=data.get("webhook"),
-        )
-        return self._answer(self._reload(job), detail=False, show_secret=True, status_code=status.HTTP_201_CREATED)
+        try:
+            job = engine.job_create(
+                project=project, kind=data["kind"], params=data.get("params"), task=data.get("task", ""),
+                caller=self.caller, webhook=data.get("webhook"), idempotency_key=_idempotency_key(request),
+            )
+        except engine.IdempotencyConflict as conflict:
+            raise IdempotencyKeyReused(str(conflict)) from None
+        answer = self._answer(self._reload(job), detail=False, show_secret=True, status_code=status.HTTP_201_CREATED)
+        if job.replayed:
+            answer["Idempotent-Replayed"] = "true"
+        return answer
 
     @extend_schema(responses=JobDetailSerializer)
     def retrieve(self, request, project_id=None, job_id=None):

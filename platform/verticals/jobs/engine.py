@@ -12,12 +12,14 @@ manager and set the tenant on what they write from the job itself.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -69,34 +71,79 @@ def log_event(message: str, level: str = "info") -> tuple[str, dict]:
 
 # --- creating -----------------------------------------------------------------------------
 
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already named a job made from a different request."""
+
+
+def _request_hash(project: Project, kind: str, task: str, params: dict, webhook: dict | None) -> str:
+    asked = {"project": project.public_id, "kind": kind, "task": task, "params": params,
+             "webhook": {k: v for k, v in (webhook or {}).items() if k != "secret"} if isinstance(webhook, dict) else webhook}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _replay(tenant, idempotency_key: str, request_hash: str) -> Job | None:
+    """The job an earlier create with this key made (marked `replayed`), or None."""
+    job = _jobs.filter(tenant=tenant, idempotency_key=idempotency_key).first()
+    if job is None:
+        return None
+    if job.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"Idempotency-Key '{idempotency_key}' was used for job {job.public_id} with a different request; "
+            "use a new key for a new job."
+        )
+    job.replayed = True
+    return job
+
+
 def job_create(*, project: Project, kind: str, params: dict | None = None, task: str = "", caller=None,
-               webhook: dict | None = None) -> Job:
-    """Validate and queue a job; it is dispatched when the transaction commits and fair share allows."""
+               webhook: dict | None = None, idempotency_key: str = "") -> Job:
+    """Validate and queue a job; it is dispatched when the transaction commits and fair share allows.
+
+    With an `idempotency_key`, a create that repeats an earlier one (same key, same request)
+    returns the job it made, with `replayed` set, instead of making another.
+    """
     from verticals.jobs import webhooks
 
+    params = {} if params is None else params
+    fingerprint = _request_hash(project, kind, task, params, webhook) if idempotency_key else ""
+    if idempotency_key:
+        earlier = _replay(project.tenant, idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier
     runner = runners.get_runner(kind)
     if runner is None:
         known = ", ".join(runners.registered()) or "none are installed"
         raise ValidationError({"kind": f"Unknown job kind '{kind}'. Known kinds: {known}."})
-    params = {} if params is None else params
     problems = runner.validate_params(params)
     if problems:
         raise ValidationError({"params": problems})
     hook = webhooks.clean_webhook(webhook) if webhook else None
     tenant = project.tenant
-    with transaction.atomic():
-        job = Job(
-            tenant=tenant, project=project, kind=kind, task=task, queue=runner.queue, params=params,
-            max_attempts=runner.attempts_allowed(),
-            created_by=caller.person if caller else None, api_key=caller.api_key if caller else None,
-        )
-        if hook:
-            job.webhook_url, job.webhook_events, job.webhook_secret = hook["url"], hook["events"], hook["secret"]
-        job.save()
-        append_events(job, [status_event(job)])
-        audit_record(tenant=tenant, actor=caller, action="job.create", target=job,
-                     details={"kind": kind, "project": project.public_id})
-        transaction.on_commit(lambda: schedule(tenant.pk))
+    try:
+        with transaction.atomic():
+            job = _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint)
+    except IntegrityError:  # a concurrent create with the same key won
+        earlier = _replay(tenant, idempotency_key, fingerprint) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
+    return job
+
+
+def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint) -> Job:
+    """The job row, its first event and its audit entry (inside the caller's transaction)."""
+    tenant = project.tenant
+    job = Job(
+        tenant=tenant, project=project, kind=kind, task=task, queue=runner.queue, params=params,
+        max_attempts=runner.attempts_allowed(), idempotency_key=idempotency_key, request_hash=fingerprint,
+        created_by=caller.person if caller else None, api_key=caller.api_key if caller else None,
+    )
+    if hook:
+        job.webhook_url, job.webhook_events, job.webhook_secret = hook["url"], hook["events"], hook["secret"]
+    job.save()
+    append_events(job, [status_event(job)])
+    audit_record(tenant=tenant, actor=caller, action="job.create", target=job, details={"kind": kind, "project": project.public_id})
+    transaction.on_commit(lambda: schedule(tenant.pk))
     return job
 
 

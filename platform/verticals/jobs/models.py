@@ -20,6 +20,7 @@ class Job(TenantOwnedModel):
         CANCELLED = "cancelled", "Cancelled"
 
     TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+    replayed = False  # set by engine.job_create on a job an earlier create with the same Idempotency-Key made
 
     public_id = PublicIdField(prefix="job")
     project = models.ForeignKey("tenancy.Project", on_delete=models.CASCADE, related_name="jobs")
@@ -61,9 +62,16 @@ class Job(TenantOwnedModel):
     webhook_progress_sent_at = models.DateTimeField(null=True, blank=True)
 
     event_seq = models.PositiveIntegerField(default=0, help_text="The id of the job's last event.")
+    # A client's Idempotency-Key: a retried create with the same key gets this job back.
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True, help_text="What the keyed create asked for.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                                    name="job_idempotency_key_unique"),
+        ]
         indexes = [
             models.Index(fields=["tenant", "status", "created_at"], name="job_fair_share"),
             models.Index(fields=["status", "heartbeat_at"], name="job_reaper"),
