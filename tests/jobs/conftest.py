@@ -3,7 +3,16 @@ import os
 import pytest
 
 import tests.jobs.runners  # noqa: F401  (registers the test job kinds)
-from tests.jobs.live_worker import LiveWorker, RabbitVhost, RedisDatabase, ServiceDown, database_url, services_required, use_broker
+from tests.jobs.live_worker import (
+    FAST_TIMINGS,
+    LiveWorker,
+    RabbitVhost,
+    RedisDatabase,
+    ServiceDown,
+    database_url,
+    services_required,
+    use_broker,
+)
 
 
 @pytest.fixture
@@ -136,7 +145,9 @@ def settle_jobs(timeout: float = 15) -> None:
 @pytest.fixture
 def live_worker(request, redis_worker, transactional_db, settings) -> LiveWorker:
     """The module's live worker, for one test (rows committed; same JOBS_* settings on both sides)."""
-    settings_from_env(settings, module_worker_env(request.module))
+    # The job rows carry timings taken where they are created (TTL, time limit): this process
+    # creates them, so it gets the worker's short timings too.
+    settings_from_env(settings, {**FAST_TIMINGS, **module_worker_env(request.module)})
     if not redis_worker.running:  # a test that killed it and failed before restarting it
         redis_worker.start()
     yield redis_worker

@@ -220,6 +220,20 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_report(world_
     assert any("Cancellation requested" in e.data["message"] for e in events(running, "log"))
 
 
+@pytest.mark.django_db
+def test_a_cancel_that_arrives_after_the_job_finished_is_refused_and_not_audited(world_a, in_process):
+    from verticals.tenancy.models import AuditEvent
+
+    job = make_job(world_a)
+    engine.schedule(world_a.tenant.pk)
+    seen_running = engine.claim(job.public_id, "w:1")  # what the canceller read …
+    engine.finish(seen_running, 1, Status.SUCCEEDED, result={"done": True})  # … before the job ended
+    with pytest.raises(ValidationError, match="has already succeeded"):
+        engine.request_cancel(seen_running)
+    assert reload(job).status == Status.SUCCEEDED and reload(job).cancel_requested_at is None
+    assert not AuditEvent.dangerously_unscoped.filter(action="job.cancel", target_id=job.public_id).exists()
+
+
 # --- the reaper ---------------------------------------------------------------------------
 
 def go_silent(job, *, attempt=1, seconds=120, checkpoint=None):
@@ -233,8 +247,9 @@ def go_silent(job, *, attempt=1, seconds=120, checkpoint=None):
 @pytest.mark.django_db
 def test_reaper_requeues_a_retryable_job_which_resumes_without_redoing_effects(world_a, in_process):
     job = make_job(world_a, params={"steps": 4})
-    go_silent(job, checkpoint={"step": 2})
-    with tenant_context(world_a.tenant):  # the dead attempt had made the effects of steps 0 and 1
+    # The dead attempt made the effects of steps 0 and 1 but died before its checkpoint after step 1.
+    go_silent(job, checkpoint={"step": 1})
+    with tenant_context(world_a.tenant):
         for i in range(2):
             JobEffect.objects.create(tenant=world_a.tenant, job=job, key=f"step-{i}", attempt=1)
             Project.objects.create(tenant=world_a.tenant, name=f"effect {job.public_id} step {i}")
@@ -252,7 +267,8 @@ def test_reaper_requeues_a_retryable_job_which_resumes_without_redoing_effects(w
     job = reload(job)
     assert job.attempt == 2 and job.result == {"steps": 4, "attempt": 2}
     assert effects(job) == [f"effect {job.public_id} step {i}" for i in range(4)]
-    assert [e.data["current"] for e in events(job, "progress")] == [3, 4]  # resumed at its checkpoint
+    assert [e.data["current"] for e in events(job, "progress")] == [2, 3, 4]  # resumed at its checkpoint
+    assert JobEffect.dangerously_unscoped.get(job=job, key="step-1").attempt == 1  # step 1 redone, its effect not
 
 
 @pytest.mark.django_db
@@ -265,13 +281,38 @@ def test_reaper_fails_what_it_may_not_rerun(world_a, in_process):
     go_silent(cancelling)
     Job.dangerously_unscoped.filter(pk=cancelling.pk).update(cancel_requested_at=timezone.now())
     report = engine.reap()
-    assert sorted(report["failed"]) == sorted([fragile.public_id, exhausted.public_id, cancelling.public_id])
+    assert sorted(report["failed"]) == sorted([fragile.public_id, exhausted.public_id])
+    assert report["cancelled"] == [cancelling.public_id]
     for job in (fragile, exhausted):
         job = reload(job)
         assert job.status == Status.FAILED and job.error_code == "worker_lost"
         assert "stopped responding" in job.error_message and "start it again" in job.error_message
     assert reload(cancelling).status == Status.CANCELLED
-    assert engine.reap() == {"requeued": [], "failed": [], "redispatched": []}
+    assert engine.reap() == {"requeued": [], "failed": [], "cancelled": [], "redispatched": []}
+
+
+@pytest.mark.django_db
+def test_reaper_ends_a_run_that_ignores_its_cancel_or_outlives_its_time_limit(world_a, in_process):
+    stubborn = make_job(world_a)
+    go_silent(stubborn, seconds=1)  # alive and beating …
+    Job.dangerously_unscoped.filter(pk=stubborn.pk).update(cancel_requested_at=timezone.now() - timedelta(seconds=31))
+    endless = make_job(world_a)
+    go_silent(endless, seconds=1)
+    Job.dangerously_unscoped.filter(pk=endless.pk).update(started_at=timezone.now() - timedelta(days=1, seconds=1))
+    patient = make_job(world_a)
+    go_silent(patient, seconds=1)
+    Job.dangerously_unscoped.filter(pk=patient.pk).update(cancel_requested_at=timezone.now() - timedelta(seconds=5))
+    report = engine.reap()
+    assert report["cancelled"] == [stubborn.public_id] and report["failed"] == [endless.public_id]
+    assert "did not stop within 30 s of the cancellation" in events(stubborn, "log")[-1].data["message"]
+    endless = reload(endless)
+    assert endless.error_code == "time_limit" and endless.error_message == "The job ran past its time limit of 24 h and was stopped."
+    assert reload(patient).status == Status.RUNNING  # still inside its grace
+    # The stubborn attempt learns at its next report that it lost the job.
+    ctx = JobContext(Job.dangerously_unscoped.select_related("tenant", "project").get(pk=stubborn.pk))
+    ctx.attempt = 1
+    with pytest.raises(JobSuperseded):
+        ctx.report(2, 3)
 
 
 @pytest.mark.django_db

@@ -132,7 +132,7 @@ def test_job_page_of_a_running_job(world_a):
     assert "about 2 min left" in page
     assert "loading rows" in page and 'class="log-warning"' in page
     assert metric_points(page) == {"loss": [[3, 0.5]]}
-    assert "1 of 3" in page and "test-worker:1" in page  # attempt x of max, worker
+    assert "1 of 3" in page and "test-worker:1" not in page  # attempt x of max; the worker is for staff
     assert '"delay": 0.5,\n  "steps": 10' in unescape(page)  # params, pretty JSON
     assert 'hx-trigger="every 1s"' in page
     assert f'hx-get="/projects/{world_a.project.public_id}/jobs/{job.public_id}/live?after={job.event_seq}"' in page

@@ -45,6 +45,7 @@ EVENT_STREAM = "text/event-stream"
 LOG_TAIL_LINES = 50
 # Events one poll reads at a time; a client far behind gets the rest in the same poll.
 EVENTS_PER_READ = 500
+MAX_EVENT_ID = 2**31 - 1
 
 
 # --- request shapes -----------------------------------------------------------------------
@@ -132,6 +133,7 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField()
+    worker = serializers.SerializerMethodField()
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
 
     class Meta:
@@ -158,6 +160,10 @@ class JobSerializer(serializers.ModelSerializer):
         if _is_staff_session(self.context.get("caller")):
             error["traceback"] = job.error_traceback or None
         return error
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="The worker process (staff sessions only)."))
+    def get_worker(self, job: Job) -> str | None:
+        return job.worker if _is_staff_session(self.context.get("caller")) else None
 
     @extend_schema_field(JobWebhookSerializer(allow_null=True))
     def get_webhook(self, job: Job) -> dict | None:
@@ -233,10 +239,6 @@ def _idempotency_key(request) -> str:
     return key
 
 
-def _finished_message(job: Job) -> str:
-    return f"Job {job.public_id} has already {job.status}; there is nothing to cancel."
-
-
 # --- the event stream ---------------------------------------------------------------------
 
 def sse_event(event: JobEvent) -> bytes:
@@ -290,6 +292,10 @@ class JobEventStream:
                     break
                 if len(events) < EVENTS_PER_READ:
                     break
+        # A stream lives long: it keeps no database connection between polls (per CONN_MAX_AGE),
+        # except inside an atomic block (a test's transaction), which closing would break.
+        if not connection.in_atomic_block:
+            close_old_connections()
         now = time.monotonic()
         if chunks:
             self.last_sent = now
@@ -304,26 +310,18 @@ class JobEventStream:
         return max(0.0, min(self.poll_seconds, self.deadline - time.monotonic()))
 
     def sync_chunks(self) -> Iterator[bytes]:
-        """For WSGI: polls in the thread that serves the request."""
-        try:
-            while True:
-                yield from self.poll()
-                if self.finished:
-                    return
-                time.sleep(self.wait_seconds())
-        finally:
-            # Runs when the stream ends and when the server closes it (the client went away): the
-            # connection it polled on is released as at the end of any request (per CONN_MAX_AGE),
-            # even by a server that keeps the thread. Not inside an atomic block (a test's
-            # transaction), which closing would break.
-            if not connection.in_atomic_block:
-                close_old_connections()
+        """For WSGI: polls in the thread that serves the request (each poll releases its connection)."""
+        while True:
+            yield from self.poll()
+            if self.finished:
+                return
+            time.sleep(self.wait_seconds())
 
     async def async_chunks(self) -> AsyncIterator[bytes]:
         """For ASGI: polls in the request's thread-sensitive executor, waits on the event loop.
 
         Thread-sensitive sync_to_async runs every poll in the one thread Django gives this
-        request, so the connection it opens is closed by Django at the end of the request.
+        request; each poll releases the connection it used.
         """
         poll = sync_to_async(self.poll, thread_sensitive=True)
         while True:
@@ -346,7 +344,7 @@ def _last_event_id(request) -> int:
         value = int(raw.strip())
     except ValueError:
         value = -1
-    if value < 0:
+    if value < 0 or value > MAX_EVENT_ID:
         raise exceptions.ValidationError(
             {field: [f"Give the id of the last event you received (a whole number, 0 or more), not '{raw[:40]}'."]}
         )
@@ -464,12 +462,10 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     def cancel(self, request, project_id=None, job_id=None):
         """Cancel a queued job at once; ask a running one to stop (it does at its next progress report)."""
         job = self.get_object()
-        if job.is_terminal:
-            raise JobFinished(_finished_message(job))
         try:
             job = engine.request_cancel(job, self.caller)
-        except DjangoValidationError:  # it finished since it was read
-            raise JobFinished(_finished_message(self._reload(job))) from None
+        except DjangoValidationError as finished:  # it had finished (perhaps just now)
+            raise JobFinished(finished.messages[0]) from None
         return self._answer(self._reload(job), detail=False)
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))

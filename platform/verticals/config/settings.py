@@ -229,11 +229,15 @@ JOBS_REAPER_SECONDS = env_float("JOBS_REAPER_SECONDS", 15.0)
 JOBS_REDISPATCH_SECONDS = env_float("JOBS_REDISPATCH_SECONDS", 600.0)  # resend a start never picked up
 JOBS_PROGRESS_SECONDS = env_float("JOBS_PROGRESS_SECONDS", 0.25)  # progress rows at most this often
 JOBS_CANCEL_POLL_SECONDS = env_float("JOBS_CANCEL_POLL_SECONDS", 0.5)
+# A running job that has not stopped this long after a cancel is ended as cancelled by the reaper.
+JOBS_CANCEL_GRACE_SECONDS = env_float("JOBS_CANCEL_GRACE_SECONDS", 30.0)
+# Seconds a run may take unless its kind says otherwise; the reaper fails it after that. 0: no limit.
+JOBS_TIME_LIMIT = env_float("JOBS_TIME_LIMIT", 86400.0)
 JOBS_LOG_LINE_MAX = 2000
 JOBS_SCRATCH_DIR = Path(env_str("JOBS_SCRATCH_DIR") or VAR_DIR / "scratch")
 # Extra modules whose runners register when Django starts (plugins register theirs through the SDK).
 JOBS_RUNNER_MODULES = env_list("JOBS_RUNNER_MODULES", [])
-JOBS_SSE_POLL_SECONDS = env_float("JOBS_SSE_POLL_SECONDS", 0.25)
+JOBS_SSE_POLL_SECONDS = env_float("JOBS_SSE_POLL_SECONDS", 0.5)
 JOBS_SSE_KEEPALIVE_SECONDS = env_float("JOBS_SSE_KEEPALIVE_SECONDS", 15.0)
 JOBS_SSE_MAX_SECONDS = env_float("JOBS_SSE_MAX_SECONDS", 3600.0)  # then the client reconnects with Last-Event-ID
 JOBS_WEBHOOK_ALLOW_PRIVATE = env_bool("JOBS_WEBHOOK_ALLOW_PRIVATE", DEBUG)  # loopback / private targets

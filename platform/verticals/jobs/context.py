@@ -11,16 +11,20 @@ from typing import Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from verticals.jobs import engine
 from verticals.jobs.models import Job, JobEffect
 
 
-class JobCancelled(Exception):
-    """Raised inside a runner (by `report()` or `check_cancelled()`) once the job was cancelled."""
+class JobCancelled(BaseException):
+    """Raised inside a runner (by `report()` or `check_cancelled()`) once the job was cancelled.
+
+    A BaseException, like KeyboardInterrupt: a runner's own `except Exception:` does not swallow it.
+    """
 
 
-class JobSuperseded(Exception):
+class JobSuperseded(BaseException):
     """This attempt no longer owns the job (the reaper gave it to another attempt, or ended it)."""
 
 
@@ -79,7 +83,9 @@ class JobContext:
         """Append a line to the job's log (shown live in the portal and the event stream)."""
         if level not in ("debug", "info", "warning", "error"):
             level = "info"
-        engine.append_events(self.job, [engine.log_event(str(message), level)])
+        if not engine.append_owned(self.job, self.attempt, [engine.log_event(str(message), level)]):
+            self._lost.set()
+            self._raise_if_stopped()
 
     # --- cancellation and heartbeats ------------------------------------------------------
 
@@ -136,6 +142,11 @@ class JobContext:
         if not key or len(key) > 200:
             raise ValueError(f"An effect key is 1 to 200 characters, not {len(key)}: {key[:40]!r}…")
         with transaction.atomic():
+            # Holds the job row until the effect commits: an attempt the reaper has given up on
+            # cannot publish anything any more.
+            if not engine.owned(self.job, self.attempt).update(heartbeat_at=timezone.now()):
+                self._lost.set()
+                self._raise_if_stopped()
             if JobEffect.objects.filter(job=self.job, key=key).exists():
                 yield False
                 return

@@ -88,8 +88,7 @@ def _replay(tenant, idempotency_key: str, request_hash: str) -> Job | None:
         return None
     if job.request_hash != request_hash:
         raise IdempotencyConflict(
-            f"Idempotency-Key '{idempotency_key}' was used for job {job.public_id} with a different request; "
-            "use a new key for a new job."
+            f"Idempotency-Key '{idempotency_key}' was used before with a different request; use a new key for a new job."
         )
     job.replayed = True
     return job
@@ -135,7 +134,8 @@ def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, 
     tenant = project.tenant
     job = Job(
         tenant=tenant, project=project, kind=kind, task=task, queue=runner.queue, params=params,
-        max_attempts=runner.attempts_allowed(), idempotency_key=idempotency_key, request_hash=fingerprint,
+        max_attempts=runner.attempts_allowed(), heartbeat_ttl=runner.ttl(), time_limit=runner.limit(),
+        idempotency_key=idempotency_key, request_hash=fingerprint,
         created_by=caller.person if caller else None, api_key=caller.api_key if caller else None,
     )
     if hook:
@@ -143,7 +143,7 @@ def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, 
     job.save()
     append_events(job, [status_event(job)])
     audit_record(tenant=tenant, actor=caller, action="job.create", target=job, details={"kind": kind, "project": project.public_id})
-    transaction.on_commit(lambda: schedule(tenant.pk))
+    transaction.on_commit(lambda: schedule(tenant.pk), robust=True)
     return job
 
 
@@ -157,7 +157,9 @@ def running_limit(tenant: Tenant) -> int:
 def schedule(tenant_id: int) -> list[str]:
     """Dispatch the tenant's oldest waiting jobs while it is under its running limit."""
     with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)  # one scheduler per tenant at a time
+        # One scheduler per tenant at a time. FOR NO KEY UPDATE: rows inserted meanwhile with a
+        # foreign key to the tenant (events, audit) only take KEY SHARE, so they do not wait on it.
+        tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant_id)
         if tenant.is_suspended:  # its jobs wait; the reaper's pass dispatches them after reactivation
             return []
         waiting = _jobs.filter(tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True).order_by("created_at", "id")
@@ -167,21 +169,29 @@ def schedule(tenant_id: int) -> list[str]:
                 Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
             ).count()
             waiting = waiting[: max(0, limit - active)]
-        chosen = list(waiting.values_list("pk", "public_id", "queue"))
+        now = timezone.now()
+        # Each row is taken only if it still waits (a cancel may have ended it since it was read).
+        chosen = [
+            (pk, public_id, queue, time_limit)
+            for pk, public_id, queue, time_limit in waiting.values_list("pk", "public_id", "queue", "time_limit")
+            if _jobs.filter(pk=pk, status=Status.QUEUED, dispatched_at__isnull=True).update(dispatched_at=now)
+        ]
         if chosen:
-            _jobs.filter(pk__in=[pk for pk, _, _ in chosen]).update(dispatched_at=timezone.now())
-            transaction.on_commit(lambda: [send(public_id, queue) for _, public_id, queue in chosen])
-    return [public_id for _, public_id, _ in chosen]
+            transaction.on_commit(lambda: [send(public_id, queue, time_limit) for _, public_id, queue, time_limit in chosen])
+    return [public_id for _, public_id, _, _ in chosen]
 
 
-def send(public_id: str, queue: str) -> None:
+def send(public_id: str, queue: str, time_limit: float | None = None) -> None:
     """Put "run job X" on the job's queue. Losing this message loses nothing: the reaper resends."""
     from verticals.jobs.tasks import run_job
 
+    # A runner stuck past its time limit (and the reaper's grace) is stopped by the pool.
+    options = {"time_limit": time_limit + settings.JOBS_CANCEL_GRACE_SECONDS + 60} if time_limit else {}
     try:
-        run_job.apply_async(args=[public_id], queue=queue)
-    except Exception:  # broker down: the job stays queued and dispatched; the reaper resends it
+        run_job.apply_async(args=[public_id], queue=queue, **options)
+    except Exception:  # broker down: give the slot back; the reaper's pass dispatches it again
         log.exception("could not send job %s to queue %s", public_id, queue)
+        _jobs.filter(public_id=public_id, status=Status.QUEUED).update(dispatched_at=None)
 
 
 # --- the worker's side --------------------------------------------------------------------
@@ -197,7 +207,7 @@ def claim(public_id: str, worker: str) -> Job | None:
         if not started:
             return None
         job = _jobs.select_related("tenant", "project").get(public_id=public_id)
-        append_events(job, [status_event(job, worker=job.worker)])
+        append_events(job, [status_event(job)])
         from verticals.jobs import webhooks
 
         webhooks.emit(job, "start")
@@ -229,6 +239,15 @@ def record_progress(job: Job, attempt: int, *, current: float, total: float | No
 
             webhooks.emit(job, "progress", data={"current": current, "total": total, "eta_seconds": eta})
     return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
+
+
+def append_owned(job: Job, attempt: int, events: list[tuple[str, dict]]) -> bool:
+    """Append events while `attempt` still runs the job (and count it as a heartbeat)."""
+    with transaction.atomic():
+        if not owned(job, attempt).update(heartbeat_at=timezone.now()):
+            return False
+        append_events(job, events)
+    return True
 
 
 def beat(job: Job, attempt: int) -> dict | None:
@@ -268,17 +287,18 @@ def _ended(job: Job, *extra_events) -> None:
     append_events(job, [*extra_events, status_event(job)])
     webhooks.emit(job, "completed")
     tenant_id = job.tenant_id
-    transaction.on_commit(lambda: schedule(tenant_id))
+    transaction.on_commit(lambda: schedule(tenant_id), robust=True)
 
 
 # --- cancelling ---------------------------------------------------------------------------
 
 def request_cancel(job: Job, caller=None) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (its runner stops at its next report)."""
+    """Cancel a queued job at once; ask a running one to stop (its runner stops at its next report).
+
+    Raises ValidationError when the job has already finished (also when it did so just now).
+    """
     now = timezone.now()
     with transaction.atomic():
-        if job.is_terminal:
-            raise ValidationError(f"Job {job.public_id} has already {job.status}; there is nothing to cancel.")
         if _jobs.filter(pk=job.pk, status=Status.QUEUED).update(
             status=Status.CANCELLED, cancel_requested_at=now, finished_at=now,
             error_code="cancelled", error_message="Cancelled before it started.",
@@ -286,6 +306,11 @@ def request_cancel(job: Job, caller=None) -> Job:
             _ended(job)
         elif _jobs.filter(pk=job.pk, status=Status.RUNNING, cancel_requested_at__isnull=True).update(cancel_requested_at=now):
             append_events(job, [log_event(f"Cancellation requested by {caller.label if caller else 'system'}.", "warning")])
+        else:
+            job.refresh_from_db()
+            if job.is_terminal:
+                raise ValidationError(f"Job {job.public_id} has already {job.status}; there is nothing to cancel.")
+            return job  # running, and its cancellation was already requested
         audit_record(tenant=job.tenant, actor=caller, action="job.cancel", target=job, details={})
     job.refresh_from_db()
     return job
@@ -294,41 +319,56 @@ def request_cancel(job: Job, caller=None) -> Job:
 # --- the reaper ---------------------------------------------------------------------------
 
 def reap(now=None) -> dict:
-    """Fail or requeue running jobs whose worker stopped heartbeating; resend lost dispatches."""
+    """Settle running jobs whose worker is gone, that ran past their time limit, or that did not
+    stop within the grace after a cancel; then resend lost dispatches and dispatch waiting jobs.
+
+    It reads everything it needs from the job rows (TTL, attempts, time limit), so a reaper that
+    does not have a job kind's runner installed treats its jobs the same.
+    """
     now = now or timezone.now()
-    requeued, failed = [], []
-    oldest_ttl = min([runner.ttl() for runner in runners.registered().values()] + [settings.JOBS_HEARTBEAT_TTL])
-    suspects = _jobs.filter(status=Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=oldest_ttl))
-    for job in suspects.select_related("tenant"):
-        runner = runners.get_runner(job.kind)
-        ttl = runner.ttl() if runner else settings.JOBS_HEARTBEAT_TTL
-        if job.heartbeat_at >= now - timedelta(seconds=ttl):
-            continue
-        retry = runner is not None and runner.retryable and job.attempt < job.max_attempts and not job.cancel_requested_at
-        stale = _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=job.attempt, heartbeat_at=job.heartbeat_at)
-        silent = f"The worker running attempt {job.attempt} ({job.worker or 'unknown'}) stopped responding " \
-                 f"(no heartbeat for {int((now - job.heartbeat_at).total_seconds())} s)."
+    requeued, failed, cancelled = [], [], []
+    grace = timedelta(seconds=settings.JOBS_CANCEL_GRACE_SECONDS)
+    for job in _jobs.filter(status=Status.RUNNING).select_related("tenant"):
+        same = _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=job.attempt, heartbeat_at=job.heartbeat_at)
+        silence = (now - job.heartbeat_at).total_seconds() if job.heartbeat_at else float("inf")
+        worker = f"The worker running attempt {job.attempt} ({job.worker or 'unknown'})"
+        ended = dict(finished_at=now, eta_seconds=None)
         with transaction.atomic():
-            if retry:
-                if stale.update(status=Status.QUEUED, dispatched_at=None, worker="", eta_seconds=None):
+            if job.cancel_requested_at and (job.cancel_requested_at < now - grace or silence > job.heartbeat_ttl):
+                why = f"{worker} did not stop within {int(grace.total_seconds())} s of the cancellation" \
+                    if silence <= job.heartbeat_ttl else f"{worker} stopped responding after the cancellation"
+                if same.update(status=Status.CANCELLED, error_code="cancelled", error_message="Cancelled.", **ended):
+                    _ended(job, log_event(f"{why}; the job is cancelled.", "warning"))
+                    cancelled.append(job.public_id)
+            elif job.time_limit and job.started_at and job.started_at < now - timedelta(seconds=job.time_limit):
+                message = f"The job ran past its time limit of {_seconds(job.time_limit)} and was stopped."
+                if same.update(status=Status.FAILED, error_code="time_limit", error_message=message, **ended):
+                    _ended(job, log_event(message, "error"))
+                    failed.append(job.public_id)
+            elif silence > job.heartbeat_ttl:
+                silent = f"{worker} stopped responding (no heartbeat for {int(silence)} s)."
+                if job.attempt < job.max_attempts and same.filter(cancel_requested_at__isnull=True).update(
+                    status=Status.QUEUED, dispatched_at=None, worker="", eta_seconds=None,
+                ):
                     job.refresh_from_db()
                     append_events(job, [log_event(f"{silent} Requeued for attempt {job.attempt + 1} of {job.max_attempts}.", "warning"),
                                         status_event(job, reason="worker_lost")])
                     tenant_id = job.tenant_id
-                    transaction.on_commit(lambda tenant_id=tenant_id: schedule(tenant_id))
+                    transaction.on_commit(lambda tenant_id=tenant_id: schedule(tenant_id), robust=True)
                     requeued.append(job.public_id)
-            elif job.cancel_requested_at and stale.update(status=Status.CANCELLED, finished_at=now, eta_seconds=None,
-                                                          error_code="cancelled", error_message="Cancelled."):
-                _ended(job, log_event(silent, "warning"))
-                failed.append(job.public_id)
-            elif stale.update(status=Status.FAILED, finished_at=now, eta_seconds=None, error_code="worker_lost",
-                              error_message=f"{silent} The job was stopped; start it again to retry."):
-                _ended(job, log_event(silent, "error"))
-                failed.append(job.public_id)
+                elif same.update(status=Status.FAILED, error_code="worker_lost",
+                                 error_message=f"{silent} The job was stopped; start it again to retry.", **ended):
+                    _ended(job, log_event(silent, "error"))
+                    failed.append(job.public_id)
     redispatched = _redispatch(now)
     for tenant_id in set(_jobs.filter(status=Status.QUEUED, dispatched_at__isnull=True).values_list("tenant_id", flat=True)):
         schedule(tenant_id)
-    return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
+    return {"requeued": requeued, "failed": failed, "cancelled": cancelled, "redispatched": redispatched}
+
+
+def _seconds(value: float) -> str:
+    value = int(value)
+    return f"{value // 3600} h" if value % 3600 == 0 and value >= 3600 else f"{value} s"
 
 
 def _redispatch(now) -> list[str]:
@@ -337,9 +377,10 @@ def _redispatch(now) -> list[str]:
     A resent message for a job that did start does nothing (claim() is conditional).
     """
     cutoff = now - timedelta(seconds=settings.JOBS_REDISPATCH_SECONDS)
-    lost = list(_jobs.filter(status=Status.QUEUED, dispatched_at__lt=cutoff).values_list("pk", "public_id", "queue")[:500])
+    lost = list(_jobs.filter(status=Status.QUEUED, dispatched_at__lt=cutoff, tenant__status=Tenant.Status.ACTIVE)
+                .values_list("pk", "public_id", "queue", "time_limit")[:500])
     if lost:
-        _jobs.filter(pk__in=[pk for pk, _, _ in lost]).update(dispatched_at=now)
-        for _, public_id, queue in lost:
-            send(public_id, queue)
-    return [public_id for _, public_id, _ in lost]
+        _jobs.filter(pk__in=[pk for pk, *_ in lost]).update(dispatched_at=now)
+        for _, public_id, queue, time_limit in lost:
+            send(public_id, queue, time_limit)
+    return [public_id for _, public_id, _, _ in lost]

@@ -51,6 +51,8 @@ class Job(TenantOwnedModel):
     worker = models.CharField(max_length=200, blank=True)
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
+    heartbeat_ttl = models.FloatField(default=60, help_text="Seconds of silence after which the reaper acts (from the kind).")
+    time_limit = models.FloatField(null=True, blank=True, help_text="Seconds a run may take (from the kind); none: no limit.")
     resource_seconds = models.FloatField(default=0, help_text="CPU seconds used by all attempts.")
 
     created_by = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -60,6 +60,8 @@ class Runner:
     max_attempts: ClassVar[int] = 3
     # Seconds without a heartbeat after which the reaper treats the worker as gone.
     heartbeat_ttl: ClassVar[float | None] = None
+    # Seconds a run may take before the reaper fails it (JOBS_TIME_LIMIT when None; 0: no limit).
+    time_limit: ClassVar[float | None] = None
 
     def run(self, ctx: "JobContext") -> dict | None:  # pragma: no cover - the contract
         raise NotImplementedError
@@ -71,6 +73,11 @@ class Runner:
     @classmethod
     def ttl(cls) -> float:
         return float(cls.heartbeat_ttl or settings.JOBS_HEARTBEAT_TTL)
+
+    @classmethod
+    def limit(cls) -> float | None:
+        value = settings.JOBS_TIME_LIMIT if cls.time_limit is None else cls.time_limit
+        return float(value) if value else None
 
     @classmethod
     def validate_params(cls, params) -> list[str]:

@@ -103,7 +103,7 @@ def _metric_points_after(job: Job, after: int) -> tuple[dict[str, list[list[floa
 
 def _after(request) -> int | None:
     try:
-        return max(0, int(request.GET["after"]))
+        return min(max(0, int(request.GET["after"])), 2**31 - 1)
     except (KeyError, ValueError):
         return None
 
@@ -141,6 +141,7 @@ def _live_context(request, project: Project, job: Job, *, after: int | None = No
         "can_cancel": caller.can("job.cancel") and not job.is_terminal and job.cancel_requested_at is None,
         "cancelling": job.cancel_requested_at is not None and not job.is_terminal,
         "show_traceback": request.user.is_staff and bool(job.error_traceback),
+        "show_worker": request.user.is_staff,
         "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result else "",
         "metric_points": points,
         "log": queries.log_tail(job, LOG_LINES),
