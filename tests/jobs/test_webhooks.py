@@ -168,3 +168,73 @@ def test_an_unreachable_target_is_a_failed_try_not_a_crash(world_a, in_process, 
     webhooks.deliver(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.last_error == "Webhooks go to public addresses only."
+
+
+@pytest.mark.django_db
+def test_a_peer_that_trickles_its_answer_cannot_hold_the_worker(world_a, in_process, settings):
+    import socket
+    import threading
+    import time
+
+    settings.JOBS_WEBHOOK_TIMEOUT = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():  # reads the request, then answers one byte every 0.2 s, for ever
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        while not stop.is_set():
+            try:
+                conn.sendall(b"H")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        job = hooked_job(world_a, f"http://127.0.0.1:{listener.getsockname()[1]}/slow", events=("completed",))
+        run(world_a, job)
+        delivery = Deliveries.get(job=job)
+        started = time.monotonic()
+        assert webhooks.deliver(delivery.pk) == "pending"
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        listener.close()
+    delivery.refresh_from_db()
+    assert delivery.last_error == "No answer within 1 s."
+
+
+@pytest.mark.django_db
+def test_the_connection_goes_to_the_address_that_was_checked(world_a, in_process, settings):
+    import socket
+
+    real = socket.getaddrinfo
+    with WebhookReceiver() as receiver:
+        port = receiver.server.server_address[1]
+        named = f"http://hooks.customer.test:{port}/in"
+
+        names = []
+
+        def resolve(host, *args, **kwargs):  # the customer's name points here; addresses resolve as they are
+            if host == "hooks.customer.test":
+                names.append(host)
+                return real("127.0.0.1", *args, **kwargs)
+            assert host == "127.0.0.1", f"connected by another name: {host}"
+            return real(host, *args, **kwargs)
+
+        job = hooked_job(world_a, named, events=("completed",))
+        run(world_a, job)
+        delivery = Deliveries.get(job=job)
+        with mock.patch("verticals.jobs.webhooks.socket.getaddrinfo", side_effect=resolve):
+            assert webhooks.deliver(delivery.pk) == "delivered"
+        assert names == ["hooks.customer.test"]  # resolved once, by the check; the connection used its answer
+        message = receiver.messages("/in")[0]
+        assert message["headers"]["host"] == f"hooks.customer.test:{port}"
+        # A name that resolves to a private address is refused when private targets are not allowed.
+        settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+        assert webhooks.url_problem(named) is None  # the URL alone looks fine …
+        with mock.patch("verticals.jobs.webhooks.socket.getaddrinfo", side_effect=resolve):
+            assert webhooks.resolve_target(named) == ("Webhooks go to public addresses only.", None)  # … its address is not
+        assert len(receiver.messages()) == 1

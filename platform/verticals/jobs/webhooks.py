@@ -10,16 +10,17 @@ kept on the row: that is the job's delivery log.
 from __future__ import annotations
 
 import base64
+import http.client
 import ipaddress
 import json
 import logging
 import secrets
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("start", "progress", "completed")
 SECRET_PREFIX = "whsec_"
+PRIVATE = "Webhooks go to public addresses only."
 # Rows by primary key from a task message or a job the caller already holds.
 _deliveries = WebhookDelivery.dangerously_unscoped
 
@@ -74,8 +76,12 @@ def _secret_ok(secret: str) -> bool:
     return 24 <= len(raw) <= 64
 
 
-def url_problem(url, *, resolve: bool = False) -> str | None:
-    """Why the platform will not post to `url` (None when it will)."""
+def url_problem(url) -> str | None:
+    """Why the platform will not post to `url`, as far as the URL alone tells (None when it will).
+
+    The name is resolved only when sending (`resolve_target`), and the connection goes to the
+    address that was checked.
+    """
     if not isinstance(url, str) or len(url) > 2000:
         return "Give an http(s) URL of at most 2000 characters."
     parts = urlsplit(url)
@@ -83,23 +89,39 @@ def url_problem(url, *, resolve: bool = False) -> str | None:
         return "Give an absolute http:// or https:// URL."
     if parts.username or parts.password:
         return "Leave credentials out of the URL; verify the signature instead."
+    try:
+        if parts.port == 0:
+            return "Give a port between 1 and 65535."
+    except ValueError:
+        return "Give a port between 1 and 65535."
     if settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
         return None
     host = parts.hostname
+    if host == "localhost" or host.endswith((".localhost", ".internal")):
+        return PRIVATE
     try:
-        addresses = [ipaddress.ip_address(host)]
+        if not ipaddress.ip_address(host).is_global:
+            return PRIVATE
     except ValueError:
-        if host == "localhost" or host.endswith(".localhost") or host.endswith(".internal"):
-            return "Webhooks go to public addresses only."
-        if not resolve:
-            return None
-        try:
-            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, parts.port or 443)]
-        except OSError:
-            return f"The host {host} does not resolve."
-    if any(not a.is_global for a in addresses):
-        return "Webhooks go to public addresses only."
+        pass  # a name: checked when it is resolved
     return None
+
+
+def resolve_target(url: str) -> tuple[str | None, str | None]:
+    """(problem, address to connect to): the name resolved once, every address checked."""
+    problem = url_problem(url)
+    if problem:
+        return problem, None
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return f"The host {parts.hostname} does not resolve.", None
+    addresses = [info[4][0].split("%")[0] for info in infos]
+    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE and any(not ipaddress.ip_address(a).is_global for a in addresses):
+        return PRIVATE, None
+    return None, addresses[0]
 
 
 # --- writing deliveries -------------------------------------------------------------------
@@ -192,26 +214,65 @@ def signed_request(delivery: WebhookDelivery) -> tuple[bytes, dict]:
     return body.encode(), headers
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to a checked address; the Host header keeps the name."""
+
+    def __init__(self, host, port, address, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a checked address; SNI, the certificate check and the Host header keep the name."""
+
+    def __init__(self, host, port, address, **kwargs):
+        super().__init__(host, port, context=ssl.create_default_context(), **kwargs)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int]:
+    """One POST: (HTTP status or None, error or None, milliseconds). Redirects are not followed,
+    the answer's body is not read, and the whole try ends by JOBS_WEBHOOK_TIMEOUT."""
     started = time.monotonic()
-    problem = url_problem(delivery.job.webhook_url, resolve=True)
+    url = delivery.job.webhook_url
+    problem, address = resolve_target(url)
     if problem:
         return None, problem, 0
+    parts = urlsplit(url)
+    timeout = settings.JOBS_WEBHOOK_TIMEOUT
+    kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    conn = kind(parts.hostname, parts.port, address, timeout=timeout)
     body, headers = signed_request(delivery)
-    request = urllib.request.Request(delivery.job.webhook_url, data=body, headers=headers, method="POST")
-    opener = urllib.request.build_opener(_NoRedirect)
+    expired = threading.Event()
+
+    def cut_off():  # a peer that trickles its answer cannot hold the worker past the deadline
+        expired.set()
+        if conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, cut_off)
+    watchdog.start()
     try:
-        with opener.open(request, timeout=settings.JOBS_WEBHOOK_TIMEOUT) as response:
-            code, error = response.status, None
-    except urllib.error.HTTPError as exc:
-        code, error = exc.code, f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        code, error = None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        conn.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")), body=body, headers=headers)
+        response = conn.getresponse()
+        code = response.status
+        error = None if 200 <= code < 300 else f"HTTP {code} {response.reason}"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        code = None
+        error = f"No answer within {timeout:g} s." if expired.is_set() else f"{type(exc).__name__}: {exc}"
+    finally:
+        watchdog.cancel()
+        conn.close()
     return code, error, int((time.monotonic() - started) * 1000)
 
 
