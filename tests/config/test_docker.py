@@ -32,7 +32,7 @@ COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
 
 BACKING_SERVICES = {"postgres", "redis"}
-REQUIRED_SERVICES = {"web", "worker", "beat"} | BACKING_SERVICES
+REQUIRED_SERVICES = {"web", "worker", "system-worker", "beat"} | BACKING_SERVICES
 WORKER_QUEUES = {"train", "optimize", "inference", "default"}
 # What compose gives the web service beyond the image's ENV: settings read these.
 SETTINGS_ENV = (
@@ -327,6 +327,8 @@ def test_web_runs_gunicorn_with_uvicorn_workers_and_worker_takes_every_queue():
     assert WORKER_QUEUES <= queues, f"service 'worker' does not consume {sorted(WORKER_QUEUES - queues)}"
     beat = as_argv(services["beat"]["command"])
     assert beat[:4] == ["celery", "-A", "verticals", "beat"], beat
+    system = as_argv(services["system-worker"]["command"])
+    assert system[:4] == ["celery", "-A", "verticals", "worker"] and system[system.index("-Q") + 1] == "system", system
 
 
 def test_migrations_run_before_the_platform_starts():
@@ -338,7 +340,7 @@ def test_migrations_run_before_the_platform_starts():
         assert "migrate" in " ".join(web_argv), "nothing runs `python manage.py migrate`"
         return
     (migrate,) = runners
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "system-worker", "beat"):
         assert migrate in ours[name].get("depends_on", {}), f"service {name!r} does not wait for {migrate!r}"
 
 

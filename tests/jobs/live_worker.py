@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 from tests.processes import kill_group, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
-QUEUES = ("train", "optimize", "inference", "default")
+QUEUES = ("train", "optimize", "inference", "default", "system")  # one test worker serves them all
 REDIS_DBS = range(10, 16)  # the Redis databases tests may use
 RABBITMQ_URL = os.environ.get("VERTICALS_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 

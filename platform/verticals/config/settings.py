@@ -245,11 +245,16 @@ JOBS_WEBHOOK_TIMEOUT = env_float("JOBS_WEBHOOK_TIMEOUT", 10.0)
 JOBS_WEBHOOK_PROGRESS_SECONDS = env_float("JOBS_WEBHOOK_PROGRESS_SECONDS", 10.0)
 JOBS_WEBHOOK_BACKOFF = env_list("JOBS_WEBHOOK_BACKOFF", ["5", "30", "120", "600", "1800", "3600"])
 JOBS_WEBHOOK_RETRY_SECONDS = env_float("JOBS_WEBHOOK_RETRY_SECONDS", 5.0)
+# The platform's own upkeep (reaper, webhooks) has a queue of its own, served by a worker that
+# runs no jobs: long jobs filling every slot cannot hold back the reaper or a webhook.
+CELERY_TASK_ROUTES = {
+    "verticals.jobs.reap": {"queue": "system"},
+    "verticals.jobs.retry_webhooks": {"queue": "system"},
+    "verticals.jobs.deliver_webhook": {"queue": "system"},
+}
 CELERY_BEAT_SCHEDULE = {
-    "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS, "options": {"queue": "default"}},
-    "jobs-webhook-retries": {
-        "task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS, "options": {"queue": "default"},
-    },
+    "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
+    "jobs-webhook-retries": {"task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS},
 }
 
 # --- API --------------------------------------------------------------------------------

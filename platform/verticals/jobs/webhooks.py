@@ -162,7 +162,7 @@ def _enqueue(delivery_id: int) -> None:
     from verticals.jobs.tasks import deliver_webhook
 
     try:
-        deliver_webhook.apply_async(args=[delivery_id], queue="default")
+        deliver_webhook.apply_async(args=[delivery_id])  # routed to the system queue
     except Exception:  # broker down: the retry sweep sends it
         log.exception("could not enqueue webhook delivery %s", delivery_id)
 
