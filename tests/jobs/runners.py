@@ -1,6 +1,8 @@
 """Job kinds for the tests (the product ships none): registered here, in the test process and in
 worker processes started with JOBS_RUNNER_MODULES=tests.jobs.runners."""
 
+import os
+import signal
 import time
 
 from verticals.jobs.runners import JobError, Runner, register
@@ -13,6 +15,8 @@ STEPS_SCHEMA = {
         "delay": {"type": "number", "minimum": 0, "maximum": 10},
         "fail_at": {"type": "integer", "minimum": 0},
         "crash_at": {"type": "integer", "minimum": 0},
+        # On attempt 1 the process SIGKILLs itself at this step, after its effect, before its checkpoint.
+        "die_at": {"type": "integer", "minimum": 0},
     },
     "required": ["steps"],
     "additionalProperties": False,
@@ -41,6 +45,8 @@ class Steps(Runner):
             with ctx.once(f"step-{i}") as fresh:
                 if fresh:
                     Project.objects.create(tenant=ctx.tenant, name=f"effect {ctx.job_id} step {i}")
+            if ctx.params.get("die_at") == i and ctx.attempt == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
             ctx.log(f"step {i + 1} of {steps} (attempt {ctx.attempt})")
             ctx.report(i + 1, steps, {"loss": round(1.0 / (i + 1), 4)}, description=f"step {i + 1}")
             ctx.checkpoint({"step": i + 1})

@@ -6,8 +6,6 @@ One worker serves the whole module (tests/jobs/conftest.py: `live_worker`). Its 
 """
 
 import json
-import os
-import signal
 import time
 
 import pytest
@@ -395,18 +393,20 @@ def test_sigkill_of_the_worker_mid_job_reruns_retryable_jobs_from_their_checkpoi
 
 
 def test_sigkill_of_the_pool_process_running_a_job_reruns_it_on_the_same_worker(live_worker, world_a):
-    """The OOM killer's case: only the process running the job dies; the worker lives on. Its message
-    comes back at once (reject on worker lost) and finds the job still running: it does nothing. The
-    reaper then sees the silence and requeues the job, which resumes on a new pool process."""
+    """The OOM killer's case: only the process running the job dies — here right after the effect of
+    step 2 and before its checkpoint, the worst moment for side effects. The worker lives on; the
+    job's message comes back at once (reject on worker lost) and finds the job still running: it
+    does nothing. The reaper then sees the silence and requeues the job, which resumes on a new pool
+    process at step 2, whose effect it finds made and does not make again."""
     steps = 6
-    job = create(world_a, "test.steps", {"steps": steps, "delay": 0.3})
-    row = wait_running(job, progress=2)
-    pid = int(row.worker.rsplit(":", 1)[1])
-    assert pid != live_worker.pid and pid in group_members(live_worker.pid), "job.worker names the pool process"
-    os.kill(pid, signal.SIGKILL)
+    job = create(world_a, "test.steps", {"steps": steps, "delay": 0.1, "die_at": 2})
     done = wait_end(job, 30)
     assert live_worker.running
     assert done.status == Status.SUCCEEDED and done.attempt == 2, done.error_message
-    assert int(done.worker.rsplit(":", 1)[1]) != pid
+    assert done.checkpoint == {"step": steps}
     assert_effects_once(job, steps)
+    attempts = dict(JobEffect.dangerously_unscoped.filter(job_id=job.pk).values_list("key", "attempt"))
+    assert attempts == {"step-0": 1, "step-1": 1, "step-2": 1, "step-3": 2, "step-4": 2, "step-5": 2}
+    second = of_type(events(job), "progress")
+    assert [p["current"] for p in second] == [1, 2, 3, 4, 5, 6]  # attempt 1 reported 1–2, attempt 2 from 3
     assert live_worker.log_count(f"job {job.public_id}: not queued for a start") >= 1, "the message was not redelivered"
