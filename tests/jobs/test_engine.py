@@ -126,6 +126,15 @@ def test_a_duplicate_or_stale_message_does_nothing(world_a, in_process):
 
 
 @pytest.mark.django_db
+def test_two_messages_racing_to_start_a_job_start_it_once(world_a, in_process):
+    job = make_job(world_a)
+    engine.schedule(world_a.tenant.pk)
+    first, second = engine.claim(job.public_id, "w:1"), engine.claim(job.public_id, "w:2")
+    assert first is not None and first.worker == "w:1" and second is None
+    assert reload(job).attempt == 1 and [e.data["status"] for e in events(job, "status")] == ["queued", "running"]
+
+
+@pytest.mark.django_db
 def test_failures_show_a_readable_message_and_keep_the_traceback_for_staff(world_a, in_process):
     readable = make_job(world_a, params={"steps": 3, "fail_at": 1})
     assert start(world_a, readable) == Status.FAILED

@@ -137,7 +137,8 @@ class JobContext:
                     ModelVersion.objects.create(...)   # commits together with the marker
 
         Database writes inside the block commit atomically with the marker: if the worker dies
-        first, neither exists and the rerun does it; if the marker exists, `fresh` is False.
+        first, neither exists and the rerun does it; if the marker exists, `fresh` is False. Keep
+        the block short: it holds the job's row (on SQLite, the database's write lock).
         """
         if not key or len(key) > 200:
             raise ValueError(f"An effect key is 1 to 200 characters, not {len(key)}: {key[:40]!r}…")
