@@ -24,7 +24,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from verticals.jobs import runners
+from verticals.jobs import runners, webhooks
 from verticals.jobs.models import Job, JobEvent
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Project, Tenant
@@ -101,8 +101,6 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     With an `idempotency_key`, a create that repeats an earlier one (same key, same request)
     returns the job it made, with `replayed` set, instead of making another.
     """
-    from verticals.jobs import webhooks
-
     params = {} if params is None else params
     fingerprint = _request_hash(project, kind, task, params, webhook) if idempotency_key else ""
     if idempotency_key:
@@ -202,14 +200,12 @@ def claim(public_id: str, worker: str) -> Job | None:
     with transaction.atomic():
         started = _jobs.filter(public_id=public_id, status=Status.QUEUED, dispatched_at__isnull=False).update(
             status=Status.RUNNING, attempt=F("attempt") + 1, worker=worker[:200], heartbeat_at=now,
-            started_at=now, progress_started_at=now, eta_seconds=None,
+            started_at=now, eta_seconds=None,
         )
         if not started:
             return None
         job = _jobs.select_related("tenant", "project").get(public_id=public_id)
         append_events(job, [status_event(job)])
-        from verticals.jobs import webhooks
-
         webhooks.emit(job, "start")
     return job
 
@@ -235,8 +231,6 @@ def record_progress(job: Job, attempt: int, *, current: float, total: float | No
             return None
         append_events(job, events)
         if write_progress:
-            from verticals.jobs import webhooks
-
             webhooks.emit(job, "progress", data={"current": current, "total": total, "eta_seconds": eta})
     return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
 
@@ -281,8 +275,6 @@ def add_resource_seconds(job: Job, cpu_seconds: float) -> None:
 
 def _ended(job: Job, *extra_events) -> None:
     """After a terminal transition (inside its transaction): events, webhook, next jobs."""
-    from verticals.jobs import webhooks
-
     job.refresh_from_db()
     append_events(job, [*extra_events, status_event(job)])
     webhooks.emit(job, "completed")

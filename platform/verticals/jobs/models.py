@@ -34,7 +34,6 @@ class Job(TenantOwnedModel):
     progress_total = models.FloatField(null=True, blank=True)
     progress_description = models.CharField(max_length=200, blank=True)
     eta_seconds = models.FloatField(null=True, blank=True)
-    progress_started_at = models.DateTimeField(null=True, blank=True)
 
     result = models.JSONField(default=dict, blank=True)
     checkpoint = models.JSONField(null=True, blank=True, help_text="The runner's last saved state; a rerun resumes from it.")
