@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
 from tests.api.test_asgi_isolation import _free_port, _manage
+from tests.jobs.sse import parse_block
 from tests.processes import stop_process
 from verticals.jobs import engine, worker
 from verticals.jobs.models import Job
@@ -41,16 +42,10 @@ def fast_stream(settings):
 
 
 def parse(chunk: bytes) -> dict:
-    """One SSE block: {"id", "event", "data"} for an event, {"comment"} for a comment line."""
+    """One chunk of the stream, which is one whole SSE block."""
     text = chunk.decode()
     assert text.endswith("\n\n"), text
-    if text.startswith(":"):
-        return {"comment": text[1:].strip()}
-    fields = dict(line.split(": ", 1) for line in text.strip("\n").split("\n"))
-    assert set(fields) == {"id", "event", "data"}, text
-    data = json.loads(fields["data"])
-    assert data["id"] == int(fields["id"]) and data["type"] == fields["event"]
-    return {"id": int(fields["id"]), "event": fields["event"], "data": data}
+    return parse_block(text[:-2])
 
 
 def events_url(world, job_id: str) -> str:

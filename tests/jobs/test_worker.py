@@ -5,7 +5,6 @@ One worker serves the whole module (tests/jobs/conftest.py: `live_worker`). Its 
 (below) holds for the test process too, so both sides schedule with the same fair-share limit.
 """
 
-import json
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.jobs.live_worker import group_members, wait_for
 from tests.jobs.receiver import WebhookReceiver
+from tests.jobs.sse import blocks
 from verticals.jobs import engine, webhooks
 from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
 from verticals.jobs.tasks import run_job
@@ -53,9 +53,8 @@ def api_create(world, kind: str, params: dict, **extra) -> tuple[dict, Job]:
 class Sse:
     """One server-sent event as a client reads it, and when it arrived."""
 
-    def __init__(self, block: str):
-        fields = dict(line.split(": ", 1) for line in block.split("\n"))
-        self.id, self.event, self.data = int(fields["id"]), fields["event"], json.loads(fields["data"])
+    def __init__(self, event: dict):
+        self.id, self.event, self.data = event["id"], event["event"], event["data"]
         self.arrived = time.monotonic()
 
     def __repr__(self):
@@ -64,14 +63,7 @@ class Sse:
 
 def sse_events(response):
     """The events of a streaming response as they come (comment lines skipped)."""
-    buffer = ""
-    for chunk in response.streaming_content:
-        buffer += chunk.decode()
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            if block and not block.startswith(":"):
-                yield Sse(block)
-    assert not buffer.strip(), f"the stream ended inside an event: {buffer!r}"
+    return (Sse(event) for event in blocks(response) if "comment" not in event)
 
 
 def fresh(job: Job) -> Job:

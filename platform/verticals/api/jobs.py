@@ -438,8 +438,6 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         payload = JobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        if data.get("webhook") == {}:
-            raise exceptions.ValidationError({"webhook.url": ["Give the URL to post to: {\"url\": \"https://…\"}, or leave webhook out."]})
         try:
             job = engine.job_create(
                 project=project, kind=data["kind"], params=data.get("params"), task=data.get("task", ""),

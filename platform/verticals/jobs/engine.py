@@ -114,7 +114,7 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     problems = runner.validate_params(params)
     if problems:
         raise ValidationError({"params": problems})
-    hook = webhooks.clean_webhook(webhook) if webhook else None
+    hook = webhooks.clean_webhook(webhook) if webhook is not None else None
     tenant = project.tenant
     try:
         with transaction.atomic():

@@ -18,11 +18,20 @@ def events_after(job: Job, after: int = 0, limit: int = 500) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit])
 
 
+def metric_points_after(job: Job, after: int = 0, limit: int | None = None) -> tuple[dict[str, list[list[float]]], int | None]:
+    """{metric name: [[step, value], …]} of the metric events after event `after`, in order, and
+    the id of the last event read when `limit` cut the answer short (else None)."""
+    rows = JobEvent.objects.filter(job=job, type=Type.METRIC, seq__gt=after).order_by("seq").values_list("seq", "data")
+    rows = list(rows[:limit] if limit else rows)
+    series: dict[str, list[list[float]]] = {}
+    for _seq, data in rows:
+        series.setdefault(data["name"], []).append([data["step"], data["value"]])
+    return series, (rows[-1][0] if limit and len(rows) == limit else None)
+
+
 def metric_series(job: Job, limit_per_metric: int = 2000) -> dict[str, list[list[float]]]:
     """{metric name: [[step, value], …]} in step order (the last `limit_per_metric` points of each)."""
-    series: dict[str, list[list[float]]] = {}
-    for data in JobEvent.objects.filter(job=job, type=Type.METRIC).order_by("seq").values_list("data", flat=True):
-        series.setdefault(data["name"], []).append([data["step"], data["value"]])
+    series, _cut = metric_points_after(job)
     return {name: points[-limit_per_metric:] for name, points in series.items()}
 
 

@@ -53,6 +53,8 @@ def clean_webhook(hook) -> dict:
     if unknown:
         raise ValidationError({"webhook": f"Unknown field(s) {', '.join(sorted(unknown))}; use url, events and secret."})
     url = hook.get("url")
+    if url is None:
+        raise ValidationError({"webhook.url": "Give the URL to post to: {\"url\": \"https://…\"}, or leave webhook out."})
     problem = url_problem(url)
     if problem:
         raise ValidationError({"webhook.url": problem})

@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from verticals.jobs import engine, queries
-from verticals.jobs.models import Job, JobEvent, WebhookDelivery
+from verticals.jobs.models import Job, WebhookDelivery
 from verticals.portal.views import _error_text, _is_htmx, tenant_page
 from verticals.tenancy.models import Project
 
@@ -88,19 +88,6 @@ def _project_and_job(project_id: str, job_id: str) -> tuple[Project, Job]:
     return project, job
 
 
-def _metric_points_after(job: Job, after: int) -> tuple[dict[str, list[list[float]]], int | None]:
-    """{metric name: [[step, value], …]} of the metric events after event `after`, in order, and
-    the last event id read when the answer was cut at POLL_POINTS_MAX (else None)."""
-    rows = list(
-        JobEvent.objects.filter(job=job, type=JobEvent.Type.METRIC, seq__gt=after)
-        .order_by("seq").values_list("seq", "data")[:POLL_POINTS_MAX]
-    )
-    series: dict[str, list[list[float]]] = {}
-    for _seq, data in rows:
-        series.setdefault(data["name"], []).append([data["step"], data["value"]])
-    return series, (rows[-1][0] if len(rows) == POLL_POINTS_MAX else None)
-
-
 def _after(request) -> int | None:
     try:
         return min(max(0, int(request.GET["after"])), 2**31 - 1)
@@ -118,7 +105,7 @@ def _live_context(request, project: Project, job: Job, *, after: int | None = No
     if after is None or after > cursor:
         points = queries.metric_series(job)
     else:
-        points, cut_at = _metric_points_after(job, after)
+        points, cut_at = queries.metric_points_after(job, after, POLL_POINTS_MAX)
         if cut_at is not None:  # a client far behind: the next poll goes on from there
             cursor = cut_at
     caller = request.caller
