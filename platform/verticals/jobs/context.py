@@ -41,7 +41,7 @@ class JobContext:
         self.resume: dict = dict(job.checkpoint or {})
         self._cancelled = threading.Event()
         self._lost = threading.Event()
-        self._last_progress_write = 0.0
+        self._last_progress_write: float | None = None  # the first report of an attempt is always written
         self._last_poll = time.monotonic()
         self._rate_origin: tuple[float, float] | None = None
         self._scratch: Path | None = None
@@ -53,13 +53,16 @@ class JobContext:
 
         Stops the job (raises JobCancelled) when it was cancelled: a runner that reports at
         least once a second stops within the cancellation window. Progress rows are written at
-        most every JOBS_PROGRESS_SECONDS; metric points and the last step always are.
+        most every JOBS_PROGRESS_SECONDS; the first and the last step and metric points always are.
         """
         self._raise_if_stopped()
         now = time.monotonic()
         if self._rate_origin is None:
             self._rate_origin = (now, float(step))
-        write = bool(metrics) or (total is not None and step >= total) or now - self._last_progress_write >= settings.JOBS_PROGRESS_SECONDS
+        write = (
+            bool(metrics) or (total is not None and step >= total) or self._last_progress_write is None
+            or now - self._last_progress_write >= settings.JOBS_PROGRESS_SECONDS
+        )
         if write or now - self._last_poll >= settings.JOBS_CANCEL_POLL_SECONDS:
             clean = {str(k): float(v) for k, v in (metrics or {}).items()}
             facts = engine.record_progress(
