@@ -53,6 +53,51 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
         return queryset
 
 
+class ProjectScopedViewSet(TenantScopedViewSet):
+    """Rows that hang off the project in the path (`projects/{project_id}/…`).
+
+    The project comes from the tenant's scoped manager (and must be the key's own when the key
+    is restricted to one project): another tenant's project answers 404 like a missing one.
+    """
+
+    project_field = "project"
+
+    def get_project(self):
+        from django.http import Http404
+
+        from verticals.tenancy.models import Project
+
+        if not hasattr(self, "_project"):
+            projects = Project.objects.filter(public_id=self.kwargs.get("project_id", ""))
+            restricted = self.caller.project if self.caller else None
+            if restricted is not None:
+                projects = projects.filter(pk=restricted.pk)
+            project = projects.first()
+            if project is None:
+                raise Http404
+            self._project = project
+        return self._project
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(**{self.project_field: self.get_project()})
+
+
+class CatalogViewSet(CallerMixin, viewsets.GenericViewSet):
+    """Platform-owned rows every tenant may read (the model garden): no tenant filter applies,
+    but the caller must be signed in and allowed the action."""
+
+    model = None
+    actions: dict[str, str] = {}
+    lookup_field = "public_id"
+    permission_classes = [TenantActionPermission]
+
+    def required_action(self) -> str | None:
+        return required_action_of(self)
+
+    def get_queryset(self):
+        return self.model.objects.all()
+
+
 class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
     """Rows of the partners (and sub-partners) on which the caller's partner role allows the action."""
 

@@ -65,7 +65,7 @@ def exception_handler(exc, context):
         else:
             codes = exc.get_codes()
             code = codes if isinstance(codes, str) else exc.default_code
-            body = error_body(code, str(exc.detail))
+            body = error_body(code, str(exc.detail), getattr(exc, "details", None))
         set_rollback()
         return Response(body, status=exc.status_code, headers=headers)
 

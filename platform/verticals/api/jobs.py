@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -34,11 +34,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from verticals.api import filters
-from verticals.api.base import TenantScopedViewSet
+from verticals.api.base import ProjectScopedViewSet
 from verticals.api.serializers import StrictCharField
 from verticals.jobs import engine, queries, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
-from verticals.tenancy.models import Project
 from verticals.tenancy.scoping import tenant_context
 
 EVENT_STREAM = "text/event-stream"
@@ -371,7 +370,7 @@ the end), or after a time limit: reconnect with the last id you received to go o
 
 # --- the resource -------------------------------------------------------------------------
 
-class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
+class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
     """Jobs of one project: long work (training, optimization, batch predictions) run by workers."""
 
     model = Job
@@ -379,7 +378,6 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     filterset_class = filters.JobFilter
     ordering_fields = ["created_at", "finished_at"]
     lookup_url_kwarg = "job_id"
-    project_field = "project"
     actions = {
         "list": "job.view",
         "retrieve": "job.view",
@@ -387,6 +385,7 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         "deliveries": "job.view",
         "create": "job.create",
         "cancel": "job.cancel",
+        "output": "job.view",
     }
 
     def perform_content_negotiation(self, request, force=False):
@@ -396,21 +395,8 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
             force = True
         return super().perform_content_negotiation(request, force)
 
-    def get_project(self) -> Project:
-        """The project in the path: the tenant's (scoped manager), and the key's if it is restricted."""
-        if not hasattr(self, "_project"):
-            projects = Project.objects.filter(public_id=self.kwargs.get("project_id", ""))
-            restricted = self.caller.project if self.caller else None
-            if restricted is not None:
-                projects = projects.filter(pk=restricted.pk)
-            project = projects.first()
-            if project is None:
-                raise Http404
-            self._project = project
-        return self._project
-
     def scope_queryset(self, queryset):
-        return queryset.filter(project=self.get_project()).select_related("project", "created_by")
+        return super().scope_queryset(queryset).select_related("project", "created_by")
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "caller": self.caller}
@@ -510,3 +496,19 @@ class JobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
         else:
             content = stream.sync_chunks()
         return StreamingHttpResponse(content, content_type=EVENT_STREAM, headers=headers)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              404: OpenApiResponse(description="The job wrote no file (yet).")})
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def output(self, request, project_id=None, job_id=None):
+        """The file a job wrote (a batch_predict job's predictions, as JSON lines)."""
+        from django.http import FileResponse
+
+        from verticals.registry import storage
+
+        job = self.get_object()
+        output = (job.result or {}).get("output") if job.status == Job.Status.SUCCEEDED else None
+        if not output:
+            raise exceptions.NotFound("This job has no output file: only a succeeded batch_predict job writes one.")
+        handle = storage.open_stored(output["storage_prefix"], output["file"])
+        return FileResponse(handle, as_attachment=True, filename=f"{job.public_id}-{output['file']}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from verticals.sdk.discovery import plugin_app_paths
 from verticals.config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parents[3]
@@ -69,8 +70,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "verticals.tenancy",
     "verticals.jobs",
+    "verticals.registry",
+    "verticals.serving",
+    "verticals.sdk",
     "verticals.api",
     "verticals.portal",
+    # Domain plugins: every installed package of the `verticals.plugins` entry-point group.
+    *plugin_app_paths(),
 ]
 
 MIDDLEWARE = [
@@ -154,6 +160,12 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     # S3-compatible storage in production: set STORAGE_BACKEND to its storage class.
     "default": {"BACKEND": env_str("STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage"},
+    # Tenant files (datasets, model weights, predictions): never under MEDIA_URL; downloads go
+    # through the API, which checks the tenant and the role.
+    "artifacts": {
+        "BACKEND": env_str("ARTIFACT_STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {} if env_str("ARTIFACT_STORAGE_BACKEND") else {"location": str(VAR_DIR / "artifacts"), "base_url": None},
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -256,6 +268,25 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
     "jobs-webhook-retries": {"task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS},
 }
+
+# --- registry, serving, plugins ---------------------------------------------------------
+# Largest upload (dataset file or model archive), checked before the body is read.
+REGISTRY_MAX_UPLOAD_BYTES = env_int("REGISTRY_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
+# A model archive may expand to at most this many bytes (zip bombs).
+REGISTRY_MAX_EXTRACTED_BYTES = env_int("REGISTRY_MAX_EXTRACTED_BYTES", 8 * 1024 * 1024 * 1024)
+# Where workers and web processes keep local copies of stored datasets and models.
+REGISTRY_CACHE_DIR = Path(env_str("REGISTRY_CACHE_DIR") or VAR_DIR / "cache")
+# Loaded models kept in memory per process (least recently used first out), in bytes.
+SERVING_CACHE_BYTES = env_int("SERVING_CACHE_BYTES", 2 * 1024 * 1024 * 1024)
+# Largest JSON body of a predict call (base64 images count here).
+SERVING_MAX_BODY_BYTES = env_int("SERVING_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# How long a predict call waits for others to join its batch (milliseconds).
+SERVING_BATCH_WAIT_MS = env_float("SERVING_BATCH_WAIT_MS", 2.0)
+# Torch threads per process (0: torch's default, one per core).
+TORCH_THREADS = env_int("TORCH_THREADS", 0)
+# Where training runs: auto (a GPU when the worker has one), or cpu.
+TRAIN_DEVICE = env_str("TRAIN_DEVICE") or "auto"
+PLUGINS_DISABLED_TASKS = env_list("PLUGINS_DISABLED_TASKS", [])
 
 # --- API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {

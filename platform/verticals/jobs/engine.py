@@ -111,9 +111,7 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     if runner is None:
         known = ", ".join(runners.registered()) or "none are installed"
         raise ValidationError({"kind": f"Unknown job kind '{kind}'. Known kinds: {known}."})
-    problems = runner.validate_params(params)
-    if problems:
-        raise ValidationError({"params": problems})
+    params = runner.prepare(project=project, task=task, params=params)
     hook = webhooks.clean_webhook(webhook) if webhook is not None else None
     tenant = project.tenant
     try:

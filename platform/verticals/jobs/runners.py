@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import jsonschema
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 if TYPE_CHECKING:
     from verticals.jobs.context import JobContext
@@ -82,12 +82,30 @@ class Runner:
     @classmethod
     def validate_params(cls, params) -> list[str]:
         """Messages naming each problem in `params` (empty when they are valid)."""
-        validator = jsonschema.Draft202012Validator(cls.params_schema)
-        problems = []
-        for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
-            where = ".".join(str(p) for p in error.absolute_path)
-            problems.append(f"{where}: {error.message}" if where else error.message)
-        return problems
+        return schema_problems(cls.params_schema, params)
+
+    @classmethod
+    def prepare(cls, *, project, task: str, params: dict) -> dict:
+        """The params to store for a new job, or ValidationError naming what to fix.
+
+        The default checks them against `params_schema`; kinds whose params depend on the task
+        or name other objects (a dataset, a model) override this and resolve them here, before
+        the job is queued, so that a wrong id answers 400 instead of a failed job.
+        """
+        problems = cls.validate_params(params)
+        if problems:
+            raise ValidationError({"params": problems})
+        return params
+
+
+def schema_problems(schema: dict, value) -> list[str]:
+    """Messages naming each place where `value` breaks the JSON `schema` (empty when it is valid)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path)
+        problems.append(f"{where}: {error.message}" if where else error.message)
+    return problems
 
 
 def register(cls: type[Runner]) -> type[Runner]:

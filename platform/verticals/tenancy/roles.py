@@ -50,6 +50,16 @@ TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
     "job.view": (_ALL - {Role.BILLING}, Scope.READ),
     "job.create": (_BUILDERS, Scope.TRAIN),
     "job.cancel": (_BUILDERS, Scope.TRAIN),
+    "task.view": (_ALL, Scope.READ),
+    "dataset.view": (_ALL - {Role.BILLING}, Scope.READ),
+    "dataset.create": (_BUILDERS, Scope.WRITE),
+    "dataset.delete": (_BUILDERS, Scope.WRITE),
+    "dataset.download": (_BUILDERS, Scope.READ),
+    "model.view": (_ALL - {Role.BILLING}, Scope.READ),
+    "model.import": (_BUILDERS, Scope.WRITE),
+    "model.delete": (_BUILDERS, Scope.WRITE),
+    "model.download": (_BUILDERS, Scope.READ),
+    "model.predict": (_BUILDERS, Scope.PREDICT),
 }
 
 PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
@@ -74,6 +84,7 @@ AUDITED_ACTIONS = frozenset({
     "member.change_role", "member.remove",
     "api_key.create", "api_key.revoke",
     "job.create", "job.cancel",
+    "dataset.create", "dataset.delete", "model.import", "model.delete",
     "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
 })
 

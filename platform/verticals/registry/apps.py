@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    name = "verticals.registry"
+    label = "registry"
+    verbose_name = "Datasets and models"
+
+    def ready(self) -> None:
+        from verticals.registry import runners  # noqa: F401  (registers train, evaluate, batch_predict)

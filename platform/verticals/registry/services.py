@@ -1,0 +1,382 @@
+"""Writing to the registry: dataset uploads, model imports, the model garden, published models.
+
+Each write stores files first and commits the rows last, and removes what it stored when
+anything fails: a refused or failed upload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from verticals.registry import archives, storage
+from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
+from verticals.sdk import discovery
+from verticals.sdk.contracts import DatasetSplit, Example, Task
+from verticals.sdk.datasets import DatasetInvalid
+from verticals.tenancy.audit import audit_record
+from verticals.tenancy.ids import new_public_id
+from verticals.tenancy.models import Project
+
+EXAMPLES_FILE = "examples.jsonl"
+DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UploadRejected(ValidationError):
+    """An upload the platform refuses (HTTP 400); `problems` list the first ones by line/file."""
+
+    def __init__(self, message: str, problems: list[dict] | None = None, field: str = "file"):
+        super().__init__({field: [message]})
+        self.message_text = message
+        self.problems = problems or []
+
+
+def task_or_error(name: str, *, tenant=None, field: str = "task") -> Task:
+    task = discovery.enabled_tasks(tenant).get(name)
+    if task is None:
+        known = ", ".join(discovery.enabled_tasks(tenant)) or "none are installed"
+        raise ValidationError({field: [f"Unknown task '{name}'. Tasks: {known}."]})
+    return task
+
+
+def safe_filename(name: str) -> str:
+    cleaned = _SAFE_NAME.sub("_", Path(name or "upload").name).strip("._") or "upload"
+    return cleaned[-200:]
+
+
+def save_upload(upload, directory: Path) -> Path:
+    """Write an uploaded file (Django UploadedFile or a local Path) into `directory`, capped in size."""
+    limit = settings.REGISTRY_MAX_UPLOAD_BYTES
+    if isinstance(upload, Path):
+        size = upload.stat().st_size
+        if size > limit:
+            raise UploadRejected(f"The file has {size} bytes; uploads take at most {limit}.")
+        target = directory / safe_filename(upload.name)
+        shutil.copyfile(upload, target)
+        return target
+    if upload.size is not None and upload.size > limit:
+        raise UploadRejected(f"The file has {upload.size} bytes; uploads take at most {limit}.")
+    target = directory / safe_filename(upload.name)
+    written = 0
+    with target.open("wb") as sink:
+        for chunk in upload.chunks():
+            written += len(chunk)
+            if written > limit:
+                raise UploadRejected(f"The file is larger than {limit} bytes, the most an upload may hold.")
+            sink.write(chunk)
+    if written == 0:
+        raise UploadRejected("The file is empty.")
+    return target
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+def split_examples(examples: list[Example], *, seed: int, fractions: dict[str, float]) -> dict[str, list[Example]]:
+    """A deterministic, seeded, stratified split: the same upload and seed always give the same split.
+
+    Within each label, examples are ordered by a hash of (seed, content, position) and cut by
+    the fractions; each label with at least 3 examples gives one to validation and to test.
+    """
+    by_label: dict[str, list[tuple[int, Example]]] = {}
+    for position, example in enumerate(examples):
+        by_label.setdefault(example.label, []).append((position, example))
+    chosen: dict[int, str] = {}
+    for label, members in by_label.items():
+        members.sort(key=lambda pair: hashlib.sha256(f"{seed}\0{pair[1].input}\0{pair[0]}".encode()).hexdigest())
+        n = len(members)
+        n_val = round(n * fractions["validation"]) if fractions["validation"] else 0
+        n_test = round(n * fractions["test"]) if fractions["test"] else 0
+        if n >= 3:
+            n_val = max(n_val, 1 if fractions["validation"] else 0)
+            n_test = max(n_test, 1 if fractions["test"] else 0)
+        while n_val + n_test >= n and (n_val or n_test):  # keep at least one training example
+            if n_val >= n_test and n_val:
+                n_val -= 1
+            else:
+                n_test -= 1
+        for rank, (position, _example) in enumerate(members):
+            chosen[position] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
+    splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    for position, example in enumerate(examples):
+        splits[chosen[position]].append(example)
+    return splits
+
+
+def clean_fractions(validation: float | None, test: float | None) -> dict[str, float]:
+    fractions = dict(DEFAULT_FRACTIONS)
+    for name, value in (("validation", validation), ("test", test)):
+        if value is not None:
+            if not 0 <= value < 0.5:
+                raise ValidationError({f"{name}_fraction": [f"Give a fraction from 0 to 0.5 (excluded), not {value}."]})
+            fractions[name] = float(value)
+    fractions["train"] = round(1 - fractions["validation"] - fractions["test"], 6)
+    return fractions
+
+
+def statistics(splits: dict[str, list[Example]], labels: list[str]) -> dict:
+    stats = {"rows": sum(len(v) for v in splits.values()), "labels": {}, "splits": {}}
+    for name, members in splits.items():
+        counts = {label: 0 for label in labels}
+        for example in members:
+            counts[example.label] += 1
+        stats["splits"][name] = {"rows": len(members), "labels": counts}
+    for label in labels:
+        stats["labels"][label] = sum(stats["splits"][name]["labels"][label] for name in splits)
+    return stats
+
+
+def dataset_upload(*, project: Project, caller, upload, task: str = "", name: str = "", dataset: Dataset | None = None,
+                   description: str = "", seed: int = 0, validation_fraction: float | None = None,
+                   test_fraction: float | None = None) -> DatasetVersion:
+    """Validate an upload against the task's schema and store it as a new dataset version.
+
+    With `dataset`, the upload becomes that dataset's next version (same task); otherwise a
+    dataset named `name` is made (or gets a new version if the project has one by that name).
+    """
+    tenant = project.tenant
+    if dataset is not None:
+        task = dataset.task
+    task_obj = task_or_error(task, tenant=tenant)
+    fractions = clean_fractions(validation_fraction, test_fraction)
+    public_id = new_public_id("dsv")
+    prefix = f"datasets/{tenant.public_id}/{public_id}"
+    with storage.workspace("upload") as work:
+        incoming = work / "incoming"
+        incoming.mkdir()
+        source = save_upload(upload, incoming)
+        try:
+            task_obj.dataset.check_format(source.name)
+        except DatasetInvalid as exc:
+            raise UploadRejected(str(exc)) from exc
+        built = work / "version"
+        (built / "files").mkdir(parents=True)
+        try:
+            examples = task_obj.dataset.ingest(source, built / "files")
+        except DatasetInvalid as exc:
+            raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
+        labels = sorted({e.label for e in examples})
+        splits = split_examples(examples, seed=seed, fractions=fractions)
+        with (built / EXAMPLES_FILE).open("w") as sink:
+            for split_name in SPLITS:
+                for example in splits[split_name]:
+                    sink.write(json.dumps({"input": example.input, "label": example.label, "split": split_name, "ref": example.ref}) + "\n")
+        (built / "source").mkdir()
+        digest = storage.sha256_of(source)
+        size = source.stat().st_size
+        source.rename(built / "source" / source.name)
+        storage.store_tree(built, prefix)
+    try:
+        with transaction.atomic():
+            if dataset is None:
+                dataset_name = (name or Path(source.name).stem)[:200]
+                dataset = Dataset.objects.select_for_update().filter(project=project, name=dataset_name).first()
+                if dataset is None:
+                    dataset = Dataset.objects.create(tenant=tenant, project=project, name=dataset_name, task=task,
+                                                     description=description, created_by=caller.person if caller else None)
+                elif dataset.task != task:
+                    raise ValidationError({"name": [f"The project's dataset '{dataset_name}' is for the task '{dataset.task}', "
+                                                    f"not '{task}'; choose another name."]})
+            else:
+                dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+            number = (dataset.versions.aggregate(n=Max("version"))["n"] or 0) + 1
+            version = DatasetVersion.objects.create(
+                tenant=tenant, public_id=public_id, dataset=dataset, version=number, source_name=source.name,
+                source_bytes=size, sha256=digest, storage_prefix=prefix, labels=labels, rows=len(examples),
+                stats=statistics(splits, labels), split_seed=seed, split_fractions=fractions,
+                created_by=caller.person if caller else None,
+            )
+            audit_record(tenant=tenant, actor=caller, action="dataset.create", target=version,
+                         details={"dataset": dataset.public_id, "version": number, "rows": len(examples)})
+    except BaseException:
+        storage.delete_prefix(prefix)
+        raise
+    return version
+
+
+def dataset_version_files(version: DatasetVersion) -> Path:
+    return storage.local_copy(version.storage_prefix, _listing(version.storage_prefix))
+
+
+def _listing(prefix: str) -> list[dict]:
+    """Every file under a stored prefix (for copies from remote storage)."""
+    store = storage.artifacts()
+    found = []
+
+    def walk(relative: str) -> None:
+        directories, files = store.listdir(f"{prefix}/{relative}".rstrip("/"))
+        found.extend({"name": f"{relative}{name}"} for name in files)
+        for directory in directories:
+            walk(f"{relative}{directory}/")
+
+    walk("")
+    return found
+
+
+def dataset_splits(version: DatasetVersion) -> dict[str, DatasetSplit]:
+    """The version's train/validation/test splits, with file inputs as local paths."""
+    root = dataset_version_files(version)
+    task = discovery.get_task(version.dataset.task)
+    file_inputs = task is not None and task.dataset.input_kind == "file"
+    members: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    with (root / EXAMPLES_FILE).open() as source:
+        for line in source:
+            record = json.loads(line)
+            value = root / "files" / record["input"] if file_inputs else record["input"]
+            members[record["split"]].append(Example(input=value, label=record["label"], ref=record["ref"]))
+    return {name: DatasetSplit(name, members[name], list(version.labels)) for name in SPLITS}
+
+
+# --- models ---------------------------------------------------------------------------------
+
+def _weights_digest(directory: Path) -> str:
+    weights = sorted(directory.rglob("*.safetensors"))
+    return storage.sha256_of(weights[0]) if weights else ""
+
+
+def _artifact_fields(directory: Path, prefix: str) -> dict:
+    from verticals.sdk.artifacts import read_config
+
+    stored = storage.store_tree(directory, prefix)
+    return {"storage_prefix": prefix, "files": stored, "size_bytes": sum(f["bytes"] for f in stored),
+            "sha256": _weights_digest(directory), "config": read_config(directory)}
+
+
+def _next_model_version(project: Project, name: str) -> int:
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # one numbering at a time per project
+    latest = ModelVersion.objects.filter(project=project, name=name).aggregate(n=Max("version"))["n"]
+    return (latest or 0) + 1
+
+
+def model_publish(*, project: Project, task: Task, model, name: str, architecture: str, labels: list[str], metrics: dict,
+                  report: dict, params: dict, job=None, dataset_version=None, parent=None, base_model=None, caller=None,
+                  source: str = ModelVersion.Source.TRAINED, directory: Path | None = None) -> ModelVersion:
+    """Save a trained model through its task, check the files, store them and record the version."""
+    tenant = project.tenant
+    public_id = new_public_id("mdl")
+    prefix = f"models/{tenant.public_id}/{public_id}"
+    with storage.workspace("publish") as work:
+        if directory is None:
+            directory = work / "model"
+            directory.mkdir()
+            task.save(model, directory)
+        try:
+            archives.check_model_files(directory)
+        except archives.ArchiveRefused as exc:
+            raise RuntimeError(f"task {task.name!r} saved a model core refuses to store: {exc}") from exc
+        fields = _artifact_fields(directory, prefix)
+    try:
+        with transaction.atomic():
+            version = ModelVersion.objects.create(
+                tenant=tenant, public_id=public_id, project=project, name=name[:200], version=_next_model_version(project, name),
+                task=task.name, architecture=architecture, labels=list(labels), metrics=metrics, report=report, params=params,
+                source=source, dataset_version=dataset_version, job=job, parent=parent, base_model=base_model,
+                created_by=caller.person if caller else (job.created_by if job else None), **fields,
+            )
+    except BaseException:
+        storage.delete_prefix(prefix)
+        raise
+    return version
+
+
+def _import_directory(upload, work: Path) -> Path:
+    """The model directory of an uploaded archive (extracted safely) or of a local path."""
+    if isinstance(upload, Path) and upload.is_dir():
+        return archives.model_root(upload)
+    incoming = work / "incoming"
+    incoming.mkdir()
+    archive = save_upload(upload, incoming)
+    extracted = work / "extracted"
+    extracted.mkdir()
+    return archives.extract(archive, extracted, max_bytes=settings.REGISTRY_MAX_EXTRACTED_BYTES)
+
+
+def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
+    found = task.recognize(root)
+    if found is None:
+        names = ", ".join(a.name for a in task.architectures)
+        raise archives.ArchiveRefused(
+            f"The task '{task.name}' does not recognize this model (its architectures: {names}); "
+            "check config.json (Hugging Face `model_type`, or torchvision `architecture`)."
+        )
+    return found
+
+
+def model_import(*, project: Project, caller, task: str, upload, name: str = "") -> ModelVersion:
+    """Import a pretrained model (archive in Hugging Face or torchvision layout, safetensors only)."""
+    task_obj = task_or_error(task, tenant=project.tenant)
+    with storage.workspace("import") as work:
+        try:
+            root = _import_directory(upload, work)
+            archives.check_model_files(root)
+            architecture, labels = _recognized(task_obj, root)
+            clean = work / "model"
+            archives.copy_model_files(root, clean)
+            task_obj.load(clean)  # proves the weights fit the architecture before anything is stored
+        except archives.ArchiveRefused as exc:
+            raise UploadRejected(str(exc)) from exc
+        except (ValueError, RuntimeError, KeyError, OSError) as exc:
+            raise UploadRejected(f"The model does not load as a '{task}' model: {exc}") from exc
+        label = name or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0]) or f"imported-{task}"
+        version = model_publish(project=project, task=task_obj, model=None, name=label, architecture=architecture, labels=labels,
+                                metrics={}, report={}, params={}, caller=caller, source=ModelVersion.Source.IMPORTED,
+                                directory=clean)
+    audit_record(tenant=project.tenant, actor=caller, action="model.import", target=version, details={"task": task})
+    return version
+
+
+def base_model_import(*, source: Path, name: str, title: str = "", description: str = "", origin: str = "",
+                      license: str = "", replace: bool = False) -> BaseModel:
+    """Add a pretrained model to the garden from a directory or an archive (staff, from the shell)."""
+    from verticals.sdk.artifacts import read_config
+
+    existing = BaseModel.objects.filter(name=name).first()
+    if existing is not None and not replace:
+        return existing
+    with storage.workspace("base") as work:
+        root = _import_directory(source, work)
+        archives.check_model_files(root)
+        clean = work / "model"
+        archives.copy_model_files(root, clean)
+        config = read_config(clean)
+        family = config.get("model_type") or config.get("architecture") or ""
+        users = {t.name: t.recognize(clean) for t in discovery.tasks().values()}
+        users = {k: v for k, v in users.items() if v is not None}
+        if not users:
+            raise archives.ArchiveRefused(f"No installed task can use '{name}' (family {family or 'unknown'}).")
+        architecture, labels = next(iter(users.values()))
+        public_id = new_public_id("bm")
+        prefix = f"base-models/{public_id}"
+        fields = _artifact_fields(clean, prefix)
+    try:
+        with transaction.atomic():
+            if existing is not None:
+                old_prefix = existing.storage_prefix
+                existing.delete()
+            model = BaseModel.objects.create(public_id=public_id, name=name, title=title or name, description=description,
+                                             family=family, architecture=architecture, labels=labels, source=origin,
+                                             license=license, **fields)
+    except BaseException:
+        storage.delete_prefix(prefix)
+        raise
+    if existing is not None:
+        storage.delete_prefix(old_prefix)
+    return model
+
+
+def tasks_for_base(base: BaseModel) -> list[str]:
+    """Tasks with an architecture that starts from this base model's family."""
+    return [name for name, task in discovery.tasks().items() if task.architectures_for(base.family)]
+
+
+def model_files(model) -> Path:
+    """A local directory with a model version's (or base model's) files."""
+    return storage.local_copy(model.storage_prefix, model.files)

@@ -1,0 +1,111 @@
+"""The TrainContext of a real job: progress, metrics, logs and checkpoints through the job engine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from verticals.jobs.context import JobContext
+from verticals.registry import storage
+from verticals.sdk.contracts import Checkpoint, DatasetSplit, Task, TrainContext
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+# Metric points of every batch would be one row each: per-batch values (train_*) are averaged
+# over this many seconds; epoch-level values (anything else) are written when reported.
+BATCH_METRIC_SECONDS = 1.0
+
+
+def checkpoint_prefix(job) -> str:
+    return f"checkpoints/{job.tenant.public_id}/{job.public_id}"
+
+
+class JobTrainContext(TrainContext):
+    def __init__(self, job_ctx: JobContext, *, task: Task, params: dict, architecture: str, splits: dict[str, DatasetSplit],
+                 base: Path | None, base_labels: list[str], seed: int):
+        self._job = job_ctx
+        self.task = task
+        self.params = params
+        self.architecture = architecture
+        self.train, self.validation, self.test = splits["train"], splits["validation"], splits["test"]
+        self.labels = list(self.train.labels)
+        self.base = base
+        self.base_labels = list(base_labels)
+        self.device = device()
+        self.seed = seed
+        self.scratch_dir = job_ctx.scratch_dir
+        self.samples = 0
+        self.started = time.monotonic()
+        self._pending: dict[str, list[float]] = {}
+        self._last_flush = 0.0
+
+    def report(self, step, total=None, metrics=None, *, description=""):
+        batch = {k: float(v) for k, v in (metrics or {}).items() if k.startswith("train_")}
+        epoch = {k: float(v) for k, v in (metrics or {}).items() if not k.startswith("train_")}
+        for name, value in batch.items():
+            self._pending.setdefault(name, []).append(value)
+        now = time.monotonic()
+        flush = epoch or (total is not None and step >= total) or now - self._last_flush >= BATCH_METRIC_SECONDS
+        written = dict(epoch)
+        if flush and self._pending:
+            written.update({name: sum(values) / len(values) for name, values in self._pending.items()})
+            self._pending.clear()
+        if flush:
+            self._last_flush = now
+        self._job.report(step, total, written if flush else None, description=description)
+
+    def log(self, message, level="info"):
+        self._job.log(message, level)
+
+    def checkpoint(self, step, tensors, state=None):
+        from safetensors.torch import save
+
+        blob = save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()})
+        store = storage.artifacts()
+        name = f"{checkpoint_prefix(self._job.job)}/{CHECKPOINT_FILE}"
+        if store.exists(name):
+            store.delete(name)
+        from django.core.files.base import ContentFile
+
+        store.save(name, ContentFile(blob))
+        self._job.checkpoint({"step": int(step), "state": dict(state or {}), "file": name})
+
+    def restore(self):
+        saved = self._job.resume
+        if not saved or "file" not in saved:
+            return None
+        from safetensors.torch import load
+
+        with storage.artifacts().open(saved["file"], "rb") as handle:
+            tensors = load(handle.read())
+        self._job.log(f"Resuming from the checkpoint of step {saved['step']}.")
+        return Checkpoint(int(saved["step"]), tensors, dict(saved.get("state") or {}))
+
+    def count_samples(self, n):
+        self.samples += int(n)
+
+    def samples_per_second(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.samples / elapsed if elapsed > 0 else 0.0
+
+
+def device() -> str:
+    """`cuda` when the worker has a GPU and TRAIN_DEVICE allows it, else `cpu`."""
+    import torch
+
+    wanted = getattr(settings, "TRAIN_DEVICE", "auto")
+    if wanted == "cpu":
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def configure_torch() -> None:
+    import torch
+
+    if settings.TORCH_THREADS > 0 and torch.get_num_threads() != settings.TORCH_THREADS:
+        torch.set_num_threads(settings.TORCH_THREADS)
+
+
+def drop_checkpoint(job) -> None:
+    storage.delete_prefix(checkpoint_prefix(job))

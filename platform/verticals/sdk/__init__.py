@@ -1,0 +1,32 @@
+"""verticals.sdk — the contract between core and domain plugins (DESIGN §4).
+
+Plugins import from here only:
+
+    from verticals.sdk import Plugin, Task, Architecture, LabelledText, InputError, ...
+"""
+
+from verticals.sdk.artifacts import load_weights, read_config, save_weights, write_config
+from verticals.sdk.contracts import (
+    OPTIMIZATIONS,
+    Architecture,
+    Checkpoint,
+    DatasetSplit,
+    Evaluation,
+    Example,
+    InputError,
+    Plugin,
+    Task,
+    TrainContext,
+    TrainingError,
+)
+from verticals.sdk.datasets import DatasetInvalid, DatasetSchema, LabelledImages, LabelledText, Problem
+from verticals.sdk.inputs import image_bytes, image_input, text_input
+from verticals.sdk.local import LocalTrainContext
+from verticals.sdk.metrics import CLASSIFICATION_OUTPUT, classification_evaluation, label_scores
+
+__all__ = [
+    "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
+    "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
+    "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
+    "label_scores", "load_weights", "read_config", "save_weights", "write_config",
+]

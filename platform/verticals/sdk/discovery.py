@@ -1,0 +1,204 @@
+"""Finding plugins (the `verticals.plugins` entry-point group) and checking them at start-up.
+
+Settings add each entry point's AppConfig to INSTALLED_APPS (`plugin_app_paths`); when the
+apps are ready, `load()` imports each app's `plugin`, validates every declared piece and
+fills the task registry. A broken plugin stops start-up with a message naming the plugin and
+the problem. Nothing registers after start-up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from importlib import import_module, metadata
+
+import jsonschema
+from django.core.exceptions import ImproperlyConfigured
+
+from verticals.sdk.contracts import OPTIMIZATIONS, PLAYGROUNDS, Architecture, Plugin, Task
+from verticals.sdk.datasets import DatasetSchema
+
+ENTRY_POINT_GROUP = "verticals.plugins"
+# Parameters core adds to every train job: a task's own schema may not use these names.
+RESERVED_PARAMS = frozenset({"dataset", "architecture", "base_model", "parent", "seed", "name", "split"})
+REQUIRED_METHODS = ("train", "evaluate", "save", "load", "predict", "example_dataset", "example_inputs")
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+
+_tasks: dict[str, Task] = {}
+_task_plugin: dict[str, Plugin] = {}
+_plugins: dict[str, Plugin] = {}
+_loaded = False
+
+
+class PluginError(ImproperlyConfigured):
+    """A plugin breaks the contract; the message names the plugin and the problem."""
+
+
+def plugin_app_paths() -> list[str]:
+    """The AppConfig paths the installed plugin packages declare (read by settings; imports nothing)."""
+    seen, paths = set(), []
+    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if entry.value not in seen:
+            seen.add(entry.value)
+            paths.append(entry.value)
+    return paths
+
+
+def _resolve(path: str):
+    module, _, attr = path.replace(":", ".").rpartition(".")
+    return getattr(import_module(module), attr)
+
+
+def validate_plugin(candidate, source: str) -> Plugin:
+    """The plugin instance, or PluginError naming `source` and what is wrong."""
+    plugin = candidate() if inspect.isclass(candidate) else candidate
+    if not isinstance(plugin, Plugin):
+        raise PluginError(f"Plugin {source}: {candidate!r} is not a verticals.sdk.Plugin subclass.")
+    label = f"Plugin '{plugin.name or '?'}' ({source})"
+    if not plugin.name or not _SLUG.match(plugin.name):
+        raise PluginError(f"{label}: `name` must be a lower-case slug (letters, digits, '-'), not {plugin.name!r}.")
+    if not plugin.tasks:
+        raise PluginError(f"{label}: declares no tasks; list at least one Task in `tasks`.")
+    names = set()
+    plugin.task_instances = []
+    for declared in plugin.tasks:
+        task = declared() if inspect.isclass(declared) else declared
+        if not isinstance(task, Task):
+            raise PluginError(f"{label}: {declared!r} in `tasks` is not a verticals.sdk.Task subclass.")
+        validate_task(task, label)
+        if task.name in names:
+            raise PluginError(f"{label}: declares the task '{task.name}' twice.")
+        names.add(task.name)
+        plugin.task_instances.append(task)
+    return plugin
+
+
+def validate_task(task: Task, label: str) -> None:
+    where = f"{label}, task '{task.name or type(task).__name__}'"
+
+    def fail(problem: str):
+        raise PluginError(f"{where}: {problem}")
+
+    if not task.name or not _SLUG.match(task.name):
+        fail(f"`name` must be a lower-case slug (letters, digits, '-'), not {task.name!r}.")
+    for attr in ("domain", "title"):
+        if not isinstance(getattr(task, attr), str) or not getattr(task, attr):
+            fail(f"`{attr}` is missing.")
+    if not isinstance(getattr(task, "dataset", None), DatasetSchema):
+        fail("`dataset` must be a DatasetSchema instance (e.g. LabelledText() or LabelledImages()).")
+    missing = [m for m in REQUIRED_METHODS if getattr(type(task), m) is getattr(Task, m)]
+    if missing:
+        fail(f"does not implement {', '.join(missing)}.")
+    archs = list(task.architectures)
+    if not archs or not all(isinstance(a, Architecture) for a in archs):
+        fail("`architectures` must list at least one verticals.sdk.Architecture.")
+    arch_names = [a.name for a in archs]
+    if len(set(arch_names)) != len(arch_names):
+        fail(f"architecture names repeat: {arch_names}.")
+    default = task.architecture(task.default_architecture)
+    if default is None:
+        fail(f"`default_architecture` {task.default_architecture!r} is not one of {arch_names}.")
+    if default.requires_base:
+        fail(f"the default architecture {default.name!r} needs a base model; the default must train from scratch.")
+    for attr in ("params_schema", "input_schema", "output_schema"):
+        schema = getattr(task, attr)
+        if not isinstance(schema, dict) or not schema:
+            fail(f"`{attr}` must be a JSON Schema (a non-empty dict).")
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            fail(f"`{attr}` is not a valid JSON Schema: {exc.message}.")
+    if task.params_schema.get("type") != "object":
+        fail("`params_schema` must describe an object (\"type\": \"object\").")
+    clash = RESERVED_PARAMS & set(task.params_schema.get("properties") or {})
+    if clash:
+        fail(f"`params_schema` uses names core reserves for every train job: {sorted(clash)}.")
+    from verticals.sdk.params import problems, with_defaults
+
+    for attr in ("tiny_params",):
+        bad = problems(task.params_schema, with_defaults(task.params_schema, getattr(task, attr)))
+        if bad:
+            fail(f"`{attr}` do not match params_schema: {'; '.join(bad)}.")
+    defaults_bad = problems(task.params_schema, with_defaults(task.params_schema, {}))
+    if defaults_bad:
+        fail(f"the defaults of params_schema do not match it: {'; '.join(defaults_bad)}.")
+    if not task.metrics or not all(isinstance(m, str) for m in task.metrics):
+        fail("`metrics` must name at least one metric.")
+    if task.primary_metric not in task.metrics:
+        fail(f"`primary_metric` {task.primary_metric!r} is not one of `metrics` {list(task.metrics)}.")
+    unknown = set(task.optimizations) - set(OPTIMIZATIONS)
+    if unknown:
+        fail(f"`optimizations` names unknown ones {sorted(unknown)}; known: {list(OPTIMIZATIONS)}.")
+    if not isinstance(task.meters, dict) or not task.meters or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in task.meters.items()
+    ):
+        fail("`meters` must map meter names to positive units per predicted input.")
+    if task.playground not in PLAYGROUNDS:
+        fail(f"`playground` must be one of {list(PLAYGROUNDS)}, not {task.playground!r}.")
+    if not isinstance(task.max_batch, int) or task.max_batch < 1:
+        fail("`max_batch` must be a positive integer.")
+
+
+def register_plugin(plugin: Plugin, source: str) -> None:
+    if plugin.name in _plugins:
+        raise PluginError(f"Plugin name '{plugin.name}' is used twice: by {_plugins[plugin.name].source} and by {source}.")
+    for task in plugin.task_instances:
+        if task.name in _tasks:
+            other = _task_plugin[task.name]
+            raise PluginError(
+                f"Task '{task.name}' is declared twice: by plugin '{other.name}' ({other.source}) and by plugin '{plugin.name}' ({source})."
+            )
+    plugin.source = source
+    _plugins[plugin.name] = plugin
+    for task in plugin.task_instances:
+        _tasks[task.name] = task
+        _task_plugin[task.name] = plugin
+
+
+def load() -> None:
+    """Fill the registry from the installed apps that name a `plugin` (once, when apps are ready)."""
+    global _loaded
+    if _loaded:
+        return
+    from django.apps import apps
+
+    for config in apps.get_app_configs():
+        declared = getattr(config, "plugin", None)
+        if declared is None:
+            continue
+        source = f"app '{config.name}'"
+        try:
+            candidate = _resolve(declared) if isinstance(declared, str) else declared
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"Plugin of {source}: cannot import {declared!r}: {exc}.") from exc
+        register_plugin(validate_plugin(candidate, source), source)
+    _loaded = True
+
+
+def tasks() -> dict[str, Task]:
+    load()
+    return dict(sorted(_tasks.items()))
+
+
+def get_task(name: str) -> Task | None:
+    load()
+    return _tasks.get(name)
+
+
+def plugin_of(task_name: str) -> Plugin | None:
+    load()
+    return _task_plugin.get(task_name)
+
+
+def plugins() -> dict[str, Plugin]:
+    load()
+    return dict(sorted(_plugins.items()))
+
+
+def enabled_tasks(tenant=None) -> dict[str, Task]:
+    """Installed is not enabled: tasks a tenant may use (all installed ones minus
+    PLUGINS_DISABLED_TASKS; billing narrows this per plan)."""
+    from django.conf import settings
+
+    disabled = set(getattr(settings, "PLUGINS_DISABLED_TASKS", ()))
+    return {name: task for name, task in tasks().items() if name not in disabled}

@@ -1,0 +1,97 @@
+"""Predictions: decode and check inputs, load the model through its plugin (cached), run a batch."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from verticals.registry import services as registry
+from verticals.registry.models import ModelVersion
+from verticals.sdk import discovery
+from verticals.sdk.contracts import InputError, Task
+from verticals.sdk.params import problems
+from verticals.serving.batcher import MicroBatcher
+from verticals.serving.cache import ModelCache
+
+_cache: ModelCache | None = None
+_batchers: dict[tuple, MicroBatcher] = {}
+_lock = threading.Lock()
+
+
+class ModelUnavailable(Exception):
+    """The model cannot serve (its task is not installed here, or it has no head); HTTP 409."""
+
+
+def cache() -> ModelCache:
+    global _cache
+    if _cache is None:
+        with _lock:
+            if _cache is None:
+                _cache = ModelCache(settings.SERVING_CACHE_BYTES)
+    return _cache
+
+
+def task_of(model_version: ModelVersion) -> Task:
+    task = discovery.enabled_tasks(model_version.tenant).get(model_version.task)
+    if task is None:
+        raise ModelUnavailable(f"The task '{model_version.task}' of this model is not available here.")
+    if not model_version.predictable:
+        raise ModelUnavailable("This model has no classification head yet (an imported encoder); fine-tune it, then predict.")
+    return task
+
+
+def model_key(model_version: ModelVersion) -> tuple:
+    return ("model", model_version.public_id, model_version.sha256)
+
+
+def loaded(model_version: ModelVersion, task: Task):
+    def load():
+        from verticals.registry.training import configure_torch
+
+        configure_torch()
+        return task.load(registry.model_files(model_version))
+
+    return cache().get(model_key(model_version), model_version.size_bytes, load)
+
+
+def decode_inputs(task: Task, raw_inputs: list) -> list:
+    """Each raw input checked against the task's input schema and decoded; InputError names the input."""
+    decoded = []
+    for index, raw in enumerate(raw_inputs):
+        where = f"inputs[{index}]" if len(raw_inputs) > 1 else "inputs"
+        if not isinstance(raw, (bytes, bytearray)):
+            found = problems(task.input_schema, raw)
+            if found:
+                raise InputError(f"{where}: {found[0]}")
+        try:
+            decoded.append(task.decode_input(raw))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+    return decoded
+
+
+def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
+    key = model_key(model_version)
+    with _lock:
+        batcher = _batchers.get(key)
+        if batcher is None:
+            def run(inputs, options, _mv=model_version, _task=task):
+                return _task.predict(loaded(_mv, _task), inputs, options=options)
+
+            batcher = MicroBatcher(run, max_batch=task.max_batch, max_wait=settings.SERVING_BATCH_WAIT_MS / 1000,
+                                   name=f"batcher-{model_version.public_id}")
+            _batchers[key] = batcher
+    return batcher
+
+
+def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None) -> list:
+    """Outputs for raw inputs, in order. InputError (400) for bad input, ModelUnavailable (409)."""
+    task = task_of(model_version)
+    if not inputs:
+        raise InputError("inputs is empty; send one input or a non-empty list.")
+    if len(inputs) > task.max_batch:
+        raise InputError(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
+    decoded = decode_inputs(task, inputs)
+    loaded(model_version, task)  # load (or find) the model in this thread: a load error reaches the caller
+    return _batcher(model_version, task).submit(decoded, options)

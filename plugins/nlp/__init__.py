@@ -1,0 +1,1 @@
+"""The NLP domain plugin: text tasks (sentiment; text generation comes next)."""

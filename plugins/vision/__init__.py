@@ -1,0 +1,1 @@
+"""The vision domain plugin: image tasks (image classification; object detection comes later)."""
