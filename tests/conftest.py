@@ -23,6 +23,12 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _private_artifacts(artifacts_dir):
+    """Every test stores datasets and models in a temporary directory of its own (the test kit's fixture)."""
+    return artifacts_dir
+
+
 def make_user(email: str, password: str = PASSWORD) -> User:
     return User.objects.create_user(email=email, password=password)
 

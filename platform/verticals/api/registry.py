@@ -21,7 +21,6 @@ from verticals.registry import services, storage
 from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.registry.runners import Train
 from verticals.sdk import discovery
-from verticals.sdk.contracts import InputError
 from verticals.serving import service as serving
 from verticals.tenancy.audit import audit_record
 
@@ -403,9 +402,9 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         model = self.get_object()
         single, inputs, parameters = _predict_inputs(request)
         try:
-            outputs = serving.predict(model_version=model, inputs=inputs, options=parameters)
-        except InputError as exc:
-            raise exceptions.ValidationError({"inputs": [str(exc)]}) from None
+            outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single)
+        except serving.BadInput as exc:
+            raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
         except serving.ModelUnavailable as exc:
             raise ModelUnavailable(str(exc)) from None
         return Response(outputs[0] if single else outputs)

@@ -160,11 +160,11 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     # S3-compatible storage in production: set STORAGE_BACKEND to its storage class.
     "default": {"BACKEND": env_str("STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage"},
-    # Tenant files (datasets, model weights, predictions): never under MEDIA_URL; downloads go
-    # through the API, which checks the tenant and the role.
+    # Tenant files (datasets, model weights, predictions): outside MEDIA_ROOT, so never served
+    # as media; downloads go through the API, which checks the tenant and the role.
     "artifacts": {
         "BACKEND": env_str("ARTIFACT_STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {} if env_str("ARTIFACT_STORAGE_BACKEND") else {"location": str(VAR_DIR / "artifacts"), "base_url": None},
+        "OPTIONS": {} if env_str("ARTIFACT_STORAGE_BACKEND") else {"location": str(VAR_DIR / "artifacts")},
     },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"

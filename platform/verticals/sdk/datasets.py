@@ -201,8 +201,9 @@ class LabelledImages(DatasetSchema):
         except (zipfile.BadZipFile, OSError) as exc:
             raise DatasetInvalid(f"The file is not a readable zip archive ({exc}).") from exc
         with archive:
-            members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(m.filename)]
-            self._check_archive(members)
+            everything = [m for m in archive.infolist() if not m.is_dir()]
+            self._check_archive(everything)
+            members = [m for m in everything if not _hidden(m.filename)]
             csvs = [m for m in members if m.filename.lower().endswith(".csv") and "/" not in m.filename.strip("/")]
             problems = _Problems()
             if csvs:

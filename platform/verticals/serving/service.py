@@ -10,7 +10,6 @@ from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError, Task
-from verticals.sdk.params import problems
 from verticals.serving.batcher import MicroBatcher
 from verticals.serving.cache import ModelCache
 
@@ -55,20 +54,46 @@ def loaded(model_version: ModelVersion, task: Task):
     return cache().get(model_key(model_version), model_version.size_bytes, load)
 
 
-def decode_inputs(task: Task, raw_inputs: list) -> list:
-    """Each raw input checked against the task's input schema and decoded; InputError names the input."""
+class BadInput(InputError):
+    """An InputError that knows which input it is about (`inputs`, or `inputs[3]` in a list)."""
+
+    def __init__(self, message: str, where: str = "inputs"):
+        super().__init__(message)
+        self.where = where
+
+
+def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False) -> list:
+    """Each raw input decoded by its task and checked against the task's input schema."""
     decoded = []
     for index, raw in enumerate(raw_inputs):
-        where = f"inputs[{index}]" if len(raw_inputs) > 1 else "inputs"
-        if not isinstance(raw, (bytes, bytearray)):
-            found = problems(task.input_schema, raw)
-            if found:
-                raise InputError(f"{where}: {found[0]}")
+        where = "inputs" if single else f"inputs[{index}]"
         try:
-            decoded.append(task.decode_input(raw))
+            value = task.decode_input(raw)
         except InputError as exc:
-            raise InputError(f"{where}: {exc}") from exc
+            raise BadInput(str(exc), where) from exc
+        if not isinstance(raw, (bytes, bytearray)):
+            found = schema_errors(task.input_schema, raw)
+            if found:
+                raise BadInput(found[0], where)
+        decoded.append(value)
     return decoded
+
+
+def schema_errors(schema: dict, value) -> list[str]:
+    """Schema problems in words that do not repeat the (possibly huge) input."""
+    import jsonschema
+
+    messages = []
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(value):
+        if error.validator == "maxLength":
+            messages.append(f"has {len(error.instance)} characters; at most {error.validator_value}.")
+        elif error.validator == "minLength":
+            messages.append(f"needs at least {error.validator_value} character(s).")
+        elif error.validator == "type":
+            messages.append(f"must be of type {error.validator_value}.")
+        else:
+            messages.append(error.message[:200])
+    return messages
 
 
 def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
@@ -85,13 +110,13 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
     return batcher
 
 
-def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None) -> list:
-    """Outputs for raw inputs, in order. InputError (400) for bad input, ModelUnavailable (409)."""
+def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False) -> list:
+    """Outputs for raw inputs, in order. BadInput (400) for bad input, ModelUnavailable (409)."""
     task = task_of(model_version)
     if not inputs:
-        raise InputError("inputs is empty; send one input or a non-empty list.")
+        raise BadInput("The list is empty; send one input or a non-empty list.")
     if len(inputs) > task.max_batch:
-        raise InputError(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
-    decoded = decode_inputs(task, inputs)
+        raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
+    decoded = decode_inputs(task, inputs, single=single)
     loaded(model_version, task)  # load (or find) the model in this thread: a load error reaches the caller
     return _batcher(model_version, task).submit(decoded, options)

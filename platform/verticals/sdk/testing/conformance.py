@@ -1,0 +1,133 @@
+"""The conformance suite: what every task of every plugin must do, checked through core.
+
+It trains a tiny model per task (the task's `tiny_params`) through a real train job, serves it
+through the platform's predict path, validates each output against the task's declared
+schema, and checks that save → load reproduces predictions exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from verticals.sdk.contracts import DatasetSplit, Example, InputError, Task
+from verticals.sdk.local import LocalTrainContext
+
+
+def local_splits(task: Task, upload: Path, work: Path, *, seed: int = 0) -> dict[str, DatasetSplit]:
+    """Read an upload with the task's schema and split it the way the platform does (for tests)."""
+    from verticals.registry.services import DEFAULT_FRACTIONS, split_examples
+
+    files = work / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    examples = task.dataset.ingest(upload, files)
+    if task.dataset.input_kind == "file":
+        examples = [Example(files / e.input, e.label, e.ref) for e in examples]
+    labels = sorted({e.label for e in examples})
+    split = split_examples(examples, seed=seed, fractions=DEFAULT_FRACTIONS)
+    return {name: DatasetSplit(name, members, labels) for name, members in split.items()}
+
+
+def _validate_outputs(task: Task, outputs: list) -> None:
+    for output in outputs:
+        jsonschema.validate(output, task.output_schema)
+
+
+@pytest.mark.django_db
+class TaskConformance:
+    """Subclass with `task_name = "…"` in a plugin's tests; pytest collects the checks below."""
+
+    task_name: str = ""
+
+    @pytest.fixture
+    def task(self) -> Task:
+        from verticals.sdk import discovery
+
+        found = discovery.get_task(self.task_name)
+        assert found is not None, f"the task {self.task_name!r} is not installed (check the plugin's entry point)"
+        return found
+
+    def test_task_passes_start_up_validation(self, task):
+        from verticals.sdk.discovery import plugin_of, validate_task
+
+        validate_task(task, f"plugin '{plugin_of(task.name).name}'")
+
+    def test_task_is_listed_with_its_schemas(self, task, project, caller):
+        from rest_framework.test import APIClient
+
+        from verticals.tenancy.roles import Role, Scope
+        from verticals.tenancy.scoping import tenant_context
+        from verticals.tenancy.services import api_key_create
+
+        with tenant_context(project.tenant):
+            _key, secret = api_key_create(caller=caller, name="kit", scopes=[Scope.READ], role=Role.VIEWER)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        listed = {t["name"]: t for t in client.get("/api/v1/tasks/").json()["results"]}
+        assert task.name in listed
+        entry = listed[task.name]
+        assert entry["input_schema"] == task.input_schema and entry["output_schema"] == task.output_schema
+        assert set(task.params_schema.get("properties", {})) <= set(entry["params_schema"]["properties"])
+
+    def test_example_dataset_uploads_with_statistics(self, task, tiny_dataset):
+        version = tiny_dataset(task.name, rows=40)
+        assert version.rows >= 30 and len(version.labels) >= 2
+        splits = version.stats["splits"]
+        assert splits["train"]["rows"] > 0 and splits["test"]["rows"] > 0
+        assert sum(s["rows"] for s in splits.values()) == version.rows
+
+    def test_save_then_load_reproduces_predictions_exactly(self, task, tmp_path):
+        upload_dir = tmp_path / "upload"
+        upload_dir.mkdir()
+        splits = local_splits(task, task.example_dataset(upload_dir, rows=40, seed=1), tmp_path / "data")
+        ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], test=splits["test"],
+                                params=task.tiny_params, seed=0, scratch_dir=tmp_path / "scratch")
+        model = task.train(ctx)
+        assert ctx.reports, "train() never called ctx.report(): progress and cancellation depend on it"
+        inputs = [task.decode_input(raw) for raw in task.example_inputs()]
+        before = task.predict(model, inputs)
+        saved = tmp_path / "saved"
+        saved.mkdir()
+        task.save(model, saved)
+        from verticals.registry.archives import check_model_files
+
+        check_model_files(saved)  # safetensors weights, no pickles, nothing core would refuse
+        after = task.predict(task.load(saved), inputs)
+        assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+        _validate_outputs(task, after)
+        assert task.recognize(saved) is not None, "recognize() must accept the task's own saved models"
+        evaluation = task.evaluate(model, splits["test"])
+        assert set(task.metrics) <= set(evaluation.metrics)
+
+    def test_train_job_serves_predictions_and_jobs_evaluate_and_batch_predict(self, task, tiny_dataset, run_job):
+        from verticals.registry.models import ModelVersion
+        from verticals.serving import service as serving
+        from verticals.tenancy.scoping import tenant_context
+
+        version = tiny_dataset(task.name, rows=40)
+        job = run_job("train", task.name, {"dataset": version.public_id, **task.tiny_params})
+        assert job.status == "succeeded", (job.error_code, job.error_message, job.error_traceback[-2000:])
+        with tenant_context(job.tenant):
+            model = ModelVersion.objects.get(public_id=job.result["model_version"])
+            assert model.dataset_version_id == version.pk and model.job_id == job.pk
+            assert set(task.metrics) <= set(model.metrics)
+            raw = task.example_inputs()
+            outputs = serving.predict(model_version=model, inputs=raw)
+            assert len(outputs) == len(raw)
+            _validate_outputs(task, outputs)
+            assert serving.predict(model_version=model, inputs=raw[:1]) == outputs[:1] or len(raw) > 1
+            evaluated = run_job("evaluate", task.name, {"model": model.public_id, "dataset": version.public_id})
+            assert evaluated.status == "succeeded", evaluated.error_message
+            assert set(task.metrics) <= set(evaluated.result["metrics"])
+            batch = run_job("batch_predict", task.name, {"model": model.public_id, "dataset": version.public_id})
+            assert batch.status == "succeeded", batch.error_message
+            assert batch.result["rows"] == version.rows
+
+    def test_bad_inputs_are_refused_with_a_message(self, task):
+        for bad in (None, 12345, {"not": "an input"}, ""):
+            with pytest.raises(InputError) as refused:
+                task.decode_input(bad)
+            assert str(refused.value).strip(), "an InputError must say what to fix"
