@@ -22,7 +22,7 @@ ENTRY_POINT_GROUP = "verticals.plugins"
 # Parameters core adds to every train job: a task's own schema may not use these names.
 RESERVED_PARAMS = frozenset({"dataset", "architecture", "base_model", "parent", "seed", "name", "split"})
 REQUIRED_METHODS = ("train", "evaluate", "save", "load", "predict", "example_dataset", "example_inputs")
-_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 _tasks: dict[str, Task] = {}
 _task_plugin: dict[str, Plugin] = {}
@@ -115,13 +115,12 @@ def validate_task(task: Task, label: str) -> None:
         fail(f"`params_schema` uses names core reserves for every train job: {sorted(clash)}.")
     from verticals.sdk.params import problems, with_defaults
 
-    for attr in ("tiny_params",):
-        bad = problems(task.params_schema, with_defaults(task.params_schema, getattr(task, attr)))
-        if bad:
-            fail(f"`{attr}` do not match params_schema: {'; '.join(bad)}.")
     defaults_bad = problems(task.params_schema, with_defaults(task.params_schema, {}))
     if defaults_bad:
         fail(f"the defaults of params_schema do not match it: {'; '.join(defaults_bad)}.")
+    tiny_bad = problems(task.params_schema, with_defaults(task.params_schema, task.tiny_params))
+    if tiny_bad:
+        fail(f"`tiny_params` do not match params_schema: {'; '.join(tiny_bad)}.")
     if not task.metrics or not all(isinstance(m, str) for m in task.metrics):
         fail("`metrics` must name at least one metric.")
     if task.primary_metric not in task.metrics:

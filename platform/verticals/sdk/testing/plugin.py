@@ -2,8 +2,8 @@
 
 - `tenant`, `project`, `caller`: a real tenant (under its own partner) with an owner and a project;
 - `tiny_dataset(task_name, rows=60, seed=0)`: uploads the task's example dataset, returns the version;
-- `run_job(kind, task, params)`: creates a job and runs it in this process through the job
-  engine's real worker code (no broker), returns the finished job.
+- `run_job(kind, task, params, in_project=None, by=None)`: creates a job and runs it in this
+  process through the job engine's real worker code (no broker), returns the finished job.
 """
 
 from __future__ import annotations
@@ -91,10 +91,12 @@ def run_job(project, caller, settings, artifacts_dir):
     settings.JOBS_HEARTBEAT_SECONDS = 0  # no heartbeat thread: the job runs inside the test's transaction
     settings.JOBS_PROGRESS_SECONDS = 0
 
-    def run(kind: str, task: str = "", params: dict | None = None) -> Job:
-        with mock.patch("verticals.jobs.engine.send"), tenant_context(project.tenant):
-            job = engine.job_create(project=project, kind=kind, task=task, params=params or {}, caller=caller)
-            engine.schedule(project.tenant.pk)
+    def run(kind: str, task: str = "", params: dict | None = None, *, in_project=None, by=None) -> Job:
+        """Run a job in the kit's project (or `in_project`, as `by` — a Caller — when given)."""
+        where = in_project or project
+        with mock.patch("verticals.jobs.engine.send"), tenant_context(where.tenant):
+            job = engine.job_create(project=where, kind=kind, task=task, params=params or {}, caller=by if in_project else caller)
+            engine.schedule(where.tenant.pk)
         worker.execute(job.public_id)
         return Job.dangerously_unscoped.get(pk=job.pk)  # the test reads its own job back by primary key
 
