@@ -25,6 +25,8 @@ _install_if_changed() {
         echo "==> creating $venv with $("$python" --version 2>&1)" >&2
         rm -rf "$venv"
         "$python" -m venv "$venv"
+        # A recent setuptools and wheel let plugin packages install offline (--no-build-isolation).
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=70.1,<82" wheel >&2
     fi
     local want
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"

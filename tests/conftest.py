@@ -60,6 +60,8 @@ class World:
     partner_admin: User
     invitation: Invitation
     _job: Job | None = field(default=None, repr=False)
+    _dataset_version: object = field(default=None, repr=False)
+    _model: object = field(default=None, repr=False)
 
     @property
     def job(self) -> Job:
@@ -68,6 +70,24 @@ class World:
         if self._job is None:
             self._job = make_finished_job(self.tenant, self.project, self.owner)
         return self._job
+
+    @property
+    def dataset_version(self):
+        """A sentiment dataset (one version) in the world's project, made on first use."""
+        if self._dataset_version is None:
+            from tests.registry.factories import make_dataset_version
+
+            self._dataset_version = make_dataset_version(self, "sentiment", name=f"reviews-{self.tenant.public_id[-6:]}")
+        return self._dataset_version
+
+    @property
+    def model(self):
+        """A tiny trained sentiment model version in the world's project, made on first use."""
+        if self._model is None:
+            from tests.registry.factories import make_model_version
+
+            self._model = make_model_version(self, "sentiment", name=f"model-{self.tenant.public_id[-6:]}")
+        return self._model
 
     def client(self) -> APIClient:
         client = APIClient()

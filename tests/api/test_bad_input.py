@@ -53,11 +53,26 @@ CASES = {
                  ({"kind": "test.noop", "webhook": {"url": "https://hooks.example.com/", "secret": "hunter2"}}, "webhook.secret"),
                  ({"kind": "test.noop", "webhook": {"url": "https://hooks.example.com/", "retries": 3}}, "webhook")],
     },
+    "api:dataset-list": {
+        "post": [({}, "task"), ({"task": 5}, "task"), ({"task": "sentiment"}, "file"), ({"task": "no-such-task", "file": "x"}, "file"),
+                 ({"task": "sentiment", "name": LONG}, "name"), ({"task": "sentiment", "seed": -1}, "seed"),
+                 ({"task": "sentiment", "seed": "x"}, "seed"), ({"task": "sentiment", "test_fraction": "half"}, "test_fraction")],
+    },
+    "api:dataset-versions": {"post": [({}, "file"), ({"seed": "x"}, "seed"), ({"description": LONG}, "description")]},
+    "api:model-list": {
+        "post": [({}, "task"), ({"task": 5}, "task"), ({"task": "sentiment"}, "file"), ({"task": "sentiment", "name": LONG}, "name")],
+    },
+    "api:model-predict": {
+        "post": [({}, "inputs"), ({"inputs": 5}, "inputs"), ({"inputs": ""}, "inputs"), ({"inputs": []}, "inputs"),
+                 ({"inputs": "hi", "parameters": {"top_k": "x"}}, "top_k"), ({"inputs": "hi", "parameters": [1]}, "parameters"),
+                 ({"inputs": "hi", "extra": 1}, "extra"), ({"inputs": ["ok", 3]}, "inputs[1]")],
+    },
+    "api:model-predict-bare": {"post": [({}, "inputs"), ({"inputs": {"text": "hi"}}, "inputs")]},
 }
 # Write routes that take no body.
 NO_BODY = {"api:api-key-revoke": "post", "api:partner-tenant-reactivate": "post", "api:project-detail": "delete",
            "api:member-detail": "delete", "api:invitation-resend": "post", "api:invitation-revoke": "post",
-           "api:job-cancel": "post"}
+           "api:job-cancel": "post", "api:dataset-detail": "delete", "api:model-detail": "delete"}
 
 
 def _client_for(name, world):

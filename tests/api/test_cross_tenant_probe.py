@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from tests.conftest import World, make_key
 from verticals.config.paths import is_api_path
 from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
+from verticals.registry.models import Dataset, DatasetVersion, ModelVersion
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
 from verticals.tenancy.roles import Role
 
@@ -48,10 +49,13 @@ PARAM_FILLERS = {
     "event_id": lambda w: AuditEvent.dangerously_unscoped.filter(tenant=w.tenant).first().public_id,
     "invitation_id": lambda w: w.invitation.public_id,
     "job_id": lambda w: w.job.public_id,
+    "dataset_id": lambda w: w.dataset_version.dataset.public_id,
+    "model_id": lambda w: w.model.public_id,
 }
 BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
          "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000",
-         "invitation_id": "inv_doesnotexist000000", "job_id": "job_doesnotexist000000"}
+         "invitation_id": "inv_doesnotexist000000", "job_id": "job_doesnotexist000000",
+         "dataset_id": "ds_doesnotexist0000000", "model_id": "mdl_doesnotexist000000"}
 
 
 class Route(NamedTuple):
@@ -87,12 +91,14 @@ def markers(world: World) -> list[str]:
         world.tenant.public_id, world.tenant.name, world.project.public_id, world.project.name,
         world.membership.public_id, world.key.public_id, world.key.lookup, world.owner.email,
         world.partner.public_id, world.invitation.public_id, world.invitation.email, world.job.public_id,
+        world.dataset_version.public_id, world.dataset_version.dataset.public_id, world.dataset_version.dataset.name,
+        world.model.public_id, world.model.name,
     ]
 
 
 def snapshot(world: World) -> dict:
     # The probe looks at A's rows from outside any request: it checks them by A's id directly.
-    _ = world.job  # made now if it was not yet, so that it is in the picture before the probe
+    _ = world.job, world.dataset_version, world.model  # made now, so that they are in the picture before the probe
     return {
         "tenant": Tenant.objects.filter(pk=world.tenant.pk).values().get(),
         "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
@@ -104,7 +110,25 @@ def snapshot(world: World) -> dict:
         "job_events": list(JobEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "job_effects": list(JobEffect.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "deliveries": list(WebhookDelivery.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "datasets": list(Dataset.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "dataset_versions": list(DatasetVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "models": list(ModelVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "files": stored_files(world),
     }
+
+
+def stored_files(world: World) -> list[str]:
+    """A's stored dataset and model files (names and sizes): none may change or go."""
+    from pathlib import Path
+
+    from verticals.registry import storage
+
+    found = []
+    for top in ("datasets", "models"):
+        root = Path(storage.artifacts().path(f"{top}/{world.tenant.public_id}"))
+        if root.exists():
+            found += sorted(f"{p.relative_to(root)}:{p.stat().st_size}" for p in root.rglob("*") if p.is_file())
+    return found
 
 
 def principals(world_b: World):
@@ -117,6 +141,8 @@ def body_for(world_a: World) -> dict:
         "name": "probe", "description": "probe", "role": Role.VIEWER, "reason": "probe", "scopes": ["read"],
         "project": world_a.project.public_id, "tenant": world_a.tenant.public_id, "partner": world_a.partner.public_id,
         "kind": "test.noop", "params": {}, "job": world_a.job.public_id,
+        "task": "sentiment", "dataset": world_a.dataset_version.public_id, "model": world_a.model.public_id,
+        "inputs": "probe", "parent": world_a.model.public_id,
     }
 
 
@@ -191,9 +217,11 @@ def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
 @pytest.mark.django_db
 def test_b_lists_show_none_of_a(world_a, world_b):
     own_jobs = f"/api/v1/projects/{world_b.project.public_id}/jobs/"
-    _ = world_a.job, world_b.job  # both worlds have a job: a list could show A's
+    own_datasets = f"/api/v1/projects/{world_b.project.public_id}/datasets/"
+    own_models = f"/api/v1/projects/{world_b.project.public_id}/models/"
+    _ = world_a.job, world_b.job, world_a.model, world_b.model, world_a.dataset_version, world_b.dataset_version
     for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/",
-                 own_jobs]:
+                 own_jobs, own_datasets, own_models, "/api/v1/tasks/", "/api/v1/base-models/"]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             if answer.status_code == 200:
@@ -203,6 +231,8 @@ def test_b_lists_show_none_of_a(world_a, world_b):
     assert world_b.project.public_id in world_b.client().get("/api/v1/projects/").content.decode()
     assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
     assert world_b.job.public_id in world_b.client().get(own_jobs).content.decode()
+    assert world_b.dataset_version.dataset.public_id in world_b.client().get(own_datasets).content.decode()
+    assert world_b.model.public_id in world_b.client().get(own_models).content.decode()
 
 
 @pytest.mark.django_db
@@ -238,6 +268,21 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
     assert client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/{other_job.public_id}/").status_code == 404
     own = client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/")
     assert [j["id"] for j in own.json()["results"]] == [own_job.public_id]
+    # Datasets and models of the other project: 404 too, under their own project and under the key's.
+    from tests.registry.factories import make_dataset_version, make_model_version
+
+    other_model = make_model_version(world_a, project=other, name="other-model")
+    other_dataset = make_dataset_version(world_a, project=other, name="other-data").dataset
+    for project_id in (other.public_id, world_a.project.public_id):
+        base = f"/api/v1/projects/{project_id}"
+        assert client.get(f"{base}/models/{other_model.public_id}/").status_code == 404
+        assert client.post(f"{base}/models/{other_model.public_id}/predict", {"inputs": "hi"}, format="json").status_code == 404
+        assert client.get(f"{base}/models/{other_model.public_id}/download/").status_code == 404
+        assert client.get(f"{base}/datasets/{other_dataset.public_id}/").status_code == 404
+        assert client.get(f"{base}/datasets/{other_dataset.public_id}/download/").status_code == 404
+    assert client.post(f"/api/v1/projects/{world_a.project.public_id}/jobs/",
+                       {"kind": "evaluate", "params": {"model": other_model.public_id, "dataset": other_dataset.public_id}},
+                       format="json").status_code == 400
 
 
 
@@ -246,9 +291,9 @@ def test_every_api_view_stands_on_a_scoping_base():
     from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
     from rest_framework.views import APIView
 
-    from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
+    from verticals.api.base import CallerAPIView, CatalogViewSet, PartnerScopedViewSet, TenantScopedViewSet
 
-    bases = (TenantScopedViewSet, PartnerScopedViewSet, CallerAPIView)
+    bases = (TenantScopedViewSet, PartnerScopedViewSet, CallerAPIView, CatalogViewSet)
     schema_views = (SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView)
     offenders, checked = [], 0
     for route in iter_routes():

@@ -113,7 +113,53 @@ def perform(client, action: str, tenant):
     if action == "job.cancel":
         project, job = _fresh_job(tenant)
         return client.post(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/cancel/")
+    registry = _registry_action(client, action, tenant, n)
+    if registry is not None:
+        return registry
     raise AssertionError(f"test_roles does not know how to perform {action}: add it to perform()")
+
+
+def _world_of(tenant):
+    """Enough of a World for the registry factories: the tenant and a fresh project."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(tenant=tenant, project=_fresh_project(tenant))
+
+
+def _registry_action(client, action: str, tenant, n: int):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.registry.factories import REVIEWS, csv_bytes, make_dataset_version, make_model_version, tiny_model_dir
+
+    if action == "task.view":
+        return client.get("/api/v1/tasks/")
+    world = _world_of(tenant)
+    base = f"/api/v1/projects/{world.project.public_id}"
+    if action == "dataset.create":
+        return client.post(f"{base}/datasets/", {"task": "sentiment", "file": SimpleUploadedFile("r.csv", csv_bytes(REVIEWS))},
+                           format="multipart")
+    if action in ("dataset.view", "dataset.delete", "dataset.download"):
+        dataset = make_dataset_version(world, name=f"d{n}").dataset
+        path = f"{base}/datasets/{dataset.public_id}/"
+        return {"dataset.view": lambda: client.get(path), "dataset.delete": lambda: client.delete(path),
+                "dataset.download": lambda: client.get(path + "download/")}[action]()
+    if action == "model.import":
+        import io
+        import zipfile
+
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as bundle:
+            for path in tiny_model_dir("sentiment").iterdir():
+                bundle.write(path, path.name)
+        return client.post(f"{base}/models/", {"task": "sentiment", "file": SimpleUploadedFile("m.zip", buffer.getvalue())},
+                           format="multipart")
+    if action in ("model.view", "model.delete", "model.download", "model.predict"):
+        model = make_model_version(world, name=f"m{n}")
+        path = f"{base}/models/{model.public_id}/"
+        return {"model.view": lambda: client.get(path), "model.delete": lambda: client.delete(path),
+                "model.download": lambda: client.get(path + "download/"),
+                "model.predict": lambda: client.post(path + "predict", {"inputs": "great"}, format="json")}[action]()
+    return None
 
 
 @pytest.mark.django_db

@@ -22,7 +22,7 @@ ENTRY_POINT_GROUP = "verticals.plugins"
 # Parameters core adds to every train job: a task's own schema may not use these names.
 RESERVED_PARAMS = frozenset({"dataset", "architecture", "base_model", "parent", "seed", "name", "split"})
 REQUIRED_METHODS = ("train", "evaluate", "save", "load", "predict", "example_dataset", "example_inputs")
-_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+SLUG = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 _tasks: dict[str, Task] = {}
 _task_plugin: dict[str, Plugin] = {}
@@ -35,12 +35,25 @@ class PluginError(ImproperlyConfigured):
 
 
 def plugin_app_paths() -> list[str]:
-    """The AppConfig paths the installed plugin packages declare (read by settings; imports nothing)."""
+    """The AppConfig paths the installed plugin packages declare (read by settings).
+
+    Only the packages' top modules are located (not imported): an entry point whose package is
+    gone stops start-up with a message naming it, rather than a bare ModuleNotFoundError.
+    """
+    from importlib.util import find_spec
+
     seen, paths = set(), []
     for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if entry.value not in seen:
-            seen.add(entry.value)
-            paths.append(entry.value)
+        if entry.value in seen:
+            continue
+        top = entry.value.split(".")[0].split(":")[0]
+        if find_spec(top) is None:
+            dist = getattr(entry, "dist", None)
+            raise PluginError(f"Plugin entry point '{entry.name} = {entry.value}'"
+                              + (f" of the package {dist.name}" if dist else "")
+                              + f" names the module '{top}', which is not installed; reinstall the plugin package or remove it.")
+        seen.add(entry.value)
+        paths.append(entry.value)
     return paths
 
 
@@ -55,7 +68,7 @@ def validate_plugin(candidate, source: str) -> Plugin:
     if not isinstance(plugin, Plugin):
         raise PluginError(f"Plugin {source}: {candidate!r} is not a verticals.sdk.Plugin subclass.")
     label = f"Plugin '{plugin.name or '?'}' ({source})"
-    if not plugin.name or not _SLUG.match(plugin.name):
+    if not plugin.name or not SLUG.match(plugin.name):
         raise PluginError(f"{label}: `name` must be a lower-case slug (letters, digits, '-'), not {plugin.name!r}.")
     if not plugin.tasks:
         raise PluginError(f"{label}: declares no tasks; list at least one Task in `tasks`.")
@@ -79,7 +92,7 @@ def validate_task(task: Task, label: str) -> None:
     def fail(problem: str):
         raise PluginError(f"{where}: {problem}")
 
-    if not task.name or not _SLUG.match(task.name):
+    if not task.name or not SLUG.match(task.name):
         fail(f"`name` must be a lower-case slug (letters, digits, '-'), not {task.name!r}.")
     for attr in ("domain", "title"):
         if not isinstance(getattr(task, attr), str) or not getattr(task, attr):
