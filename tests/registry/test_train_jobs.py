@@ -135,7 +135,7 @@ def test_evaluate_refuses_a_model_without_a_head_and_foreign_ids(world_a, world_
     assert foreign.status_code == 400 and f"no dataset or dataset version '{other.public_id}'" in foreign.json()["error"]["message"]
 
 
-def test_a_rerun_restores_the_checkpoint_the_lost_attempt_saved(world_a, no_dispatch):
+def test_a_rerun_restores_the_checkpoint_the_lost_attempt_saved(world_a, no_dispatch, settings):
     """checkpoint() stores tensors and state with the job; the next attempt's restore() gets them back."""
     import torch
 
@@ -158,10 +158,13 @@ def test_a_rerun_restores_the_checkpoint_the_lost_attempt_saved(world_a, no_disp
         return JobTrainContext(JobContext(fresh), task=discovery.get_task("sentiment"), params={}, architecture="x",
                                splits=empty, base=None, base_labels=[], seed=0)
 
+    settings.TRAIN_CHECKPOINT_SECONDS = 0
     first = train_context()
     assert first.restore() is None
     first.checkpoint(3, {"weight": torch.arange(6.0).reshape(2, 3)}, {"epoch": 3, "best": 0.5})
     first.checkpoint(4, {"weight": torch.ones(2, 3)}, {"epoch": 4})  # the latest one wins
+    settings.TRAIN_CHECKPOINT_SECONDS = 3600
+    first.checkpoint(5, {"weight": torch.zeros(2, 3)}, {"epoch": 5})  # too soon after the last: not stored
     Job.dangerously_unscoped.filter(pk=job.pk).update(attempt=2)  # the reaper gave the job to a new attempt
     restored = train_context().restore()
     assert restored.step == 4 and restored.state == {"epoch": 4}

@@ -286,6 +286,8 @@ SERVING_BATCH_WAIT_MS = env_float("SERVING_BATCH_WAIT_MS", 2.0)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 # Where training runs: auto (a GPU when the worker has one), or cpu.
 TRAIN_DEVICE = env_str("TRAIN_DEVICE") or "auto"
+# A train job stores its checkpoint at most this often (seconds; the first one always).
+TRAIN_CHECKPOINT_SECONDS = env_float("TRAIN_CHECKPOINT_SECONDS", 60.0)
 PLUGINS_DISABLED_TASKS = env_list("PLUGINS_DISABLED_TASKS", [])
 
 # --- API --------------------------------------------------------------------------------

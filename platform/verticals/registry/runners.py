@@ -174,8 +174,9 @@ class Train(Runner):
         drop_checkpoint(ctx.job)
         ctx.log(f"Published {published.name} v{published.version} ({published.public_id}): "
                 + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        rate = tctx.samples_per_second()
         return {"model_version": published.public_id, "metrics": metrics, "train_seconds": round(train_seconds, 3),
-                "samples": tctx.samples, "samples_per_second": round(tctx.samples / train_seconds, 3) if train_seconds else None}
+                "samples": tctx.samples, "samples_per_second": round(rate, 3) if rate else None}
 
 
 def _runtime_task(name: str) -> Task:

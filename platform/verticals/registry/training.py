@@ -39,6 +39,10 @@ class JobTrainContext(TrainContext):
         self.started = time.monotonic()
         self._pending: dict[str, list[float]] = {}
         self._last_flush = 0.0
+        self._last_checkpoint: float | None = None
+        self.first_batch_at: float | None = None
+        self.last_batch_at: float | None = None
+        self.first_batch_samples = 0
 
     def report(self, step, total=None, metrics=None, *, description=""):
         batch = {k: float(v) for k, v in (metrics or {}).items() if k.startswith("train_")}
@@ -59,6 +63,13 @@ class JobTrainContext(TrainContext):
         self._job.log(message, level)
 
     def checkpoint(self, step, tensors, state=None):
+        """Store the tensors and state with the job, at most every TRAIN_CHECKPOINT_SECONDS (the
+        first call always): writing a large model after every short epoch would cost more than
+        the work a lost worker could lose."""
+        now = time.monotonic()
+        if self._last_checkpoint is not None and now - self._last_checkpoint < settings.TRAIN_CHECKPOINT_SECONDS:
+            return
+        self._last_checkpoint = now
         from safetensors.torch import save
 
         blob = save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()})
@@ -83,11 +94,18 @@ class JobTrainContext(TrainContext):
         return Checkpoint(int(saved["step"]), tensors, dict(saved.get("state") or {}))
 
     def count_samples(self, n):
+        now = time.monotonic()
+        if self.first_batch_at is None:
+            self.first_batch_at, self.first_batch_samples = now, int(n)
+        self.last_batch_at = now
         self.samples += int(n)
 
-    def samples_per_second(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.samples / elapsed if elapsed > 0 else 0.0
+    def samples_per_second(self) -> float | None:
+        """Training throughput from the end of the first batch to the end of the last (what the
+        job adds between batches — progress, metrics, validation, checkpoints — counts against it)."""
+        if self.first_batch_at is None or self.last_batch_at is None or self.last_batch_at <= self.first_batch_at:
+            return None
+        return (self.samples - self.first_batch_samples) / (self.last_batch_at - self.first_batch_at)
 
 
 def device() -> str:

