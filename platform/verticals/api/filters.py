@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
 from verticals.jobs.models import Job
+from verticals.registry.models import Dataset, ModelVersion
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
 
 
@@ -113,3 +114,22 @@ class JobFilter(django_filters.FilterSet):
     class Meta:
         model = Job
         fields = ["status", "kind", "created_after", "created_before"]
+
+
+class DatasetFilter(django_filters.FilterSet):
+    task = django_filters.CharFilter()
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Dataset
+        fields = ["task", "name"]
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    task = django_filters.CharFilter()
+    name = django_filters.CharFilter()
+    source = django_filters.ChoiceFilter(choices=ModelVersion.Source.choices)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["task", "name", "source"]

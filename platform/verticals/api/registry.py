@@ -9,12 +9,13 @@ from django.conf import settings
 from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from verticals.api import filters
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
 from verticals.api.serializers import StrictCharField
 from verticals.registry import services, storage
@@ -202,7 +203,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     actions = {"list": "dataset.view", "retrieve": "dataset.view", "create": "dataset.create", "versions": "dataset.create",
                "destroy": "dataset.delete", "download": "dataset.download"}
-    filterset_fields = ["task"]
+    filterset_class = filters.DatasetFilter
     ordering_fields = ["created_at", "name"]
 
     def scope_queryset(self, queryset):
@@ -253,8 +254,8 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
             transaction.on_commit(lambda: [storage.delete_prefix(p) for p in prefixes])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[{"name": "version", "in": "query", "required": False, "schema": {"type": "integer"},
-                                "description": "Which version (default: the latest)."}],
+    @extend_schema(parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
+                                                description="Which version (default: the latest).")],
                    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def download(self, request, project_id=None, dataset_id=None):
@@ -318,7 +319,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     actions = {"list": "model.view", "retrieve": "model.view", "create": "model.import", "destroy": "model.delete",
                "download": "model.download", "predict": "model.predict"}
-    filterset_fields = ["task", "name", "source"]
+    filterset_class = filters.ModelVersionFilter
     ordering_fields = ["created_at", "name", "version"]
 
     def scope_queryset(self, queryset):
@@ -408,6 +409,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         except serving.ModelUnavailable as exc:
             raise ModelUnavailable(str(exc)) from None
         return Response(outputs[0] if single else outputs)
+
+
+class BarePredictView(ModelVersionViewSet):
+    """`…/predict` without the trailing slash, as integrators often write it (the schema lists the
+    route with the slash once)."""
+
+    schema = None
 
 
 def _predict_inputs(request) -> tuple[bool, list, dict]:

@@ -21,7 +21,7 @@ urlpatterns = [
     path("me", views.MeView.as_view(), name="me"),
     path("tasks/", registry.TaskListView.as_view(), name="tasks"),
     # The predict route as integrators write it, without the trailing slash.
-    path("projects/<str:project_id>/models/<str:model_id>/predict", registry.ModelVersionViewSet.as_view({"post": "predict"}),
+    path("projects/<str:project_id>/models/<str:model_id>/predict", registry.BarePredictView.as_view({"post": "predict"}),
          name="model-predict-bare"),
     *router.urls,
 ]
