@@ -87,7 +87,7 @@ def test_sentiment_fine_tuned_from_minilm_through_the_api(world_a, shared_artifa
     outputs = predict(client, project, model_id, texts)
     for output in outputs:
         assert_pipeline_shape(output, {"positive", "negative"})
-    accuracy = sum(out[0]["label"] == label for out, (_t, label) in zip(outputs, HELD_OUT)) / len(HELD_OUT)
+    accuracy = sum(out[0]["label"] == label for out, (_t, label) in zip(outputs, HELD_OUT, strict=True)) / len(HELD_OUT)
     print(f"\nsentiment (MiniLM-L6 fine-tuned): held-out accuracy {accuracy:.3f} on {len(HELD_OUT)} unseen reviews")
     assert accuracy >= 0.85
     one = client.post(f"/api/v1/projects/{project}/models/{model_id}/predict", {"inputs": texts[0]}, format="json").json()
@@ -101,7 +101,7 @@ def digit_images(size: int = 32):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    for pixels, label in zip(digits.images, digits.target):
+    for pixels, label in zip(digits.images, digits.target, strict=True):
         grey = (np.clip(pixels / 16.0, 0, 1) * 255).astype("uint8")
         image = Image.fromarray(grey, mode="L").resize((size, size), Image.Resampling.BILINEAR)
         buffer = io.BytesIO()
@@ -139,7 +139,7 @@ def test_image_classifier_from_scratch_on_digits_through_the_api(world_a, shared
     outputs = predict(client, project, model_id, inputs)
     for output in outputs:
         assert_pipeline_shape(output, {str(d) for d in range(10)})
-    accuracy = sum(out[0]["label"] == label for out, (_d, label) in zip(outputs, held_out)) / len(held_out)
+    accuracy = sum(out[0]["label"] == label for out, (_d, label) in zip(outputs, held_out, strict=True)) / len(held_out)
     print(f"\ndigits (resnet18 from scratch): accuracy {accuracy:.3f} on {len(held_out)} digits never uploaded; "
           f"{done['result']['samples_per_second']} samples/s")
     assert accuracy >= 0.9

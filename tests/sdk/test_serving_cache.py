@@ -93,3 +93,16 @@ def test_different_options_are_predicted_apart():
     for t in threads:
         t.join()
     assert sorted(k for _inputs, k in seen) == [1, 2]
+
+
+def test_an_idle_batcher_stops_and_refuses_new_work():
+    batcher = MicroBatcher(lambda inputs, options: inputs, max_batch=4, max_wait=0, idle=0.05)
+    assert batcher.submit(["a"]) == ["a"]
+    deadline = time.monotonic() + 5
+    while not batcher.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.closed
+    from verticals.serving.batcher import BatcherClosed
+
+    with pytest.raises(BatcherClosed):
+        batcher.submit(["b"])

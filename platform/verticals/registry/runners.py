@@ -163,13 +163,18 @@ class Train(Runner):
         report = {"split": held_out.name, **evaluation.report} if evaluation else {}
         if validation:
             report["validation_metrics"] = validation.metrics
+        # The files are stored first, outside the job row's lock; the row commits with the effect
+        # marker, so a rerun after a lost worker never publishes twice (and drops its own files).
+        staged = services.model_stage(tenant=ctx.tenant, task=task, model=model)
         with ctx.once("publish-model") as fresh:
             if fresh:
-                published = services.model_publish(
-                    project=ctx.project, task=task, model=model, name=params["name"], architecture=params["architecture"],
+                services.model_record(
+                    staged=staged, project=ctx.project, task=task, name=params["name"], architecture=params["architecture"],
                     labels=version.labels, metrics=metrics, report=report, params=params, job=ctx.job,
                     dataset_version=version, parent=parent, base_model=base,
                 )
+        if not fresh:
+            storage.delete_prefix(staged.prefix)
         published = ModelVersion.objects.get(job=ctx.job)
         drop_checkpoint(ctx.job)
         ctx.log(f"Published {published.name} v{published.version} ({published.public_id}): "
@@ -271,7 +276,7 @@ class BatchPredict(Runner):
             for start in range(0, len(examples), batch):
                 chunk = examples[start:start + batch]
                 decoded = [task.decode_input(e.input.read_bytes() if file_inputs else e.input) for e in chunk]
-                for example, prediction in zip(chunk, task.predict(model, decoded, options=options)):
+                for example, prediction in zip(chunk, task.predict(model, decoded, options=options), strict=True):
                     row = {"ref": example.ref, "label": example.label, "prediction": prediction}
                     if not file_inputs:
                         row["input"] = example.input

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -90,7 +91,7 @@ def split_examples(examples: list[Example], *, seed: int, fractions: dict[str, f
     for position, example in enumerate(examples):
         by_label.setdefault(example.label, []).append((position, example))
     chosen: dict[int, str] = {}
-    for label, members in by_label.items():
+    for members in by_label.values():
         members.sort(key=lambda pair: hashlib.sha256(f"{seed}\0{pair[1].input}\0{pair[0]}".encode()).hexdigest())
         n = len(members)
         n_val = round(n * fractions["validation"]) if fractions["validation"] else 0
@@ -173,32 +174,40 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
         digest = storage.sha256_of(source)
         size = source.stat().st_size
         source.rename(built / "source" / source.name)
-        storage.store_tree(built, prefix)
-    try:
-        with transaction.atomic():
+        with storage.removed_on_failure(prefix):
+            storage.store_tree(built, prefix)
+            version = _dataset_version_record(
+                project=project, caller=caller, dataset=dataset, name=name or Path(source.name).stem, task=task,
+                description=description, public_id=public_id, prefix=prefix, source_name=source.name, size=size,
+                digest=digest, labels=labels, examples=examples, splits=splits, seed=seed, fractions=fractions)
+    return version
+
+
+def _dataset_version_record(*, project, caller, dataset, name, task, description, public_id, prefix, source_name, size, digest,
+                            labels, examples, splits, seed, fractions) -> DatasetVersion:
+    """The rows of a stored upload: the dataset (found by name, or made) and its next version."""
+    tenant = project.tenant
+    with transaction.atomic():
+        if dataset is None:
+            dataset_name = name[:200]
+            dataset = Dataset.objects.select_for_update().filter(project=project, name=dataset_name).first()
             if dataset is None:
-                dataset_name = (name or Path(source.name).stem)[:200]
-                dataset = Dataset.objects.select_for_update().filter(project=project, name=dataset_name).first()
-                if dataset is None:
-                    dataset = Dataset.objects.create(tenant=tenant, project=project, name=dataset_name, task=task,
-                                                     description=description, created_by=caller.person if caller else None)
-                elif dataset.task != task:
-                    raise ValidationError({"name": [f"The project's dataset '{dataset_name}' is for the task '{dataset.task}', "
-                                                    f"not '{task}'; choose another name."]})
-            else:
-                dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-            number = (dataset.versions.aggregate(n=Max("version"))["n"] or 0) + 1
-            version = DatasetVersion.objects.create(
-                tenant=tenant, public_id=public_id, dataset=dataset, version=number, source_name=source.name,
-                source_bytes=size, sha256=digest, storage_prefix=prefix, labels=labels, rows=len(examples),
-                stats=statistics(splits, labels), split_seed=seed, split_fractions=fractions,
-                created_by=caller.person if caller else None,
-            )
-            audit_record(tenant=tenant, actor=caller, action="dataset.create", target=version,
-                         details={"dataset": dataset.public_id, "version": number, "rows": len(examples)})
-    except BaseException:
-        storage.delete_prefix(prefix)
-        raise
+                dataset = Dataset.objects.create(tenant=tenant, project=project, name=dataset_name, task=task,
+                                                 description=description, created_by=caller.person if caller else None)
+            elif dataset.task != task:
+                raise ValidationError({"name": [f"The project's dataset '{dataset_name}' is for the task '{dataset.task}', "
+                                                f"not '{task}'; choose another name."]})
+        else:
+            dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        number = (dataset.versions.aggregate(n=Max("version"))["n"] or 0) + 1
+        version = DatasetVersion.objects.create(
+            tenant=tenant, public_id=public_id, dataset=dataset, version=number, source_name=source_name,
+            source_bytes=size, sha256=digest, storage_prefix=prefix, labels=labels, rows=len(examples),
+            stats=statistics(splits, labels), split_seed=seed, split_fractions=fractions,
+            created_by=caller.person if caller else None,
+        )
+        audit_record(tenant=tenant, actor=caller, action="dataset.create", target=version,
+                     details={"dataset": dataset.public_id, "version": number, "rows": len(examples)})
     return version
 
 
@@ -256,11 +265,17 @@ def _next_model_version(project: Project, name: str) -> int:
     return (latest or 0) + 1
 
 
-def model_publish(*, project: Project, task: Task, model, name: str, architecture: str, labels: list[str], metrics: dict,
-                  report: dict, params: dict, job=None, dataset_version=None, parent=None, base_model=None, caller=None,
-                  source: str = ModelVersion.Source.TRAINED, directory: Path | None = None) -> ModelVersion:
-    """Save a trained model through its task, check the files, store them and record the version."""
-    tenant = project.tenant
+@dataclass(frozen=True)
+class StagedModel:
+    """A model's files, checked and stored under their final prefix, waiting for their row."""
+
+    public_id: str
+    prefix: str
+    fields: dict
+
+
+def model_stage(*, tenant, task: Task, model=None, directory: Path | None = None) -> StagedModel:
+    """Save a model through its task (or take a directory), check the files, and store them."""
     public_id = new_public_id("mdl")
     prefix = f"models/{tenant.public_id}/{public_id}"
     with storage.workspace("publish") as work:
@@ -272,19 +287,29 @@ def model_publish(*, project: Project, task: Task, model, name: str, architectur
             archives.check_model_files(directory)
         except archives.ArchiveRefused as exc:
             raise RuntimeError(f"task {task.name!r} saved a model core refuses to store: {exc}") from exc
-        fields = _artifact_fields(directory, prefix)
-    try:
-        with transaction.atomic():
-            version = ModelVersion.objects.create(
-                tenant=tenant, public_id=public_id, project=project, name=name[:200], version=_next_model_version(project, name),
-                task=task.name, architecture=architecture, labels=list(labels), metrics=metrics, report=report, params=params,
-                source=source, dataset_version=dataset_version, job=job, parent=parent, base_model=base_model,
-                created_by=caller.person if caller else (job.created_by if job else None), **fields,
-            )
-    except BaseException:
-        storage.delete_prefix(prefix)
-        raise
-    return version
+        with storage.removed_on_failure(prefix):
+            fields = _artifact_fields(directory, prefix)
+    return StagedModel(public_id, prefix, fields)
+
+
+def model_record(*, staged: StagedModel, project: Project, task: Task, name: str, architecture: str, labels: list[str],
+                 metrics: dict, report: dict, params: dict, job=None, dataset_version=None, parent=None, base_model=None,
+                 caller=None, source: str = ModelVersion.Source.TRAINED) -> ModelVersion:
+    """The row of a staged model (its files are removed if the row cannot be written)."""
+    with storage.removed_on_failure(staged.prefix), transaction.atomic():
+        return ModelVersion.objects.create(
+            tenant=project.tenant, public_id=staged.public_id, project=project, name=name[:200],
+            version=_next_model_version(project, name), task=task.name, architecture=architecture, labels=list(labels),
+            metrics=metrics, report=report, params=params, source=source, dataset_version=dataset_version, job=job,
+            parent=parent, base_model=base_model, created_by=caller.person if caller else (job.created_by if job else None),
+            **staged.fields,
+        )
+
+
+def model_publish(*, project: Project, task: Task, model=None, directory: Path | None = None, **record) -> ModelVersion:
+    """Stage and record a model version in one go (see model_stage and model_record)."""
+    staged = model_stage(tenant=project.tenant, task=task, model=model, directory=directory)
+    return model_record(staged=staged, project=project, task=task, **record)
 
 
 def _import_directory(upload, work: Path) -> Path:
@@ -355,18 +380,15 @@ def base_model_import(*, source: Path, name: str, title: str = "", description: 
         architecture, labels = next(iter(users.values()))
         public_id = new_public_id("bm")
         prefix = f"base-models/{public_id}"
-        fields = _artifact_fields(clean, prefix)
-    try:
-        with transaction.atomic():
-            if existing is not None:
-                old_prefix = existing.storage_prefix
-                existing.delete()
-            model = BaseModel.objects.create(public_id=public_id, name=name, title=title or name, description=description,
-                                             family=family, architecture=architecture, labels=labels, source=origin,
-                                             license=license, **fields)
-    except BaseException:
-        storage.delete_prefix(prefix)
-        raise
+        with storage.removed_on_failure(prefix):
+            fields = _artifact_fields(clean, prefix)
+            with transaction.atomic():
+                if existing is not None:
+                    old_prefix = existing.storage_prefix
+                    existing.delete()
+                model = BaseModel.objects.create(public_id=public_id, name=name, title=title or name, description=description,
+                                                 family=family, architecture=architecture, labels=labels, source=origin,
+                                                 license=license, **fields)
     if existing is not None:
         storage.delete_prefix(old_prefix)
     return model

@@ -94,6 +94,16 @@ def _mkdir(path: Path) -> Path:
 
 
 @contextmanager
+def removed_on_failure(prefix: str) -> Iterator[None]:
+    """Whatever was stored under `prefix` is removed when the block fails: nothing half-written stays."""
+    try:
+        yield
+    except BaseException:
+        delete_prefix(prefix)
+        raise
+
+
+@contextmanager
 def workspace(label: str) -> Iterator[Path]:
     """A private temporary directory (under the registry cache, on the same disk), removed on exit."""
     path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=_mkdir(Path(settings.REGISTRY_CACHE_DIR) / "tmp")))

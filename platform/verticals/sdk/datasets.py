@@ -243,7 +243,7 @@ class LabelledImages(DatasetSchema):
         parts = [m.filename.strip("/").split("/") for m in images]
         depth = 1 if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
         pairs = []
-        for member, p in zip(images, parts):
+        for member, p in zip(images, parts, strict=True):
             if len(p) < depth + 2:
                 problems.add(member.filename, "an image outside a class folder; put it in a folder named after its label")
                 continue

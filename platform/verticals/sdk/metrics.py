@@ -14,7 +14,7 @@ def classification_evaluation(y_true: Sequence[int], y_pred: Sequence[int], labe
     columns: predicted) and a per-class report (precision, recall, F1, support)."""
     n = len(labels)
     matrix = [[0] * n for _ in range(n)]
-    for t, p in zip(y_true, y_pred):
+    for t, p in zip(y_true, y_pred, strict=True):
         matrix[t][p] += 1
     total = len(y_true)
     correct = sum(matrix[i][i] for i in range(n))
@@ -34,7 +34,7 @@ def classification_evaluation(y_true: Sequence[int], y_pred: Sequence[int], labe
         if scores is None:
             continue
         hits = 0
-        for t, row in zip(y_true, scores):
+        for t, row in zip(y_true, scores, strict=True):
             best = sorted(range(len(row)), key=lambda j: row[j], reverse=True)[:k]
             hits += t in best
         metrics[f"top{k}_accuracy"] = hits / total if total else 0.0
@@ -44,7 +44,7 @@ def classification_evaluation(y_true: Sequence[int], y_pred: Sequence[int], labe
 
 def label_scores(probabilities: Sequence[float], labels: Sequence[str], top_k: int | None = None) -> list[dict]:
     """The Hugging Face pipeline shape of one classification: [{label, score}] by descending score."""
-    ranked = sorted(zip(labels, probabilities), key=lambda pair: pair[1], reverse=True)
+    ranked = sorted(zip(labels, probabilities, strict=True), key=lambda pair: pair[1], reverse=True)
     if top_k is not None:
         ranked = ranked[:top_k]
     return [{"label": label, "score": float(score)} for label, score in ranked]

@@ -16,12 +16,22 @@ from concurrent.futures import Future
 from typing import Callable
 
 
+class BatcherClosed(RuntimeError):
+    """The batcher stopped after sitting idle; make a new one."""
+
+
 class MicroBatcher:
-    def __init__(self, predict: Callable[[list, dict], list], *, max_batch: int, max_wait: float, name: str = "batcher"):
+    """One thread per model; it ends after `idle` seconds without work (models come and go)."""
+
+    def __init__(self, predict: Callable[[list, dict], list], *, max_batch: int, max_wait: float, name: str = "batcher",
+                 idle: float = 300.0):
         self._predict = predict
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait
+        self.idle = idle
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         self.batches = 0
@@ -29,12 +39,23 @@ class MicroBatcher:
 
     def submit(self, inputs: list, options: dict | None = None) -> list:
         future: Future = Future()
-        self._queue.put((inputs, dict(options or {}), future))
+        with self._lock:  # the loop closes under the same lock, so nothing queued is left behind
+            if self.closed:
+                raise BatcherClosed()
+            self._queue.put((inputs, dict(options or {}), future))
         return future.result()
 
     def _loop(self) -> None:
         while True:
-            pending = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=self.idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self.closed = True
+                        return
+                continue
+            pending = [first]
             count = len(pending[0][0])
             deadline = time.monotonic() + self.max_wait
             while count < self.max_batch:

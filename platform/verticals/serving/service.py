@@ -10,7 +10,7 @@ from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError, Task
-from verticals.serving.batcher import MicroBatcher
+from verticals.serving.batcher import BatcherClosed, MicroBatcher
 from verticals.serving.cache import ModelCache
 
 _cache: ModelCache | None = None
@@ -100,7 +100,7 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
     key = model_key(model_version)
     with _lock:
         batcher = _batchers.get(key)
-        if batcher is None:
+        if batcher is None or batcher.closed:
             def run(inputs, options, _mv=model_version, _task=task):
                 return _task.predict(loaded(_mv, _task), inputs, options=options)
 
@@ -119,4 +119,7 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
         raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
     decoded = decode_inputs(task, inputs, single=single)
     loaded(model_version, task)  # load (or find) the model in this thread: a load error reaches the caller
-    return _batcher(model_version, task).submit(decoded, options)
+    try:
+        return _batcher(model_version, task).submit(decoded, options)
+    except BatcherClosed:  # it went idle between the lookup and the submit: a fresh one takes the call
+        return _batcher(model_version, task).submit(decoded, options)
