@@ -270,6 +270,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- registry, serving, plugins ---------------------------------------------------------
+# Nothing downloads weights at run time (models come from the registry), and the Hugging Face
+# libraries keep their progress bars and load reports out of job logs.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Largest upload (dataset file or model archive), checked before the body is read.
 REGISTRY_MAX_UPLOAD_BYTES = env_int("REGISTRY_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
 # A model archive may expand to at most this many bytes (zip bombs).

@@ -1,0 +1,15 @@
+"""The NLP plugin: its tasks (torch is imported only when a task trains, loads or predicts)."""
+
+from __future__ import annotations
+
+from verticals.sdk import Plugin
+
+from nlp.sentiment import SentimentTask
+
+
+class NlpPlugin(Plugin):
+    name = "nlp"
+    title = "Natural language"
+    description = "Text tasks: sentiment analysis, trained from scratch or fine-tuned from a pretrained BERT model."
+    tasks = [SentimentTask]
+    version = "1"
