@@ -6,7 +6,6 @@ import tempfile
 import zipfile
 
 from django.conf import settings
-from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -23,7 +22,6 @@ from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelV
 from verticals.registry.runners import Train
 from verticals.sdk import discovery
 from verticals.serving import service as serving
-from verticals.tenancy.audit import audit_record
 
 
 class UploadInvalid(exceptions.APIException):
@@ -245,13 +243,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
 
     def destroy(self, request, project_id=None, dataset_id=None):
         """Delete the dataset and every version's files (model versions trained on it stay)."""
-        dataset = self.get_object()
-        prefixes = list(dataset.versions.values_list("storage_prefix", flat=True))
-        with transaction.atomic():
-            audit_record(tenant=dataset.tenant, actor=self.caller, action="dataset.delete", target=dataset,
-                         details={"name": dataset.name})
-            dataset.delete()
-            transaction.on_commit(lambda: [storage.delete_prefix(p) for p in prefixes])
+        services.dataset_delete(dataset=self.get_object(), caller=self.caller)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
@@ -353,14 +345,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         return Response(ModelVersionDetailSerializer(version).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, project_id=None, model_id=None):
-        model = self.get_object()
-        prefix = model.storage_prefix
-        with transaction.atomic():
-            audit_record(tenant=model.tenant, actor=self.caller, action="model.delete", target=model,
-                         details={"name": model.name, "version": model.version})
-            model.delete()
-            transaction.on_commit(lambda: storage.delete_prefix(prefix))
-        serving.cache().discard(serving.model_key(model))
+        services.model_delete(model=self.get_object(), caller=self.caller)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})

@@ -43,6 +43,14 @@ class DatasetVersionForm(forms.Form):
         if formats:
             self.fields["file"].widget.attrs["accept"] = ",".join(formats)
 
+    OPTIONS = ("seed", "validation_fraction", "test_fraction")
+
+    def main_fields(self):
+        return [field for field in self if field.name not in self.OPTIONS]
+
+    def option_fields(self):
+        return [field for field in self if field.name in self.OPTIONS]
+
     def upload_arguments(self) -> dict:
         data = self.cleaned_data
         return {"upload": data["file"], "seed": data.get("seed") or 0,
@@ -61,7 +69,7 @@ class DatasetUploadForm(DatasetVersionForm):
     def __init__(self, *args, tasks: dict, **kwargs):
         formats = sorted({f for t in tasks.values() for f in t.dataset.formats})
         super().__init__(*args, formats=formats, **kwargs)
-        self.fields["task"].choices = [(name, f"{task.title} ({name})") for name, task in tasks.items()]
+        self.fields["task"].choices = [(name, task.title) for name, task in tasks.items()]
         self.tasks = tasks
 
     def upload_arguments(self) -> dict:
@@ -94,8 +102,10 @@ def _words(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def _enum_key(value) -> str:
-    return json.dumps(value)
+def _enum_keys(values: list) -> dict[str, object]:
+    """The form value of each enum member: its text, or its JSON where texts would clash ("1" and 1)."""
+    plain = {v if isinstance(v, str) else json.dumps(v): v for v in values}
+    return plain if len(plain) == len(values) else {json.dumps(v): v for v in values}
 
 
 def _number_attrs(spec: dict, step: str) -> dict:
@@ -132,10 +142,12 @@ class SchemaField:
         common = {"label": label, "required": self.required, "help_text": self.help_text()}
         initial = self.default if self.has_default and self.default is not None else None
         if "enum" in self.spec:
-            choices = [(_enum_key(v), _words(v)) for v in self.spec["enum"] if v is not None]
+            keys = _enum_keys(self.spec["enum"])
+            choices = [(key, _words(v)) for key, v in keys.items() if v is not None]
             if not self.required and (self.default is None or self.nullable):
                 choices.insert(0, ("", "default" if self.default is None else f"default ({_words(self.default)})"))
-            return forms.ChoiceField(choices=choices, initial=_enum_key(initial) if initial is not None else "", **common)
+            chosen = next((key for key, v in keys.items() if v == initial and type(v) is type(initial)), "")
+            return forms.ChoiceField(choices=choices, initial=chosen, **common)
         if self.type == "boolean":
             return forms.BooleanField(initial=bool(self.default), label=label, required=False, help_text=common["help_text"])
         if self.type == "integer":
@@ -157,8 +169,7 @@ class SchemaField:
         if value is None or value == "":
             return False, None  # empty: core fills in the schema's default
         if "enum" in self.spec:
-            by_key = {_enum_key(v): v for v in self.spec["enum"]}
-            return True, by_key[value]
+            return True, _enum_keys(self.spec["enum"])[value]
         if self.type in ("array", "object"):
             try:
                 return True, json.loads(value)

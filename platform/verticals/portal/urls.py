@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from verticals.portal import jobs, views
+from verticals.portal import jobs, registry, views
 
 app_name = "portal"
 
@@ -48,6 +48,15 @@ urlpatterns = [
     path("projects/<str:project_id>/jobs/<str:job_id>/", jobs.job_detail, name="job_detail"),
     path("projects/<str:project_id>/jobs/<str:job_id>/live", jobs.job_live, name="job_live"),
     path("projects/<str:project_id>/jobs/<str:job_id>/cancel", jobs.job_cancel, name="job_cancel"),
+    path("projects/<str:project_id>/datasets/", registry.dataset_list, name="project_datasets"),
+    path("projects/<str:project_id>/datasets/<str:dataset_id>/", registry.dataset_detail, name="dataset_detail"),
+    path("projects/<str:project_id>/datasets/<str:dataset_id>/versions", registry.dataset_version_upload, name="dataset_version_upload"),
+    path("projects/<str:project_id>/datasets/<str:dataset_id>/delete", registry.dataset_delete, name="dataset_delete"),
+    path("projects/<str:project_id>/train/", registry.train, name="train"),
+    path("projects/<str:project_id>/models/", registry.model_list, name="project_models"),
+    path("projects/<str:project_id>/models/<str:model_id>/", registry.model_detail, name="model_detail"),
+    path("projects/<str:project_id>/models/<str:model_id>/predict", registry.model_predict, name="model_predict"),
+    path("projects/<str:project_id>/models/<str:model_id>/delete", registry.model_delete, name="model_delete"),
     path("jobs/", jobs.job_list, name="jobs"),
     path("members/", views.members, name="members"),
     path("members/invitations/<str:invitation_id>/resend", views.invitation_manage, {"verb": "resend"}, name="invitation_resend"),

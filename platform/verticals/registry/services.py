@@ -211,6 +211,29 @@ def _dataset_version_record(*, project, caller, dataset, name, task, description
     return version
 
 
+def dataset_delete(*, dataset: Dataset, caller) -> None:
+    """Delete a dataset and, once that commits, every version's files (model versions trained on
+    it stay, their lineage pointing nowhere)."""
+    prefixes = list(dataset.versions.values_list("storage_prefix", flat=True))
+    with transaction.atomic():
+        audit_record(tenant=dataset.tenant, actor=caller, action="dataset.delete", target=dataset, details={"name": dataset.name})
+        dataset.delete()
+        transaction.on_commit(lambda: [storage.delete_prefix(p) for p in prefixes])
+
+
+def dataset_preview(version: DatasetVersion, *, split: str = "train", limit: int = 20) -> list[dict]:
+    """The first examples of a split, read from the stored examples file (no local copy of the files)."""
+    rows = []
+    with storage.open_stored(version.storage_prefix, EXAMPLES_FILE) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record.get("split") == split:
+                rows.append({"input": record["input"], "label": record["label"], "ref": record.get("ref", "")})
+                if len(rows) >= limit:
+                    break
+    return rows
+
+
 def dataset_version_files(version: DatasetVersion) -> Path:
     return storage.local_copy(version.storage_prefix, _listing(version.storage_prefix))
 
@@ -310,6 +333,19 @@ def model_publish(*, project: Project, task: Task, model=None, directory: Path |
     """Stage and record a model version in one go (see model_stage and model_record)."""
     staged = model_stage(tenant=project.tenant, task=task, model=model, directory=directory)
     return model_record(staged=staged, project=project, task=task, **record)
+
+
+def model_delete(*, model: ModelVersion, caller) -> None:
+    """Delete a model version, its files once that commits, and its copy in this process's cache."""
+    from verticals.serving import service as serving
+
+    prefix = model.storage_prefix
+    with transaction.atomic():
+        audit_record(tenant=model.tenant, actor=caller, action="model.delete", target=model,
+                     details={"name": model.name, "version": model.version})
+        model.delete()
+        transaction.on_commit(lambda: storage.delete_prefix(prefix))
+    serving.forget(model)
 
 
 def _import_directory(upload, work: Path) -> Path:

@@ -44,6 +44,11 @@ def model_key(model_version: ModelVersion) -> tuple:
     return ("model", model_version.public_id, model_version.sha256)
 
 
+def forget(model_version: ModelVersion) -> None:
+    """Drop a deleted model from this process's cache (other processes let it age out)."""
+    cache().discard(model_key(model_version))
+
+
 def loaded(model_version: ModelVersion, task: Task):
     def load():
         from verticals.registry.training import configure_torch
