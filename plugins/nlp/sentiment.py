@@ -120,7 +120,7 @@ class SentimentTask(Task):
             best = max(range(len(row)), key=row.__getitem__)
             y_pred.append(columns[best])
             full = [0.0] * len(labels)
-            for column, value in zip(columns, row):
+            for column, value in zip(columns, row, strict=False):
                 full[column] = value
             scores.append(full)
         return classification_evaluation(y_true, y_pred, labels, scores=scores)

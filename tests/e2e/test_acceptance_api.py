@@ -109,7 +109,7 @@ def digit_images(size: int = 32):
         yield buffer.getvalue(), str(int(label))
 
 
-DIGIT_PARAMS = {"architecture": "resnet18", "image_size": 32, "horizontal_flip": False, "epochs": 8}
+DIGIT_PARAMS = {"architecture": "resnet18", "image_size": 32, "horizontal_flip": False, "epochs": 5}
 
 
 def test_image_classifier_from_scratch_on_digits_through_the_api(world_a, shared_artifacts):

@@ -131,7 +131,7 @@ def test_a_session_creates_jobs_too_and_params_default_to_empty(world_a):
 @pytest.mark.django_db
 @pytest.mark.parametrize("body, field, words", [
     ({}, "kind", "This field is required"),
-    ({"kind": "no.such.kind"}, "kind", "Known kinds: test.fragile, test.noop, test.steps."),
+    ({"kind": "no.such.kind"}, "kind", "Known kinds: batch_predict, evaluate, test.fragile, test.noop, test.steps, train."),
     ({"kind": "test.steps", "params": {"steps": 0}}, "params", "steps: 0 is less than the minimum of 1"),
     ({"kind": "test.steps", "params": {"steps": "many"}}, "params", "steps: 'many' is not of type 'integer'"),
     ({"kind": "test.steps"}, "params", "'steps' is a required property"),

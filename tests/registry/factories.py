@@ -56,6 +56,14 @@ def image_zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+# The smallest architecture of each task, for tests that need a model, not a particular one.
+TINY_ARCHITECTURE = {"image-classification": "simple-cnn"}
+
+
+def tiny_architecture(task_name: str) -> str:
+    return TINY_ARCHITECTURE.get(task_name) or discovery.get_task(task_name).default_architecture
+
+
 @functools.lru_cache(maxsize=None)
 def tiny_model_dir(task_name: str) -> Path:
     """A directory holding a tiny model of the task, trained on its example dataset (once per session)."""
@@ -65,7 +73,8 @@ def tiny_model_dir(task_name: str) -> Path:
     upload_dir.mkdir()
     splits = local_splits(task, task.example_dataset(upload_dir, rows=40, seed=3), work / "data")
     ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], test=splits["test"],
-                            params=task.tiny_params, seed=0, scratch_dir=work / "scratch")
+                            params=task.tiny_params, architecture=tiny_architecture(task_name), seed=0,
+                            scratch_dir=work / "scratch")
     model = task.train(ctx)
     saved = work / "saved"
     saved.mkdir()
@@ -83,7 +92,7 @@ def make_model_version(world, task_name: str = "sentiment", *, name: str = "tiny
     shutil.copytree(saved, copy)
     with tenant_context(world.tenant):
         return services.model_publish(project=project or world.project, task=task, model=None, name=name,
-                                      architecture=task.default_architecture, labels=labels, metrics={"accuracy": 1.0},
+                                      architecture=tiny_architecture(task_name), labels=labels, metrics={"accuracy": 1.0},
                                       report={}, params={}, directory=copy)
 
 

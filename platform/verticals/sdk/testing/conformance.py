@@ -24,10 +24,10 @@ def local_splits(task: Task, upload: Path, work: Path, *, seed: int = 0) -> dict
     files = work / "files"
     files.mkdir(parents=True, exist_ok=True)
     examples = task.dataset.ingest(upload, files)
-    if task.dataset.input_kind == "file":
-        examples = [Example(files / e.input, e.label, e.ref) for e in examples]
     labels = sorted({e.label for e in examples})
-    split = split_examples(examples, seed=seed, fractions=DEFAULT_FRACTIONS)
+    split = split_examples(examples, seed=seed, fractions=DEFAULT_FRACTIONS)  # on relative paths, as the platform does
+    if task.dataset.input_kind == "file":
+        split = {name: [Example(files / e.input, e.label, e.ref) for e in members] for name, members in split.items()}
     return {name: DatasetSplit(name, members, labels) for name, members in split.items()}
 
 
