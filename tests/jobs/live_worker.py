@@ -268,6 +268,19 @@ def group_members(pgid: int) -> list[int]:
 
 # --- the worker ---------------------------------------------------------------------------
 
+def die_with_parent() -> None:
+    """In the worker's child process before exec (Linux): stop when the test run that started it
+    dies. A test run killed from outside (a timeout) would otherwise leave a worker consuming a
+    Redis database that the next run takes over once its lock expires, stealing its jobs."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the lock's expiry is the only guard
+        pass
+
+
 class LiveWorker:
     """`celery -A verticals worker` (prefork, every queue) as a subprocess in its own process group."""
 
@@ -330,7 +343,7 @@ class LiveWorker:
             log.flush()
             self.process = subprocess.Popen(
                 self.argv(), cwd=REPO, env=self.environment(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
         ready = re.compile(re.escape(self.nodename) + r" ready\.")
         deadline = time.monotonic() + timeout

@@ -431,7 +431,8 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
             )
         except engine.IdempotencyConflict as conflict:
             raise IdempotencyKeyReused(str(conflict)) from None
-        answer = self._answer(self._reload(job), detail=False, show_secret=True, status_code=status.HTTP_201_CREATED)
+        # The job as it was made (a worker may already have started it by now: the events say so).
+        answer = self._answer(job, detail=False, show_secret=True, status_code=status.HTTP_201_CREATED)
         if job.replayed:
             answer["Idempotent-Replayed"] = "true"
         return answer
