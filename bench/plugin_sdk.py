@@ -1,6 +1,6 @@
 """Plugin SDK benchmark: what the platform costs over plain PyTorch, for serving and for training.
 
-    .venv/bin/python bench/plugin_sdk.py [--requests N] [--clients C] [--threads T] [--epochs E] [--check]
+    .venv/bin/python bench/plugin_sdk.py [--requests N] [--clients C] [--threads T] [--epochs E] [--repeat R] [--check]
 
 Run from the repository root (no broker or server needed: it starts its own). On a temporary
 SQLite database and artifact store it imports MiniLM-L6 into the model garden (from the
@@ -16,7 +16,9 @@ SQLite database and artifact store it imports MiniLM-L6 into the model garden (f
              against a plain loop calling the task's predict() on one review at a time in this
              process. Both sides use T torch threads.                      target ≥ 0.85
 
-With --check the exit status is 1 when a target is missed.
+Each side runs R times (default 2), alternating with the other; the best run of each counts, so
+that the machine's noise does not land on one side only. With --check the exit status is 1 when
+a target is missed.
 """
 
 from __future__ import annotations
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=400, help="predict requests to measure (default 400)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients (default 4)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides (default 2)")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs on both sides (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs on both sides (default 6)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each side; the best counts (default 2)")
     parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, server log)")
     args = parser.parse_args(argv)
@@ -148,20 +151,28 @@ def main(argv: list[str] | None = None) -> int:
         hyper = {"epochs": args.epochs, "batch_size": 16, "max_length": 128, "learning_rate": 5e-5}
 
         # --- training: the job engine against a plain loop ------------------------------------------
-        raw_rate = raw_training_rate(base_dir, train_split.inputs, train_split.label_ids, epochs=args.epochs,
-                                     batch_size=hyper["batch_size"], max_length=hyper["max_length"],
-                                     learning_rate=hyper["learning_rate"])
-        with mock.patch("verticals.jobs.engine.send"), tenant_context(tenant):
-            job = engine.job_create(project=project, kind="train", task="sentiment", caller=caller,
-                                    params={"dataset": version.public_id, "base_model": base.name, **hyper})
-            engine.schedule(tenant.pk)
-        started = time.monotonic()
-        status = worker.execute(job.public_id)
-        job_wall = time.monotonic() - started
-        job = Job.dangerously_unscoped.get(pk=job.pk)
-        if status != Job.Status.SUCCEEDED:
-            raise RuntimeError(f"the train job ended {status}: {job.error_message}\n{job.error_traceback}")
-        job_rate = job.result["samples_per_second"]
+        def job_run():
+            with mock.patch("verticals.jobs.engine.send"), tenant_context(tenant):
+                job = engine.job_create(project=project, kind="train", task="sentiment", caller=caller,
+                                        params={"dataset": version.public_id, "base_model": base.name, **hyper})
+                engine.schedule(tenant.pk)
+            started = time.monotonic()
+            status = worker.execute(job.public_id)
+            wall = time.monotonic() - started
+            job = Job.dangerously_unscoped.get(pk=job.pk)
+            if status != Job.Status.SUCCEEDED:
+                raise RuntimeError(f"the train job ended {status}: {job.error_message}\n{job.error_traceback}")
+            return job, wall
+
+        # Alternating runs, the best of each side: the machine's noise hits both alike.
+        raw_rates, job_rates = [], []
+        for _ in range(max(1, args.repeat)):
+            raw_rates.append(raw_training_rate(base_dir, train_split.inputs, train_split.label_ids, epochs=args.epochs,
+                                               batch_size=hyper["batch_size"], max_length=hyper["max_length"],
+                                               learning_rate=hyper["learning_rate"]))
+            job, job_wall = job_run()
+            job_rates.append(job.result["samples_per_second"])
+        raw_rate, job_rate = max(raw_rates), max(job_rates)
         model = ModelVersion.dangerously_unscoped.get(public_id=job.result["model_version"])
 
         # --- serving: HTTP clients against a plain predict loop --------------------------------------
@@ -169,16 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         loaded = task.load(services.model_files(model))
         for text in texts[:5]:
             task.predict(loaded, [task.decode_input(text)])
-        t0 = time.perf_counter()
-        for i in range(args.requests):
-            task.predict(loaded, [task.decode_input(texts[i % len(texts)])])
-        raw_serving = args.requests / (time.perf_counter() - t0)
-        del loaded
+        def raw_loop() -> float:
+            t0 = time.perf_counter()
+            for i in range(args.requests):
+                task.predict(loaded, [task.decode_input(texts[i % len(texts)])])
+            return args.requests / (time.perf_counter() - t0)
 
         port = free_port()
         log = open(tmp / "server.log", "w")
         env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-" + "x" * 50,
-               "SECURE_SSL_REDIRECT": "0"}  # plain HTTP on loopback
+               "SECURE_SSL_REDIRECT": "0", "DB_CONN_MAX_AGE": "600"}  # plain HTTP on loopback; persistent connections, as production sets them
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "verticals.config.wsgi:application", "-b", f"127.0.0.1:{port}",
              "-w", "1", "-k", "gthread", "--threads", str(max(8, args.clients * 2)), "--log-level", "warning"],
@@ -213,13 +224,20 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(f"{code} {answer[:200]!r}")
             connection.close()
 
-        threads = [threading.Thread(target=client_loop, args=(c * 7,)) for c in range(args.clients)]
-        t0 = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        served = per_client * args.clients / (time.perf_counter() - t0)
+        def served_rate() -> float:
+            threads = [threading.Thread(target=client_loop, args=(c * 7,)) for c in range(args.clients)]
+            t0 = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return per_client * args.clients / (time.perf_counter() - t0)
+
+        raw_serving_rates, served_rates = [], []
+        for _ in range(max(1, args.repeat)):  # alternating, the best of each side
+            raw_serving_rates.append(raw_loop())
+            served_rates.append(served_rate())
+        raw_serving, served = max(raw_serving_rates), max(served_rates)
         if failures:
             raise RuntimeError(f"{len(failures)} predict calls failed, e.g. {failures[0]}")
 
@@ -228,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"plugin_sdk: sentiment, MiniLM-L6 fine-tuned; {len(train_split)} training rows, {args.epochs} epochs, "
               f"batch {hyper['batch_size']}; torch threads {args.threads} on both sides")
+        print(f"  best of {max(1, args.repeat)} alternating runs per side")
         print(f"  {'':10} {'platform':>16} {'plain PyTorch':>16} {'ratio':>7} {'target':>8}")
         print(f"  {'training':10} {job_rate:>11.1f} s/s  {raw_rate:>11.1f} s/s  {training_ratio:>7.3f} {'≥ ' + str(TARGET_TRAINING):>8}"
               f"   (train job, {job_wall:.1f} s wall in all)")

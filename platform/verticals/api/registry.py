@@ -315,7 +315,11 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     ordering_fields = ["created_at", "name", "version"]
 
     def scope_queryset(self, queryset):
-        return super().scope_queryset(queryset).select_related("project", "job", "parent", "base_model", "dataset_version__dataset")
+        queryset = super().scope_queryset(queryset)
+        if self.action in ("predict", "download"):
+            # The hot path reads the model's own row only: no lineage joins, no report.
+            return queryset.defer("report", "params", "config")
+        return queryset.select_related("project", "job", "parent", "base_model", "dataset_version__dataset")
 
     def get_serializer_class(self):
         return ModelVersionDetailSerializer if self.action == "retrieve" else ModelVersionSerializer

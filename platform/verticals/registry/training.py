@@ -12,8 +12,9 @@ from verticals.registry import storage
 from verticals.sdk.contracts import Checkpoint, DatasetSplit, Task, TrainContext
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
-# Metric points of every batch would be one row each: per-batch values (train_*) are averaged
-# over this many seconds; epoch-level values (anything else) are written when reported.
+# A training loop reports every batch; writing each would cost the loop a database round trip
+# per batch. Progress and per-batch values (train_*, averaged) are written at most this often,
+# which is also how often a cancel is noticed; epoch-level values (anything else) at once.
 BATCH_METRIC_SECONDS = 1.0
 
 
@@ -51,23 +52,24 @@ class JobTrainContext(TrainContext):
             self._pending.setdefault(name, []).append(value)
         now = time.monotonic()
         flush = epoch or (total is not None and step >= total) or now - self._last_flush >= BATCH_METRIC_SECONDS
+        if not flush:
+            return  # nothing to write yet; the job is polled for a cancel at the next flush (within a second)
         written = dict(epoch)
-        if flush and self._pending:
+        if self._pending:
             written.update({name: sum(values) / len(values) for name, values in self._pending.items()})
             self._pending.clear()
-        if flush:
-            self._last_flush = now
-        self._job.report(step, total, written if flush else None, description=description)
+        self._last_flush = now
+        self._job.report(step, total, written, description=description)
 
     def log(self, message, level="info"):
         self._job.log(message, level)
 
     def checkpoint(self, step, tensors, state=None):
-        """Store the tensors and state with the job, at most every TRAIN_CHECKPOINT_SECONDS (the
-        first call always): writing a large model after every short epoch would cost more than
-        the work a lost worker could lose."""
+        """Store the tensors and state with the job once TRAIN_CHECKPOINT_SECONDS have passed since
+        training started or since the last one: writing a large model (and its optimizer state)
+        after every short epoch would cost more than the work a lost worker could lose."""
         now = time.monotonic()
-        if self._last_checkpoint is not None and now - self._last_checkpoint < settings.TRAIN_CHECKPOINT_SECONDS:
+        if now - (self._last_checkpoint or self.started) < settings.TRAIN_CHECKPOINT_SECONDS:
             return
         self._last_checkpoint = now
         from safetensors.torch import save
