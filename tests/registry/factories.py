@@ -48,7 +48,7 @@ def png_base64(colour=(200, 30, 30), size=(24, 24)) -> str:
     return base64.b64encode(png_bytes(colour, size)).decode()
 
 
-def image_zip(members: dict[str, bytes]) -> bytes:
+def zip_bytes(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
         for name, data in members.items():

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.registry.factories import REVIEWS, csv_bytes, image_zip, png_bytes
+from tests.registry.factories import REVIEWS, csv_bytes, zip_bytes, png_bytes
 from verticals.registry import storage
 from verticals.registry.models import Dataset, DatasetVersion
 
@@ -123,15 +123,15 @@ def test_an_oversized_upload_is_refused_before_it_is_stored(world_a, settings, a
     assert Dataset.dangerously_unscoped.count() == 0 and stored_prefixes(artifacts_dir) == []
 
 
-def test_image_zip_of_class_folders_and_a_corrupt_image(world_a, artifacts_dir):
+def test_zip_bytes_of_class_folders_and_a_corrupt_image(world_a, artifacts_dir):
     red, blue = png_bytes((220, 20, 20)), png_bytes((20, 20, 220))
     members = {f"shapes/red/{i}.png": red for i in range(6)} | {f"shapes/blue/{i}.png": blue for i in range(6)}
-    answer = upload(world_a.client(), world_a, "shapes.zip", image_zip(members), task="image-classification")
+    answer = upload(world_a.client(), world_a, "shapes.zip", zip_bytes(members), task="image-classification")
     assert answer.status_code == 201, answer.json()
     assert answer.json()["versions"][0]["labels"] == ["blue", "red"]
     broken = dict(members) | {"shapes/red/broken.png": red[:40]}
     before = stored_prefixes(artifacts_dir)
-    answer = upload(world_a.client(), world_a, "broken.zip", image_zip(broken), task="image-classification")
+    answer = upload(world_a.client(), world_a, "broken.zip", zip_bytes(broken), task="image-classification")
     assert answer.status_code == 400
     problems = answer.json()["error"]["details"]["problems"]
     assert problems[0]["where"] == "shapes/red/broken.png"
@@ -139,15 +139,15 @@ def test_image_zip_of_class_folders_and_a_corrupt_image(world_a, artifacts_dir):
     assert stored_prefixes(artifacts_dir) == before, "a refused upload left files behind"
 
 
-def test_image_zip_with_a_labels_csv(world_a):
+def test_zip_bytes_with_a_labels_csv(world_a):
     red, blue = png_bytes((220, 20, 20)), png_bytes((20, 20, 220))
     members = {f"img/{i}.png": (red if i % 2 else blue) for i in range(10)}
     members["labels.csv"] = ("path,label\n" + "".join(f"img/{i}.png,{'red' if i % 2 else 'blue'}\n" for i in range(10))).encode()
-    answer = upload(world_a.client(), world_a, "listed.zip", image_zip(members), task="image-classification")
+    answer = upload(world_a.client(), world_a, "listed.zip", zip_bytes(members), task="image-classification")
     assert answer.status_code == 201, answer.json()
     assert answer.json()["versions"][0]["stats"]["labels"] == {"blue": 5, "red": 5}
     members["labels.csv"] += b"img/missing.png,red\n"
-    answer = upload(world_a.client(), world_a, "listed2.zip", image_zip(members), task="image-classification")
+    answer = upload(world_a.client(), world_a, "listed2.zip", zip_bytes(members), task="image-classification")
     assert answer.status_code == 400
     assert "no file 'img/missing.png'" in answer.json()["error"]["details"]["problems"][0]["message"]
 

@@ -8,18 +8,10 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.registry.factories import make_model_version, png_base64, png_bytes, tiny_model_dir
+from tests.registry.factories import make_model_version, png_base64, png_bytes, tiny_model_dir, zip_bytes
 from verticals.registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
-
-
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        for name, data in files.items():
-            bundle.writestr(name, data)
-    return buffer.getvalue()
 
 
 def dir_files(task_name: str) -> dict[str, bytes]:
@@ -39,7 +31,7 @@ def stored_models(artifacts_dir):
 
 def test_import_a_safetensors_model_and_predict_with_it(world_a):
     client = world_a.client()
-    answer = import_model(client, world_a, "my-model.zip", zip_of({f"my-model/{k}": v for k, v in dir_files("sentiment").items()}))
+    answer = import_model(client, world_a, "my-model.zip", zip_bytes({f"my-model/{k}": v for k, v in dir_files("sentiment").items()}))
     assert answer.status_code == 201, answer.json()
     body = answer.json()
     assert body["source"] == "imported" and body["task"] == "sentiment" and body["predictable"]
@@ -54,7 +46,7 @@ def test_import_a_safetensors_model_and_predict_with_it(world_a):
 def test_a_pickle_checkpoint_is_refused_and_nothing_is_stored(world_a, artifacts_dir, pickle_name):
     files = dir_files("sentiment")
     files[pickle_name] = b"\x80\x04\x95fake pickle"
-    answer = import_model(world_a.client(), world_a, "m.zip", zip_of(files))
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_bytes(files))
     assert answer.status_code == 400
     message = answer.json()["error"]["message"]
     assert pickle_name in message and "pickle" in message and "safetensors" in message and "save_file" in message
@@ -86,7 +78,7 @@ def test_a_tar_archive_imports_and_links_are_refused(world_a):
     ({"config.json": b"{}", "model.safetensors": b"x", "modeling_evil.py": b"import os"}, "modeling_evil.py"),
 ])
 def test_unusable_archives_get_a_message(world_a, files, fragment):
-    answer = import_model(world_a.client(), world_a, "m.zip", zip_of(files))
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_bytes(files))
     assert answer.status_code == 400, answer.json()
     assert fragment in answer.json()["error"]["message"]
 
@@ -98,7 +90,7 @@ def test_weights_that_do_not_fit_are_refused(world_a):
     import torch
 
     files["model.safetensors"] = save({"nothing": torch.zeros(2)})
-    answer = import_model(world_a.client(), world_a, "m.zip", zip_of(files))
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_bytes(files))
     assert answer.status_code == 400 and "does not load" in answer.json()["error"]["message"]
 
 

@@ -198,7 +198,16 @@ def _split_choice(value: str) -> list[str]:
 SPLIT_PARAM = {"type": "string", "enum": ["all", *SPLITS]}
 
 
-class Evaluate(Runner):
+class ModelOnDataset(Runner):
+    """Base of the kinds that run a model version over a dataset version (evaluate, batch_predict)."""
+
+    @classmethod
+    def prepare(cls, *, project, task: str, params: dict) -> dict:
+        params = super().prepare(project=project, task=task, params=with_defaults(cls.params_schema, params))
+        return _resolve_model_and_dataset(project, task, params)
+
+
+class Evaluate(ModelOnDataset):
     kind = "evaluate"
     title = "Evaluate a model version on a dataset"
     queue = "inference"
@@ -214,10 +223,6 @@ class Evaluate(Runner):
         "additionalProperties": False,
     }
 
-    @classmethod
-    def prepare(cls, *, project, task: str, params: dict) -> dict:
-        params = super().prepare(project=project, task=task, params=with_defaults(cls.params_schema, params))
-        return _resolve_model_and_dataset(project, task, params)
 
     def run(self, ctx: JobContext) -> dict:
         configure_torch()
@@ -238,7 +243,7 @@ class Evaluate(Runner):
                 "metrics": evaluation.metrics, "report": evaluation.report}
 
 
-class BatchPredict(Runner):
+class BatchPredict(ModelOnDataset):
     kind = "batch_predict"
     title = "Predict a whole dataset into a downloadable file"
     queue = "inference"
@@ -255,10 +260,6 @@ class BatchPredict(Runner):
         "additionalProperties": False,
     }
 
-    @classmethod
-    def prepare(cls, *, project, task: str, params: dict) -> dict:
-        params = super().prepare(project=project, task=task, params=with_defaults(cls.params_schema, params))
-        return _resolve_model_and_dataset(project, task, params)
 
     def run(self, ctx: JobContext) -> dict:
         configure_torch()
