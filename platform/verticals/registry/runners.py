@@ -206,6 +206,14 @@ class ModelOnDataset(Runner):
         params = super().prepare(project=project, task=task, params=with_defaults(cls.params_schema, params))
         return _resolve_model_and_dataset(project, task, params)
 
+    @staticmethod
+    def inputs(ctx: JobContext):
+        """(task, model version, dataset version, the examples of the chosen split(s))."""
+        configure_torch()
+        task, model_version, version = _load_pair(ctx)
+        splits = services.dataset_splits(version)
+        return task, model_version, version, [e for name in _split_choice(ctx.params["split"]) for e in splits[name].examples]
+
 
 class Evaluate(ModelOnDataset):
     kind = "evaluate"
@@ -223,15 +231,10 @@ class Evaluate(ModelOnDataset):
         "additionalProperties": False,
     }
 
-
     def run(self, ctx: JobContext) -> dict:
-        configure_torch()
-        task, model_version, version = _load_pair(ctx)
-        splits = services.dataset_splits(version)
         from verticals.sdk.contracts import DatasetSplit
 
-        chosen = _split_choice(ctx.params["split"])
-        examples = [e for name in chosen for e in splits[name].examples]
+        task, model_version, version, examples = self.inputs(ctx)
         if not examples:
             raise JobError(f"The {ctx.params['split']} split of this dataset version is empty.", code="empty_split")
         ctx.report(0, 1, description="Loading the model")
@@ -260,12 +263,8 @@ class BatchPredict(ModelOnDataset):
         "additionalProperties": False,
     }
 
-
     def run(self, ctx: JobContext) -> dict:
-        configure_torch()
-        task, model_version, version = _load_pair(ctx)
-        splits = services.dataset_splits(version)
-        examples = [e for name in _split_choice(ctx.params["split"]) for e in splits[name].examples]
+        task, model_version, version, examples = self.inputs(ctx)
         model = task.load(services.model_files(model_version))
         options = {"top_k": ctx.params["top_k"]} if ctx.params.get("top_k") else {}
         file_inputs = task.dataset.input_kind == "file"
