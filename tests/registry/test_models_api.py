@@ -76,6 +76,7 @@ def test_a_tar_archive_imports_and_links_are_refused(world_a):
     ({"model.safetensors": b"x"}, "no config.json"),
     ({"config.json": b'{"architecture": "no-such-net"}', "model.safetensors": b"x"}, "does not recognize"),
     ({"config.json": b"{}", "model.safetensors": b"x", "modeling_evil.py": b"import os"}, "modeling_evil.py"),
+    ({"\\tmp\\config.json": b"{}", "model.safetensors": b"x"}, "unsafe path"),
 ])
 def test_unusable_archives_get_a_message(world_a, files, fragment):
     answer = import_model(world_a.client(), world_a, "m.zip", zip_bytes(files))

@@ -6,11 +6,12 @@ an archive holding one is refused with the command that converts it.
 
 from __future__ import annotations
 
-import posixpath
 import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+
+from verticals.sdk.datasets import safe_member_path
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".md", ".jinja", ".tiktoken")
@@ -41,8 +42,8 @@ def extract(archive: Path, destination: Path, *, max_bytes: int, max_files: int 
 
 
 def _member_path(name: str) -> str:
-    normal = posixpath.normpath(name.replace("\\", "/"))
-    if name.startswith("/") or normal.startswith("..") or ":" in normal.split("/")[0]:
+    normal = safe_member_path(name)
+    if normal is None:
         raise ArchiveRefused(f"The archive names an unsafe path {name!r} (absolute, or leaving the archive).")
     return normal
 

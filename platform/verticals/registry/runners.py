@@ -21,6 +21,9 @@ from verticals.sdk.contracts import Task, TrainingError
 from verticals.sdk.params import problems, with_defaults
 
 PREDICTIONS_FILE = "predictions.jsonl"
+SPLIT_PARAM = {"type": "string", "enum": ["all", *SPLITS]}
+MODEL_PARAM = {"type": "string", "description": "The model version (mdl_…)."}
+DATASET_PARAM = {"type": "string", "description": "A dataset (ds_…, its latest version) or a dataset version (dsv_…)."}
 
 
 def _fail(field: str, message: str):
@@ -68,7 +71,7 @@ class Train(Runner):
         "type": "object",
         "description": "Core parameters; the task's hyperparameters (GET /api/v1/tasks/) sit beside them.",
         "properties": {
-            "dataset": {"type": "string", "description": "A dataset (ds_…, its latest version) or a dataset version (dsv_…)."},
+            "dataset": DATASET_PARAM,
             "architecture": {"type": "string", "description": "One of the task's architectures; default: the task's, or the base's."},
             "base_model": {"type": "string", "description": "A model garden entry (bm_… or its name) to fine-tune."},
             "parent": {"type": "string", "description": "A model version (mdl_…) of this project to continue from."},
@@ -195,7 +198,6 @@ def _split_choice(value: str) -> list[str]:
     return list(SPLITS) if value == "all" else [value]
 
 
-SPLIT_PARAM = {"type": "string", "enum": ["all", *SPLITS]}
 
 
 class ModelOnDataset(Runner):
@@ -223,8 +225,8 @@ class Evaluate(ModelOnDataset):
     params_schema = {
         "type": "object",
         "properties": {
-            "model": {"type": "string", "description": "The model version (mdl_…)."},
-            "dataset": {"type": "string", "description": "A dataset (ds_…) or dataset version (dsv_…)."},
+            "model": MODEL_PARAM,
+            "dataset": DATASET_PARAM,
             "split": {**SPLIT_PARAM, "default": "test", "description": "Which split to evaluate on (all: every example)."},
         },
         "required": ["model", "dataset"],
@@ -254,8 +256,8 @@ class BatchPredict(ModelOnDataset):
     params_schema = {
         "type": "object",
         "properties": {
-            "model": {"type": "string", "description": "The model version (mdl_…)."},
-            "dataset": {"type": "string", "description": "A dataset (ds_…) or dataset version (dsv_…)."},
+            "model": MODEL_PARAM,
+            "dataset": DATASET_PARAM,
             "split": {**SPLIT_PARAM, "default": "all"},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Labels per prediction (default: the task's)."},
         },

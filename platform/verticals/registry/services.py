@@ -235,7 +235,7 @@ def dataset_preview(version: DatasetVersion, *, split: str = "train", limit: int
 
 
 def dataset_version_files(version: DatasetVersion) -> Path:
-    return storage.local_copy(version.storage_prefix, _listing(version.storage_prefix))
+    return storage.local_copy(version.storage_prefix, lambda: _listing(version.storage_prefix))
 
 
 def _listing(prefix: str) -> list[dict]:

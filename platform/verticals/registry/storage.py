@@ -10,7 +10,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.files import File
@@ -66,9 +66,10 @@ def _local_path(prefix: str) -> Path | None:
         return None
 
 
-def local_copy(prefix: str, files: list[dict]) -> Path:
+def local_copy(prefix: str, files: list[dict] | Callable[[], list[dict]]) -> Path:
     """A local directory holding the stored files: the storage's own directory on the local
-    filesystem, else a copy under REGISTRY_CACHE_DIR made once per process tree."""
+    filesystem, else a copy under REGISTRY_CACHE_DIR made once per process tree. `files` may be
+    a function listing them: it is called only when a copy is made."""
     local = _local_path(prefix)
     if local is not None:
         return local
@@ -76,6 +77,8 @@ def local_copy(prefix: str, files: list[dict]) -> Path:
     done = target / ".complete"
     with _copy_lock:
         if not done.exists():
+            if callable(files):
+                files = files()
             staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=_mkdir(target.parent)))
             for entry in files:
                 destination = staging / entry["name"]

@@ -212,7 +212,7 @@ class LabelledImages(DatasetSchema):
                 pairs = self._pairs_from_folders(members, problems)
             examples = []
             for member, label in pairs:
-                relative = _safe_name(member.filename)
+                relative = safe_member_path(member.filename)
                 data = archive.read(member)
                 problem = image_problem(data, max_pixels=self.max_pixels, min_side=self.min_side)
                 if problem:
@@ -232,7 +232,7 @@ class LabelledImages(DatasetSchema):
         if total > self.max_extracted_bytes:
             raise DatasetInvalid(f"The archive expands to {total} bytes; at most {self.max_extracted_bytes}.")
         for m in members:
-            if _safe_name(m.filename) is None:
+            if safe_member_path(m.filename) is None:
                 raise DatasetInvalid(f"The archive names an unsafe path: {m.filename!r} (absolute, or leaving the archive).")
 
     def _pairs_from_folders(self, members, problems: _Problems):
@@ -283,8 +283,9 @@ def _hidden(name: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/") if part)
 
 
-def _safe_name(name: str) -> str | None:
-    """The member's path if it stays inside the archive, else None."""
+def safe_member_path(name: str) -> str | None:
+    """An archive member's path if it stays inside the archive, else None (absolute, a drive,
+    backslashes, or `..` leaving it). Dataset and model archives both go through it."""
     if name.startswith(("/", "\\")) or "\\" in name or ":" in name.split("/")[0]:
         return None
     normal = posixpath.normpath(name)

@@ -84,12 +84,22 @@ def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False) -> list
     return decoded
 
 
+_validators: dict[str, object] = {}
+
+
 def schema_errors(schema: dict, value) -> list[str]:
     """Schema problems in words that do not repeat the (possibly huge) input."""
+    import json
+
     import jsonschema
 
+    # One validator per schema for the life of the process: this runs on every predicted input.
+    key = json.dumps(schema, sort_keys=True)
+    validator = _validators.get(key)
+    if validator is None:
+        validator = _validators[key] = jsonschema.Draft202012Validator(schema)
     messages = []
-    for error in jsonschema.Draft202012Validator(schema).iter_errors(value):
+    for error in validator.iter_errors(value):
         if error.validator == "maxLength":
             messages.append(f"has {len(error.instance)} characters; at most {error.validator_value}.")
         elif error.validator == "minLength":
