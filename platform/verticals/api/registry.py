@@ -40,6 +40,11 @@ class ModelUnavailable(exceptions.APIException):
     default_code = "model_unavailable"
 
 
+class InferenceRestarted(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "inference_restarted"
+
+
 def refuse_oversized(request) -> None:
     """Refuse a body over the upload limit before it is read (and written to temporary files)."""
     try:
@@ -380,7 +385,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         responses={200: OpenApiResponse(description="One input: the task's output (e.g. [{label, score}] by descending "
                                                     "score). A list of inputs: a list of outputs, in order."),
                    400: OpenApiResponse(description="An input is the wrong type, empty, too long, or a corrupt image."),
-                   409: OpenApiResponse(description="The model cannot predict (no head yet, or its task is unavailable).")},
+                   409: OpenApiResponse(description="The model cannot predict (no head yet, or its task is unavailable)."),
+                   503: OpenApiResponse(description="The model process stopped during the call (e.g. out of memory); retry.")},
     )
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def predict(self, request, project_id=None, model_id=None):
@@ -397,6 +403,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
             raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
         except serving.ModelUnavailable as exc:
             raise ModelUnavailable(str(exc)) from None
+        except serving.InferenceRestarted as exc:
+            raise InferenceRestarted(str(exc)) from None
         return Response(outputs[0] if single else outputs)
 
 
@@ -405,6 +413,8 @@ class BarePredictView(ModelVersionViewSet):
     route with the slash once)."""
 
     schema = None
+    filter_backends = []  # as the predict action declares for the routed view
+    pagination_class = None
 
 
 def _predict_inputs(request) -> tuple[bool, list, dict]:

@@ -1,8 +1,51 @@
 """ASGI entry point (`gunicorn -k uvicorn_worker.UvicornWorker verticals.config.asgi:application`)."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
-from django.core.asgi import get_asgi_application
+from asgiref.sync import ThreadSensitiveContext
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "verticals.config.settings")
-application = get_asgi_application()
+
+
+class PooledThreadsASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with each request's synchronous code (middleware, DRF views, the ORM)
+    run on a long-lived thread instead of one made for the request.
+
+    Django gives every request a fresh thread (a new `ThreadSensitiveContext`), and with it a fresh
+    database connection, since connections belong to threads: `DB_CONN_MAX_AGE` could never keep
+    one, and each request paid for a thread and a connection. Here a request borrows a
+    one-thread executor from a free list (the event loop's own, so no lock) and gives it back when
+    it is done; all its synchronous code still runs on that one thread, as Django requires. A
+    long response (a server-sent event stream) simply holds its thread, and the list grows.
+    """
+
+    max_idle_threads = 64
+
+    def __init__(self):
+        super().__init__()
+        self._idle: list[ThreadPoolExecutor] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)  # Django's own refusal
+        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            if len(self._idle) < self.max_idle_threads:
+                self._idle.append(executor)
+            else:
+                executor.shutdown(wait=False)
+
+
+def get_application() -> PooledThreadsASGIHandler:
+    import django
+
+    django.setup(set_prefix=False)
+    return PooledThreadsASGIHandler()
+
+
+application = get_application()

@@ -444,6 +444,8 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
         return None, None, str(refused), 400
     except serving.ModelUnavailable as unavailable:
         return None, None, str(unavailable), 409
+    except serving.InferenceRestarted as stopped:
+        return None, None, str(stopped), 503
     return label_bars(outputs[0]), outputs[0], "", 200
 
 

@@ -336,7 +336,7 @@ def model_publish(*, project: Project, task: Task, model=None, directory: Path |
 
 
 def model_delete(*, model: ModelVersion, caller) -> None:
-    """Delete a model version, its files once that commits, and its copy in this process's cache."""
+    """Delete a model version, its files once that commits, and its copy in the inference process."""
     from verticals.serving import service as serving
 
     prefix = model.storage_prefix

@@ -1,4 +1,4 @@
-"""Predictions: decode and check inputs, load the model through its plugin (cached), run a batch."""
+"""Predictions: decode and check inputs, batch concurrent calls, run them in the inference process."""
 
 from __future__ import annotations
 
@@ -10,25 +10,16 @@ from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError, Task
+from verticals.serving import process
 from verticals.serving.batcher import BatcherClosed, MicroBatcher
-from verticals.serving.cache import ModelCache
+from verticals.serving.process import InferenceRestarted  # noqa: F401  (re-exported: the API answers it 503)
 
-_cache: ModelCache | None = None
 _batchers: dict[tuple, MicroBatcher] = {}
 _lock = threading.Lock()
 
 
 class ModelUnavailable(Exception):
     """The model cannot serve (its task is not installed here, or it has no head); HTTP 409."""
-
-
-def cache() -> ModelCache:
-    global _cache
-    if _cache is None:
-        with _lock:
-            if _cache is None:
-                _cache = ModelCache(settings.SERVING_CACHE_BYTES)
-    return _cache
 
 
 def task_of(model_version: ModelVersion) -> Task:
@@ -45,18 +36,8 @@ def model_key(model_version: ModelVersion) -> tuple:
 
 
 def forget(model_version: ModelVersion) -> None:
-    """Drop a deleted model from this process's cache (other processes let it age out)."""
-    cache().discard(model_key(model_version))
-
-
-def loaded(model_version: ModelVersion, task: Task):
-    def load():
-        from verticals.registry.training import configure_torch
-
-        configure_torch()
-        return task.load(registry.model_files(model_version))
-
-    return cache().get(model_key(model_version), model_version.size_bytes, load)
+    """Drop a deleted model from this web process's inference process (others let it age out)."""
+    process.call_if_running(process.forget, model_key(model_version))
 
 
 class BadInput(InputError):
@@ -116,8 +97,12 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
     with _lock:
         batcher = _batchers.get(key)
         if batcher is None or batcher.closed:
-            def run(inputs, options, _mv=model_version, _task=task):
-                return _task.predict(loaded(_mv, _task), inputs, options=options)
+            def run(inputs, options, _mv=model_version, _task=task, _key=key):
+                files = str(registry.model_files(_mv))  # stored files, copied here once if the storage is remote
+                try:
+                    return process.call(process.predict, _task.name, _key, _mv.size_bytes, files, inputs, options)
+                except InputError as exc:
+                    raise BadInput(str(exc)) from None
 
             batcher = MicroBatcher(run, max_batch=task.max_batch, max_wait=settings.SERVING_BATCH_WAIT_MS / 1000,
                                    name=f"batcher-{model_version.public_id}")
@@ -126,14 +111,14 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
 
 
 def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False) -> list:
-    """Outputs for raw inputs, in order. BadInput (400) for bad input, ModelUnavailable (409)."""
+    """Outputs for raw inputs, in order. BadInput (400) for bad input, ModelUnavailable (409),
+    InferenceRestarted (503) when the inference process stopped during the call."""
     task = task_of(model_version)
     if not inputs:
         raise BadInput("The list is empty; send one input or a non-empty list.")
     if len(inputs) > task.max_batch:
         raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
     decoded = decode_inputs(task, inputs, single=single)
-    loaded(model_version, task)  # load (or find) the model in this thread: a load error reaches the caller
     try:
         return _batcher(model_version, task).submit(decoded, options)
     except BatcherClosed:  # it went idle between the lookup and the submit: a fresh one takes the call
