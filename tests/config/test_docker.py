@@ -401,7 +401,10 @@ def test_shared_environment_and_volumes():
         assert name in env, f"x-env does not set {name}"
     declared = set(compose.get("volumes") or {})
     for name, svc in our_services(compose).items():
-        assert svc["environment"] == env, f"service {name!r} does not use the shared x-env environment"
+        own = {key: value for key, value in svc["environment"].items() if key not in env or value != env[key]}
+        assert {key: svc["environment"].get(key) for key in env} == env, f"service {name!r} does not use the shared x-env environment"
+        # Only web adds to it: its request threads are long-lived, so it keeps database connections.
+        assert own == ({"DB_CONN_MAX_AGE": "60"} if name == "web" else {}), f"service {name!r} adds {own}"
         mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in svc.get("volumes", [])}
         for variable in ("VERTICALS_VAR_DIR", "MEDIA_ROOT"):
             path = env.get(variable) or dockerfile_env()[variable]
