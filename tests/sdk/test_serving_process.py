@@ -31,7 +31,7 @@ def test_predictions_run_in_another_process_and_a_dead_one_is_started_again(worl
 
     os.kill(first, signal.SIGKILL)  # between calls (e.g. the kernel's OOM killer)
     deadline = time.monotonic() + 10
-    while process._child[0].is_alive() and time.monotonic() < deadline:
+    while process._child.process.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     again = client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json")
     assert again.status_code == 200, again.json()

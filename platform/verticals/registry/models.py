@@ -127,5 +127,9 @@ class ModelVersion(ArtifactFields, TenantOwnedModel):
 
     @property
     def predictable(self) -> bool:
-        """A model with no labels is an encoder without a head: fine-tune it before predicting."""
-        return bool(self.labels)
+        """A labelled task's model with no labels is an encoder without a head: fine-tune it before
+        predicting. A generation model has no labels and predicts."""
+        from verticals.sdk import discovery
+
+        task = discovery.get_task(self.task)
+        return bool(self.labels) or (task is not None and not task.labelled)

@@ -166,6 +166,12 @@ class Task:
     streams: ClassVar[bool] = False
     playground: ClassVar[str] = "text"
     max_batch: ClassVar[int] = 32          # inputs one predict call (or one predictor batch) may hold
+    # Whether outputs name the dataset's labels: then a model without labels (an imported encoder)
+    # has no head and cannot predict yet. A generation task says False.
+    labelled: ClassVar[bool] = True
+    # A streaming task (streams = True) declares the JSON Schema of its generation parameters
+    # (max_tokens, temperature, …) and implements `engine` and `generation_request` below.
+    generation_params_schema: ClassVar[dict] = {}
 
     # --- training and evaluation ---------------------------------------------------------
 
@@ -203,6 +209,17 @@ class Task:
 
     def predict(self, model: Any, inputs: list, *, options: dict | None = None) -> list:
         """Outputs (matching output_schema) for a batch of decoded inputs, in order."""
+        raise NotImplementedError
+
+    def engine(self, model: Any):
+        """(Streaming tasks.) The loaded model's one `verticals.sdk.generation.ContinuousBatcher`,
+        made at the first call and kept with the model (its `close()` stops it when the model
+        leaves the cache)."""
+        raise NotImplementedError
+
+    def generation_request(self, model: Any, decoded_input: Any, options: dict):
+        """(Streaming tasks.) A `GenerationRequest` for one decoded input and checked generation
+        parameters; raise InputError for what cannot run (e.g. a prompt too long for the model)."""
         raise NotImplementedError
 
     # --- test kit -------------------------------------------------------------------------

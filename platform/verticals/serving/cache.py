@@ -20,8 +20,9 @@ class Entry:
 
 
 class ModelCache:
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, on_evict: Callable[[Any], None] | None = None):
         self.max_bytes = max_bytes
+        self.on_evict = on_evict  # e.g. stop a model's generation engine when the model leaves
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
@@ -55,7 +56,7 @@ class ModelCache:
             if oldest == keep:
                 self._entries.move_to_end(oldest)
                 continue
-            self._entries.pop(oldest)
+            self._release(self._entries.pop(oldest))
             self.evictions += 1
 
     @property
@@ -68,8 +69,17 @@ class ModelCache:
 
     def discard(self, key: tuple) -> None:
         with self._lock:
-            self._entries.pop(key, None)
+            entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._release(entry)
 
     def clear(self) -> None:
         with self._lock:
+            entries = list(self._entries.values())
             self._entries.clear()
+        for entry in entries:
+            self._release(entry)
+
+    def _release(self, entry: Entry) -> None:
+        if self.on_evict is not None:
+            self.on_evict(entry.value)

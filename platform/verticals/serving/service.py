@@ -31,6 +31,20 @@ def task_of(model_version: ModelVersion) -> Task:
     return task
 
 
+def generation_task_of(model, tenant) -> Task:
+    """The streaming task a model version (or a garden base model) generates with, for `tenant`."""
+    if isinstance(model, ModelVersion):
+        task = task_of(model)
+    else:
+        names = [name for name in registry.tasks_for_base(model) if getattr(discovery.get_task(name), "streams", False)]
+        task = discovery.enabled_tasks(tenant).get(names[0]) if names else None
+        if task is None:
+            raise ModelUnavailable(f"The base model '{model.name}' does not generate text here.")
+    if not task.streams:
+        raise ModelUnavailable(f"This model's task ('{task.name}') does not generate text; use its predict endpoint.")
+    return task
+
+
 def model_key(model_version: ModelVersion) -> tuple:
     return ("model", model_version.public_id, model_version.sha256)
 
@@ -81,15 +95,19 @@ def schema_errors(schema: dict, value) -> list[str]:
         validator = _validators[key] = jsonschema.Draft202012Validator(schema)
     messages = []
     for error in validator.iter_errors(value):
-        if error.validator == "maxLength":
-            messages.append(f"has {len(error.instance)} characters; at most {error.validator_value}.")
-        elif error.validator == "minLength":
-            messages.append(f"needs at least {error.validator_value} character(s).")
-        elif error.validator == "type":
-            messages.append(f"must be of type {error.validator_value}.")
-        else:
-            messages.append(error.message[:200])
+        where = ".".join(str(part) for part in error.absolute_path)  # e.g. messages.0.content, or "" for the input itself
+        messages.append(f"{where}: {_worded(error)}" if where else _worded(error))
     return messages
+
+
+def _worded(error) -> str:
+    if error.validator == "maxLength":
+        return f"has {len(error.instance)} characters; at most {error.validator_value}."
+    if error.validator == "minLength":
+        return f"needs at least {error.validator_value} character(s)."
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}."
+    return error.message[:200]
 
 
 def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
@@ -108,6 +126,22 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
                                    name=f"batcher-{model_version.public_id}")
             _batchers[key] = batcher
     return batcher
+
+
+def generate(*, model, tenant, raw_input, options: dict) -> process.Stream:
+    """Start generating from one input with a model version or a garden base model: a stream of
+    GenerationEvents (close it to cancel). BadInput (400) for a bad input or parameter, or a
+    prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503)."""
+    task = generation_task_of(model, tenant)
+    decoded = decode_inputs(task, [raw_input], single=True)[0]
+    problems = schema_errors(task.generation_params_schema, options)
+    if problems:
+        raise BadInput(problems[0], "parameters")
+    files = str(registry.model_files(model))
+    try:
+        return process.stream(task.name, model_key(model), model.size_bytes, files, decoded, options)
+    except InputError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False) -> list:
