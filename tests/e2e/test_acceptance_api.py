@@ -61,7 +61,7 @@ def assert_pipeline_shape(output, labels):
 
 @pytest.mark.pretrained
 def test_sentiment_fine_tuned_from_minilm_through_the_api(world_a, shared_artifacts):
-    call_command("import_base_model", "--shipped")
+    call_command("import_base_model", "--shipped", "--name", "minilm-l6")
     client, project = world_a.client(), world_a.project.public_id
     garden = {m["name"]: m for m in client.get("/api/v1/base-models/").json()["results"]}
     assert "sentiment" in garden["minilm-l6"]["tasks"]

@@ -128,7 +128,8 @@ def statistics(splits: dict[str, list[Example]], labels: list[str]) -> dict:
     for name, members in splits.items():
         counts = {label: 0 for label in labels}
         for example in members:
-            counts[example.label] += 1
+            if example.label in counts:
+                counts[example.label] += 1
         stats["splits"][name] = {"rows": len(members), "labels": counts}
     for label in labels:
         stats["labels"][label] = sum(stats["splits"][name]["labels"][label] for name in splits)
@@ -164,7 +165,8 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
             examples = task_obj.dataset.ingest(source, built / "files")
         except DatasetInvalid as exc:
             raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
-        labels = sorted({e.label for e in examples})
+        # An unlabelled task's examples (text generation) carry no label: no labels, no per-label counts.
+        labels = sorted({e.label for e in examples}) if task_obj.labelled else []
         splits = split_examples(examples, seed=seed, fractions=fractions)
         with (built / EXAMPLES_FILE).open("w") as sink:
             for split_name in SPLITS:

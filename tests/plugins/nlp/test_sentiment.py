@@ -11,6 +11,7 @@ import torch
 
 from nlp.plugin import NlpPlugin
 from nlp.sentiment import MAX_CHARS, SentimentTask, example_reviews
+from nlp.textgen import TextGenerationTask
 from verticals.sdk import DatasetSplit, Example, InputError, LocalTrainContext, TrainingError
 from verticals.sdk.params import problems, with_defaults
 
@@ -78,7 +79,7 @@ def saved(task, trained, tmp_path_factory):
 
 def test_plugin_declares_the_sentiment_task(task):
     assert NlpPlugin.name == "nlp" and NlpPlugin.title and NlpPlugin.description
-    assert list(NlpPlugin.tasks) == [SentimentTask]
+    assert list(NlpPlugin.tasks) == [SentimentTask, TextGenerationTask]
     assert (task.name, task.domain, task.playground, task.primary_metric) == ("sentiment", "nlp", "text", "accuracy")
     assert tuple(task.metrics) == ("accuracy", "macro_f1")
     assert set(task.optimizations) == {"quantize", "prune", "distill"}
