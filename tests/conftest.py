@@ -62,6 +62,7 @@ class World:
     _job: Job | None = field(default=None, repr=False)
     _dataset_version: object = field(default=None, repr=False)
     _model: object = field(default=None, repr=False)
+    _generator: object = field(default=None, repr=False)
 
     @property
     def job(self) -> Job:
@@ -88,6 +89,15 @@ class World:
 
             self._model = make_model_version(self, "sentiment", name=f"model-{self.tenant.public_id[-6:]}")
         return self._model
+
+    @property
+    def generator(self):
+        """A tiny trained text-generation model version in the world's project, made on first use."""
+        if self._generator is None:
+            from tests.registry.factories import make_model_version
+
+            self._generator = make_model_version(self, "text-generation", name=f"chat-{self.tenant.public_id[-6:]}")
+        return self._generator
 
     def client(self) -> APIClient:
         client = APIClient()

@@ -40,3 +40,66 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
     shutdown), then SIGKILL whatever of the group is left (children, an embedded beat)."""
     stop_process(process, timeout=timeout)
     signal_group(process, signal.SIGKILL)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_env(tmp_path, **extra) -> dict:
+    """The environment of a platform of its own: a SQLite file and a var folder under tmp_path."""
+    env = {**os.environ, "VERTICALS_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+           "DEBUG": "1", **extra}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def manage(env: dict, *args) -> str:
+    """`manage.py ARGS` in that environment; its standard output."""
+    import sys
+
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=True).stdout
+
+
+class production_server:
+    """gunicorn with uvicorn workers (ASGI), as docker/compose.yaml runs the web service, on a free
+    port: `with production_server(env) as base_url: …` (it has answered /healthz by then)."""
+
+    def __init__(self, env: dict, *, workers: int = 1, timeout: float = 60):
+        self.env, self.workers, self.timeout = env, workers, timeout
+
+    def __enter__(self) -> str:
+        import sys
+        import time
+        import urllib.request
+        from pathlib import Path
+
+        port = free_port()
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        self.process = subprocess.Popen(
+            [gunicorn, "verticals.config.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}",
+             "--workers", str(self.workers)],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=5):
+                    return base
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    stop_process(self.process)
+                    raise RuntimeError("gunicorn did not come up") from None
+                time.sleep(0.3)
+
+    def __exit__(self, *exc) -> None:
+        stop_process(self.process)

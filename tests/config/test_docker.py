@@ -12,7 +12,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.processes import stop_process
+from tests.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -544,19 +543,13 @@ def test_collectstatic_runs_as_the_dockerfile_runs_it(tmp_path):
     assert (tmp_path / "static" / "staticfiles.json").is_file(), "no manifest: DEBUG=0 storage was not used"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_web_command_serves_healthz_to_the_health_check(tmp_path):
     """The web service's command starts with compose's environment, and its health check
     (plain HTTP to 127.0.0.1, DEBUG off, HTTPS redirect on) gets {"status": "ok"}."""
     services = load_compose()["services"]
     env = compose_web_env(tmp_path)
-    port = _free_port()
+    port = free_port()
     argv = as_argv(services["web"]["command"])
     argv[argv.index("-b") + 1] = f"127.0.0.1:{port}"
     argv[argv.index("--workers") + 1] = "1"

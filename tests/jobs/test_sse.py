@@ -2,10 +2,7 @@
 a running job, keep-alives, the time limit, the end at the terminal status, and its errors."""
 
 import json
-import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,9 +13,8 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
-from tests.api.test_asgi_isolation import _free_port, _manage
+from tests.processes import fresh_env, manage, production_server
 from tests.jobs.sse import parse_block
-from tests.processes import stop_process
 from verticals.jobs import engine, worker
 from verticals.jobs.models import Job
 from verticals.tenancy.roles import Role
@@ -243,19 +239,10 @@ def test_under_asgi_errors_are_json(world_a, world_b):
 def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
     """Under gunicorn + uvicorn, the first event arrives while the job is still queued (nothing is
     buffered), and the stream ends when the job is cancelled from another connection."""
-    env = {**os.environ, "VERTICALS_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-           "DEBUG": "1", "JOBS_RUNNER_MODULES": "tests.jobs.runners", "JOBS_SSE_POLL_SECONDS": "0.05",
-           "JOBS_SSE_KEEPALIVE_SECONDS": "30", "JOBS_SSE_MAX_SECONDS": "60"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    _manage(env, "migrate", "--noinput")
-    world = json.loads(_manage(env, "bootstrap", "--partner", "P", "--tenant", "T", "--email", "o@example.com"))
-    port = _free_port()
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    server = subprocess.Popen(
-        [gunicorn, "verticals.config.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1/projects/{world['project']['id']}/jobs/"
+    env = fresh_env(tmp_path, JOBS_RUNNER_MODULES="tests.jobs.runners", JOBS_SSE_POLL_SECONDS="0.05",
+                    JOBS_SSE_KEEPALIVE_SECONDS="30", JOBS_SSE_MAX_SECONDS="60")
+    manage(env, "migrate", "--noinput")
+    world = json.loads(manage(env, "bootstrap", "--partner", "P", "--tenant", "T", "--email", "o@example.com"))
     auth = {"Authorization": f"Bearer {world['api_key']}"}
 
     def call(url, method="GET", body=None):
@@ -264,16 +251,9 @@ def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                job = call(base, "POST", {"kind": "test.steps", "params": {"steps": 3}})
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not come up")
-                time.sleep(0.3)
+    with production_server(env) as server_url:
+        base = f"{server_url}/api/v1/projects/{world['project']['id']}/jobs/"
+        job = call(base, "POST", {"kind": "test.steps", "params": {"steps": 3}})
         lines: queue.Queue = queue.Queue()
 
         def listen():
@@ -299,5 +279,3 @@ def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
             received.append(line)
         data = [json.loads(line[len("data: "):]) for line in received if line.startswith("data: ")]
         assert [d["id"] for d in data] == [1, 2] and data[-1]["status"] == "cancelled"
-    finally:
-        stop_process(server)

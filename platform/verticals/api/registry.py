@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.http import FileResponse
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
 from verticals.api.serializers import StrictCharField
+from verticals.api.streaming import event_stream, sse
 from verticals.registry import services, storage
 from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.registry.runners import Train
@@ -396,15 +398,12 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
             raise exceptions.ValidationError({"inputs": [f"The request has {length} bytes; a predict call takes at most "
                                                          f"{settings.SERVING_MAX_BODY_BYTES} (use a batch_predict job)."]})
         model = self.get_object()
-        single, inputs, parameters = _predict_inputs(request)
-        try:
+        with serving_errors():
+            task = serving.task_of(model)
+            if task.streams:
+                return _generation_response(request, model, self.caller)
+            single, inputs, parameters = _predict_inputs(request)
             outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single)
-        except serving.BadInput as exc:
-            raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
-        except serving.ModelUnavailable as exc:
-            raise ModelUnavailable(str(exc)) from None
-        except serving.InferenceRestarted as exc:
-            raise InferenceRestarted(str(exc)) from None
         return Response(outputs[0] if single else outputs)
 
 
@@ -415,6 +414,62 @@ class BarePredictView(ModelVersionViewSet):
     schema = None
     filter_backends = []  # as the predict action declares for the routed view
     pagination_class = None
+
+
+@contextmanager
+def serving_errors():
+    """Serving's failures as API errors: 400 naming the input or parameter, 409, 503."""
+    try:
+        yield
+    except serving.BadInput as exc:
+        raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
+    except serving.ModelUnavailable as exc:
+        raise ModelUnavailable(str(exc)) from None
+    except serving.InferenceRestarted as exc:
+        raise InferenceRestarted(str(exc)) from None
+
+
+def _generation_response(request, model, caller):
+    """Predict with a generation model: {"inputs", "parameters", "stream"}. Without `stream`, the
+    whole text per input; with it, server-sent events as the text grows (Text Generation
+    Inference's shape: {"token": {"text"}, "generated_text": null}, the last one with the whole
+    text and `details`)."""
+    if not isinstance(request.data, dict) or "inputs" not in request.data:
+        raise exceptions.ValidationError({"inputs": ['Send {"inputs": a prompt, {"messages": [...]} or a list, '
+                                                     '"parameters": {...}, "stream": false}.']})
+    unknown = sorted(set(request.data) - {"inputs", "parameters", "stream"})
+    if unknown:
+        raise exceptions.ValidationError({unknown[0]: ["Unknown field; a predict request takes inputs, parameters and stream."]})
+    raw, parameters, stream = request.data["inputs"], request.data.get("parameters") or {}, request.data.get("stream", False)
+    if not isinstance(parameters, dict):
+        raise exceptions.ValidationError({"parameters": ['Give an object, e.g. {"max_tokens": 64}.']})
+    if not isinstance(stream, bool):
+        raise exceptions.ValidationError({"stream": ["Give true or false."]})
+    if not stream:
+        single = not isinstance(raw, list)
+        outputs = serving.complete(model=model, caller=caller, raw_inputs=[raw] if single else raw, options=parameters)
+        return Response(outputs[0] if single else outputs)
+    if isinstance(raw, list):
+        raise exceptions.ValidationError({"inputs": ["A stream takes one input; send a list without `stream`."]})
+    generation = serving.generate(model=model, caller=caller, raw_input=raw, options=parameters)
+    return event_stream(request, _tgi_events(generation), cancel=generation.cancel, close=generation.close)
+
+
+def _tgi_events(generation):
+    text = []
+    try:
+        for event in generation:
+            text.append(event.text)
+            body = {"token": {"text": event.text}, "generated_text": None}
+            if event.finished:
+                body["generated_text"] = "".join(text)
+                body["details"] = {"finish_reason": event.finish_reason, "prompt_tokens": generation.prompt_tokens,
+                                   "generated_tokens": event.completion_tokens}
+                if event.error:
+                    body["error"] = {"code": "generation_failed", "message": event.error}
+            yield sse(body)
+    except serving.InferenceRestarted as exc:
+        yield sse({"error": {"code": "inference_restarted", "message": str(exc)}})
 
 
 def _predict_inputs(request) -> tuple[bool, list, dict]:

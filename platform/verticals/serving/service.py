@@ -128,20 +128,104 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
     return batcher
 
 
-def generate(*, model, tenant, raw_input, options: dict) -> process.Stream:
+class MeteredStream:
+    """A generation's events (GenerationEvent), recorded as one Usage row when it ends — finished,
+    failed or closed early (a client that went away pays for the tokens it was sent)."""
+
+    def __init__(self, stream: process.Stream, usage: dict):
+        self._stream, self._usage = stream, usage
+        self.prompt_tokens = stream.prompt_tokens
+        self.completion_tokens = 0
+        self.finish_reason = ""
+        self._recorded = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            event = next(self._stream)
+        except StopIteration:  # closed before its end: cancelled
+            self.finish_reason = self.finish_reason or "cancelled"
+            self._record()
+            raise
+        except Exception:
+            self._record()
+            raise
+        self.completion_tokens = max(self.completion_tokens, event.completion_tokens)
+        if event.finished:
+            self.finish_reason = event.finish_reason or ""
+            self._record()
+        return event
+
+    def cancel(self) -> None:
+        """Stop the generation if it still runs (any thread; no database)."""
+        self._stream.close()
+
+    def close(self) -> None:
+        """Stop it and record what it used."""
+        self._stream.close()
+        self.finish_reason = self.finish_reason or "cancelled"
+        self._record()
+
+    def _record(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        from verticals.serving.models import Usage
+        from verticals.tenancy.scoping import tenant_context
+
+        usage = self._usage
+        with tenant_context(usage["tenant"]):
+            Usage.objects.create(**usage, quantity=self.prompt_tokens + self.completion_tokens, prompt_tokens=self.prompt_tokens,
+                                 completion_tokens=self.completion_tokens, finish_reason=self.finish_reason)
+
+
+def generate(*, model, caller, raw_input, options: dict, route: str = "predict.stream", project=None) -> MeteredStream:
     """Start generating from one input with a model version or a garden base model: a stream of
-    GenerationEvents (close it to cancel). BadInput (400) for a bad input or parameter, or a
-    prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503)."""
-    task = generation_task_of(model, tenant)
+    GenerationEvents (close it to cancel), metered when it ends. BadInput (400) for a bad input or
+    parameter, or a prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503)."""
+    task = generation_task_of(model, caller.tenant)
     decoded = decode_inputs(task, [raw_input], single=True)[0]
     problems = schema_errors(task.generation_params_schema, options)
     if problems:
         raise BadInput(problems[0], "parameters")
     files = str(registry.model_files(model))
     try:
-        return process.stream(task.name, model_key(model), model.size_bytes, files, decoded, options)
+        stream = process.stream(task.name, model_key(model), model.size_bytes, files, decoded, options)
     except InputError as exc:
         raise BadInput(str(exc)) from None
+    is_version = isinstance(model, ModelVersion)
+    meter = next(iter(task.meters), "textgen.tokens")
+    return MeteredStream(stream, {
+        "tenant": caller.tenant, "project": model.project if is_version else project,
+        "model_version": model if is_version else None, "base_model": None if is_version else model,
+        "model": model.public_id if is_version else model.name, "task": task.name, "route": route, "meter": meter,
+        "api_key": caller.api_key, "user": caller.user,
+    })
+
+
+def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "predict", project=None) -> list[dict]:
+    """Generate to the end for each input (they run side by side in the engine):
+    [{generated_text, finish_reason, usage: {prompt_tokens, completion_tokens}}]."""
+    streams = []
+    try:
+        for index, raw in enumerate(raw_inputs):
+            try:
+                streams.append(generate(model=model, caller=caller, raw_input=raw, options=options, route=route, project=project))
+            except BadInput as exc:
+                if len(raw_inputs) > 1 and exc.where == "inputs":
+                    exc.where = f"inputs[{index}]"
+                raise
+        outputs = []
+        for stream in streams:
+            text = "".join(event.text for event in stream)
+            outputs.append({"generated_text": text, "finish_reason": stream.finish_reason,
+                            "usage": {"prompt_tokens": stream.prompt_tokens, "completion_tokens": stream.completion_tokens}})
+        return outputs
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False) -> list:
