@@ -167,8 +167,8 @@ class ContinuousBatcher:
                 admitted = self._admissible()
             try:
                 with torch.inference_mode():
-                    for sequence in admitted:
-                        self._prefill(sequence)
+                    if admitted:
+                        self._prefill(admitted)
                     self._drop_finished()
                     if self._running:
                         self._decode_step()
@@ -199,32 +199,44 @@ class ContinuousBatcher:
             admitted.append(self._waiting.pop(0))
         return admitted
 
-    def _prefill(self, sequence: _Sequence) -> None:
+    def _prefill(self, group: list[_Sequence]) -> None:
+        """One forward over the prompts of newly admitted requests (left-padded to one length),
+        their first tokens, and their KV cache joined to the running batch's."""
         import torch
         from transformers import DynamicCache
 
-        ids = torch.tensor([sequence.request.prompt_ids], device=self.model.device)
+        device = self.model.device
+        length = max(len(s.request.prompt_ids) for s in group)
+        ids = torch.zeros((len(group), length), dtype=torch.long, device=device)
+        mask = torch.zeros((len(group), length), dtype=torch.long, device=device)
+        for row, sequence in enumerate(group):
+            prompt = sequence.request.prompt_ids
+            ids[row, length - len(prompt):] = torch.tensor(prompt, device=device)
+            mask[row, length - len(prompt):] = 1
+            sequence.length = len(prompt)
+        padded = bool((mask == 0).any())
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = DynamicCache()
-        logits = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        sequence.length = ids.shape[1]
-        self._join(sequence, cache)
-        self._advance(sequence, self._sample([sequence], logits)[0])
+        logits = self.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        self._join(group, cache, mask)
+        for sequence, token in zip(group, self._sample(group, logits), strict=True):
+            self._advance(sequence, token)
 
-    def _join(self, sequence: _Sequence, cache) -> None:
-        """Add a prefilled sequence to the running batch: left-pad the shorter side to one length."""
+    def _join(self, group: list[_Sequence], cache, mask) -> None:
+        """Add prefilled sequences to the running batch: left-pad the shorter side to one length."""
         import torch
 
-        new_mask = torch.ones((1, sequence.length), dtype=torch.long, device=self.model.device)
         if self._cache is None:
-            self._cache, self._mask = cache, new_mask
+            self._cache, self._mask = cache, mask
         else:
-            length = max(self._mask.shape[1], sequence.length)
+            length = max(self._mask.shape[1], mask.shape[1])
             for ours, theirs in zip(self._cache.layers, cache.layers, strict=True):
                 ours.keys = torch.cat([_left_pad(ours.keys, length), _left_pad(theirs.keys, length)], dim=0)
                 ours.values = torch.cat([_left_pad(ours.values, length), _left_pad(theirs.values, length)], dim=0)
-            self._mask = torch.cat([_left_pad(self._mask, length, dim=1), _left_pad(new_mask, length, dim=1)], dim=0)
+            self._mask = torch.cat([_left_pad(self._mask, length, dim=1), _left_pad(mask, length, dim=1)], dim=0)
         with self._lock:
-            self._running.append(sequence)
+            self._running.extend(group)
         self.largest_batch = max(self.largest_batch, len(self._running))
 
     def _decode_step(self) -> None:
@@ -234,8 +246,9 @@ class ContinuousBatcher:
         ids = torch.tensor([[s.last_token] for s in self._running], device=device)
         positions = torch.tensor([[s.length] for s in self._running], device=device)
         self._mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=self._mask.dtype, device=device)], dim=1)
-        logits = self.model(input_ids=ids, attention_mask=self._mask, position_ids=positions, cache=self._cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        padded = bool((self._mask == 0).any())  # no padding (one sequence, say): the plain causal path
+        logits = self.model(input_ids=ids, attention_mask=self._mask if padded else None, position_ids=positions,
+                            cache=self._cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
         self.steps += 1
         for sequence, token in zip(self._running, self._sample(self._running, logits), strict=True):
             sequence.length += 1
@@ -244,8 +257,10 @@ class ContinuousBatcher:
     def _sample(self, sequences: list[_Sequence], logits) -> list[int]:
         import torch
 
-        chosen = []
         logits = logits.float()
+        if all(sequence.request.temperature <= 0 for sequence in sequences):  # all greedy: one argmax
+            return logits.argmax(dim=-1).tolist()
+        chosen = []
         for row, sequence in zip(logits, sequences, strict=True):
             temperature, top_p = sequence.request.temperature, sequence.request.top_p
             if temperature <= 0:
