@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from verticals.sdk import TrainingError, read_config, write_config
+from verticals.sdk import TrainingError, optimizer_tensors, read_config, restore_optimizer, write_config
 
 TASK = "text-generation"
 SMALL = "causal-lm-small"
@@ -409,9 +409,7 @@ def train(ctx) -> CausalLM:
         with torch.no_grad():
             for name, value in state.items():
                 named[name].copy_(value)
-        optimizer_state = _unflatten_optimizer(checkpoint.tensors, optimizer)
-        if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
+        restore_optimizer(optimizer, checkpoint.tensors)
         start_epoch = min(int(checkpoint.state.get("epoch", 0)), epochs)
         model.facts.update(checkpoint.state.get("facts") or {})
         ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
@@ -499,22 +497,7 @@ def _usable_checkpoint(ctx, architecture: str, method: str):
 
 
 def _checkpoint_tensors(trainable, optimizer) -> dict:
-    tensors = {f"model.{name}": p.detach() for name, p in trainable}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-    return tensors
-
-
-def _unflatten_optimizer(tensors: dict, optimizer) -> dict | None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    if not state:
-        return None
-    return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+    return {**{f"model.{name}": p.detach() for name, p in trainable}, **optimizer_tensors(optimizer)}
 
 
 # --- artifacts -------------------------------------------------------------------------------------

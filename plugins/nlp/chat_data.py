@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 
 from verticals.sdk import DatasetInvalid, DatasetSchema, Example
-from verticals.sdk.datasets import _Problems
+from verticals.sdk.datasets import Problems, jsonl_records, read_text
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES = 256
@@ -54,21 +54,10 @@ class ChatJsonl(DatasetSchema):
 
     def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
         self.check_format(upload.name)
-        try:
-            text = upload.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetInvalid(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again.") from exc
-        problems = _Problems()
+        text = read_text(upload)
+        problems = Problems()
         examples = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.add(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
-                continue
+        for where, record in jsonl_records(text, problems):
             found = read_record(record)
             if isinstance(found, str):
                 problems.add(where, found)

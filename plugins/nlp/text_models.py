@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from verticals.sdk import TrainingError, load_weights, read_config, save_weights, write_config
+from verticals.sdk import TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer, save_weights, write_config
 
 SMALL = "transformer-small"
 BERT = "bert-finetune"
@@ -226,9 +226,7 @@ def train(ctx) -> SentimentModel:
     start_epoch = 0
     if checkpoint is not None:
         module.load_state_dict({k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")})
-        optimizer_state = _unflatten_optimizer(checkpoint.tensors, optimizer)
-        if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
+        restore_optimizer(optimizer, checkpoint.tensors)
         start_epoch = min(int(checkpoint.state.get("epoch", 0)), epochs)
         ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
 
@@ -317,28 +315,11 @@ def _usable_checkpoint(ctx, architecture: str, labels: list[str]):
 
 
 def _checkpoint_tensors(model: SentimentModel, optimizer) -> dict:
-    tensors = {f"model.{key}": value for key, value in model.module.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{index}.{key}"] = value
-            else:
-                tensors[f"optim.{index}.{key}"] = torch.tensor(value)
+    tensors = {**{f"model.{key}": value for key, value in model.module.state_dict().items()}, **optimizer_tensors(optimizer)}
     if model.architecture == SMALL:
         data = model.tokenizer.to_str().encode("utf-8")
         tensors["tokenizer.json"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return tensors
-
-
-def _unflatten_optimizer(tensors: dict, optimizer) -> dict | None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    if not state:
-        return None
-    return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
 
 
 def _build_small(ctx, params: dict, labels: list[str], texts: list[str], checkpoint) -> SentimentModel:

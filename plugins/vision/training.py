@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from verticals.sdk import TrainContext, TrainingError, load_weights, read_config
+from verticals.sdk import TrainContext, TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer
 from vision.networks import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -230,12 +230,8 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
 
 
 def _checkpoint_tensors(model: ImageClassifier, optimizer: torch.optim.Optimizer) -> dict:
-    tensors = {f"model.{key}": value for key, value in model.network.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for name, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{index}.{name}"] = value
-    return tensors
+    return {**{f"model.{key}": value for key, value in model.network.state_dict().items()},
+            **optimizer_tensors(optimizer, prefix="optimizer.")}
 
 
 def _resume(ctx: TrainContext, model: ImageClassifier, optimizer: torch.optim.Optimizer) -> int:
@@ -251,13 +247,7 @@ def _resume(ctx: TrainContext, model: ImageClassifier, optimizer: torch.optim.Op
     weights = {k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
     model.network.load_state_dict(weights, strict=True)
     model.mean, model.std = list(state["mean"]), list(state["std"])
-    saved: dict[int, dict] = {}
-    for key, value in checkpoint.tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            saved.setdefault(int(index), {})[name] = value.to(model.device) if name != "step" else value
-    if saved:
-        optimizer.load_state_dict({"state": saved, "param_groups": optimizer.state_dict()["param_groups"]})
+    restore_optimizer(optimizer, checkpoint.tensors, prefix="optimizer.", device=model.device)
     return int(state.get("epoch", checkpoint.step))
 
 

@@ -5,7 +5,14 @@ Plugins import from here only:
     from verticals.sdk import Plugin, Task, Architecture, LabelledText, InputError, ...
 """
 
-from verticals.sdk.artifacts import load_weights, read_config, save_weights, write_config
+from verticals.sdk.artifacts import (
+    load_weights,
+    optimizer_tensors,
+    read_config,
+    restore_optimizer,
+    save_weights,
+    write_config,
+)
 from verticals.sdk.contracts import (
     OPTIMIZATIONS,
     Architecture,
@@ -28,5 +35,5 @@ __all__ = [
     "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
     "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
     "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
-    "label_scores", "load_weights", "read_config", "save_weights", "write_config",
+    "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "save_weights", "write_config",
 ]

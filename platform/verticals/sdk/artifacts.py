@@ -42,3 +42,28 @@ def read_config(directory: Path, name: str = CONFIG) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def optimizer_tensors(optimizer, prefix: str = "optim.") -> dict:
+    """An optimizer's state as named tensors (`optim.<param index>.<name>`), for a checkpoint."""
+    import torch
+
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():  # AdamW: step, exp_avg, exp_avg_sq
+            tensors[f"{prefix}{index}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    return tensors
+
+
+def restore_optimizer(optimizer, tensors: dict, prefix: str = "optim.", *, device=None) -> bool:
+    """Load into `optimizer` the state `optimizer_tensors` saved among `tensors` (moved to `device`,
+    except the step counts); False when there is none."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, name = key[len(prefix):].split(".", 1)
+            state.setdefault(int(index), {})[name] = value.to(device) if device is not None and name != "step" else value
+    if not state:
+        return False
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    return True

@@ -39,7 +39,7 @@ class DatasetInvalid(Exception):
         self.problems = list(problems or [])
 
 
-class _Problems:
+class Problems:
     """Collects problems; stops reading once MAX_PROBLEMS are known."""
 
     def __init__(self):
@@ -54,6 +54,32 @@ class _Problems:
         if self.items:
             more = " (the first ones)" if len(self.items) >= MAX_PROBLEMS else ""
             raise DatasetInvalid(f"The upload has {len(self.items)} problem(s){more}; fix them and upload again.", self.items)
+
+
+def read_text(upload: Path) -> str:
+    """An upload's text (UTF-8, a byte-order mark allowed), or DatasetInvalid saying how to fix it."""
+    try:
+        return upload.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetInvalid(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again.") from exc
+
+
+def jsonl_records(text: str, problems: Problems):
+    """(`line N`, record) for each line that holds a JSON object; blank lines are skipped, and
+    every other line is a problem."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.add(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            problems.add(where, "each line must be a JSON object")
+            continue
+        yield where, record
 
 
 class DatasetSchema:
@@ -87,7 +113,7 @@ class DatasetSchema:
         return examples
 
 
-def _label(value, where: str, problems: _Problems) -> str | None:
+def _label(value, where: str, problems: Problems) -> str | None:
     if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
         problems.add(where, "the label is empty")
         return None
@@ -116,12 +142,9 @@ class LabelledText(DatasetSchema):
 
     def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
         ending = self.check_format(upload.name)
-        try:
-            text = upload.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetInvalid(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again.") from exc
-        problems = _Problems()
-        rows = self._csv(text, problems) if ending == ".csv" else self._jsonl(text, problems)
+        text = read_text(upload)
+        problems = Problems()
+        rows = self._csv(text, problems) if ending == ".csv" else jsonl_records(text, problems)
         examples = []
         for where, record in rows:
             value = record.get(self.text_field)
@@ -140,7 +163,7 @@ class LabelledText(DatasetSchema):
         problems.fail()
         return self.check_whole(examples)
 
-    def _csv(self, text: str, problems: _Problems):
+    def _csv(self, text: str, problems: Problems):
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
         missing = [f for f in (self.text_field, self.label_field) if f not in header]
@@ -160,20 +183,6 @@ class LabelledText(DatasetSchema):
         except csv.Error as exc:
             problems.add(f"line {reader.line_num}", f"not valid CSV: {exc}")
 
-    def _jsonl(self, text: str, problems: _Problems):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.add(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
-                continue
-            if not isinstance(record, dict):
-                problems.add(where, "each line must be a JSON object")
-                continue
-            yield where, record
 
 
 class LabelledImages(DatasetSchema):
@@ -205,7 +214,7 @@ class LabelledImages(DatasetSchema):
             self._check_archive(everything)
             members = [m for m in everything if not _hidden(m.filename)]
             csvs = [m for m in members if m.filename.lower().endswith(".csv") and "/" not in m.filename.strip("/")]
-            problems = _Problems()
+            problems = Problems()
             if csvs:
                 pairs = self._pairs_from_csv(archive, csvs[0], members, problems)
             else:
@@ -235,7 +244,7 @@ class LabelledImages(DatasetSchema):
             if safe_member_path(m.filename) is None:
                 raise DatasetInvalid(f"The archive names an unsafe path: {m.filename!r} (absolute, or leaving the archive).")
 
-    def _pairs_from_folders(self, members, problems: _Problems):
+    def _pairs_from_folders(self, members, problems: Problems):
         images = [m for m in members if m.filename.lower().endswith(IMAGE_SUFFIXES)]
         if not images:
             raise DatasetInvalid("The archive holds no images (.png, .jpg, …); put each class's images in a folder named after the class.")
@@ -253,7 +262,7 @@ class LabelledImages(DatasetSchema):
                 problems.add(m.filename, f"not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
         return pairs
 
-    def _pairs_from_csv(self, archive, listing, members, problems: _Problems):
+    def _pairs_from_csv(self, archive, listing, members, problems: Problems):
         by_name = {m.filename.strip("/"): m for m in members}
         try:
             text = archive.read(listing).decode("utf-8-sig")
