@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
@@ -42,7 +43,7 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
     signal_group(process, signal.SIGKILL)
 
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -80,7 +81,6 @@ class production_server:
         import sys
         import time
         import urllib.request
-        from pathlib import Path
 
         port = free_port()
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
