@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from verticals.jobs import engine
+from verticals.portal import chat
 from verticals.portal.jobs import _project
 from verticals.portal.registry_forms import DatasetUploadForm, DatasetVersionForm, TrainForm
 from verticals.portal.views import _error_text, _is_htmx, _refuse, tenant_page
@@ -404,13 +405,15 @@ def _model_context(request, project, model: ModelVersion, **extra) -> dict:
     validation = [{"name": k, "value": metric_text(v)} for k, v in (report.get("validation_metrics") or {}).items()]
     dataset_version = model.dataset_version
     examples = task.input_schema.get("examples") if task is not None else None
+    playground = task.playground if task is not None and model.predictable and caller.can("model.predict") else ""
     return {
         "project": project, "model": model, "task": task, "metrics": metrics, "validation_metrics": validation,
         "report_split": report.get("split", ""), "report_examples": report.get("examples"),
         "confusion": confusion_table(report), "per_class": per_class_rows(report),
         "dataset_version": dataset_version, "dataset_gone": dataset_version is None and bool((model.params or {}).get("dataset")),
         "params_json": json.dumps(model.params, indent=2, sort_keys=True) if model.params else "",
-        "playground": task.playground if task is not None and model.predictable and caller.can("model.predict") else "",
+        "playground": playground,
+        **(chat.playground_context(request, project, model) if playground == "chat" else {}),
         "placeholder": examples[0] if isinstance(examples, list) and examples and isinstance(examples[0], str) else "",
         "can_delete": caller.can("model.delete"), "can_download": caller.can("model.download"),
         "can_train": caller.can("job.create") and task is not None,

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from verticals.portal import jobs, registry, views
+from verticals.portal import chat, jobs, registry, views
 
 app_name = "portal"
 
@@ -57,6 +57,8 @@ urlpatterns = [
     path("projects/<str:project_id>/models/<str:model_id>/", registry.model_detail, name="model_detail"),
     path("projects/<str:project_id>/models/<str:model_id>/predict", registry.model_predict, name="model_predict"),
     path("projects/<str:project_id>/models/<str:model_id>/delete", registry.model_delete, name="model_delete"),
+    path("projects/<str:project_id>/chat/", chat.chat_page, name="chat"),
+    path("projects/<str:project_id>/chat/stream", chat.chat_stream, name="chat_stream"),
     path("jobs/", jobs.job_list, name="jobs"),
     path("members/", views.members, name="members"),
     path("members/invitations/<str:invitation_id>/resend", views.invitation_manage, {"verb": "resend"}, name="invitation_resend"),

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.sdk.datasets import DatasetSchema
 
 OPTIMIZATIONS = ("quantize", "prune", "distill", "regularize")
-PLAYGROUNDS = ("text", "image")
+PLAYGROUNDS = ("text", "image", "chat")
 
 
 class InputError(ValueError):
