@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from nlp.text_models import default_epochs, epoch_seed
 from verticals.sdk import TrainingError, optimizer_tensors, read_config, restore_optimizer, write_config
 
 TASK = "text-generation"
@@ -385,7 +386,7 @@ def train(ctx) -> CausalLM:
 
     batch_size = int(params["batch_size"])
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
-    epochs = int(params.get("epochs") or default_epochs(architecture, steps_per_epoch))
+    epochs = int(params.get("epochs") or default_epochs(architecture, steps_per_epoch, AUTO_EPOCHS))
     learning_rate = float(params.get("learning_rate") or DEFAULT_LEARNING_RATE[SMALL if architecture == SMALL else method])
     weight_decay = float(params["weight_decay"])
     total_steps = epochs * steps_per_epoch
@@ -428,8 +429,8 @@ def train(ctx) -> CausalLM:
     for epoch in range(start_epoch, epochs):
         # Each epoch's shuffling and dropout depend on (seed, epoch) only: a resumed run repeats
         # what the lost one would have done.
-        torch.manual_seed(_epoch_seed(ctx.seed, epoch))
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(_epoch_seed(ctx.seed, epoch) + 1))
+        torch.manual_seed(epoch_seed(ctx.seed, epoch))
+        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(epoch_seed(ctx.seed, epoch) + 1))
         module.train()
         total_loss, tokens = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -466,15 +467,6 @@ def train(ctx) -> CausalLM:
         merge_lora(module)
     module.eval()
     return model
-
-
-def default_epochs(architecture: str, steps_per_epoch: int) -> int:
-    rule = AUTO_EPOCHS[architecture]
-    return max(rule["low"], min(rule["high"], math.ceil(rule["steps"] / max(1, steps_per_epoch))))
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
 
 
 def _small_config_of(module) -> dict:

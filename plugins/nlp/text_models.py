@@ -243,8 +243,8 @@ def train(ctx) -> SentimentModel:
     for epoch in range(start_epoch, epochs):
         # Each epoch's shuffling and dropout depend on (seed, epoch) only, so a resumed run
         # repeats exactly what the lost one would have done.
-        torch.manual_seed(_epoch_seed(ctx.seed, epoch))
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(_epoch_seed(ctx.seed, epoch) + 1))
+        torch.manual_seed(epoch_seed(ctx.seed, epoch))
+        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(epoch_seed(ctx.seed, epoch) + 1))
         module.train()
         total_loss, seen = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -277,12 +277,14 @@ def train(ctx) -> SentimentModel:
     return model
 
 
-def default_epochs(architecture: str, steps_per_epoch: int) -> int:
-    rule = AUTO_EPOCHS[architecture]
+def default_epochs(architecture: str, steps_per_epoch: int, rules: dict | None = None) -> int:
+    """Enough epochs for about `steps` optimizer steps, within [low, high] (rules by architecture)."""
+    rule = (rules or AUTO_EPOCHS)[architecture]
     return max(rule["low"], min(rule["high"], math.ceil(rule["steps"] / max(1, steps_per_epoch))))
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and dropout: a resumed run draws what an uninterrupted one did."""
     return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
 
 

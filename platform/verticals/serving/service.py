@@ -31,13 +31,23 @@ def task_of(model_version: ModelVersion) -> Task:
     return task
 
 
+def generation_tasks(tenant) -> dict[str, Task]:
+    """The tasks enabled for `tenant` that generate text (stream)."""
+    return {name: task for name, task in discovery.enabled_tasks(tenant).items() if task.streams}
+
+
+def base_generation_task(base, tenant) -> Task | None:
+    """The generation task a garden base model serves for `tenant`, or None."""
+    tasks = generation_tasks(tenant)
+    return next((tasks[name] for name in registry.tasks_for_base(base) if name in tasks), None)
+
+
 def generation_task_of(model, tenant) -> Task:
     """The streaming task a model version (or a garden base model) generates with, for `tenant`."""
     if isinstance(model, ModelVersion):
         task = task_of(model)
     else:
-        names = [name for name in registry.tasks_for_base(model) if getattr(discovery.get_task(name), "streams", False)]
-        task = discovery.enabled_tasks(tenant).get(names[0]) if names else None
+        task = base_generation_task(model, tenant)
         if task is None:
             raise ModelUnavailable(f"The base model '{model.name}' does not generate text here.")
     if not task.streams:

@@ -17,9 +17,7 @@ from rest_framework.response import Response
 
 from verticals.api.base import CallerAPIView
 from verticals.api.streaming import event_stream, sse
-from verticals.registry import services as registry
 from verticals.registry.models import BaseModel, ModelVersion
-from verticals.sdk import discovery
 from verticals.serving import service as serving
 
 GENERATION = ("max_tokens", "temperature", "top_p", "stop", "seed")
@@ -67,23 +65,16 @@ class OpenAIView(CallerAPIView):
         return self.action_name
 
 
-def _model_card(model) -> dict:
+def _model_card(model, tenant) -> dict:
     if isinstance(model, ModelVersion):
         parent = model.parent.public_id if model.parent_id else (model.base_model.name if model.base_model_id else None)
         root = model.base_model.name if model.base_model_id else model.public_id
         return {"id": model.public_id, "object": "model", "created": int(model.created_at.timestamp()),
                 "owned_by": model.tenant.public_id, "name": f"{model.name} v{model.version}", "task": model.task,
                 "parent": parent, "root": root}
+    task = serving.base_generation_task(model, tenant)
     return {"id": model.name, "object": "model", "created": int(model.created_at.timestamp()), "owned_by": "verticals",
-            "name": model.title, "task": _generation_task(model), "parent": None, "root": model.name}
-
-
-def _generation_task(base: BaseModel) -> str | None:
-    return next((name for name in registry.tasks_for_base(base) if getattr(discovery.get_task(name), "streams", False)), None)
-
-
-def _streaming_task_names(tenant) -> list[str]:
-    return [name for name, task in discovery.enabled_tasks(tenant).items() if task.streams]
+            "name": model.title, "task": task.name if task else None, "parent": None, "root": model.name}
 
 
 def resolve_model(caller, name) -> ModelVersion | BaseModel:
@@ -93,13 +84,13 @@ def resolve_model(caller, name) -> ModelVersion | BaseModel:
     if not isinstance(name, str) or not name:
         raise OpenAIError("You must provide a model parameter.", param="model")
     if name.startswith("mdl_"):
-        models = ModelVersion.objects.filter(public_id=name, task__in=_streaming_task_names(caller.tenant))
+        models = ModelVersion.objects.filter(public_id=name, task__in=list(serving.generation_tasks(caller.tenant)))
         if caller.project is not None:
             models = models.filter(project=caller.project)
         model = models.select_related("project").first()
     else:
         model = BaseModel.objects.filter(name=name).first()
-        if model is not None and (_generation_task(model) not in _streaming_task_names(caller.tenant)):
+        if model is not None and serving.base_generation_task(model, caller.tenant) is None:
             model = None
     if model is None:
         raise missing
@@ -114,17 +105,18 @@ class ModelList(OpenAIView):
         return "model.view" if caller is not None and caller.denial("model.predict") else "model.predict"
 
     def get(self, request):
-        tasks = _streaming_task_names(self.caller.tenant)
-        versions = ModelVersion.objects.filter(task__in=tasks).select_related("parent", "base_model", "tenant")
+        tenant = self.caller.tenant
+        versions = ModelVersion.objects.filter(task__in=list(serving.generation_tasks(tenant))).select_related(
+            "parent", "base_model", "tenant")
         if self.caller.project is not None:
             versions = versions.filter(project=self.caller.project)
-        bases = [base for base in BaseModel.objects.all() if _generation_task(base) in tasks]
-        return Response({"object": "list", "data": [_model_card(m) for m in bases] + [_model_card(m) for m in versions]})
+        bases = [base for base in BaseModel.objects.all() if serving.base_generation_task(base, tenant) is not None]
+        return Response({"object": "list", "data": [_model_card(m, tenant) for m in [*bases, *versions]]})
 
 
 class ModelDetail(ModelList):
     def get(self, request, model):
-        return Response(_model_card(resolve_model(self.caller, model)))
+        return Response(_model_card(resolve_model(self.caller, model), self.caller.tenant))
 
 
 def _options(body: dict, *, chat: bool) -> dict:
