@@ -77,7 +77,7 @@ def test_a_request_joins_a_running_batch_and_changes_nothing(model, engine):
         events.append(event)
         started.set()
 
-    engine.submit(request(PROMPTS[2], max_new_tokens=120), long_emit)
+    engine.submit(request(PROMPTS[2], max_new_tokens=300), long_emit)
     assert started.wait(10)
     late = engine.generate([request(PROMPTS[0], max_new_tokens=10)])[0]
     deadline = time.monotonic() + 30
@@ -85,7 +85,7 @@ def test_a_request_joins_a_running_batch_and_changes_nothing(model, engine):
         time.sleep(0.01)
     assert engine.largest_batch == 2, "the late request waited for the running one to end"
     assert late.text == alone(model, PROMPTS[0], 10)
-    assert "".join(e.text for e in events) == alone(model, PROMPTS[2], 120)
+    assert "".join(e.text for e in events) == alone(model, PROMPTS[2], 300)
 
 
 def test_text_streams_in_pieces_that_add_up(engine):
