@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from nlp.text_models import default_epochs, epoch_seed
+from nlp.text_models import default_epochs, epoch_order, warmup_then_decay
 from verticals.sdk import TrainingError, optimizer_tensors, read_config, restore_optimizer, write_config
 
 TASK = "text-generation"
@@ -420,17 +420,11 @@ def train(ctx) -> CausalLM:
         ctx.log(f"Validation loss before training: {initial:.4f} (perplexity {perplexity(initial):.2f}).")
         ctx.report(0, total_steps, {"val_loss": initial, "val_perplexity": perplexity(initial)}, description="starting")
 
-    def rate(step: int) -> float:  # linear warm-up, then linear decay to zero
-        if step < warmup_steps:
-            return learning_rate * (step + 1) / warmup_steps
-        return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    rate = warmup_then_decay(learning_rate, warmup_steps, total_steps)
 
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, epochs):
-        # Each epoch's shuffling and dropout depend on (seed, epoch) only: a resumed run repeats
-        # what the lost one would have done.
-        torch.manual_seed(epoch_seed(ctx.seed, epoch))
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(epoch_seed(ctx.seed, epoch) + 1))
+        order = epoch_order(ctx.seed, epoch, len(train_pairs))
         module.train()
         total_loss, tokens = 0.0, 0
         for start in range(0, len(order), batch_size):

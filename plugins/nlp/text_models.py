@@ -233,18 +233,12 @@ def train(ctx) -> SentimentModel:
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(total_steps * warmup_ratio)
 
-    def rate(step: int) -> float:  # linear warm-up, then linear decay to zero
-        if step < warmup_steps:
-            return learning_rate * (step + 1) / warmup_steps
-        return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    rate = warmup_then_decay(learning_rate, warmup_steps, total_steps)
 
     loss_fn = nn.CrossEntropyLoss()
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, epochs):
-        # Each epoch's shuffling and dropout depend on (seed, epoch) only, so a resumed run
-        # repeats exactly what the lost one would have done.
-        torch.manual_seed(epoch_seed(ctx.seed, epoch))
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(epoch_seed(ctx.seed, epoch) + 1))
+        order = epoch_order(ctx.seed, epoch, len(train_pairs))
         module.train()
         total_loss, seen = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -286,6 +280,22 @@ def default_epochs(architecture: str, steps_per_epoch: int, rules: dict | None =
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffle and dropout: a resumed run draws what an uninterrupted one did."""
     return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
+
+
+def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
+    """Seed the epoch's dropout and return its shuffled row order: both depend on (seed, epoch)
+    only, so a resumed run repeats exactly what the lost one would have done."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+    return torch.randperm(rows, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch) + 1))
+
+
+def warmup_then_decay(learning_rate: float, warmup_steps: int, total_steps: int):
+    """The learning rate by step: a linear warm-up, then a linear decay to zero."""
+    def rate(step: int) -> float:
+        if step < warmup_steps:
+            return learning_rate * (step + 1) / warmup_steps
+        return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return rate
 
 
 def validation_metrics(model: SentimentModel, split, *, batch_size: int) -> dict:
