@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.registry.factories import make_model_version
-from verticals.serving.models import Usage
+from verticals.billing.models import UsageEvent as Usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import make_key
 from tests.registry.factories import make_model_version
-from verticals.serving.models import Usage
+from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.roles import Role, Scope
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ from tests.e2e.test_portal_browser import chromium  # noqa: F401  (the fixture)
 from tests.registry.factories import make_model_version, tiny_model_dir
 from verticals.portal import chat
 from verticals.serving import service as serving
-from verticals.serving.models import Usage
+from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.roles import Role
 from verticals.tenancy.scoping import tenant_context

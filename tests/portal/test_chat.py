@@ -21,7 +21,7 @@ from tests.registry.factories import make_dataset_version, tiny_model_dir
 from verticals.jobs.models import Job
 from verticals.portal import chat
 from verticals.registry.models import BaseModel
-from verticals.serving.models import Usage
+from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -166,7 +166,7 @@ def test_a_garden_model_streams_and_its_usage_names_the_project(world_a, garden)
                                                                      "parameters": {"max_tokens": 8, "temperature": 0}}))
     assert events[-1]["done"] is True
     row = usage_rows(world_a)[0]
-    assert (row.route, row.model, row.base_model, row.project) == ("portal.chat", GARDEN, garden, world_a.project)
+    assert (row.route, row.model, row.model_version, row.project) == ("portal.chat", GARDEN, None, world_a.project)
 
 
 def test_without_a_temperature_the_stream_samples_as_the_openai_api(world_a):

@@ -9,6 +9,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from verticals.billing.quotas import Refused
 from verticals.config.paths import is_api_path
 from verticals.tenancy.scoping import TenantContextMissing
 
@@ -45,6 +46,10 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, Refused):  # the plan said no: 429 (with Retry-After), 402 or 403
+        set_rollback()
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return Response(error_body(exc.code, exc.message), status=exc.status, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = _django_validation_to_drf(exc)
     elif isinstance(exc, Http404):

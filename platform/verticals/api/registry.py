@@ -403,7 +403,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
             if task.streams:
                 return _generation_response(request, model, self.caller)
             single, inputs, parameters = _predict_inputs(request)
-            outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single)
+            outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single, caller=self.caller)
         return Response(outputs[0] if single else outputs)
 
 

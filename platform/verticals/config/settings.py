@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "verticals.jobs",
     "verticals.registry",
     "verticals.serving",
+    "verticals.billing",
     "verticals.sdk",
     "verticals.api",
     "verticals.portal",
@@ -263,11 +264,24 @@ CELERY_TASK_ROUTES = {
     "verticals.jobs.reap": {"queue": "system"},
     "verticals.jobs.retry_webhooks": {"queue": "system"},
     "verticals.jobs.deliver_webhook": {"queue": "system"},
+    "verticals.billing.*": {"queue": "system"},
 }
 CELERY_BEAT_SCHEDULE = {
     "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
     "jobs-webhook-retries": {"task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS},
+    # Closing is idempotent (one invoice per tenant and period): hourly issues each soon after its period ends.
+    "billing-close-period": {"task": "verticals.billing.close_period", "schedule": env_float("BILLING_CLOSE_SECONDS", 3600.0)},
+    "billing-storage-snapshot": {"task": "verticals.billing.snapshot_storage", "schedule": 86400.0},
+    "billing-prune-rate-windows": {"task": "verticals.billing.prune_rate_windows", "schedule": 300.0},
 }
+
+# --- billing ----------------------------------------------------------------------------
+# Off only to measure what metering costs (bench/billing.py): nothing is recorded or limited.
+BILLING_METERING = env_bool("BILLING_METERING", True)
+# How many ended periods back a close looks for invoices still to issue.
+BILLING_CLOSE_LOOKBACK = env_int("BILLING_CLOSE_LOOKBACK", 3)
+# Events of external sources sent this long after their time are refused (their period may be closed).
+BILLING_EVENT_MAX_AGE_DAYS = env_int("BILLING_EVENT_MAX_AGE_DAYS", 30)
 
 # --- registry, serving, plugins ---------------------------------------------------------
 # Nothing downloads weights at run time (models come from the registry), and the Hugging Face

@@ -114,6 +114,7 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     params = runner.prepare(project=project, task=task, params=params)
     hook = webhooks.clean_webhook(webhook) if webhook is not None else None
     tenant = project.tenant
+    _admit(tenant, kind, task)
     try:
         with transaction.atomic():
             job = _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint)
@@ -123,6 +124,16 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
             raise
         return earlier
     return job
+
+
+def _admit(tenant: Tenant, kind: str, task: str) -> None:
+    """The tenant's plan lets the job in (quotas.Refused: 403 task not in plan, 402 job time or model versions used up)."""
+    from verticals.billing import quotas
+    from verticals.registry.models import ModelVersion
+
+    quotas.admit_job(tenant, task=task or None)
+    if kind == "train":
+        quotas.check_model_versions(tenant, ModelVersion.dangerously_unscoped.filter(tenant_id=tenant.pk).count())  # this tenant's
 
 
 def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint) -> Job:
@@ -146,8 +157,12 @@ def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, 
 # --- fair share and dispatch --------------------------------------------------------------
 
 def running_limit(tenant: Tenant) -> int:
-    """Jobs a tenant may have running (or dispatched) at once; 0 means no limit."""
-    return settings.JOBS_MAX_RUNNING_PER_TENANT
+    """Jobs a tenant may have running (or dispatched) at once: its plan's concurrent jobs, else the
+    platform default; 0 means no limit."""
+    from verticals.billing.quotas import running_jobs_limit
+
+    planned = running_jobs_limit(tenant)
+    return settings.JOBS_MAX_RUNNING_PER_TENANT if planned is None else planned
 
 
 def schedule(tenant_id: int) -> list[str]:

@@ -25,6 +25,7 @@ from verticals.portal.jobs import _project
 from verticals.portal.views import tenant_page
 from verticals.registry import selectors
 from verticals.registry.models import BaseModel, ModelVersion
+from verticals.billing.quotas import Refused
 from verticals.serving import service as serving
 
 ROUTE = "portal.chat"
@@ -214,6 +215,8 @@ def chat_stream(request, project_id: str):
                                       options=_parameters(body.get("parameters")), route=ROUTE, project=project)
     except serving.BadInput as refused:
         return _refused(str(refused), 400, "parameters" if refused.where == "parameters" else "messages")
+    except Refused as refused:
+        return _refused(refused.message, refused.status)
     except serving.ModelUnavailable as unavailable:
         return _refused(str(unavailable), 409, "model")
     except serving.InferenceRestarted as stopped:

@@ -33,6 +33,7 @@ from verticals.portal.views import _error_text, _is_htmx, _refuse, tenant_page
 from verticals.registry import selectors, services
 from verticals.registry.models import SPLITS, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
+from verticals.billing.quotas import Refused
 from verticals.serving import service as serving
 
 PAGE_SIZE = 50
@@ -442,9 +443,12 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
     else:
         raw = request.POST.get("text", "")
     try:
-        outputs = serving.predict(model_version=model, inputs=[raw], options={}, single=True)
+        outputs = serving.predict(model_version=model, inputs=[raw], options={}, single=True, caller=request.caller,
+                                  route="portal.predict")
     except serving.BadInput as refused:
         return None, None, str(refused), 400
+    except Refused as refused:
+        return None, None, refused.message, refused.status
     except serving.ModelUnavailable as unavailable:
         return None, None, str(unavailable), 409
     except serving.InferenceRestarted as stopped:

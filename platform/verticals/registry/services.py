@@ -375,7 +375,11 @@ def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
 
 def model_import(*, project: Project, caller, task: str, upload, name: str = "") -> ModelVersion:
     """Import a pretrained model (archive in Hugging Face or torchvision layout, safetensors only)."""
+    from verticals.billing import quotas
+
     task_obj = task_or_error(task, tenant=project.tenant)
+    quotas.check_task_of(project.tenant, task_obj.name)
+    quotas.check_model_versions(project.tenant, ModelVersion.objects.filter(tenant=project.tenant).count())
     with storage.workspace("import") as work:
         try:
             root = _import_directory(upload, work)

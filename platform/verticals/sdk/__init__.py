@@ -29,11 +29,12 @@ from verticals.sdk.contracts import (
 from verticals.sdk.datasets import DatasetInvalid, DatasetSchema, LabelledImages, LabelledText, Problem
 from verticals.sdk.inputs import image_bytes, image_input, text_input
 from verticals.sdk.local import LocalTrainContext
+from verticals.sdk.meters import CORE_METERS, Meter
 from verticals.sdk.metrics import CLASSIFICATION_OUTPUT, classification_evaluation, label_scores
 
 __all__ = [
     "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
     "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
-    "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
+    "CORE_METERS", "Meter", "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
     "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "save_weights", "write_config",
 ]

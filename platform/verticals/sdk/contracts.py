@@ -249,6 +249,8 @@ class Plugin:
     description: ClassVar[str] = ""
     tasks: ClassVar[Sequence[type[Task] | Task]] = ()
     version: ClassVar[str] = "0"
+    # Meters of its own (verticals.sdk.Meter) that its tasks charge, beside core's (verticals.sdk.meters).
+    meters: ClassVar[Sequence] = ()
 
 
 Predictor = Callable[[list], list]

@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from verticals.sdk.contracts import OPTIMIZATIONS, PLAYGROUNDS, Architecture, Plugin, Task
 from verticals.sdk.datasets import DatasetSchema
+from verticals.sdk.meters import CORE_METERS, KEY as METER_KEY, Meter
 
 ENTRY_POINT_GROUP = "verticals.plugins"
 # Parameters core adds to every train job: a task's own schema may not use these names.
@@ -28,6 +29,7 @@ _tasks: dict[str, Task] = {}
 _task_plugin: dict[str, Plugin] = {}
 _plugins: dict[str, Plugin] = {}
 _loaded = False
+CORE_KEYS = frozenset(meter.key for meter in CORE_METERS)
 
 
 class PluginError(ImproperlyConfigured):
@@ -72,6 +74,15 @@ def validate_plugin(candidate, source: str) -> Plugin:
         raise PluginError(f"{label}: `name` must be a lower-case slug (letters, digits, '-'), not {plugin.name!r}.")
     if not plugin.tasks:
         raise PluginError(f"{label}: declares no tasks; list at least one Task in `tasks`.")
+    own_meters = list(plugin.meters)
+    for meter in own_meters:
+        if not isinstance(meter, Meter):
+            raise PluginError(f"{label}: {meter!r} in `meters` is not a verticals.sdk.Meter.")
+        if not METER_KEY.match(meter.key):
+            raise PluginError(f"{label}: meter key {meter.key!r} must be dotted lower case, e.g. 'speech.audio_seconds'.")
+        if meter.key in CORE_KEYS:
+            raise PluginError(f"{label}: meter '{meter.key}' is core's; charge it from a task without declaring it.")
+    known = CORE_KEYS | {meter.key for meter in own_meters}
     names = set()
     plugin.task_instances = []
     for declared in plugin.tasks:
@@ -79,6 +90,10 @@ def validate_plugin(candidate, source: str) -> Plugin:
         if not isinstance(task, Task):
             raise PluginError(f"{label}: {declared!r} in `tasks` is not a verticals.sdk.Task subclass.")
         validate_task(task, label)
+        unknown = sorted(set(task.meters) - known)
+        if unknown:
+            raise PluginError(f"{label}, task '{task.name}': charges meters nobody declares {unknown}; "
+                              f"declare them in the plugin's `meters` or use core's {sorted(CORE_KEYS)}.")
         if task.name in names:
             raise PluginError(f"{label}: declares the task '{task.name}' twice.")
         names.add(task.name)
@@ -160,6 +175,10 @@ def register_plugin(plugin: Plugin, source: str) -> None:
             raise PluginError(
                 f"Task '{task.name}' is declared twice: by plugin '{other.name}' ({other.source}) and by plugin '{plugin.name}' ({source})."
             )
+    for meter in plugin.meters:
+        owner = next((p for p in _plugins.values() if any(m.key == meter.key for m in p.meters)), None)
+        if owner is not None:
+            raise PluginError(f"Meter '{meter.key}' is declared twice: by plugin '{owner.name}' ({owner.source}) and by plugin '{plugin.name}' ({source}).")
     plugin.source = source
     _plugins[plugin.name] = plugin
     for task in plugin.task_instances:
@@ -205,6 +224,15 @@ def plugin_of(task_name: str) -> Plugin | None:
 def plugins() -> dict[str, Plugin]:
     load()
     return dict(sorted(_plugins.items()))
+
+
+def meters() -> dict[str, tuple[Meter, str]]:
+    """Every meter: core's and each plugin's, with who declares it ("core" or the plugin's name)."""
+    load()
+    found = {meter.key: (meter, "core") for meter in CORE_METERS}
+    for plugin in _plugins.values():
+        found.update({meter.key: (meter, plugin.name) for meter in plugin.meters})
+    return found
 
 
 def enabled_tasks(tenant=None) -> dict[str, Task]:

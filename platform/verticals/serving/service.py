@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 
 from django.conf import settings
+
+from verticals.billing import metering, quotas
 
 from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
@@ -139,11 +142,11 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
 
 
 class MeteredStream:
-    """A generation's events (GenerationEvent), recorded as one Usage row when it ends — finished,
+    """A generation's events (GenerationEvent), recorded as one usage event when it ends — finished,
     failed or closed early (a client that went away pays for the tokens it was sent)."""
 
-    def __init__(self, stream: process.Stream, usage: dict):
-        self._stream, self._usage = stream, usage
+    def __init__(self, stream: process.Stream, usage: dict, admission):
+        self._stream, self._usage, self._admission = stream, usage, admission
         self.prompt_tokens = stream.prompt_tokens
         self.completion_tokens = 0
         self.finish_reason = ""
@@ -182,47 +185,74 @@ class MeteredStream:
         if self._recorded:
             return
         self._recorded = True
-        from verticals.serving.models import Usage
-        from verticals.tenancy.scoping import tenant_context
+        usage = dict(self._usage)
+        tenant, meter = usage.pop("tenant"), usage.pop("meter")
+        metering.record(tenant, [metering.Usage(
+            meter=meter, quantity=Decimal(self.prompt_tokens + self.completion_tokens), **usage,
+            details={"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                     "finish_reason": self.finish_reason},
+        )], source="serving", admission=self._admission)
 
-        usage = self._usage
-        with tenant_context(usage["tenant"]):
-            Usage.objects.create(**usage, quantity=self.prompt_tokens + self.completion_tokens, prompt_tokens=self.prompt_tokens,
-                                 completion_tokens=self.completion_tokens, finish_reason=self.finish_reason)
+
+def admit(caller, task: Task, units: dict) -> quotas.Admission:
+    """The plan lets this call in (or quotas.Refused: 429, 402, 403) before any work starts."""
+    return quotas.admit(caller.tenant, task=task.name, units=units)
 
 
-def generate(*, model, caller, raw_input, options: dict, route: str = "predict.stream", project=None) -> MeteredStream:
-    """Start generating from one input with a model version or a garden base model: a stream of
-    GenerationEvents (close it to cancel), metered when it ends. BadInput (400) for a bad input or
-    parameter, or a prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503)."""
-    task = generation_task_of(model, caller.tenant)
-    decoded = decode_inputs(task, [raw_input], single=True)[0]
+def _generation_inputs(task: Task, raw_inputs: list, options: dict) -> list:
+    """The decoded inputs of a generation call, checked with its parameters (BadInput names which)."""
+    decoded = decode_inputs(task, raw_inputs, single=len(raw_inputs) == 1)
     problems = schema_errors(task.generation_params_schema, options)
     if problems:
         raise BadInput(problems[0], "parameters")
+    return decoded
+
+
+def _token_meter(task: Task) -> str:
+    return next(iter(task.meters), "textgen.tokens")
+
+
+def generate(*, model, caller, raw_input, options: dict, route: str = "predict.stream", project=None,
+             admission=None, decoded=None) -> MeteredStream:
+    """Start generating from one input with a model version or a garden base model: a stream of
+    GenerationEvents (close it to cancel), metered when it ends. BadInput (400) for a bad input or
+    parameter, or a prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503);
+    quotas.Refused (429, 402, 403) when the plan does not let it in."""
+    task = generation_task_of(model, caller.tenant)
+    if decoded is None:
+        decoded = _generation_inputs(task, [raw_input], options)[0]
+    if admission is None:
+        admission = admit(caller, task, {_token_meter(task): None})  # tokens are known at the end: it runs while some are left
     files = str(registry.model_files(model))
     try:
         stream = process.stream(task.name, model_key(model), model.size_bytes, files, decoded, options)
     except InputError as exc:
+        admission.release()
         raise BadInput(str(exc)) from None
+    except BaseException:
+        admission.release()
+        raise
     is_version = isinstance(model, ModelVersion)
-    meter = next(iter(task.meters), "textgen.tokens")
     return MeteredStream(stream, {
         "tenant": caller.tenant, "project": model.project if is_version else project,
-        "model_version": model if is_version else None, "base_model": None if is_version else model,
-        "model": model.public_id if is_version else model.name, "task": task.name, "route": route, "meter": meter,
+        "model_version": model if is_version else None,
+        "model": model.public_id if is_version else model.name, "task": task.name, "route": route, "meter": _token_meter(task),
         "api_key": caller.api_key, "user": caller.user,
-    })
+    }, admission)
 
 
 def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "predict", project=None) -> list[dict]:
-    """Generate to the end for each input (they run side by side in the engine):
+    """Generate to the end for each input (they run side by side in the engine), as one metered call:
     [{generated_text, finish_reason, usage: {prompt_tokens, completion_tokens}}]."""
+    task = generation_task_of(model, caller.tenant)
+    decoded = _generation_inputs(task, raw_inputs, options)
+    admission = admit(caller, task, {_token_meter(task): None})
     streams = []
     try:
-        for index, raw in enumerate(raw_inputs):
+        for index, (raw, value) in enumerate(zip(raw_inputs, decoded)):
             try:
-                streams.append(generate(model=model, caller=caller, raw_input=raw, options=options, route=route, project=project))
+                streams.append(generate(model=model, caller=caller, raw_input=raw, options=options, route=route, project=project,
+                                        admission=admission, decoded=value))
             except BadInput as exc:
                 if len(raw_inputs) > 1 and exc.where == "inputs":
                     exc.where = f"inputs[{index}]"
@@ -238,8 +268,10 @@ def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "pr
             stream.close()
 
 
-def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False) -> list:
-    """Outputs for raw inputs, in order. BadInput (400) for bad input, ModelUnavailable (409),
+def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False,
+            caller=None, route: str = "predict") -> list:
+    """Outputs for raw inputs, in order, metered (the task's meters, units per input) when a caller
+    is given. BadInput (400) for bad input, ModelUnavailable (409), quotas.Refused (429, 402, 403),
     InferenceRestarted (503) when the inference process stopped during the call."""
     task = task_of(model_version)
     if not inputs:
@@ -247,7 +279,22 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
     if len(inputs) > task.max_batch:
         raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
     decoded = decode_inputs(task, inputs, single=single)
+    units = {meter: Decimal(str(per_input)) * len(inputs) for meter, per_input in task.meters.items()}
+    admission = admit(caller, task, units) if caller is not None else None
     try:
-        return _batcher(model_version, task).submit(decoded, options)
-    except BatcherClosed:  # it went idle between the lookup and the submit: a fresh one takes the call
-        return _batcher(model_version, task).submit(decoded, options)
+        try:
+            outputs = _batcher(model_version, task).submit(decoded, options)
+        except BatcherClosed:  # it went idle between the lookup and the submit: a fresh one takes the call
+            outputs = _batcher(model_version, task).submit(decoded, options)
+    except BaseException:
+        if admission is not None:
+            admission.release()
+        raise
+    if caller is not None:
+        metering.record(caller.tenant, [
+            metering.Usage(meter=meter, quantity=quantity, project=model_version.project, task=task.name,
+                           model_version=model_version, model=model_version.public_id, api_key=caller.api_key,
+                           user=caller.user, route=route)
+            for meter, quantity in units.items()
+        ], source="serving", admission=admission)
+    return outputs

@@ -60,6 +60,10 @@ TENANT_ACTIONS: dict[str, tuple[frozenset[Role], Scope]] = {
     "model.delete": (_BUILDERS, Scope.WRITE),
     "model.download": (_BUILDERS, Scope.READ),
     "model.predict": (_BUILDERS, Scope.PREDICT),
+    "usage.view": (_ALL, Scope.READ),
+    "plan.view": (_ALL, Scope.READ),
+    "invoice.view": (frozenset({Role.OWNER, Role.ADMIN, Role.BILLING}), Scope.BILLING),
+    "plan.change": (frozenset({Role.OWNER, Role.BILLING}), Scope.BILLING),
 }
 
 PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
@@ -68,13 +72,17 @@ PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
     "partner.tenant.update": frozenset({PartnerRole.ADMIN}),
     "partner.tenant.suspend": frozenset({PartnerRole.ADMIN}),
     "partner.tenant.reactivate": frozenset({PartnerRole.ADMIN}),
+    "partner.tenant.plan": frozenset({PartnerRole.ADMIN}),
+    "partner.billing.view": frozenset(PartnerRole),
+    "partner.price.update": frozenset({PartnerRole.ADMIN}),
+    "partner.brand.update": frozenset({PartnerRole.ADMIN}),
 }
 
 
 # What a key restricted to one project may not do: these act on the whole tenant.
 TENANT_WIDE_ACTIONS = frozenset({
     "project.create", "member.view", "member.invite", "member.change_role", "member.remove",
-    "member.manage_owners", "audit.view",
+    "member.manage_owners", "audit.view", "invoice.view", "plan.change",
 })
 
 # What the audit log records (verticals.tenancy.services writes them).
@@ -86,6 +94,7 @@ AUDITED_ACTIONS = frozenset({
     "job.create", "job.cancel",
     "dataset.create", "dataset.delete", "model.import", "model.delete",
     "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
+    "subscription.change", "contract.create", "invoice.credit",
 })
 
 

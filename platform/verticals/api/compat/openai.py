@@ -41,8 +41,9 @@ def openai_exception_handler(exc, context):
     if not isinstance(exc, OpenAIError):
         answer = exception_handler(exc, context)  # our shape, status and headers; re-worded below
         error = answer.data["error"]
-        kinds = {401: ("invalid_request_error", "invalid_api_key"), 403: ("permission_error", error["code"]),
-                 404: ("invalid_request_error", "not_found"), 429: ("rate_limit_exceeded", error["code"]),
+        kinds = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", error["code"]),
+                 403: ("permission_error", error["code"]),
+                 404: ("invalid_request_error", "not_found"), 429: ("rate_limit_exceeded", "rate_limit_exceeded"),
                  503: ("server_error", error["code"])}
         type_, code = kinds.get(answer.status_code, ("invalid_request_error" if answer.status_code < 500 else "server_error",
                                                      error["code"]))

@@ -1,0 +1,90 @@
+"""The meter catalog (from code) and the plans a tenant is on."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+
+from django.utils import timezone
+
+from verticals.billing.models import Meter, Plan, PlanPrice, Subscription
+
+
+def sync_meters(**_) -> None:
+    """Create or update a Meter row for core's meters and every installed plugin's."""
+    from verticals.sdk import discovery
+
+    for key, (meter, owner) in discovery.meters().items():
+        Meter.objects.update_or_create(
+            key=key, defaults={"name": meter.name, "unit": meter.unit, "description": meter.description, "declared_by": owner},
+        )
+
+
+def sync_meters_after_migrate(**_) -> None:
+    sync_meters()
+
+
+def meter_keys() -> frozenset[str]:
+    from verticals.sdk import discovery
+
+    return frozenset(discovery.meters())
+
+
+# --- billing periods ------------------------------------------------------------------------
+
+def _anchor(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=dt_timezone.utc)
+
+
+def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + months
+    return index // 12, index % 12 + 1
+
+
+def period_of(at: datetime, anchor_day: int = 1) -> tuple[datetime, datetime]:
+    """The monthly billing period [start, end) that holds `at`, starting on `anchor_day` (UTC)."""
+    at = at.astimezone(dt_timezone.utc)
+    year, month = at.year, at.month
+    if at < _anchor(year, month, anchor_day):
+        year, month = _add_months(year, month, -1)
+    start = _anchor(year, month, anchor_day)
+    end = _anchor(*_add_months(year, month, 1), anchor_day)
+    return start, end
+
+
+def previous_period(start: datetime, anchor_day: int) -> tuple[datetime, datetime]:
+    return period_of(start - timedelta(seconds=1), anchor_day)
+
+
+# --- what a tenant is on --------------------------------------------------------------------
+
+@dataclass
+class Standing:
+    """A tenant's current subscription, plan and list prices (one query, read per metered call)."""
+
+    subscription: Subscription
+    plan: Plan
+    prices: dict[str, PlanPrice]
+
+    @property
+    def period(self) -> tuple[datetime, datetime]:
+        return period_of(timezone.now(), self.subscription.anchor_day)
+
+    def included(self, meter: str) -> Decimal | None:
+        """Units of `meter` the plan includes per period; None when the plan does not price it (unlimited)."""
+        price = self.prices.get(meter)
+        return None if price is None else price.included
+
+
+def standing(tenant) -> Standing | None:
+    """The tenant's open subscription with its plan, or None (not subscribed: no plan limits)."""
+    subscription = (
+        Subscription.dangerously_unscoped  # filtered by the tenant given
+        .filter(tenant_id=tenant.pk, ends_at__isnull=True).select_related("plan").first()
+    )
+    if subscription is None:
+        return None
+    prices = {price.meter_id: price for price in subscription.plan.prices.all()}
+    return Standing(subscription, subscription.plan, prices)

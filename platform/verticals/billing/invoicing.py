@@ -1,0 +1,276 @@
+"""Closing billing periods: retail invoices per tenant, wholesale invoices per partner, credit notes.
+
+Quantities are summed in the database (one GROUP BY per subscription segment); each line's
+amount is rounded once to the currency's minor unit and the total is the sum of the lines.
+An issued invoice is never changed: corrections are credit notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from verticals.billing.catalog import period_of, previous_period
+from verticals.billing.models import Contract, Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
+from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, to_minor
+from verticals.billing.pricing import PriceList
+from verticals.tenancy.models import Partner, Tenant
+
+log = logging.getLogger(__name__)
+_Q = Decimal(1).scaleb(-QUANTITY_PLACES)
+NUMBER_CODES = {Invoice.Kind.RETAIL: "INV", Invoice.Kind.WHOLESALE: "WHS", Invoice.Kind.CREDIT_NOTE: "CRN"}
+
+
+@dataclass
+class Line:
+    kind: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount_minor: int
+    plan: object = None
+    meter: str = ""
+    included: Decimal = Decimal(0)
+    billable: Decimal = Decimal(0)
+    wholesale_unit_price: Decimal | None = None
+    wholesale_amount_minor: int | None = None
+    tenant: object = None
+    retail_amount_minor: int | None = None
+
+
+def _brand(partner: Partner) -> dict:
+    return {"name": partner.display_name, "colour": partner.brand_colour, "support_email": partner.support_email,
+            "logo": partner.logo.name if partner.logo else "", "partner": partner.public_id}
+
+
+def _next_number(issuer: Partner, kind: str, at: datetime) -> str:
+    InvoiceSequence.objects.bulk_create([InvoiceSequence(issuer=issuer, year=at.year)], ignore_conflicts=True)
+    sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=at.year)
+    sequence.last += 1
+    sequence.save(update_fields=["last"])
+    return f"{NUMBER_CODES[kind]}-{issuer.pk}-{at.year}-{sequence.last:06d}"
+
+
+def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime, datetime], lines: list[Line],
+           tenant: Tenant | None = None, partner: Partner | None = None, credits: Invoice | None = None,
+           reason: str = "", bill_to: dict | None = None) -> Invoice:
+    """Write an invoice and its lines at once (the caller holds the transaction)."""
+    now = timezone.now()
+    total = sum(line.amount_minor for line in lines)
+    retail_total = None
+    if kind == Invoice.Kind.WHOLESALE:
+        retail_total = sum(line.retail_amount_minor or 0 for line in lines)
+    invoice = Invoice.objects.create(
+        number=_next_number(issuer, kind, now), kind=kind, issuer=issuer, tenant=tenant, partner=partner, currency=currency,
+        period_start=period[0], period_end=period[1], total_minor=total, retail_total_minor=retail_total, credits=credits,
+        reason=reason, brand=_brand(issuer), bill_to=bill_to or {}, issued_at=now,
+    )
+    InvoiceLine.objects.bulk_create([
+        InvoiceLine(invoice=invoice, position=index, kind=line.kind, description=line.description[:300], tenant=line.tenant,
+                    plan=line.plan, meter=line.meter, quantity=line.quantity, included=line.included, billable=line.billable,
+                    unit_price=line.unit_price, amount_minor=line.amount_minor, wholesale_unit_price=line.wholesale_unit_price,
+                    wholesale_amount_minor=line.wholesale_amount_minor, retail_amount_minor=line.retail_amount_minor)
+        for index, line in enumerate(lines, start=1)
+    ])
+    return invoice
+
+
+# --- retail ---------------------------------------------------------------------------------
+
+def _share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
+    whole = Decimal(int((period[1] - period[0]).total_seconds()))
+    part = Decimal(max(0, int((end - start).total_seconds())))
+    return part / whole
+
+
+def _contract_at(tenant: Tenant, at: datetime) -> Contract | None:
+    return (Contract.dangerously_unscoped  # filtered by the tenant given
+            .filter(tenant_id=tenant.pk, starts_at__lte=at).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+            .prefetch_related("prices").order_by("-starts_at", "-pk").first())
+
+
+def _segments(tenant: Tenant, period: tuple[datetime, datetime]) -> list[Subscription]:
+    start, end = period
+    return list(
+        Subscription.dangerously_unscoped  # filtered by the tenant given
+        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+        .select_related("plan").prefetch_related("plan__prices").order_by("starts_at", "pk")
+    )
+
+
+def usage_by_meter(tenant_id: int, start: datetime, end: datetime) -> dict[str, Decimal]:
+    """Units per meter in [start, end), summed by the database."""
+    rows = (UsageEvent.dangerously_unscoped  # filtered by the tenant given
+            .filter(tenant_id=tenant_id, occurred_at__gte=start, occurred_at__lt=end)
+            .values("meter").annotate(total=Sum("quantity")).order_by())
+    return {row["meter"]: row["total"] for row in rows}
+
+
+def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str, list[Line]]:
+    """(currency, lines) of the tenant's invoice for `period`: a fee and usage lines per plan segment."""
+    segments = _segments(tenant, period)
+    if not segments:
+        raise ValidationError(f"Tenant '{tenant.name}' had no subscription in the period.")
+    currency = segments[-1].plan.currency
+    names = dict(Meter.objects.values_list("key", "name"))
+    lines: list[Line] = []
+    several = len(segments) > 1
+    for segment in segments:
+        start, end = max(segment.starts_at, period[0]), min(segment.ends_at or period[1], period[1])
+        if end <= start:
+            continue
+        plan = segment.plan
+        if plan.currency != currency:
+            raise ValidationError(f"Plan '{plan.code}' bills in {plan.currency}, the tenant's later plan in {currency}.")
+        share = _share(start, end, period)
+        prices = PriceList(tenant, plan, _contract_at(tenant, end - timedelta(microseconds=1)))
+        when = f" ({start:%Y-%m-%d} – {end:%Y-%m-%d})" if several else ""
+        paid_from = max(start, segment.trial_ends_at) if segment.trial_ends_at else start
+        paid_share = _share(paid_from, end, period) if paid_from < end else Decimal(0)
+        fee = prices.fee()
+        trial = " after the trial" if paid_from > start else ""
+        lines.append(Line(
+            kind=InvoiceLine.Kind.FEE, plan=plan, description=f"Plan {plan.name}{when}{trial}",
+            quantity=paid_share.quantize(_Q, rounding=ROUND_HALF_UP), unit_price=fee.retail,
+            amount_minor=to_minor(fee.retail * paid_share, currency),
+            wholesale_unit_price=fee.wholesale,
+            wholesale_amount_minor=None if fee.wholesale is None else to_minor(fee.wholesale * paid_share, currency),
+        ))
+        for meter, used in sorted(usage_by_meter(tenant.pk, start, end).items()):
+            price = prices.meter(meter)
+            included = (price.included * share).quantize(_Q, rounding=ROUND_HALF_UP)
+            billable = max(Decimal(0), used - included)
+            lines.append(Line(
+                kind=InvoiceLine.Kind.USAGE, plan=plan, meter=meter, description=f"{names.get(meter, meter)} ({meter}){when}",
+                quantity=used, included=included, billable=billable, unit_price=price.retail,
+                amount_minor=to_minor(billable * price.retail, currency), wholesale_unit_price=price.wholesale,
+                wholesale_amount_minor=None if price.wholesale is None else to_minor(billable * price.wholesale, currency),
+            ))
+    return currency, lines
+
+
+def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice | None:
+    """The tenant's invoice for the period (None when it was issued before)."""
+    currency, lines = retail_lines(tenant, period)
+    try:
+        with transaction.atomic():
+            return _issue(kind=Invoice.Kind.RETAIL, issuer=tenant.partner, currency=currency, period=period, lines=lines,
+                          tenant=tenant, bill_to={"name": tenant.name, "tenant": tenant.public_id})
+    except IntegrityError:  # issued meanwhile by another close (one retail invoice per tenant and period)
+        return None
+
+
+def ended_periods(tenant: Tenant, now: datetime) -> list[tuple[datetime, datetime]]:
+    """The tenant's ended periods still to invoice, oldest first (at most BILLING_CLOSE_LOOKBACK back)."""
+    subs = list(Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk).order_by("starts_at"))  # the given tenant's
+    if not subs:
+        return []
+    anchor = subs[-1].anchor_day
+    first_start = subs[0].starts_at
+    periods = []
+    period = previous_period(period_of(now, anchor)[0], anchor)
+    for _ in range(settings.BILLING_CLOSE_LOOKBACK):
+        if period[1] <= first_start:
+            break
+        if any(s.starts_at < period[1] and (s.ends_at is None or s.ends_at > period[0]) for s in subs):
+            periods.append(period)
+        period = previous_period(period[0], anchor)
+    done = set(Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant=tenant).values_list("period_start", flat=True))
+    return [p for p in reversed(periods) if p[0] not in done]
+
+
+# --- wholesale ------------------------------------------------------------------------------
+
+def issue_wholesale(partner: Partner, month: tuple[datetime, datetime]) -> list[Invoice]:
+    """The operator's invoices to `partner` for its tenants' retail invoices whose period ended in `month`."""
+    retail = (Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant__partner=partner,
+                                     period_end__gt=month[0], period_end__lte=month[1])
+              .select_related("tenant").order_by("tenant__name", "period_start"))
+    by_currency: dict[str, list[Line]] = {}
+    for invoice in retail:
+        for line in invoice.lines.all():
+            if line.wholesale_amount_minor is None:
+                continue
+            by_currency.setdefault(invoice.currency, []).append(Line(
+                kind=line.kind, plan=line.plan, meter=line.meter, description=f"{invoice.tenant.name}: {line.description}",
+                quantity=line.quantity, included=line.included, billable=line.billable, tenant=invoice.tenant,
+                unit_price=line.wholesale_unit_price, amount_minor=line.wholesale_amount_minor,
+                retail_amount_minor=line.amount_minor,
+            ))
+    issued = []
+    operator = partner.parent
+    while operator.parent_id is not None:  # the root partner (the operator) bills every channel partner
+        operator = operator.parent
+    for currency, lines in by_currency.items():
+        try:
+            with transaction.atomic():
+                issued.append(_issue(kind=Invoice.Kind.WHOLESALE, issuer=operator, currency=currency, period=month,
+                                     lines=lines, partner=partner, bill_to={"name": partner.name, "partner": partner.public_id}))
+        except IntegrityError:  # issued before
+            continue
+    return issued
+
+
+# --- closing --------------------------------------------------------------------------------
+
+def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
+    """Issue every invoice whose period has ended by `now`: retail first, then wholesale."""
+    now = now or timezone.now()
+    issued: list[Invoice] = []
+    tenant_ids = Subscription.dangerously_unscoped.values_list("tenant_id", flat=True).distinct()  # every tenant's, by design
+    candidates = Tenant.objects.filter(pk__in=tenant_ids).select_related("partner")
+    if tenants is not None:
+        candidates = candidates.filter(pk__in=[t.pk for t in tenants])
+    for tenant in candidates:
+        for period in ended_periods(tenant, now):
+            try:
+                invoice = issue_retail(tenant, period)
+            except ValidationError as exc:
+                log.error("tenant %s period %s: %s", tenant.public_id, period[0], exc)
+                continue
+            if invoice is not None:
+                issued.append(invoice)
+    month = previous_period(period_of(now, 1)[0], 1)
+    partners = Partner.objects.filter(parent__isnull=False)
+    if tenants is not None:
+        partners = partners.filter(pk__in={t.partner_id for t in tenants})
+    for partner in partners:
+        for _ in range(settings.BILLING_CLOSE_LOOKBACK):
+            issued.extend(issue_wholesale(partner, month))
+            month = previous_period(month[0], 1)
+        month = previous_period(period_of(now, 1)[0], 1)
+    return issued
+
+
+# --- credit notes ---------------------------------------------------------------------------
+
+def credited_minor(invoice: Invoice) -> int:
+    return -(invoice.credit_notes.aggregate(total=Sum("total_minor"))["total"] or 0)
+
+
+def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None = None) -> Invoice:
+    """Take back `amount_minor` (default: all that is left) of an invoice, with the reason shown."""
+    if invoice.kind == Invoice.Kind.CREDIT_NOTE:
+        raise ValidationError({"invoice": "A credit note is not credited; credit the invoice it corrects."})
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the invoice is credited; the reason is printed on the credit note."})
+    with transaction.atomic():
+        Invoice.objects.select_for_update().filter(pk=invoice.pk).first()  # one credit at a time per invoice
+        left = invoice.total_minor - credited_minor(invoice)
+        amount = left if amount_minor is None else amount_minor
+        if amount <= 0 or amount > left:
+            raise ValidationError({"amount": f"Give an amount above zero and at most {format_money(left, invoice.currency)} "
+                                             f"(what is left to credit on {invoice.number})."})
+        line = Line(kind=InvoiceLine.Kind.CREDIT, description=f"Credit on {invoice.number}: {reason.strip()}",
+                    quantity=Decimal(1), unit_price=-from_minor(amount, invoice.currency), amount_minor=-amount)
+        return _issue(kind=Invoice.Kind.CREDIT_NOTE, issuer=invoice.issuer, currency=invoice.currency,
+                      period=(invoice.period_start, invoice.period_end), lines=[line], tenant=invoice.tenant,
+                      partner=invoice.partner, credits=invoice, reason=reason.strip(), bill_to=invoice.bill_to)

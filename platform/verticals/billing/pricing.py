@@ -1,0 +1,57 @@
+"""What a tenant pays (retail) and what its partner pays the operator (wholesale), item by item.
+
+Retail: the tenant's contract, else the partner's retail price, else the plan's list price
+(never below wholesale). Wholesale (tenants of a channel partner only): the price book's
+wholesale price, else the list price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from verticals.billing.models import FEE, Contract, Plan, PriceBookEntry
+
+
+@dataclass(frozen=True)
+class Prices:
+    retail: Decimal
+    wholesale: Decimal | None  # None: a direct customer of the operator (no wholesale leg)
+    included: Decimal          # per whole period (fee items: 0)
+
+
+class PriceList:
+    """The prices of one tenant on one plan (and contract), read once per invoice."""
+
+    def __init__(self, tenant, plan: Plan, contract: Contract | None):
+        self.plan, self.contract = plan, contract
+        self.list_prices = {price.meter_id: price for price in plan.prices.all()}
+        self.channel = tenant.partner.parent_id is not None  # the root partner is the operator itself
+        self.book = {}
+        if self.channel:
+            self.book = {entry.item: entry for entry in PriceBookEntry.objects.filter(
+                price_book__partner_id=tenant.partner_id, plan=plan)}
+        self.contracted = {price.meter_id: price for price in contract.prices.all()} if contract else {}
+
+    def _legs(self, item: str, list_price: Decimal, contracted: Decimal | None) -> tuple[Decimal, Decimal | None]:
+        entry = self.book.get(item)
+        wholesale = (entry.wholesale if entry else list_price) if self.channel else None
+        if contracted is not None:
+            return contracted, wholesale
+        retail = entry.retail if entry and entry.retail is not None else list_price
+        return (max(retail, wholesale) if wholesale is not None else retail), wholesale
+
+    def fee(self) -> Prices:
+        contracted = self.contract.monthly_fee if self.contract else None
+        retail, wholesale = self._legs(FEE, self.plan.monthly_fee, contracted)
+        return Prices(retail, wholesale, Decimal(0))
+
+    def meter(self, key: str) -> Prices:
+        listed = self.list_prices.get(key)
+        contract_price = self.contracted.get(key)
+        included = listed.included if listed else Decimal(0)
+        if contract_price is not None and contract_price.included is not None:
+            included = contract_price.included
+        retail, wholesale = self._legs(key, listed.unit_price if listed else Decimal(0),
+                                       contract_price.unit_price if contract_price else None)
+        return Prices(retail, wholesale, included)

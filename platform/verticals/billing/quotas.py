@@ -1,0 +1,177 @@
+"""Quotas and rate limits, checked atomically before work starts.
+
+* rate: a counter row per tenant and minute, raised only while it is under the plan's limit
+  (one conditional UPDATE: concurrent calls can never overshoot) -> 429 with Retry-After;
+* hard cap: a counter row per tenant, meter and period, raised by the units a call will use
+  while they fit in the plan's included units -> 402 naming the meter and the plan; the
+  reservation is settled against what the work really used (or released if it failed);
+  a soft cap lets the work run and bills it as overage;
+* a task the plan does not include -> 403 naming the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from verticals.billing.catalog import Standing, standing
+from verticals.billing.models import Plan, RateWindow, UsageCounter
+from verticals.billing.money import to_micro
+
+
+class Refused(Exception):
+    """Work refused by the plan: `status` 429 (rate), 402 (hard cap) or 403 (task not in plan)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+def _units(value: Decimal) -> str:
+    return f"{value:,f}".rstrip("0").rstrip(".") if "." in f"{value:f}" else f"{value:,}"
+
+
+def check_task(plan: Plan, task: str) -> None:
+    if not plan.allows_task(task):
+        raise Refused(403, "task_not_in_plan",
+                      f"The task '{task}' is not part of the plan '{plan.name}' ({plan.code}); it includes "
+                      f"{', '.join(plan.enabled_tasks)}. Change plan to use it.")
+
+
+def take_rate(tenant, plan: Plan, now=None) -> None:
+    """Count one call in this minute, or Refused(429) when the plan's limit is reached."""
+    limit = plan.requests_per_minute
+    if not limit:
+        return
+    now = now or timezone.now()
+    window = now.replace(second=0, microsecond=0)
+    windows = RateWindow.objects.filter(tenant_id=tenant.pk, window_start=window)
+    if not windows.filter(count__lt=limit).update(count=F("count") + 1):
+        RateWindow.objects.bulk_create([RateWindow(tenant_id=tenant.pk, window_start=window)], ignore_conflicts=True)
+        if not windows.filter(count__lt=limit).update(count=F("count") + 1):
+            retry = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
+            raise Refused(429, "rate_limited",
+                          f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
+                          f"retry in {retry} s.", retry_after=retry)
+
+
+def _counters(tenant, period_start):
+    # The tenant is given explicitly: admission runs before (and outside) any tenant context.
+    return UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, period_start=period_start)
+
+
+def ensure_counters(tenant, period_start, meters) -> None:
+    from verticals.billing.models import UsageEvent
+
+    missing = set(meters) - set(_counters(tenant, period_start).filter(meter__in=meters).values_list("meter", flat=True))
+    for meter in missing:
+        # A counter starts from the ledger (a plan that became hard-capped mid-period counts what came before).
+        from django.db.models import Sum
+
+        used = UsageEvent.dangerously_unscoped.filter(
+            tenant_id=tenant.pk, meter=meter, occurred_at__gte=period_start).aggregate(q=Sum("quantity"))["q"] or 0
+        UsageCounter.dangerously_unscoped.bulk_create(
+            [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=period_start, quantity=used)], ignore_conflicts=True)
+
+
+def _exhausted(plan: Plan, meter: str, included: Decimal, used: Decimal, end) -> Refused:
+    return Refused(402, "quota_exceeded",
+                   f"The plan '{plan.name}' ({plan.code}) includes {_units(included)} {meter} per period and "
+                   f"{_units(used)} are used; it is hard-capped, so work that uses {meter} stops until the period "
+                   f"ends on {end:%Y-%m-%d %H:%M} UTC. Upgrade the plan to go on.")
+
+
+@dataclass
+class Admission:
+    """Work let in: what it reserved against hard caps, settled once the work is done."""
+
+    tenant: object
+    standing: Standing | None
+    reserved: dict[str, Decimal] = field(default_factory=dict)
+    settled: bool = False
+
+    def release(self) -> None:
+        """The work failed before it used anything: give back what it reserved."""
+        if self.settled:
+            return
+        self.settled = True
+        start = self.standing.period[0] if self.standing else None
+        for meter, quantity in self.reserved.items():
+            if quantity:
+                _counters(self.tenant, start).filter(meter=meter).update(quantity=F("quantity") - to_micro(quantity))
+
+
+def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] | None = None, rate: bool = True) -> Admission:
+    """Let work in or raise Refused. `units`: meter -> units the work will use (None: not known
+    before it runs, e.g. generated tokens; it runs while some are left)."""
+    current = standing(tenant)
+    admission = Admission(tenant, current)
+    if current is None:
+        return admission
+    plan = current.plan
+    if task is not None:
+        check_task(plan, task)
+    if rate:
+        take_rate(tenant, plan)
+    if plan.cap != Plan.Cap.HARD or not units:
+        return admission
+    start, end = current.period
+    priced = [meter for meter in units if current.included(meter) is not None]
+    if not priced:
+        return admission
+    ensure_counters(tenant, start, priced)
+    try:
+        for meter in priced:
+            included, wanted = current.included(meter), units[meter]
+            counter = _counters(tenant, start).filter(meter=meter)
+            if wanted is None:
+                used = counter.values_list("quantity", flat=True).first() or Decimal(0)
+                if used >= included:
+                    raise _exhausted(plan, meter, included, used, end)
+                continue
+            micro = to_micro(wanted)
+            if not counter.filter(quantity__lte=included - wanted).update(quantity=F("quantity") + micro):
+                used = counter.values_list("quantity", flat=True).first() or Decimal(0)
+                raise _exhausted(plan, meter, included, used, end)
+            admission.reserved[meter] = wanted
+    except Refused:
+        admission.release()
+        raise
+    return admission
+
+
+def admit_job(tenant, *, task: str) -> Admission:
+    """A job may start when the plan includes its task and, on a hard cap, job time is left."""
+    meters = {"training.cpu_seconds": None, "training.gpu_seconds": None}
+    return admit(tenant, task=task, units=meters, rate=False)
+
+
+def check_task_of(tenant, task: str) -> None:
+    """Refused(403) when the tenant's plan does not include the task."""
+    current = standing(tenant)
+    if current is not None:
+        check_task(current.plan, task)
+
+
+def check_model_versions(tenant, count: int) -> None:
+    """Refused(402) when keeping one more model version would pass the plan's limit."""
+    current = standing(tenant)
+    limit = current.plan.max_model_versions if current else None
+    if limit is not None and count >= limit:
+        raise Refused(402, "model_versions_limit",
+                      f"The plan '{current.plan.name}' ({current.plan.code}) keeps at most {limit} model versions and "
+                      f"{count} exist; delete one or upgrade the plan.")
+
+
+def running_jobs_limit(tenant) -> int | None:
+    """The plan's concurrent-jobs limit, or None when it sets none."""
+    current = standing(tenant)
+    return current.plan.concurrent_jobs if current else None
+
+

@@ -1,0 +1,30 @@
+"""Beat-scheduled billing work: close ended periods, snapshot storage, drop old rate windows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(name="verticals.billing.close_period")
+def close_period_task() -> list[str]:
+    from verticals.billing.invoicing import close_period
+
+    return [invoice.number for invoice in close_period()]
+
+
+@shared_task(name="verticals.billing.snapshot_storage")
+def snapshot_storage_task() -> int:
+    from verticals.billing.sources import snapshot_storage
+
+    return snapshot_storage((timezone.now() - timedelta(days=1)).date())
+
+
+@shared_task(name="verticals.billing.prune_rate_windows")
+def prune_rate_windows_task() -> int:
+    from verticals.billing.models import RateWindow
+
+    deleted, _ = RateWindow.objects.filter(window_start__lt=timezone.now() - timedelta(minutes=10)).delete()
+    return deleted

@@ -1,0 +1,85 @@
+"""Billing core: the ledger counts once, quotas refuse with the right status, invoices add up."""
+
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
+
+import pytest
+
+from verticals.billing import invoicing, quotas, services
+from verticals.billing.metering import Usage, record
+from verticals.billing.models import Invoice, Plan, PlanPrice, UsageEvent
+
+T0 = datetime(2026, 10, 1, tzinfo=dt_timezone.utc)
+
+
+def plan(code="p", *, fee="10", cap="soft", rpm=None, prices=None, currency="USD", **extra) -> Plan:
+    plan = Plan.objects.create(code=code, name=code.title(), monthly_fee=Decimal(fee), cap=cap, requests_per_minute=rpm,
+                               currency=currency, **extra)
+    for meter, (included, price) in (prices or {}).items():
+        PlanPrice.objects.create(plan=plan, meter_id=meter, included=Decimal(included), unit_price=Decimal(price))
+    return plan
+
+
+def test_an_event_sent_again_counts_once(world_a):
+    first = record(world_a.tenant, [Usage("inference.requests", Decimal(3), idempotency_key="k1")], source="external:crm")
+    again = record(world_a.tenant, [Usage("inference.requests", Decimal(3), idempotency_key="k1"),
+                                    Usage("inference.requests", Decimal("0.5"), idempotency_key="k2")], source="external:crm")
+    assert first == ["k1"] and again == ["k2"]
+    assert sorted(UsageEvent.dangerously_unscoped.values_list("quantity", flat=True)) == [Decimal("0.5"), Decimal(3)]
+
+
+def test_an_unknown_meter_is_refused_before_anything_is_written(world_a):
+    with pytest.raises(ValueError, match="Unknown meter 'nope.units'"):
+        record(world_a.tenant, [Usage("inference.requests", Decimal(1)), Usage("nope.units", Decimal(1))], source="x")
+    assert not UsageEvent.dangerously_unscoped.exists()
+
+
+def test_the_rate_limit_refuses_with_retry_after(world_a):
+    services.subscribe(world_a.tenant, plan(rpm=2))
+    quotas.admit(world_a.tenant, task="sentiment", units={})
+    quotas.admit(world_a.tenant, task="sentiment", units={})
+    with pytest.raises(quotas.Refused) as refused:
+        quotas.admit(world_a.tenant, task="sentiment", units={})
+    assert refused.value.status == 429 and 1 <= refused.value.retry_after <= 60
+
+
+def test_a_hard_cap_refuses_with_402_naming_meter_and_plan(world_a):
+    services.subscribe(world_a.tenant, plan("capped", cap="hard", prices={"inference.requests": ("3", "0")}))
+    admission = quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(2)})
+    record(world_a.tenant, [Usage("inference.requests", Decimal(2))], source="serving", admission=admission)
+    with pytest.raises(quotas.Refused) as refused:
+        quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(2)})
+    assert refused.value.status == 402
+    assert "inference.requests" in refused.value.message and "'Capped'" in refused.value.message
+    quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(1)})  # the last one fits
+
+
+def test_a_task_outside_the_plan_is_refused_with_403(world_a):
+    services.subscribe(world_a.tenant, plan("vision-only", enabled_tasks=["image-classification"]))
+    with pytest.raises(quotas.Refused) as refused:
+        quotas.admit(world_a.tenant, task="sentiment", units={})
+    assert refused.value.status == 403 and "Vision-Only" in refused.value.message
+
+
+def test_an_invoice_prorates_a_plan_change_and_bills_overage(world_a):
+    small = plan("small", fee="30", prices={"inference.requests": ("100", "0.01")})
+    big = plan("big", fee="90", prices={"inference.requests": ("1000", "0.005")})
+    services.subscribe(world_a.tenant, small, now=T0)
+    services.subscribe(world_a.tenant, big, now=datetime(2026, 10, 16, 12, tzinfo=dt_timezone.utc))  # half of October
+    record(world_a.tenant, [Usage("inference.requests", Decimal(150), occurred_at=datetime(2026, 10, 5, tzinfo=dt_timezone.utc))],
+           source="x")
+    record(world_a.tenant, [Usage("inference.requests", Decimal(700), occurred_at=datetime(2026, 10, 20, tzinfo=dt_timezone.utc))],
+           source="x")
+    issued = invoicing.close_period(datetime(2026, 11, 1, 1, tzinfo=dt_timezone.utc))
+    retail = [i for i in issued if i.kind == Invoice.Kind.RETAIL]
+    assert len(retail) == 1
+    lines = list(retail[0].lines.all())
+    # Half a month of each: 15.00 fee; 150 used of 50 included at 0.01; 45.00 fee; 700 used of 500 included at 0.005.
+    assert [line.amount_minor for line in lines] == [1500, 100, 4500, 100]
+    assert [line.included for line in lines if line.meter] == [Decimal(50), Decimal(500)]
+    assert retail[0].total_minor == 6200
+    # The partner pays list prices when its price book is empty: no margin.
+    wholesale = [i for i in issued if i.kind == Invoice.Kind.WHOLESALE]
+    assert len(wholesale) == 1 and wholesale[0].partner == world_a.partner
+    assert wholesale[0].total_minor == wholesale[0].retail_total_minor == 6200
+    assert invoicing.close_period(datetime(2026, 11, 1, 2, tzinfo=dt_timezone.utc)) == []  # closing again issues nothing
