@@ -83,3 +83,31 @@ def test_an_invoice_prorates_a_plan_change_and_bills_overage(world_a):
     assert len(wholesale) == 1 and wholesale[0].partner == world_a.partner
     assert wholesale[0].total_minor == wholesale[0].retail_total_minor == 6200
     assert invoicing.close_period(datetime(2026, 11, 1, 2, tzinfo=dt_timezone.utc)) == []  # closing again issues nothing
+
+
+def test_documents_and_analytics_read_an_issued_invoice(world_a):
+    from verticals.billing import analytics, documents
+
+    services.subscribe(world_a.tenant, plan("docs", fee="12.5", prices={"textgen.tokens": ("10", "0.001")}), now=T0)
+    record(world_a.tenant, [Usage("textgen.tokens", Decimal(1010), task="text-generation",
+                                  occurred_at=datetime(2026, 10, 3, tzinfo=dt_timezone.utc))], source="x")
+    invoicing.close_period(datetime(2026, 11, 1, 1, tzinfo=dt_timezone.utc))
+    retail = Invoice.objects.get(kind=Invoice.Kind.RETAIL)
+    assert retail.total_minor == 1250 + 100
+    pdf = documents.invoice_pdf(retail)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 500
+    text = documents.invoice_csv(retail)
+    assert "13.50,USD" in text.replace('"', "")
+    wholesale = Invoice.objects.get(kind=Invoice.Kind.WHOLESALE)
+    assert "Wholesale" in documents.invoice_pdf(wholesale).decode("latin-1") or documents.invoice_pdf(wholesale).startswith(b"%PDF")
+    month = analytics.growth([world_a.partner.pk], months=2, now=datetime(2026, 11, 15, tzinfo=dt_timezone.utc))
+    assert month[0]["revenue"] == {"USD": 1350} and month[0]["usage_by_task"] == {"text-generation": {"textgen.tokens": Decimal(1010)}}
+    assert analytics.revenue_by_task(Invoice.objects.all())["text-generation"] == {"USD": 100}
+    report = analytics.partner_tenants_report([world_a.partner.pk], start=datetime(2026, 10, 1, tzinfo=dt_timezone.utc),
+                                              end=datetime(2026, 11, 2, tzinfo=dt_timezone.utc))
+    assert report[0]["revenue"] == {"USD": 1350} and report[0]["margin"] == {"USD": 0}
+    credit = invoicing.issue_credit_note(retail, reason="Goodwill", amount_minor=350)
+    assert credit.total_minor == -350 and documents.invoice_pdf(credit).startswith(b"%PDF")
+    insight = analytics.insights(months=2, now=datetime(2026, 11, 15, tzinfo=dt_timezone.utc))
+    row = next(r for r in insight["by_partner"] if r["partner"] == world_a.partner)
+    assert row["revenue"] == {"USD": 1350} and row["partner_revenue"] == {"USD": 1000} and row["partner_margin"] == {"USD": -350}

@@ -8,14 +8,14 @@ An issued invoice is never changed: corrections are credit notes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from verticals.billing.catalog import period_of, previous_period
@@ -44,6 +44,7 @@ class Line:
     wholesale_amount_minor: int | None = None
     tenant: object = None
     retail_amount_minor: int | None = None
+    by_task: dict = field(default_factory=dict)
 
 
 def _brand(partner: Partner) -> dict:
@@ -77,7 +78,8 @@ def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime,
         InvoiceLine(invoice=invoice, position=index, kind=line.kind, description=line.description[:300], tenant=line.tenant,
                     plan=line.plan, meter=line.meter, quantity=line.quantity, included=line.included, billable=line.billable,
                     unit_price=line.unit_price, amount_minor=line.amount_minor, wholesale_unit_price=line.wholesale_unit_price,
-                    wholesale_amount_minor=line.wholesale_amount_minor, retail_amount_minor=line.retail_amount_minor)
+                    wholesale_amount_minor=line.wholesale_amount_minor, retail_amount_minor=line.retail_amount_minor,
+                    by_task=line.by_task)
         for index, line in enumerate(lines, start=1)
     ])
     return invoice
@@ -106,12 +108,17 @@ def _segments(tenant: Tenant, period: tuple[datetime, datetime]) -> list[Subscri
     )
 
 
-def usage_by_meter(tenant_id: int, start: datetime, end: datetime) -> dict[str, Decimal]:
-    """Units per meter in [start, end), summed by the database."""
+def usage_by_meter(tenant_id: int, start: datetime, end: datetime) -> dict[str, tuple[Decimal, dict[str, Decimal]]]:
+    """Units per meter in [start, end), with their split by task, summed by the database."""
     rows = (UsageEvent.dangerously_unscoped  # filtered by the tenant given
             .filter(tenant_id=tenant_id, occurred_at__gte=start, occurred_at__lt=end)
-            .values("meter").annotate(total=Sum("quantity")).order_by())
-    return {row["meter"]: row["total"] for row in rows}
+            .values("meter", "task").annotate(total=Sum("quantity")).order_by())
+    found: dict[str, tuple[Decimal, dict[str, Decimal]]] = {}
+    for row in rows:
+        total, tasks = found.get(row["meter"], (Decimal(0), {}))
+        tasks[row["task"]] = row["total"]
+        found[row["meter"]] = (total + row["total"], tasks)
+    return found
 
 
 def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str, list[Line]]:
@@ -144,7 +151,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
             wholesale_unit_price=fee.wholesale,
             wholesale_amount_minor=None if fee.wholesale is None else to_minor(fee.wholesale * paid_share, currency),
         ))
-        for meter, used in sorted(usage_by_meter(tenant.pk, start, end).items()):
+        for meter, (used, tasks) in sorted(usage_by_meter(tenant.pk, start, end).items()):
             price = prices.meter(meter)
             included = (price.included * share).quantize(_Q, rounding=ROUND_HALF_UP)
             billable = max(Decimal(0), used - included)
@@ -153,6 +160,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
                 quantity=used, included=included, billable=billable, unit_price=price.retail,
                 amount_minor=to_minor(billable * price.retail, currency), wholesale_unit_price=price.wholesale,
                 wholesale_amount_minor=None if price.wholesale is None else to_minor(billable * price.wholesale, currency),
+                by_task={task: str(units) for task, units in tasks.items()},
             ))
     return currency, lines
 
@@ -203,7 +211,7 @@ def issue_wholesale(partner: Partner, month: tuple[datetime, datetime]) -> list[
                 kind=line.kind, plan=line.plan, meter=line.meter, description=f"{invoice.tenant.name}: {line.description}",
                 quantity=line.quantity, included=line.included, billable=line.billable, tenant=invoice.tenant,
                 unit_price=line.wholesale_unit_price, amount_minor=line.wholesale_amount_minor,
-                retail_amount_minor=line.amount_minor,
+                retail_amount_minor=line.amount_minor, by_task=line.by_task,
             ))
     issued = []
     operator = partner.parent

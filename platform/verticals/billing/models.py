@@ -339,6 +339,7 @@ class InvoiceLine(models.Model):
     wholesale_amount_minor = models.BigIntegerField(null=True, blank=True)
     # Wholesale lines: what the partner billed its tenant for the same line.
     retail_amount_minor = models.BigIntegerField(null=True, blank=True)
+    by_task = models.JSONField(default=dict, blank=True, help_text="Usage lines: units per task (strings), for revenue by task.")
 
     class Meta:
         ordering = ["invoice", "position"]
