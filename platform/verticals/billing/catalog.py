@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 
 from verticals.billing.models import Meter, Plan, PlanPrice, Subscription
@@ -78,8 +80,38 @@ class Standing:
         return None if price is None else price.included
 
 
+_standing: dict[int, tuple[float, str, "Standing | None"]] = {}
+
+
+def forget_standing(tenant=None) -> None:
+    """Drop what this process remembers of a tenant's plan (of every tenant's with None)."""
+    if tenant is None:
+        _standing.clear()
+    else:
+        _standing.pop(tenant.pk, None)
+
+
+def forget_every_standing(**_) -> None:
+    forget_standing(None)
+
+
 def standing(tenant) -> Standing | None:
-    """The tenant's open subscription with its plan, or None (not subscribed: no plan limits)."""
+    """The tenant's open subscription with its plan and prices, or None (not subscribed: no plan
+    limits). Read on every metered call, so each process remembers it BILLING_PLAN_CACHE_SECONDS
+    (a change made in this process applies at once; one made elsewhere within that time)."""
+    ttl = settings.BILLING_PLAN_CACHE_SECONDS
+    now = time.monotonic()
+    if ttl > 0:
+        cached = _standing.get(tenant.pk)
+        if cached is not None and cached[0] > now and cached[1] == tenant.public_id:
+            return cached[2]
+    found = _read_standing(tenant)
+    if ttl > 0:
+        _standing[tenant.pk] = (now + ttl, tenant.public_id, found)
+    return found
+
+
+def _read_standing(tenant) -> Standing | None:
     subscription = (
         Subscription.dangerously_unscoped  # filtered by the tenant given
         .filter(tenant_id=tenant.pk, ends_at__isnull=True).select_related("plan").first()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,14 +51,24 @@ def take_rate(tenant, plan: Plan, now=None) -> None:
         return
     now = now or timezone.now()
     window = now.replace(second=0, microsecond=0)
-    windows = RateWindow.objects.filter(tenant_id=tenant.pk, window_start=window)
-    if not windows.filter(count__lt=limit).update(count=F("count") + 1):
+    if not _bump(tenant.pk, window, limit):
         RateWindow.objects.bulk_create([RateWindow(tenant_id=tenant.pk, window_start=window)], ignore_conflicts=True)
-        if not windows.filter(count__lt=limit).update(count=F("count") + 1):
+        if not _bump(tenant.pk, window, limit):
             retry = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
             raise Refused(429, "rate_limited",
                           f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
                           f"retry in {retry} s.", retry_after=retry)
+
+
+def _bump(tenant_id: int, window, limit: int) -> bool:
+    """Count one call in the window if it is under `limit`: one conditional UPDATE (atomic on every backend)."""
+    quote = connection.ops.quote_name
+    table, count = quote(RateWindow._meta.db_table), quote("count")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {count} = {count} + 1 WHERE {quote('tenant_id')} = %s AND {quote('window_start')} = %s "
+            f"AND {count} < %s", [tenant_id, connection.ops.adapt_datetimefield_value(window), limit])
+        return cursor.rowcount == 1
 
 
 def _counters(tenant, period_start):

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from verticals.billing.catalog import period_of
+from verticals.billing.catalog import forget_standing, period_of
 from verticals.billing.models import FEE, Contract, ContractPrice, Plan, PriceBook, PriceBookEntry, Subscription, UsageCounter
 from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal
 from verticals.tenancy.audit import audit_record
@@ -57,6 +57,8 @@ def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: 
                          details={"plan": plan.code, "previous": current.plan.code if current else None})
     except IntegrityError:  # a concurrent change won
         raise ValidationError({"plan": "The plan was changed at the same moment; reload and try again."}) from None
+    finally:
+        forget_standing(tenant)
     return subscription
 
 

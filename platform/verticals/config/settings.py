@@ -278,6 +278,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- billing ----------------------------------------------------------------------------
 # Off only to measure what metering costs (bench/billing.py): nothing is recorded or limited.
 BILLING_METERING = env_bool("BILLING_METERING", True)
+# Each process remembers a tenant's plan this long (read on every metered call); changes made in
+# the same process apply at once.
+BILLING_PLAN_CACHE_SECONDS = env_float("BILLING_PLAN_CACHE_SECONDS", 2.0)
 # How many ended periods back a close looks for invoices still to issue.
 BILLING_CLOSE_LOOKBACK = env_int("BILLING_CLOSE_LOOKBACK", 3)
 # Events of external sources sent this long after their time are refused (their period may be closed).
