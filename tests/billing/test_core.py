@@ -111,3 +111,67 @@ def test_documents_and_analytics_read_an_issued_invoice(world_a):
     insight = analytics.insights(months=2, now=datetime(2026, 11, 15, tzinfo=dt_timezone.utc))
     row = next(r for r in insight["by_partner"] if r["partner"] == world_a.partner)
     assert row["revenue"] == {"USD": 1350} and row["partner_revenue"] == {"USD": 1000} and row["partner_margin"] == {"USD": -350}
+
+
+def test_a_job_records_its_cpu_seconds_once_per_attempt(world_a):
+    from unittest import mock
+
+    from verticals.billing.sources import record_job_seconds
+    from verticals.jobs import engine, worker
+    from verticals.tenancy.scoping import tenant_context
+
+    with mock.patch("verticals.jobs.engine.send"), tenant_context(world_a.tenant):
+        job = engine.job_create(project=world_a.project, kind="test.steps", params={"steps": 3})
+        engine.schedule(world_a.tenant.pk)
+        assert worker.execute(job.public_id) == "succeeded"
+    event = UsageEvent.dangerously_unscoped.get(tenant=world_a.tenant)
+    assert (event.meter, event.source, event.route, event.project, event.idempotency_key) == (
+        "training.cpu_seconds", "jobs", "job.test.steps", world_a.project, f"{job.public_id}:1")
+    assert event.quantity > 0
+    record_job_seconds(job, 1, 9.5)  # the same attempt reported again (a redelivered finish): counted once
+    assert UsageEvent.dangerously_unscoped.filter(tenant=world_a.tenant).count() == 1
+
+
+def test_the_daily_storage_snapshot_bills_gb_days_once_a_day(world_a):
+    from datetime import date
+
+    from verticals.billing.sources import snapshot_storage
+    from verticals.registry.models import DatasetVersion
+
+    version = world_a.dataset_version
+    DatasetVersion.dangerously_unscoped.filter(pk=version.pk).update(source_bytes=2_500_000_000)
+    assert snapshot_storage(date(2026, 10, 4)) == 1
+    snapshot_storage(date(2026, 10, 4))  # the beat ran twice that day
+    snapshot_storage(date(2026, 10, 5))
+    events = list(UsageEvent.dangerously_unscoped.filter(meter="storage.gb_days").order_by("occurred_at"))
+    assert [e.quantity for e in events] == [Decimal("2.5"), Decimal("2.5")]
+    assert [e.occurred_at.date() for e in events] == [date(2026, 10, 4), date(2026, 10, 5)]
+
+
+def test_a_job_on_a_plan_without_its_task_is_refused_and_the_plan_sets_the_fair_share(world_a):
+    from verticals.jobs import engine
+    from verticals.tenancy.scoping import tenant_context
+
+    services.subscribe(world_a.tenant, plan("two-jobs", concurrent_jobs=2, enabled_tasks=["image-classification"]))
+    assert engine.running_limit(world_a.tenant) == 2
+    with tenant_context(world_a.tenant), pytest.raises(quotas.Refused) as refused:
+        engine.job_create(project=world_a.project, kind="train", task="sentiment", params={"dataset": world_a.dataset_version.public_id})
+    assert refused.value.status == 403
+
+
+def test_model_versions_are_limited_by_the_plan(world_a):
+    services.subscribe(world_a.tenant, plan("one-model", max_model_versions=1))
+    quotas.check_model_versions(world_a.tenant, 0)
+    with pytest.raises(quotas.Refused) as refused:
+        quotas.check_model_versions(world_a.tenant, 1)
+    assert refused.value.status == 402 and "at most 1 model versions" in refused.value.message
+
+
+def test_a_released_reservation_gives_the_units_back(world_a):
+    services.subscribe(world_a.tenant, plan("capped2", cap="hard", prices={"vision.images": ("2", "0")}))
+    admission = quotas.admit(world_a.tenant, task="image-classification", units={"vision.images": Decimal(2)})
+    admission.release()  # the prediction failed
+    again = quotas.admit(world_a.tenant, task="image-classification", units={"vision.images": Decimal(2)})
+    record(world_a.tenant, [Usage("vision.images", Decimal(2))], source="serving", admission=again)
+    with pytest.raises(quotas.Refused):
+        quotas.admit(world_a.tenant, task="image-classification", units={"vision.images": Decimal(1)})

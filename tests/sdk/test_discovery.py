@@ -67,6 +67,48 @@ def test_each_broken_piece_is_named(attrs, fragment):
     assert "Plugin 'toys' (app 'toys'), task '" in message and fragment in message, message
 
 
+def test_meters_are_core_s_or_declared_by_the_plugin():
+    from verticals.sdk import Meter
+    from verticals.sdk.discovery import register_plugin
+
+    with pytest.raises(PluginError, match=r"charges meters nobody declares \['speech.audio_seconds'\]"):
+        validate_plugin(plugin_with(meters={"speech.audio_seconds": 1.0}), "app 'toys'")
+    own = type("SpeechPlugin", (plugin_with(meters={"speech.audio_seconds": 1.0}),),
+               {"meters": [Meter("speech.audio_seconds", "Audio transcribed", unit="second")]})
+    assert validate_plugin(own, "app 'toys'").task_instances[0].meters == {"speech.audio_seconds": 1.0}
+    for meters, fragment in ([Meter("Speech", "x")], "must be dotted lower case"), ([Meter("textgen.tokens", "x")], "is core's"), \
+            (["speech.audio_seconds"], "is not a verticals.sdk.Meter"):
+        with pytest.raises(PluginError, match=fragment):
+            validate_plugin(type("P", (plugin_with(),), {"meters": meters}), "app 'toys'")
+    first = validate_plugin(type("A", (own,), {"name": "speech-a"}), "app 'a'")
+    second = validate_plugin(type("B", (own,), {"name": "speech-b"}), "app 'b'")
+    second.task_instances[0].name = "toy-b"
+    from verticals.sdk import discovery
+
+    saved = (dict(discovery._plugins), dict(discovery._tasks), dict(discovery._task_plugin))
+    try:
+        register_plugin(first, "app 'a'")
+        assert discovery.meters()["speech.audio_seconds"][1] == "speech-a"
+        with pytest.raises(PluginError, match="Meter 'speech.audio_seconds' is declared twice: by plugin 'speech-a'"):
+            register_plugin(second, "app 'b'")
+    finally:
+        for registry, before in zip((discovery._plugins, discovery._tasks, discovery._task_plugin), saved, strict=True):
+            registry.clear()
+            registry.update(before)
+
+
+@pytest.mark.django_db
+def test_the_meter_catalog_follows_the_code():
+    from verticals.billing.catalog import sync_meters
+    from verticals.billing.models import Meter as MeterRow
+
+    MeterRow.objects.filter(key="vision.images").update(name="stale")
+    sync_meters()
+    assert MeterRow.objects.get(key="vision.images").name == "Images"
+    assert set(MeterRow.objects.values_list("key", flat=True)) >= {
+        "inference.requests", "textgen.tokens", "vision.images", "training.cpu_seconds", "training.gpu_seconds", "storage.gb_days"}
+
+
 def test_a_missing_method_is_named():
     class Lazy(Task):
         name, domain, title = "lazy", "test", "Lazy"

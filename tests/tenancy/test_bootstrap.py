@@ -47,3 +47,17 @@ def test_bootstrap_outputs_work(client):
 def test_bootstrap_rejects_a_bad_email():
     with pytest.raises(CommandError, match="not an email"):
         bootstrap(partner="Acme", tenant="Globex", email="nope")
+
+
+@pytest.mark.django_db
+def test_bootstrap_puts_a_new_tenant_on_a_plan_once():
+    from verticals.billing.models import Subscription
+
+    first = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", plan="team")
+    assert first["plan"] == "team" and "subscription" in first["created"]
+    again = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", plan="free")
+    assert again["plan"] == "team" and "subscription" not in again["created"]  # an existing tenant keeps its plan
+    assert Subscription.dangerously_unscoped.count() == 1
+    with pytest.raises(CommandError, match="'gold' is not an offered plan; offered: "):
+        bootstrap(partner="Acme", tenant="Initech", email="o@initech.example", plan="gold")
+    assert not Tenant.objects.filter(name="Initech").exists()

@@ -249,7 +249,7 @@ def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "pr
     admission = admit(caller, task, {_token_meter(task): None})
     streams = []
     try:
-        for index, (raw, value) in enumerate(zip(raw_inputs, decoded)):
+        for index, (raw, value) in enumerate(zip(raw_inputs, decoded, strict=True)):
             try:
                 streams.append(generate(model=model, caller=caller, raw_input=raw, options=options, route=route, project=project,
                                         admission=admission, decoded=value))

@@ -28,12 +28,23 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, help="Customer tenant name.")
         parser.add_argument("--email", required=True, help="Email of the tenant's owner (login).")
         parser.add_argument("--password", help="Set this password (default: keep an existing one, generate a new user's).")
+        parser.add_argument("--plan", help="Put a new tenant on this plan (code, e.g. free, team, enterprise); "
+                                           "an existing tenant keeps its plan. Default: no plan (no limits, not billed).")
 
-    def handle(self, *args, partner: str, tenant: str, email: str, password: str | None, **options):
+    def handle(self, *args, partner: str, tenant: str, email: str, password: str | None, plan: str | None = None, **options):
+        from verticals.billing.models import Plan, Subscription
+        from verticals.billing.services import subscribe
+
         try:
             validate_email(email)
         except ValidationError:
             raise CommandError(f"--email {email!r} is not an email address.") from None
+        plan_obj = None
+        if plan:
+            plan_obj = Plan.objects.filter(code=plan, is_active=True).first()
+            if plan_obj is None:
+                known = ", ".join(Plan.objects.filter(is_active=True).values_list("code", flat=True)) or "none"
+                raise CommandError(f"--plan {plan!r} is not an offered plan; offered: {known}.")
         created: list[str] = []
         with transaction.atomic():
             partner_obj, was_created = partner_get_or_create(name=partner)
@@ -43,6 +54,10 @@ class Command(BaseCommand):
             if tenant_obj is None:
                 tenant_obj = tenant_create(partner=partner_obj, name=tenant)
                 created.append("tenant")
+            # A new tenant, or one that has no plan yet, goes on the plan asked for.
+            if plan_obj is not None and not Subscription.dangerously_unscoped.filter(tenant_id=tenant_obj.pk).exists():
+                subscribe(tenant_obj, plan_obj)
+                created.append("subscription")
             user = User.objects.filter(email__iexact=email).first()
             generated_password = None
             if user is None:
@@ -68,9 +83,17 @@ class Command(BaseCommand):
         output = {
             "partner": {"id": partner_obj.public_id, "name": partner_obj.name},
             "tenant": {"id": tenant_obj.public_id, "name": tenant_obj.name},
+            "plan": _plan_of(tenant_obj),
             "project": {"id": project.public_id, "name": project.name},
             "user": {"id": user.public_id, "email": user.email, "role": membership.role, "password": generated_password},
             "api_key": secret,
             "created": created,
         }
         self.stdout.write(json.dumps(output, indent=2))
+
+
+def _plan_of(tenant) -> str | None:
+    from verticals.billing.catalog import standing
+
+    current = standing(tenant)
+    return current.plan.code if current else None
