@@ -175,3 +175,17 @@ def test_a_released_reservation_gives_the_units_back(world_a):
     record(world_a.tenant, [Usage("vision.images", Decimal(2))], source="serving", admission=again)
     with pytest.raises(quotas.Refused):
         quotas.admit(world_a.tenant, task="image-classification", units={"vision.images": Decimal(1)})
+
+
+def test_a_hard_capped_plan_runs_jobs_while_some_job_time_is_left(world_a):
+    from verticals.billing.sources import record_job_seconds
+    from verticals.jobs.models import Job
+
+    services.subscribe(world_a.tenant, plan("jobs-capped", cap="hard", prices={
+        "training.cpu_seconds": ("10", "0"), "training.gpu_seconds": ("0", "0")}))
+    quotas.admit_job(world_a.tenant, task="sentiment")  # no GPU time included, but CPU time is left
+    job = Job.dangerously_unscoped.get(pk=world_a.job.pk)
+    record_job_seconds(job, 1, 10.0)
+    with pytest.raises(quotas.Refused) as refused:
+        quotas.admit_job(world_a.tenant, task="sentiment")
+    assert refused.value.status == 402 and "training.cpu_seconds" in refused.value.message

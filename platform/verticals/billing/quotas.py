@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
@@ -120,6 +121,8 @@ class Admission:
 def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] | None = None, rate: bool = True) -> Admission:
     """Let work in or raise Refused. `units`: meter -> units the work will use (None: not known
     before it runs, e.g. generated tokens; it runs while some are left)."""
+    if not settings.BILLING_METERING:  # measuring what metering costs: nothing is limited or recorded
+        return Admission(tenant, None)
     current = standing(tenant)
     admission = Admission(tenant, current)
     if current is None:
@@ -156,10 +159,26 @@ def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] |
     return admission
 
 
-def admit_job(tenant, *, task: str) -> Admission:
-    """A job may start when the plan includes its task and, on a hard cap, job time is left."""
-    meters = {"training.cpu_seconds": None, "training.gpu_seconds": None}
-    return admit(tenant, task=task, units=meters, rate=False)
+JOB_METERS = ("training.cpu_seconds", "training.gpu_seconds")
+
+
+def admit_job(tenant, *, task: str | None) -> Admission:
+    """A job may start when the plan includes its task and, on a hard cap, some job time (CPU or
+    GPU: the worker that takes it decides) is left in the period."""
+    admission = admit(tenant, task=task, units=None, rate=False)
+    current = admission.standing
+    if current is None or current.plan.cap != Plan.Cap.HARD:
+        return admission
+    meters = [meter for meter in JOB_METERS if current.included(meter) is not None]
+    if not meters:
+        return admission
+    start, end = current.period
+    ensure_counters(tenant, start, meters)
+    used = dict(_counters(tenant, start).filter(meter__in=meters).values_list("meter", "quantity"))
+    if all(used.get(meter, Decimal(0)) >= current.included(meter) for meter in meters):
+        meter = meters[0]
+        raise _exhausted(current.plan, meter, current.included(meter), used.get(meter, Decimal(0)), end)
+    return admission
 
 
 def check_task_of(tenant, task: str) -> None:
