@@ -22,6 +22,7 @@ from verticals.billing.catalog import period_of, previous_period
 from verticals.billing.models import Contract, Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
 from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, to_minor
 from verticals.billing.pricing import PriceList
+from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Partner, Tenant
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def credited_minor(invoice: Invoice) -> int:
     return -(invoice.credit_notes.aggregate(total=Sum("total_minor"))["total"] or 0)
 
 
-def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None = None) -> Invoice:
+def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None = None, actor=None) -> Invoice:
     """Take back `amount_minor` (default: all that is left) of an invoice, with the reason shown."""
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         raise ValidationError({"invoice": "A credit note is not credited; credit the invoice it corrects."})
@@ -279,6 +280,10 @@ def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None
                                              f"(what is left to credit on {invoice.number})."})
         line = Line(kind=InvoiceLine.Kind.CREDIT, description=f"Credit on {invoice.number}: {reason.strip()}",
                     quantity=Decimal(1), unit_price=-from_minor(amount, invoice.currency), amount_minor=-amount)
-        return _issue(kind=Invoice.Kind.CREDIT_NOTE, issuer=invoice.issuer, currency=invoice.currency,
+        note = _issue(kind=Invoice.Kind.CREDIT_NOTE, issuer=invoice.issuer, currency=invoice.currency,
                       period=(invoice.period_start, invoice.period_end), lines=[line], tenant=invoice.tenant,
                       partner=invoice.partner, credits=invoice, reason=reason.strip(), bill_to=invoice.bill_to)
+        if invoice.tenant_id:  # a tenant's invoice: its audit log shows the correction
+            audit_record(tenant=invoice.tenant, actor=actor, action="invoice.credit", target=note,
+                         details={"invoice": invoice.number, "amount": format_money(amount, invoice.currency), "reason": reason.strip()})
+        return note

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 
@@ -70,21 +71,31 @@ def _run(job: Job) -> str | None:
             heart.stop()
         ctx.cleanup()
     cpu = time.process_time() - cpu0
-    _meter(job, ctx, cpu)
-    if outcome:
-        status = outcome.pop("status")
-        if engine.finish(job, ctx.attempt, status, **outcome, cpu_seconds=cpu):
-            return status
-    engine.add_resource_seconds(job, cpu)
-    return None
+    try:
+        if outcome:
+            status = outcome.pop("status")
+            if engine.finish(job, ctx.attempt, status, **outcome, cpu_seconds=cpu):
+                return status
+        engine.add_resource_seconds(job, cpu)
+        return None
+    finally:  # after the job's end is written: billing never delays it
+        _meter(job, ctx, cpu)
+
+
+def _device() -> str:
+    """Where the attempt ran: a job that never loaded torch ran on the CPU."""
+    if "torch" not in sys.modules:
+        return "cpu"
+    from verticals.registry.training import device
+
+    return device()
 
 
 def _meter(job, ctx, seconds: float) -> None:
     """The attempt's compute, billed once (an event per attempt, whatever became of it)."""
     from verticals.billing.sources import record_job_seconds
-    from verticals.registry.training import device
 
     try:
-        record_job_seconds(job, ctx.attempt, seconds, device=device())
+        record_job_seconds(job, ctx.attempt, seconds, device=_device())
     except Exception:  # metering must not lose the job's outcome; the log says what was not recorded
         log.exception("job %s attempt %s: could not record %.3f s of usage", job.public_id, ctx.attempt, seconds)
