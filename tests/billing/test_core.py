@@ -189,3 +189,26 @@ def test_a_hard_capped_plan_runs_jobs_while_some_job_time_is_left(world_a):
     with pytest.raises(quotas.Refused) as refused:
         quotas.admit_job(world_a.tenant, task="sentiment")
     assert refused.value.status == 402 and "training.cpu_seconds" in refused.value.message
+
+
+def test_a_contract_s_included_units_are_what_the_gauge_the_cap_and_the_invoice_use(world_a):
+    from verticals.billing import analytics
+
+    services.subscribe(world_a.tenant, plan("contracted", cap="hard", prices={"inference.requests": ("10", "0.01")}))
+    services.contract_create(world_a.tenant, name="Custom", prices={"inference.requests": {"unit_price": "0.002", "included": "3"}})
+    gauge = next(m for m in analytics.period_usage(world_a.tenant)["meters"] if m["meter"] == "inference.requests")
+    assert gauge["included"] == Decimal(3) and gauge["unit_price"] == Decimal("0.002")
+    quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(3)})
+    with pytest.raises(quotas.Refused):
+        quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(1)})
+
+
+def test_prices_too_large_or_not_numbers_are_refused_with_a_message(world_a):
+    from django.core.exceptions import ValidationError
+
+    from verticals.tenancy.models import Partner
+
+    team = plan("priced", prices={"inference.requests": ("10", "0.01")})
+    for bad, fragment in (("1e30", "too large"), ("abc", "not a number"), ("NaN", "finite"), ("0.0000000001", "at most 9 decimals")):
+        with pytest.raises(ValidationError, match=fragment):
+            services.set_wholesale(Partner.objects.get(pk=world_a.partner.pk), team, "inference.requests", bad)

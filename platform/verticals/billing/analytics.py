@@ -15,8 +15,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from verticals.billing.catalog import _add_months, period_of, standing
-from verticals.billing.models import Contract, Invoice, InvoiceLine, Meter, Subscription, UsageEvent
-from verticals.billing.pricing import PriceList
+from verticals.billing.models import Invoice, InvoiceLine, Meter, Subscription, UsageEvent
+from verticals.billing.pricing import PriceList, contract_at
 from verticals.tenancy.models import Partner, Tenant
 
 GROUPS = {"meter": "meter", "day": "day", "project": "project__public_id", "task": "task"}
@@ -59,8 +59,8 @@ def period_usage(tenant, now: datetime | None = None) -> dict:
     start, end = period_of(now, current.subscription.anchor_day if current else 1)
     used = {row["meter"]: row["quantity"] for row in usage_summary(tenant, start=start, end=end)}
     names = meter_names()
-    keys = sorted(set(used) | set(current.prices if current else ()))
-    prices = PriceList(tenant, current.plan, _contract(tenant, now)) if current else None
+    keys = sorted(set(used) | set(current.meters() if current else ()))
+    prices = PriceList(tenant, current.plan, contract_at(tenant, now)) if current else None
     meters = []
     for key in keys:
         quantity = used.get(key, Decimal(0))
@@ -75,11 +75,6 @@ def period_usage(tenant, now: datetime | None = None) -> dict:
         })
     return {"plan": current.plan if current else None, "subscription": current.subscription if current else None,
             "period": (start, end), "meters": meters}
-
-
-def _contract(tenant, at):
-    return (Contract.dangerously_unscoped.filter(tenant_id=tenant.pk, starts_at__lte=at)  # the given tenant's
-            .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at)).order_by("-starts_at").first())
 
 
 def daily_usage(tenant, *, days: int = 30, now: datetime | None = None) -> dict:
@@ -172,7 +167,7 @@ def mrr_at(tenant_ids, at: datetime) -> dict[str, int]:
     for subscription in subscriptions:
         if subscription.tenant.suspended_at is not None and subscription.tenant.suspended_at <= at:
             continue
-        fee = PriceList(subscription.tenant, subscription.plan, _contract(subscription.tenant, at)).fee().retail
+        fee = PriceList(subscription.tenant, subscription.plan, contract_at(subscription.tenant, at)).fee().retail
         _add(total, subscription.plan.currency, to_minor(fee, subscription.plan.currency))
     return total
 
@@ -255,7 +250,7 @@ def insights(*, months: int = 12, now: datetime | None = None) -> dict:
             for currency, minor in per_tenant["revenue"].items():
                 _add(partner_revenue, currency, minor)
             for currency, minor in per_tenant["margin"].items():
-                _add(margin, currency, minor)
+                margin[currency] = margin.get(currency, 0) + minor  # a margin of zero is worth showing
         if partner.parent_id is None:
             operator = dict(partner_revenue)
             margin = {}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import calendar
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
 
-from verticals.billing.models import Meter, Plan, PlanPrice, Subscription
+from django.db.models import Q
+
+from verticals.billing.models import ContractPrice, Meter, Plan, PlanPrice, Subscription
 
 
 def sync_meters(**_) -> None:
@@ -64,18 +66,26 @@ def previous_period(start: datetime, anchor_day: int) -> tuple[datetime, datetim
 
 @dataclass
 class Standing:
-    """A tenant's current subscription, plan and list prices (one query, read per metered call)."""
+    """A tenant's current subscription, plan and list prices, with its contract's included units
+    where one overrides them (read per metered call, remembered briefly)."""
 
     subscription: Subscription
     plan: Plan
     prices: dict[str, PlanPrice]
+    contracted: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def period(self) -> tuple[datetime, datetime]:
         return period_of(timezone.now(), self.subscription.anchor_day)
 
+    def meters(self) -> list[str]:
+        """Meters the plan (or the contract) limits."""
+        return sorted(set(self.prices) | set(self.contracted))
+
     def included(self, meter: str) -> Decimal | None:
-        """Units of `meter` the plan includes per period; None when the plan does not price it (unlimited)."""
+        """Units of `meter` included per period; None when neither plan nor contract prices it (unlimited)."""
+        if meter in self.contracted:
+            return self.contracted[meter]
         price = self.prices.get(meter)
         return None if price is None else price.included
 
@@ -119,4 +129,8 @@ def _read_standing(tenant) -> Standing | None:
     if subscription is None:
         return None
     prices = {price.meter_id: price for price in subscription.plan.prices.all()}
-    return Standing(subscription, subscription.plan, prices)
+    now = timezone.now()
+    contracted = dict(
+        ContractPrice.objects.filter(contract__tenant_id=tenant.pk, contract__starts_at__lte=now, included__isnull=False)
+        .filter(Q(contract__ends_at__isnull=True) | Q(contract__ends_at__gt=now)).values_list("meter_id", "included"))
+    return Standing(subscription, subscription.plan, prices, contracted)

@@ -19,9 +19,9 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from verticals.billing.catalog import period_of, previous_period
-from verticals.billing.models import Contract, Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
+from verticals.billing.models import Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
 from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, to_minor
-from verticals.billing.pricing import PriceList
+from verticals.billing.pricing import PriceList, contract_at
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Partner, Tenant
 
@@ -94,12 +94,6 @@ def _share(start: datetime, end: datetime, period: tuple[datetime, datetime]) ->
     return part / whole
 
 
-def _contract_at(tenant: Tenant, at: datetime) -> Contract | None:
-    return (Contract.dangerously_unscoped  # filtered by the tenant given
-            .filter(tenant_id=tenant.pk, starts_at__lte=at).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
-            .prefetch_related("prices").order_by("-starts_at", "-pk").first())
-
-
 def _segments(tenant: Tenant, period: tuple[datetime, datetime]) -> list[Subscription]:
     start, end = period
     return list(
@@ -139,7 +133,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
         if plan.currency != currency:
             raise ValidationError(f"Plan '{plan.code}' bills in {plan.currency}, the tenant's later plan in {currency}.")
         share = _share(start, end, period)
-        prices = PriceList(tenant, plan, _contract_at(tenant, end - timedelta(microseconds=1)))
+        prices = PriceList(tenant, plan, contract_at(tenant, end - timedelta(microseconds=1)))
         when = f" ({start:%Y-%m-%d} – {end:%Y-%m-%d})" if several else ""
         paid_from = max(start, segment.trial_ends_at) if segment.trial_ends_at else start
         paid_share = _share(paid_from, end, period) if paid_from < end else Decimal(0)

@@ -120,7 +120,7 @@ def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], i
     if current is None or current.plan.cap != Plan.Cap.HARD:
         return {}, 1
     reserved = admission.reserved if admission is not None else {}
-    return {meter: reserved.get(meter, Decimal(0)) for meter in current.prices}, current.subscription.anchor_day
+    return {meter: reserved.get(meter, Decimal(0)) for meter in current.meters()}, current.subscription.anchor_day
 
 
 def _move_counters(tenant, rows: list[UsageEvent], counted: dict[str, Decimal], anchor: int,

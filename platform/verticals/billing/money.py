@@ -23,6 +23,8 @@ CURRENCY_CHOICES = [(code, code) for code in sorted(CURRENCY_DECIMALS)]
 QUANTITY_PLACES = 6
 _MICRO = Decimal(10) ** QUANTITY_PLACES
 PRICE_PLACES = 9
+# Prices are stored with 24 digits, 9 of them decimals; quantities as 64-bit micro-units.
+MAX_NUMBER = Decimal(10) ** 12
 
 
 class MoneyError(ValueError):
@@ -65,6 +67,8 @@ def as_decimal(value, *, field: str = "value", places: int | None = None) -> Dec
         raise MoneyError(f"{field}: '{value}' is not a number.") from None
     if not number.is_finite():
         raise MoneyError(f"{field}: give a finite number.")
+    if abs(number) >= MAX_NUMBER:
+        raise MoneyError(f"{field}: {value} is too large; give less than {MAX_NUMBER:,}.")
     if places is not None and number != number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):
         raise MoneyError(f"{field}: at most {places} decimals.")
     return number

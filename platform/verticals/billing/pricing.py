@@ -8,9 +8,21 @@ wholesale price, else the list price.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import Q
+from django.utils import timezone
+
 from verticals.billing.models import FEE, Contract, Plan, PriceBookEntry
+
+
+def contract_at(tenant, at: datetime | None = None) -> Contract | None:
+    """The tenant's negotiated deal in force at `at` (now by default), if any."""
+    at = at or timezone.now()
+    return (Contract.dangerously_unscoped  # filtered by the tenant given (partner staff and the close read it from outside)
+            .filter(tenant_id=tenant.pk, starts_at__lte=at).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+            .prefetch_related("prices").order_by("-starts_at", "-pk").first())
 
 
 @dataclass(frozen=True)

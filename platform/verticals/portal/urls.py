@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from verticals.portal import chat, jobs, registry, views
+from verticals.portal import billing, chat, insights, jobs, partner, registry, views
 
 app_name = "portal"
 
@@ -69,4 +69,24 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<str:key_id>/revoke", views.api_key_revoke, name="api_key_revoke"),
+    path("billing/", billing.overview, name="billing"),
+    path("billing/plan/", billing.plan_change, name="billing_plan"),
+    path("billing/invoices/", billing.invoice_list, name="billing_invoices"),
+    path("billing/invoices/<str:invoice_id>/", billing.invoice_detail, name="billing_invoice"),
+    path("billing/invoices/<str:invoice_id>/pdf", billing.invoice_download, {"fmt": "pdf"}, name="billing_invoice_pdf"),
+    path("billing/invoices/<str:invoice_id>/csv", billing.invoice_download, {"fmt": "csv"}, name="billing_invoice_csv"),
+    path("partner/", partner.tenant_list, name="partner_tenants"),
+    path("partner/tenants/new", partner.tenant_new, name="partner_tenant_new"),
+    path("partner/tenants/<str:tenant_id>/", partner.tenant_detail, name="partner_tenant"),
+    path("partner/tenants/<str:tenant_id>/plan", partner.tenant_plan, name="partner_tenant_plan"),
+    path("partner/tenants/<str:tenant_id>/suspend", partner.tenant_suspend, name="partner_tenant_suspend"),
+    path("partner/tenants/<str:tenant_id>/reactivate", partner.tenant_reactivate, name="partner_tenant_reactivate"),
+    path("partner/prices/", partner.price_book, name="partner_prices"),
+    path("partner/brand/", partner.brand, name="partner_brand"),
+    path("partner/growth/", partner.growth, name="partner_growth"),
+    path("partner/invoices/", partner.invoice_list, name="partner_invoices"),
+    path("partner/invoices/<str:invoice_id>/", partner.invoice_detail, name="partner_invoice"),
+    path("partner/invoices/<str:invoice_id>/pdf", partner.invoice_download, {"fmt": "pdf"}, name="partner_invoice_pdf"),
+    path("partner/invoices/<str:invoice_id>/csv", partner.invoice_download, {"fmt": "csv"}, name="partner_invoice_csv"),
+    path("insights/", insights.overview, name="insights"),
 ]

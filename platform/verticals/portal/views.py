@@ -65,6 +65,10 @@ def _apply_errors(form, error: ValidationError) -> None:
 
 @tenant_page("project.view")
 def home(request):
+    caller = getattr(request, "caller", None)
+    # A partner's staff who belong to no tenant work in the partner console.
+    if caller is not None and caller.tenant is None and caller.user is not None and caller.partner_memberships():
+        return redirect("portal:partner_tenants")
     return redirect("portal:projects")
 
 
