@@ -6,8 +6,24 @@ from tests.api.test_cross_tenant_probe import PARAM_FILLERS, iter_routes
 
 LONG = "x" * 5000
 
+PRICE_BOOK = [({}, "plan"), ({"plan": "nope", "item": "plan.fee", "retail": "1"}, "plan"), ({"plan": 5, "item": "plan.fee"}, "plan"),
+              ({"plan": "team", "retail": "1"}, "item"), ({"plan": "team", "item": "nope.units", "retail": "1"}, "item"),
+              ({"plan": "team", "item": "plan.fee"}, "retail"), ({"plan": "team", "item": "plan.fee", "retail": 1.5}, "retail"),
+              ({"plan": "team", "item": "plan.fee", "retail": "lots"}, "retail"),
+              ({"plan": "team", "item": "plan.fee", "retail": "1"}, "retail"),
+              ({"plan": "team", "item": "plan.fee", "retail": "99", "colour": "red"}, "colour")]
+PLAN = [({}, "plan"), ({"plan": 5}, "plan"), ({"plan": "nope"}, "plan"), ({"plan": LONG}, "plan"),
+        ({"plan": "team", "trial_days": -1}, "trial_days"), ({"plan": "team", "trial_days": "x"}, "trial_days")]
+
 # route name -> method -> [(body, field the message must name)]
 CASES = {
+    "api:partner-price-book": {"put": PRICE_BOOK, "patch": PRICE_BOOK},
+    "api:partner-brand": {"patch": [({"brand_colour": "red"}, "brand_colour"), ({"support_email": "x"}, "support_email"),
+                                    ({"brand_name": LONG}, "brand_name"), ({"brand_name": 5}, "brand_name"),
+                                    ({"logo": "https://example.com/l.png"}, "logo"), ({"colour": "red"}, "colour")]},
+    "api:partner-tenant-billing-plan": {"post": PLAN},
+    "api:partner-tenant-plan-bare": {"post": PLAN},
+    "api:subscription": {"post": [({}, "plan"), ({"plan": 5}, "plan"), ({"plan": "nope"}, "plan"), ({"plan": LONG}, "plan")]},
     "api:project-list": {
         "post": [({}, "name"), ({"name": 7}, "name"), ({"name": LONG}, "name"), ({"name": "ok", "description": LONG}, "description"),
                  ({"name": ["a"]}, "name")],
@@ -36,7 +52,9 @@ CASES = {
     },
     "api:partner-tenant-list": {
         "post": [({}, "name"), ({"name": LONG}, "name"), ({"name": "T", "partner": "ptn_nope"}, "partner"),
-                 ({"name": "T", "owner_email": "nope"}, "owner_email"), ({"name": 5.5}, "name")],
+                 ({"name": "T", "owner_email": "nope"}, "owner_email"), ({"name": 5.5}, "name"),
+                 ({"name": "T", "plan": "nope"}, "plan"), ({"name": "T", "plan": 5}, "plan"), ({"name": "T", "trial_days": 3}, "trial_days"),
+                 ({"name": "T", "plan": "team", "trial_days": 999}, "trial_days")],
     },
     "api:partner-tenant-detail": {"patch": [({}, "name"), ({"name": LONG}, "name")]},
     "api:partner-tenant-suspend": {"post": [({"reason": LONG}, "reason"), ({"reason": ["x"]}, "reason")]},

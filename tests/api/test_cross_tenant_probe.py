@@ -9,16 +9,20 @@ be unchanged afterwards. A route that is neither probed nor exempted with a reas
 """
 
 import re
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
 from typing import NamedTuple
 
 import pytest
+from django.db.models import Q
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import World, make_key
+from verticals.billing.models import Invoice, Plan, PriceBookEntry, Subscription, UsageEvent
 from verticals.config.paths import is_api_path
 from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
 from verticals.registry.models import Dataset, DatasetVersion, ModelVersion
-from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
+from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
 from verticals.tenancy.roles import Role
 
 METHODS = ["get", "head", "options", "post", "put", "patch", "delete"]
@@ -40,6 +44,24 @@ EXEMPT = {
     "<unnamed>^media/(?P<path>.*)": "Partner logos (public branding); tenant files are never served from MEDIA_URL.",
 }
 
+def invoice_of(world: World) -> Invoice:
+    """The world's retail invoice for a closed month (made on first use, with its partner's wholesale invoice)."""
+    if getattr(world, "_invoice", None) is None:
+        from verticals.billing import invoicing, services
+
+        plan, _ = Plan.objects.get_or_create(code="probe-plan", defaults={"name": "Probe plan", "monthly_fee": Decimal(10)})
+        start = datetime(2026, 1, 1, tzinfo=dt_timezone.utc)
+        services.subscribe(world.tenant, plan, now=start)
+        invoicing.close_period(datetime(2026, 2, 1, 1, tzinfo=dt_timezone.utc), tenants=[world.tenant])
+        world._invoice = Invoice.objects.get(kind=Invoice.Kind.RETAIL, tenant=world.tenant)
+    return world._invoice
+
+
+def wholesale_of(world: World) -> Invoice:
+    invoice_of(world)
+    return Invoice.objects.get(kind=Invoice.Kind.WHOLESALE, partner=world.partner)
+
+
 # How to fill each path parameter with tenant A's object (attribute of World, or a function).
 PARAM_FILLERS = {
     "project_id": lambda w: w.project.public_id,
@@ -52,12 +74,15 @@ PARAM_FILLERS = {
     "dataset_id": lambda w: w.dataset_version.dataset.public_id,
     "model_id": lambda w: w.model.public_id,
     "model": lambda w: w.generator.public_id,  # the OpenAI-compatible routes' model: a text-generation model
+    # Tenant routes take A's retail invoice; partner routes the same (one of A's partner's), so a
+    # route that mixed up whose invoice it serves shows here.
+    "invoice_id": lambda w: invoice_of(w).public_id,
 }
 BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
          "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000",
          "invitation_id": "inv_doesnotexist000000", "job_id": "job_doesnotexist000000",
          "dataset_id": "ds_doesnotexist0000000", "model_id": "mdl_doesnotexist000000",
-         "model": "mdl_doesnotexist000000"}
+         "model": "mdl_doesnotexist000000", "invoice_id": "invc_doesnotexist00000"}
 
 
 class Route(NamedTuple):
@@ -95,12 +120,14 @@ def markers(world: World) -> list[str]:
         world.partner.public_id, world.invitation.public_id, world.invitation.email, world.job.public_id,
         world.dataset_version.public_id, world.dataset_version.dataset.public_id, world.dataset_version.dataset.name,
         world.model.public_id, world.model.name, world.generator.public_id, world.generator.name,
+        invoice_of(world).public_id, invoice_of(world).number, wholesale_of(world).public_id, wholesale_of(world).number,
     ]
 
 
 def snapshot(world: World) -> dict:
     # The probe looks at A's rows from outside any request: it checks them by A's id directly.
     _ = world.job, world.dataset_version, world.model, world.generator  # made now, so that they are in the picture before the probe
+    invoice_of(world)
     return {
         "tenant": Tenant.objects.filter(pk=world.tenant.pk).values().get(),
         "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
@@ -116,6 +143,11 @@ def snapshot(world: World) -> dict:
         "dataset_versions": list(DatasetVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "models": list(ModelVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
         "files": stored_files(world),
+        "partner": Partner.objects.filter(pk=world.partner.pk).values().get(),
+        "subscriptions": list(Subscription.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "usage": list(UsageEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "invoices": list(Invoice.objects.filter(Q(tenant=world.tenant) | Q(partner=world.partner)).values().order_by("pk")),
+        "price_book": list(PriceBookEntry.objects.filter(price_book__partner=world.partner).values().order_by("pk")),
     }
 
 
@@ -223,19 +255,33 @@ def test_b_lists_show_none_of_a(world_a, world_b):
     own_datasets = f"/api/v1/projects/{world_b.project.public_id}/datasets/"
     own_models = f"/api/v1/projects/{world_b.project.public_id}/models/"
     _ = world_a.job, world_b.job, world_a.model, world_b.model, world_a.dataset_version, world_b.dataset_version
+    invoice_of(world_a), invoice_of(world_b)
+    billing_lists = ["/api/v1/plans/", "/api/v1/usage/", "/api/v1/usage/?group_by=project,task",
+                     "/api/v1/invoices/", "/api/v1/partner/invoices/", "/api/v1/partner/price-book/",
+                     "/api/v1/partner/revenue/?start=2025-12-01", "/api/v1/partner/growth/?months=36"]
     for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/",
-                 own_jobs, own_datasets, own_models, "/api/v1/tasks/", "/api/v1/base-models/"]:
+                 own_jobs, own_datasets, own_models, "/api/v1/tasks/", "/api/v1/base-models/", *billing_lists]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             if answer.status_code == 200:
                 assert "results" in answer.json(), (path, who, answer.json())
                 assert not [m for m in markers(world_a) if m in answer.content.decode()], (path, who)
+    # Billing answers that are one object, not a list, and the usage download.
+    for path in ["/api/v1/subscription/", "/api/v1/partner/brand/", "/api/v1/usage/?format=csv&group_by=project"]:
+        for who, client in principals(world_b).items():
+            answer = client.get(path)
+            assert answer.status_code in (200, 403), (path, who, answer.status_code)
+            assert not [m for m in markers(world_a) if m in answer.content.decode()], (path, who)
     # B's own rows are there, so the emptiness of A's is not an accident of empty lists.
     assert world_b.project.public_id in world_b.client().get("/api/v1/projects/").content.decode()
     assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
     assert world_b.job.public_id in world_b.client().get(own_jobs).content.decode()
     assert world_b.dataset_version.dataset.public_id in world_b.client().get(own_datasets).content.decode()
     assert world_b.model.public_id in world_b.client().get(own_models).content.decode()
+    assert invoice_of(world_b).public_id in world_b.client().get("/api/v1/invoices/").content.decode()
+    b_partner_invoices = world_b.partner_session().get("/api/v1/partner/invoices/").content.decode()
+    assert invoice_of(world_b).public_id in b_partner_invoices and wholesale_of(world_b).public_id in b_partner_invoices
+    assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/revenue/?start=2025-12-01").content.decode()
 
 
 @pytest.mark.django_db

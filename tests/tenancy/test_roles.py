@@ -113,10 +113,34 @@ def perform(client, action: str, tenant):
     if action == "job.cancel":
         project, job = _fresh_job(tenant)
         return client.post(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/cancel/")
+    billing = _billing_action(client, action)
+    if billing is not None:
+        return billing
     registry = _registry_action(client, action, tenant, n)
     if registry is not None:
         return registry
     raise AssertionError(f"test_roles does not know how to perform {action}: add it to perform()")
+
+
+def _fresh_plan():
+    """An active plan in the tenant's currency that nobody is on yet: a plan change to it can be made."""
+    from decimal import Decimal
+
+    from verticals.billing.models import Plan
+
+    return Plan.objects.create(code=f"roles-{next(_counter)}", name="Roles", monthly_fee=Decimal(10), currency="USD")
+
+
+def _billing_action(client, action: str):
+    if action == "usage.view":
+        return client.get("/api/v1/usage/")
+    if action == "plan.view":
+        return client.get("/api/v1/plans/")
+    if action == "invoice.view":
+        return client.get("/api/v1/invoices/")
+    if action == "plan.change":
+        return client.post("/api/v1/subscription/", {"plan": _fresh_plan().code}, format="json")
+    return None
 
 
 def _world_of(tenant):
@@ -213,6 +237,13 @@ def partner_perform(client, action: str, tenant):
         "partner.tenant.update": lambda: client.patch(base, {"name": f"Renamed {n}"}, format="json"),
         "partner.tenant.suspend": lambda: client.post(base + "suspend/", {"reason": "unpaid"}, format="json"),
         "partner.tenant.reactivate": lambda: client.post(base + "reactivate/"),
+        "partner.tenant.plan": lambda: client.post(base + "plan/", {"plan": _fresh_plan().code}, format="json"),
+        "partner.billing.view": lambda: client.get("/api/v1/partner/revenue/"),
+        "partner.price.update": lambda: client.put("/api/v1/partner/price-book/",
+                                                   {"plan": _fresh_plan().code, "item": "plan.fee", "retail": "12.50"},
+                                                   format="json"),
+        "partner.brand.update": lambda: client.patch("/api/v1/partner/brand/", {"brand_colour": f"#{n % 0xFFFFFF:06x}"},
+                                                     format="json"),
     }[action]()
 
 

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
+from verticals.api.billing import PartnerTenantPlanCreateSerializer, partner_tenant_created
 from verticals.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -17,7 +18,6 @@ from verticals.api.serializers import (
     InvitationSerializer,
     MemberRoleSerializer,
     MemberSerializer,
-    PartnerTenantCreateSerializer,
     PartnerTenantUpdateSerializer,
     ProjectSerializer,
     SuspendSerializer,
@@ -229,9 +229,10 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
     def get_queryset(self):
         return super().get_queryset().select_related("partner")
 
-    @extend_schema(request=PartnerTenantCreateSerializer, responses={201: TenantSerializer})
+    @extend_schema(request=PartnerTenantPlanCreateSerializer, responses={201: TenantSerializer})
     def create(self, request):
-        payload = PartnerTenantCreateSerializer(data=request.data)
+        """Create a customer tenant; with `plan` (and `trial_days`) it starts on that plan."""
+        payload = PartnerTenantPlanCreateSerializer(data=request.data)
         allowed = Partner.objects.filter(pk__in=self.caller.partner_ids_for("partner.tenant.create"))
         payload.fields["partner"].queryset = allowed
         payload.is_valid(raise_exception=True)
@@ -248,6 +249,7 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
                 owner_email=payload.validated_data.get("owner_email"),
                 actor=self.caller,
             )
+            partner_tenant_created(tenant, payload.validated_data, actor=self.caller)
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PartnerTenantUpdateSerializer, responses=TenantSerializer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal
 
 from verticals.billing.models import Invoice
 from verticals.billing.money import format_money, from_minor
@@ -32,7 +33,7 @@ def invoice_csv(invoice: Invoice) -> str:
     writer.writerow(columns)
     for line in _line_rows(invoice):
         row = [line.position, line.kind, line.description, line.tenant.public_id if line.tenant_id else "", line.meter,
-               line.quantity, line.included, line.billable, line.unit_price.normalize() if line.unit_price else 0,
+               line.quantity, line.included, line.billable, plain(line.unit_price),
                from_minor(line.amount_minor, invoice.currency), invoice.currency]
         if invoice.kind == Invoice.Kind.WHOLESALE:
             retail = line.retail_amount_minor or 0
@@ -43,6 +44,11 @@ def invoice_csv(invoice: Invoice) -> str:
         total += [from_minor(invoice.retail_total_minor or 0, invoice.currency), from_minor(invoice.margin_minor or 0, invoice.currency)]
     writer.writerow(total)
     return out.getvalue()
+
+
+def plain(value: Decimal | None) -> str:
+    """A Decimal as people write it: 30, 0.0025, never 3E+1."""
+    return "0" if not value else f"{value.normalize():f}"
 
 
 def usage_csv(rows: list[dict], group_by) -> str:
@@ -111,7 +117,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     pdf.set_font("Helvetica", "", 9)
     for line in _line_rows(invoice):
         billable = line.billable if line.kind == "usage" else line.quantity
-        cells = [line.description, f"{billable:,}", f"{line.unit_price.normalize():,f}" if line.unit_price else "0",
+        cells = [line.description, f"{billable:,}", plain(line.unit_price),
                  format_money(line.amount_minor, invoice.currency)]
         for width, value, align in zip(widths, cells, "LRRR", strict=True):
             pdf.cell(width, 6, _text(value)[:60], align=align)

@@ -58,7 +58,8 @@ def _next_number(issuer: Partner, kind: str, at: datetime) -> str:
     sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=at.year)
     sequence.last += 1
     sequence.save(update_fields=["last"])
-    return f"{NUMBER_CODES[kind]}-{issuer.pk}-{at.year}-{sequence.last:06d}"
+    # Numbers run without gaps per issuer and year; the issuer is named by its public id, not its row.
+    return f"{NUMBER_CODES[kind]}-{issuer.public_id.split('_', 1)[1][:6].upper()}-{at.year}-{sequence.last:06d}"
 
 
 def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime, datetime], lines: list[Line],
