@@ -50,10 +50,21 @@ def call_key() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass
+class _Row:
+    key: str
+    meter: str
+    quantity: Decimal
+    occurred_at: datetime
+    values: tuple
+
+
 def record(tenant, items: list[Usage], *, source: str, admission: Admission | None = None) -> list[str]:
     """Write the events; returns the idempotency keys that were new (the others were counted before).
 
-    Raises ValueError naming an unknown meter or a bad quantity before anything is written.
+    Raises ValueError naming an unknown meter or a bad quantity before anything is written. A key
+    given twice in one call is one event (the first). Rows go in key order, so two calls sending
+    the same events in another order never wait on each other in a cycle.
     """
     if not settings.BILLING_METERING:
         if admission is not None:
@@ -61,56 +72,69 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
         return []
     known = meter_keys()
     now = timezone.now()
-    rows = []
+    rows: dict[str, _Row] = {}
     for item in items:
         if item.meter not in known:
             raise ValueError(f"Unknown meter '{item.meter}'; known: {', '.join(sorted(known))}.")
-        quantity = Decimal(item.quantity) if not isinstance(item.quantity, Decimal) else item.quantity
+        quantity = item.quantity if isinstance(item.quantity, Decimal) else Decimal(item.quantity)
         if quantity < 0:
             raise ValueError(f"A quantity of {item.meter} is negative ({quantity}); usage is never negative.")
-        rows.append(UsageEvent(
-            tenant_id=tenant.pk, project=item.project, meter=item.meter, quantity=quantity, task=item.task,
-            model_version=item.model_version, model=item.model, api_key=item.api_key, user=item.user, source=source,
-            route=item.route, idempotency_key=item.idempotency_key or call_key(), details=item.details,
-            occurred_at=item.occurred_at or now, recorded_at=now,
+        key = item.idempotency_key or call_key()
+        if key in rows:
+            continue
+        occurred_at = item.occurred_at or now
+        rows[key] = _Row(key, item.meter, quantity, occurred_at, (
+            tenant.pk, _pk(item.project), item.meter, to_micro(quantity), item.task, _pk(item.model_version), item.model,
+            _pk(item.api_key), _pk(item.user), source, item.route, key, _json(item.details), _when(occurred_at), _when(now),
         ))
+    ordered = [rows[key] for key in sorted(rows)]
     counted, anchor = _counted(tenant, admission)
     # One statement needs no transaction of its own (a served call's event: the common case).
-    with transaction.atomic() if counted or len(rows) > BATCH else nullcontext():
-        periods = {(row.meter, period_of(row.occurred_at, anchor)[0]) for row in rows if row.meter in counted}
-        for meter, start in periods:  # counters start from the ledger before these rows
-            ensure_counters(tenant, start, [meter])
+    with transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
+        for meter, start in sorted({(row.meter, period_of(row.occurred_at, anchor)[0]) for row in ordered if row.meter in counted}):
+            ensure_counters(tenant, start, [meter])  # counters start from the ledger before these rows
         inserted = set()
-        for start in range(0, len(rows), BATCH):
-            inserted.update(_insert_new(rows[start:start + BATCH]))
+        for start in range(0, len(ordered), BATCH):
+            inserted.update(_insert_new([row.values for row in ordered[start:start + BATCH]]))
         if counted:
-            _move_counters(tenant, [row for row in rows if row.idempotency_key in inserted], counted, anchor, admission)
+            _move_counters(tenant, [row for row in ordered if row.key in inserted], counted, anchor, admission)
     if admission is not None:
         admission.settled = True
     return sorted(inserted)
 
 
-_FIELDS = None
+def _pk(obj):
+    return None if obj is None else obj.pk
 
 
-def _insert_new(rows: list[UsageEvent]) -> list[str]:
+def _json(details: dict):
+    return connection.ops.adapt_json_value(details or {}, None)
+
+
+def _when(moment: datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+# The ledger's columns in the order `_Row.values` holds them.
+COLUMNS = ("tenant_id", "project_id", "meter", "quantity", "task", "model_version_id", "model", "api_key_id", "user_id",
+           "source", "route", "idempotency_key", "details", "occurred_at", "recorded_at")
+_SQL: dict[tuple[str, int], str] = {}
+
+
+def _insert_new(values: list[tuple]) -> list[str]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: the keys this statement inserted (PostgreSQL, SQLite ≥ 3.35)."""
-    global _FIELDS
-    if _FIELDS is None:
-        _FIELDS = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    params = []
-    for row in rows:
-        params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in _FIELDS)
-    one = "(" + ", ".join(["%s"] * len(_FIELDS)) + ")"
-    sql = (
-        f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(f.column) for f in _FIELDS)}) "
-        f"VALUES {', '.join([one] * len(rows))} "
-        f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING "
-        f"RETURNING {quote('idempotency_key')}"
-    )
+    sql = _SQL.get((connection.vendor, len(values)))
+    if sql is None:
+        quote = connection.ops.quote_name
+        one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+        sql = _SQL[(connection.vendor, len(values))] = (
+            f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)}) "
+            f"VALUES {', '.join([one] * len(values))} "
+            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING "
+            f"RETURNING {quote('idempotency_key')}"
+        )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [value for row in values for value in row])
         return [key for (key,) in cursor.fetchall()]
 
 
@@ -123,7 +147,7 @@ def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], i
     return {meter: reserved.get(meter, Decimal(0)) for meter in current.meters()}, current.subscription.anchor_day
 
 
-def _move_counters(tenant, rows: list[UsageEvent], counted: dict[str, Decimal], anchor: int,
+def _move_counters(tenant, rows: list[_Row], counted: dict[str, Decimal], anchor: int,
                    admission: Admission | None) -> None:
     """Raise the hard-cap counters by what was inserted, less what admission reserved."""
     deltas: dict[tuple, Decimal] = defaultdict(Decimal)
@@ -134,7 +158,7 @@ def _move_counters(tenant, rows: list[UsageEvent], counted: dict[str, Decimal], 
     for row in rows:
         if row.meter in counted:
             deltas[(row.meter, period_of(row.occurred_at, anchor)[0])] += row.quantity
-    for (meter, start), delta in deltas.items():
+    for (meter, start), delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
         if delta:
             UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=start).update(
                 quantity=F("quantity") + to_micro(delta))

@@ -105,5 +105,18 @@ class QuantityField(models.BigIntegerField):
         return value if prepared else self.get_prep_value(value)
 
 
+# SQLite hands decimal columns back through a float: more than 15 significant digits would not
+# come back as they went in, so no price may have more (on any database, for one rule).
+PRICE_DIGITS = 15
+
+
+def check_price_digits(value) -> None:
+    from django.core.exceptions import ValidationError
+
+    if value is not None and Decimal(value).is_finite() and len(Decimal(value).normalize().as_tuple().digits) > PRICE_DIGITS:
+        raise ValidationError(f"{value} has more than {PRICE_DIGITS} significant digits; round it.")
+
+
 def price_field(**kwargs) -> models.DecimalField:
+    kwargs["validators"] = [*kwargs.get("validators", ()), check_price_digits]
     return models.DecimalField(max_digits=24, decimal_places=PRICE_PLACES, **kwargs)

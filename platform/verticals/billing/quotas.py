@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from verticals.billing.catalog import Standing, standing
+from verticals.billing.catalog import Standing, period_of, standing
 from verticals.billing.models import Plan, RateWindow, UsageCounter
 from verticals.billing.money import to_micro
 
@@ -80,13 +80,15 @@ def _counters(tenant, period_start):
 def ensure_counters(tenant, period_start, meters) -> None:
     from verticals.billing.models import UsageEvent
 
-    missing = set(meters) - set(_counters(tenant, period_start).filter(meter__in=meters).values_list("meter", flat=True))
+    missing = sorted(set(meters) - set(_counters(tenant, period_start).filter(meter__in=meters).values_list("meter", flat=True)))
     for meter in missing:
         # A counter starts from the ledger (a plan that became hard-capped mid-period counts what came before).
         from django.db.models import Sum
 
+        period_end = period_of(period_start, period_start.day)[1]  # a period starts on its anchor day
         used = UsageEvent.dangerously_unscoped.filter(
-            tenant_id=tenant.pk, meter=meter, occurred_at__gte=period_start).aggregate(q=Sum("quantity"))["q"] or 0
+            tenant_id=tenant.pk, meter=meter, occurred_at__gte=period_start, occurred_at__lt=period_end,
+        ).aggregate(q=Sum("quantity"))["q"] or 0
         UsageCounter.dangerously_unscoped.bulk_create(
             [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=period_start, quantity=used)], ignore_conflicts=True)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from verticals.billing.catalog import forget_standing, period_of
 from verticals.billing.models import FEE, Contract, ContractPrice, Plan, PriceBook, PriceBookEntry, Subscription, UsageCounter
-from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal
+from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal, check_price_digits
 from verticals.tenancy.audit import audit_record
 
 
@@ -22,6 +22,10 @@ def _price(value, field: str) -> Decimal:
         raise ValidationError({field: str(exc).split(": ", 1)[-1]}) from None
     if number < 0:
         raise ValidationError({field: "A price is never negative."})
+    try:
+        check_price_digits(number)
+    except ValidationError as exc:
+        raise ValidationError({field: exc.messages[0]}) from None
     return number
 
 
