@@ -9,8 +9,6 @@ is the difference — in /api/v1/invoices/, /api/v1/partner/invoices/ and /api/v
 """
 
 import io
-import re
-import zlib
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -21,6 +19,7 @@ from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
+from tests.api.test_billing_api import pdf_text
 from tests.conftest import make_key, make_member
 from tests.e2e.reviews import training_csv
 from verticals.billing import catalog, services
@@ -52,16 +51,6 @@ def amount(answer_money: dict) -> Decimal:
 
 def cents(value: Decimal) -> Decimal:
     return Decimal(to_minor(value, "USD")) / 100
-
-
-def pdf_text(data: bytes) -> str:
-    found = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        try:
-            found.append(zlib.decompress(stream).decode("latin-1"))
-        except zlib.error:
-            found.append(stream.decode("latin-1"))
-    return "\n".join(found)
 
 
 @pytest.fixture
