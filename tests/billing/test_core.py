@@ -194,8 +194,9 @@ def test_a_hard_capped_plan_runs_jobs_while_some_job_time_is_left(world_a):
 def test_a_contract_s_included_units_are_what_the_gauge_the_cap_and_the_invoice_use(world_a):
     from verticals.billing import analytics
 
-    services.subscribe(world_a.tenant, plan("contracted", cap="hard", prices={"inference.requests": ("10", "0.01")}))
-    services.contract_create(world_a.tenant, name="Custom", prices={"inference.requests": {"unit_price": "0.002", "included": "3"}})
+    since = services.subscribe(world_a.tenant, plan("contracted", cap="hard", prices={"inference.requests": ("10", "0.01")})).starts_at
+    services.contract_create(world_a.tenant, name="Custom", starts_at=since,
+                             prices={"inference.requests": {"unit_price": "0.002", "included": "3"}})
     gauge = next(m for m in analytics.period_usage(world_a.tenant)["meters"] if m["meter"] == "inference.requests")
     assert gauge["included"] == Decimal(3) and gauge["unit_price"] == Decimal("0.002")
     quotas.admit(world_a.tenant, task="sentiment", units={"inference.requests": Decimal(3)})

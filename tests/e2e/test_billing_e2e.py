@@ -80,8 +80,9 @@ def test_a_partners_tenant_is_billed_retail_and_the_partner_wholesale(world_a, g
     assert created.status_code == 201, created.content
     tenant = Tenant.objects.get(public_id=created.json()["id"])
     period = period_of(timezone.now(), 1)
-    # The tenant has been on the plan since the period began: a whole month's fee (the API subscribed it just now).
-    Subscription.dangerously_unscoped.filter(tenant=tenant).update(starts_at=period[0])
+    # The tenant has been on the plan since the calendar month began: a whole month's fee (the API
+    # subscribed it just now, its periods anchored at this moment).
+    Subscription.dangerously_unscoped.filter(tenant=tenant).update(starts_at=period[0], anchor_day=1, anchor_seconds=0)
     catalog.forget_standing(tenant)
 
     # The tenant's owner works through the API with a key: what it sees are the partner's retail prices.

@@ -51,16 +51,18 @@ def meter_names() -> dict[str, Meter]:
 
 
 def period_usage(tenant, now: datetime | None = None) -> dict:
-    """The current period against the plan: {"plan", "subscription", "period": (start, end),
-    "meters": [{"meter", "name", "unit", "used", "included" (None: not limited), "share" (0..1+ or None),
-    "overage" (units beyond included), "unit_price"}]}."""
+    """The current period against the plan: {"plan", "subscription", "period": (start, end), "since":
+    the start of the stretch counted (the period's, or a later plan change or contract), "meters":
+    [{"meter", "name", "unit", "used" (since then), "included" (since then, prorated as the invoice
+    does; None: not limited), "share" (0..1+ or None), "overage" (units beyond included), "unit_price"}]}."""
     now = now or timezone.now()
     current = standing(tenant)
-    start, end = period_of(now, current.subscription.anchor_day if current else 1)
-    used = {row["meter"]: row["quantity"] for row in usage_summary(tenant, start=start, end=end)}
+    start, end = current.period if current else period_of(now, 1)
+    since = current.segment.start if current else start
+    used = {row["meter"]: row["quantity"] for row in usage_summary(tenant, start=since, end=end)}
     names = meter_names()
     keys = sorted(set(used) | set(current.meters() if current else ()))
-    prices = PriceList(tenant, current.plan, contract_at(tenant, now)) if current else None
+    prices = PriceList(tenant, current.plan, current.segment.contract) if current else None
     meters = []
     for key in keys:
         quantity = used.get(key, Decimal(0))
@@ -74,7 +76,7 @@ def period_usage(tenant, now: datetime | None = None) -> dict:
             "unit_price": prices.meter(key).retail if prices else None,
         })
     return {"plan": current.plan if current else None, "subscription": current.subscription if current else None,
-            "period": (start, end), "meters": meters}
+            "period": (start, end), "since": since, "meters": meters}
 
 
 def daily_usage(tenant, *, days: int = 30, now: datetime | None = None) -> dict:

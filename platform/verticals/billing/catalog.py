@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import calendar
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 
 from django.conf import settings
 from django.utils import timezone
 
 from django.db.models import Q
 
-from verticals.billing.models import ContractPrice, Meter, Plan, PlanPrice, Subscription
+from verticals.billing.models import Contract, Meter, Plan, Subscription
 
 
 def sync_meters(**_) -> None:
@@ -38,8 +39,9 @@ def meter_keys() -> frozenset[str]:
 
 # --- billing periods ------------------------------------------------------------------------
 
-def _anchor(year: int, month: int, day: int) -> datetime:
-    return datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=dt_timezone.utc)
+def _anchor(year: int, month: int, day: int, seconds: int = 0) -> datetime:
+    """The anchor in that month: its day (the month's last when shorter), at `seconds` past midnight UTC."""
+    return datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
@@ -47,47 +49,127 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
-def period_of(at: datetime, anchor_day: int = 1) -> tuple[datetime, datetime]:
-    """The monthly billing period [start, end) that holds `at`, starting on `anchor_day` (UTC)."""
+def period_of(at: datetime, anchor_day: int = 1, anchor_seconds: int = 0) -> tuple[datetime, datetime]:
+    """The monthly billing period [start, end) that holds `at`, starting on `anchor_day` at
+    `anchor_seconds` past midnight (UTC)."""
     at = at.astimezone(dt_timezone.utc)
     year, month = at.year, at.month
-    if at < _anchor(year, month, anchor_day):
+    if at < _anchor(year, month, anchor_day, anchor_seconds):
         year, month = _add_months(year, month, -1)
-    start = _anchor(year, month, anchor_day)
-    end = _anchor(*_add_months(year, month, 1), anchor_day)
+    start = _anchor(year, month, anchor_day, anchor_seconds)
+    end = _anchor(*_add_months(year, month, 1), anchor_day, anchor_seconds)
     return start, end
 
 
-def previous_period(start: datetime, anchor_day: int) -> tuple[datetime, datetime]:
-    return period_of(start - timedelta(seconds=1), anchor_day)
+def previous_period(start: datetime, anchor_day: int = 1, anchor_seconds: int = 0) -> tuple[datetime, datetime]:
+    return period_of(start - timedelta(microseconds=1), anchor_day, anchor_seconds)
+
+
+def subscription_period(subscription: Subscription, at: datetime) -> tuple[datetime, datetime]:
+    return period_of(at, subscription.anchor_day, subscription.anchor_seconds)
 
 
 # --- what a tenant is on --------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a billing period with one subscription and one contract (or none): what
+    invoices prorate and what a hard cap is counted over. A period splits where a subscription
+    or a contract starts or ends."""
+
+    start: datetime
+    end: datetime
+    subscription: Subscription
+    contract: Contract | None
+    period: tuple[datetime, datetime]
+
+    @property
+    def share(self) -> Decimal:
+        """The segment's part of its period (exact)."""
+        return _share(self.start, self.end, self.period)
+
+    def included(self, meter: str) -> Decimal | None:
+        """Units of `meter` included per whole period: the contract's, else the plan's; None when
+        neither prices it (not limited)."""
+        if self.contract is not None:
+            for price in self.contract.prices.all():
+                if price.meter_id == meter and price.included is not None:
+                    return price.included
+        for price in self.subscription.plan.prices.all():
+            if price.meter_id == meter:
+                return price.included
+        return None
+
+    def allowance(self, meter: str) -> Decimal | None:
+        """Units included in this segment: the period's, prorated by its share, to 6 decimals
+        (what the invoice line of the segment includes)."""
+        included = self.included(meter)
+        return None if included is None else prorate(included, self.share)
+
+    def meters(self) -> list[str]:
+        found = {price.meter_id for price in self.subscription.plan.prices.all()}
+        if self.contract is not None:
+            found |= {price.meter_id for price in self.contract.prices.all() if price.included is not None}
+        return sorted(found)
+
+
+def _share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
+    whole = Decimal(int((period[1] - period[0]).total_seconds()))
+    part = Decimal(max(0, int((end - start).total_seconds())))
+    return part / whole
+
+
+def prorate(units: Decimal, share: Decimal) -> Decimal:
+    return (units * share).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def segments(tenant, period: tuple[datetime, datetime]) -> list[Segment]:
+    """The period's segments, in order (none where the tenant had no subscription)."""
+    start, end = period
+    subs = list(
+        Subscription.dangerously_unscoped  # filtered by the tenant given
+        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+        .select_related("plan").prefetch_related("plan__prices").order_by("starts_at", "pk"))
+    if not subs:
+        return []
+    contracts = list(
+        Contract.dangerously_unscoped  # filtered by the tenant given
+        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+        .prefetch_related("prices").order_by("starts_at", "pk"))
+    cuts = {start, end}
+    for row in [*subs, *contracts]:
+        cuts |= {moment for moment in (row.starts_at, row.ends_at) if moment is not None and start < moment < end}
+    ordered = sorted(cuts)
+    found = []
+    for left, right in pairwise(ordered):
+        sub = next((s for s in reversed(subs) if s.starts_at <= left and (s.ends_at is None or s.ends_at > left)), None)
+        if sub is None:
+            continue
+        contract = next((c for c in reversed(contracts) if c.starts_at <= left and (c.ends_at is None or c.ends_at > left)), None)
+        found.append(Segment(left, right, sub, contract, period))
+    return found
+
+
 @dataclass
 class Standing:
-    """A tenant's current subscription, plan and list prices, with its contract's included units
-    where one overrides them (read per metered call, remembered briefly)."""
+    """A tenant's plan now: its subscription, and the segment of the period it is in (read per
+    metered call, remembered briefly). Hard caps count usage over the segment against its allowance."""
 
     subscription: Subscription
     plan: Plan
-    prices: dict[str, PlanPrice]
-    contracted: dict[str, Decimal] = field(default_factory=dict)
+    segment: Segment
 
     @property
     def period(self) -> tuple[datetime, datetime]:
-        return period_of(timezone.now(), self.subscription.anchor_day)
+        return self.segment.period
 
     def meters(self) -> list[str]:
         """Meters the plan (or the contract) limits."""
-        return sorted(set(self.prices) | set(self.contracted))
+        return self.segment.meters()
 
     def included(self, meter: str) -> Decimal | None:
-        """Units of `meter` included per period; None when neither plan nor contract prices it (unlimited)."""
-        if meter in self.contracted:
-            return self.contracted[meter]
-        price = self.prices.get(meter)
-        return None if price is None else price.included
+        """Units of `meter` this segment includes (None: not limited)."""
+        return self.segment.allowance(meter)
 
 
 _standing: dict[int, tuple[float, str, "Standing | None"]] = {}
@@ -124,13 +206,12 @@ def standing(tenant) -> Standing | None:
 def _read_standing(tenant) -> Standing | None:
     subscription = (
         Subscription.dangerously_unscoped  # filtered by the tenant given
-        .filter(tenant_id=tenant.pk, ends_at__isnull=True).select_related("plan").first()
+        .filter(tenant_id=tenant.pk, ends_at__isnull=True).only("anchor_day", "anchor_seconds").first()
     )
     if subscription is None:
         return None
-    prices = {price.meter_id: price for price in subscription.plan.prices.all()}
     now = timezone.now()
-    contracted = dict(
-        ContractPrice.objects.filter(contract__tenant_id=tenant.pk, contract__starts_at__lte=now, included__isnull=False)
-        .filter(Q(contract__ends_at__isnull=True) | Q(contract__ends_at__gt=now)).values_list("meter_id", "included"))
-    return Standing(subscription, subscription.plan, prices, contracted)
+    current = next((seg for seg in segments(tenant, subscription_period(subscription, now)) if seg.start <= now < seg.end), None)
+    if current is None:  # it starts later than now (not offered: subscriptions start when made)
+        return None
+    return Standing(current.subscription, current.subscription.plan, current)

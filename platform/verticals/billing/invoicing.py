@@ -10,18 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
-from verticals.billing.catalog import period_of, previous_period
+from verticals.billing.catalog import Segment, period_of, previous_period, prorate, segments
 from verticals.billing.models import Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
 from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, to_minor
-from verticals.billing.pricing import PriceList, contract_at
+from verticals.billing.pricing import PriceList
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Partner, Tenant
 
@@ -42,10 +42,13 @@ class Line:
     included: Decimal = Decimal(0)
     billable: Decimal = Decimal(0)
     wholesale_unit_price: Decimal | None = None
+    wholesale_included: Decimal | None = None
+    wholesale_billable: Decimal | None = None
     wholesale_amount_minor: int | None = None
     tenant: object = None
     retail_amount_minor: int | None = None
     by_task: dict = field(default_factory=dict)
+    source: object = None
 
 
 def _brand(partner: Partner) -> dict:
@@ -80,6 +83,7 @@ def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime,
         InvoiceLine(invoice=invoice, position=index, kind=line.kind, description=line.description[:300], tenant=line.tenant,
                     plan=line.plan, meter=line.meter, quantity=line.quantity, included=line.included, billable=line.billable,
                     unit_price=line.unit_price, amount_minor=line.amount_minor, wholesale_unit_price=line.wholesale_unit_price,
+                    wholesale_included=line.wholesale_included, wholesale_billable=line.wholesale_billable, source=line.source,
                     wholesale_amount_minor=line.wholesale_amount_minor, retail_amount_minor=line.retail_amount_minor,
                     by_task=line.by_task)
         for index, line in enumerate(lines, start=1)
@@ -88,21 +92,6 @@ def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime,
 
 
 # --- retail ---------------------------------------------------------------------------------
-
-def _share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
-    whole = Decimal(int((period[1] - period[0]).total_seconds()))
-    part = Decimal(max(0, int((end - start).total_seconds())))
-    return part / whole
-
-
-def _segments(tenant: Tenant, period: tuple[datetime, datetime]) -> list[Subscription]:
-    start, end = period
-    return list(
-        Subscription.dangerously_unscoped  # filtered by the tenant given
-        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
-        .select_related("plan").prefetch_related("plan__prices").order_by("starts_at", "pk")
-    )
-
 
 def usage_by_meter(tenant_id: int, start: datetime, end: datetime) -> dict[str, tuple[Decimal, dict[str, Decimal]]]:
     """Units per meter in [start, end), with their split by task, summed by the database."""
@@ -118,47 +107,59 @@ def usage_by_meter(tenant_id: int, start: datetime, end: datetime) -> dict[str, 
 
 
 def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str, list[Line]]:
-    """(currency, lines) of the tenant's invoice for `period`: a fee and usage lines per plan segment."""
-    segments = _segments(tenant, period)
-    if not segments:
+    """(currency, lines) of the tenant's invoice for `period`: per segment (a stretch with one plan
+    and one contract), a fee line prorated by the segment's share and a usage line per meter with
+    the included units prorated the same way — the allowance its hard cap counted against.
+
+    The wholesale leg of a channel partner's tenant: the same units at wholesale prices, with the
+    plan's included units (a contract the partner gave its tenant does not change what it owes),
+    and the fee for the whole segment (a trial the partner gave is its own)."""
+    found = segments(tenant, period)
+    if not found:
         raise ValidationError(f"Tenant '{tenant.name}' had no subscription in the period.")
-    currency = segments[-1].plan.currency
+    currency = found[-1].subscription.plan.currency
     names = dict(Meter.objects.values_list("key", "name"))
     lines: list[Line] = []
-    several = len(segments) > 1
-    for segment in segments:
-        start, end = max(segment.starts_at, period[0]), min(segment.ends_at or period[1], period[1])
-        if end <= start:
-            continue
-        plan = segment.plan
+    several = len(found) > 1
+    for segment in found:
+        start, end, plan = segment.start, segment.end, segment.subscription.plan
         if plan.currency != currency:
             raise ValidationError(f"Plan '{plan.code}' bills in {plan.currency}, the tenant's later plan in {currency}.")
-        share = _share(start, end, period)
-        prices = PriceList(tenant, plan, contract_at(tenant, end - timedelta(microseconds=1)))
+        share = segment.share
+        prices = PriceList(tenant, plan, segment.contract)
         when = f" ({start:%Y-%m-%d} – {end:%Y-%m-%d})" if several else ""
-        paid_from = max(start, segment.trial_ends_at) if segment.trial_ends_at else start
-        paid_share = _share(paid_from, end, period) if paid_from < end else Decimal(0)
+        trial_end = segment.subscription.trial_ends_at
+        paid_from = min(max(start, trial_end), end) if trial_end else start
+        paid_share = _paid_share(paid_from, end, period)
         fee = prices.fee()
         trial = " after the trial" if paid_from > start else ""
         lines.append(Line(
             kind=InvoiceLine.Kind.FEE, plan=plan, description=f"Plan {plan.name}{when}{trial}",
-            quantity=paid_share.quantize(_Q, rounding=ROUND_HALF_UP), unit_price=fee.retail,
+            quantity=prorate(Decimal(1), paid_share), unit_price=fee.retail,
             amount_minor=to_minor(fee.retail * paid_share, currency),
             wholesale_unit_price=fee.wholesale,
-            wholesale_amount_minor=None if fee.wholesale is None else to_minor(fee.wholesale * paid_share, currency),
+            wholesale_amount_minor=None if fee.wholesale is None else to_minor(fee.wholesale * share, currency),
         ))
         for meter, (used, tasks) in sorted(usage_by_meter(tenant.pk, start, end).items()):
             price = prices.meter(meter)
-            included = (price.included * share).quantize(_Q, rounding=ROUND_HALF_UP)
+            included = prorate(price.included, share)
             billable = max(Decimal(0), used - included)
+            wholesale_included = prorate(price.wholesale_included, share)
+            wholesale_billable = max(Decimal(0), used - wholesale_included)
             lines.append(Line(
                 kind=InvoiceLine.Kind.USAGE, plan=plan, meter=meter, description=f"{names.get(meter, meter)} ({meter}){when}",
                 quantity=used, included=included, billable=billable, unit_price=price.retail,
                 amount_minor=to_minor(billable * price.retail, currency), wholesale_unit_price=price.wholesale,
-                wholesale_amount_minor=None if price.wholesale is None else to_minor(billable * price.wholesale, currency),
+                wholesale_included=None if price.wholesale is None else wholesale_included,
+                wholesale_billable=None if price.wholesale is None else wholesale_billable,
+                wholesale_amount_minor=None if price.wholesale is None else to_minor(wholesale_billable * price.wholesale, currency),
                 by_task={task: str(units) for task, units in tasks.items()},
             ))
     return currency, lines
+
+
+def _paid_share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
+    return Segment(start, end, None, None, period).share if start < end else Decimal(0)
 
 
 def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice | None:
@@ -177,56 +178,67 @@ def ended_periods(tenant: Tenant, now: datetime) -> list[tuple[datetime, datetim
     subs = list(Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk).order_by("starts_at"))  # the given tenant's
     if not subs:
         return []
-    anchor = subs[-1].anchor_day
+    anchor = (subs[-1].anchor_day, subs[-1].anchor_seconds)
     first_start = subs[0].starts_at
     periods = []
-    period = previous_period(period_of(now, anchor)[0], anchor)
+    period = previous_period(period_of(now, *anchor)[0], *anchor)
     for _ in range(settings.BILLING_CLOSE_LOOKBACK):
         if period[1] <= first_start:
             break
         if any(s.starts_at < period[1] and (s.ends_at is None or s.ends_at > period[0]) for s in subs):
             periods.append(period)
-        period = previous_period(period[0], anchor)
+        period = previous_period(period[0], *anchor)
     done = set(Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant=tenant).values_list("period_start", flat=True))
     return [p for p in reversed(periods) if p[0] not in done]
 
 
 # --- wholesale ------------------------------------------------------------------------------
 
-def issue_wholesale(partner: Partner, month: tuple[datetime, datetime]) -> list[Invoice]:
-    """The operator's invoices to `partner` for its tenants' retail invoices whose period ended in `month`."""
-    retail = (Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant__partner=partner,
-                                     period_end__gt=month[0], period_end__lte=month[1])
-              .select_related("tenant").order_by("tenant__name", "period_start"))
-    by_currency: dict[str, list[Line]] = {}
-    for invoice in retail:
-        for line in invoice.lines.all():
-            if line.wholesale_amount_minor is None:
-                continue
-            by_currency.setdefault(invoice.currency, []).append(Line(
-                kind=line.kind, plan=line.plan, meter=line.meter, description=f"{invoice.tenant.name}: {line.description}",
-                quantity=line.quantity, included=line.included, billable=line.billable, tenant=invoice.tenant,
-                unit_price=line.wholesale_unit_price, amount_minor=line.wholesale_amount_minor,
-                retail_amount_minor=line.amount_minor, by_task=line.by_task,
-            ))
-    issued = []
+def unbilled_retail(partner: Partner):
+    """Its tenants' retail invoices that no wholesale invoice has billed yet."""
+    billed = InvoiceLine.objects.filter(source=OuterRef("pk"))
+    return (Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant__partner=partner)
+            .exclude(Exists(billed)).exclude(lines__wholesale_amount_minor__isnull=True))
+
+
+def issue_wholesale(partner: Partner) -> list[Invoice]:
+    """The operator's invoices to `partner` for its tenants' retail invoices not billed to it yet:
+    one per month (of the retail periods' ends) and currency. Each retail invoice is billed once,
+    however late it was issued; a second close finds nothing left."""
+    if not unbilled_retail(partner).exists():
+        return []
     operator = partner.parent
     while operator.parent_id is not None:  # the root partner (the operator) bills every channel partner
         operator = operator.parent
-    for currency, lines in by_currency.items():
-        try:
-            with transaction.atomic():
-                issued.append(_issue(kind=Invoice.Kind.WHOLESALE, issuer=operator, currency=currency, period=month,
-                                     lines=lines, partner=partner, bill_to={"name": partner.name, "partner": partner.public_id}))
-        except IntegrityError:  # issued before
-            continue
+    issued = []
+    with transaction.atomic():
+        Partner.objects.select_for_update().filter(pk=partner.pk).first()  # one wholesale pass per partner at a time
+        groups: dict[tuple, list[Invoice]] = {}
+        for invoice in (unbilled_retail(partner).select_related("tenant").prefetch_related("lines")
+                        .order_by("period_end", "tenant__name", "pk")):
+            month = period_of(invoice.period_end - timedelta(microseconds=1), 1)
+            groups.setdefault((month, invoice.currency), []).append(invoice)
+        for (_month, currency), invoices in sorted(groups.items(), key=lambda item: (item[0][0][0], item[0][1])):
+            lines = [
+                Line(kind=line.kind, plan=line.plan, meter=line.meter, description=f"{invoice.tenant.name}: {line.description}",
+                     quantity=line.quantity, tenant=invoice.tenant, by_task=line.by_task, source=invoice,
+                     included=line.wholesale_included if line.wholesale_included is not None else line.included,
+                     billable=line.wholesale_billable if line.wholesale_billable is not None else line.billable,
+                     unit_price=line.wholesale_unit_price, amount_minor=line.wholesale_amount_minor,
+                     retail_amount_minor=line.amount_minor)
+                for invoice in invoices for line in invoice.lines.all()
+            ]
+            period = (min(i.period_start for i in invoices), max(i.period_end for i in invoices))
+            issued.append(_issue(kind=Invoice.Kind.WHOLESALE, issuer=operator, currency=currency, period=period,
+                                 lines=lines, partner=partner, bill_to={"name": partner.name, "partner": partner.public_id}))
     return issued
 
 
 # --- closing --------------------------------------------------------------------------------
 
 def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
-    """Issue every invoice whose period has ended by `now`: retail first, then wholesale."""
+    """Issue every invoice whose period has ended by `now`: retail first, then wholesale. A tenant
+    that cannot be invoiced is logged and skipped; the others go on."""
     now = now or timezone.now()
     issued: list[Invoice] = []
     tenant_ids = Subscription.dangerously_unscoped.values_list("tenant_id", flat=True).distinct()  # every tenant's, by design
@@ -237,20 +249,19 @@ def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
         for period in ended_periods(tenant, now):
             try:
                 invoice = issue_retail(tenant, period)
-            except ValidationError as exc:
-                log.error("tenant %s period %s: %s", tenant.public_id, period[0], exc)
+            except Exception:  # one tenant's problem never holds back the others' invoices
+                log.exception("tenant %s period %s could not be invoiced", tenant.public_id, period[0])
                 continue
             if invoice is not None:
                 issued.append(invoice)
-    month = previous_period(period_of(now, 1)[0], 1)
     partners = Partner.objects.filter(parent__isnull=False)
     if tenants is not None:
         partners = partners.filter(pk__in={t.partner_id for t in tenants})
     for partner in partners:
-        for _ in range(settings.BILLING_CLOSE_LOOKBACK):
-            issued.extend(issue_wholesale(partner, month))
-            month = previous_period(month[0], 1)
-        month = previous_period(period_of(now, 1)[0], 1)
+        try:
+            issued.extend(issue_wholesale(partner))
+        except Exception:
+            log.exception("partner %s: the wholesale invoice could not be issued", partner.public_id)
     return issued
 
 

@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from verticals.billing.catalog import meter_keys, period_of, standing
-from verticals.billing.models import Plan, UsageCounter, UsageEvent
+from verticals.billing.catalog import meter_keys, standing
+from verticals.billing.models import UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
 from verticals.billing.quotas import Admission, ensure_counters
 
@@ -88,16 +88,16 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
             _pk(item.api_key), _pk(item.user), source, item.route, key, _json(item.details), _when(occurred_at), _when(now),
         ))
     ordered = [rows[key] for key in sorted(rows)]
-    counted, anchor = _counted(tenant, admission)
+    counted, segment = _counted(tenant, admission)
     # One statement needs no transaction of its own (a served call's event: the common case).
     with transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
-        for meter, start in sorted({(row.meter, period_of(row.occurred_at, anchor)[0]) for row in ordered if row.meter in counted}):
-            ensure_counters(tenant, start, [meter])  # counters start from the ledger before these rows
+        if counted:  # counters start from the ledger before these rows
+            ensure_counters(tenant, *segment, sorted({row.meter for row in ordered if row.meter in counted}))
         inserted = set()
         for start in range(0, len(ordered), BATCH):
             inserted.update(_insert_new([row.values for row in ordered[start:start + BATCH]]))
         if counted:
-            _move_counters(tenant, [row for row in ordered if row.key in inserted], counted, anchor, admission)
+            _move_counters(tenant, [row for row in ordered if row.key in inserted], counted, segment, admission)
     if admission is not None:
         admission.settled = True
     return sorted(inserted)
@@ -138,27 +138,29 @@ def _insert_new(values: list[tuple]) -> list[str]:
         return [key for (key,) in cursor.fetchall()]
 
 
-def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], int]:
-    """Meters whose hard-cap counter follows usage, with what admission reserved on each; the anchor day."""
-    current = admission.standing if admission is not None else standing(tenant)
-    if current is None or current.plan.cap != Plan.Cap.HARD:
-        return {}, 1
-    reserved = admission.reserved if admission is not None else {}
-    return {meter: reserved.get(meter, Decimal(0)) for meter in current.meters()}, current.subscription.anchor_day
+def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], tuple | None]:
+    """Meters whose hard-cap counter follows usage, with what admission reserved on each, and the
+    segment (start, end) they count: the one the work was admitted in."""
+    if admission is None:
+        admission = Admission(tenant, standing(tenant))
+    segment = admission.counted
+    if segment is None:
+        return {}, None
+    return {meter: admission.reserved.get(meter, Decimal(0)) for meter in admission.standing.meters()}, segment
 
 
-def _move_counters(tenant, rows: list[_Row], counted: dict[str, Decimal], anchor: int,
-                   admission: Admission | None) -> None:
-    """Raise the hard-cap counters by what was inserted, less what admission reserved."""
-    deltas: dict[tuple, Decimal] = defaultdict(Decimal)
-    if admission is not None and admission.reserved:
-        this_period = admission.standing.period[0]
+def _move_counters(tenant, rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admission: Admission | None) -> None:
+    """Raise the segment's hard-cap counters by what was inserted in it, less what admission reserved.
+    (Usage sent late for an earlier segment goes to the ledger and the invoice, not to a cap.)"""
+    start, end = segment
+    deltas: dict[str, Decimal] = defaultdict(Decimal)
+    if admission is not None:
         for meter, reserved in admission.reserved.items():
-            deltas[(meter, this_period)] -= reserved
+            deltas[meter] -= reserved
     for row in rows:
-        if row.meter in counted:
-            deltas[(row.meter, period_of(row.occurred_at, anchor)[0])] += row.quantity
-    for (meter, start), delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
+        if row.meter in counted and start <= row.occurred_at < end:
+            deltas[row.meter] += row.quantity
+    for meter, delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
         if delta:
             UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=start).update(
                 quantity=F("quantity") + to_micro(delta))

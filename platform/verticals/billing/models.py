@@ -127,8 +127,11 @@ class Subscription(TenantOwnedModel):
 
     public_id = PublicIdField(prefix="sub")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
-    anchor_day = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(28)],
-                                                  help_text="Day of the month each billing period starts (UTC).")
+    anchor_day = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(31)],
+                                                  help_text="Day of the month each billing period starts (UTC; a shorter "
+                                                            "month's last day when it has no such day).")
+    anchor_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(86399)],
+                                                 help_text="Seconds past midnight UTC the periods start at.")
     trial_ends_at = models.DateTimeField(null=True, blank=True)
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True)
@@ -290,8 +293,6 @@ class Invoice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "period_start", "currency"], condition=Q(kind="retail"),
                                     name="one_retail_invoice_per_period"),
-            models.UniqueConstraint(fields=["partner", "period_start", "currency"], condition=Q(kind="wholesale"),
-                                    name="one_wholesale_invoice_per_period"),
         ]
         indexes = [models.Index(fields=["kind", "period_start"], name="invoice_kind_period")]
 
@@ -334,9 +335,14 @@ class InvoiceLine(models.Model):
     billable = QuantityField(default=0, help_text="Units charged: used beyond the included ones.")
     unit_price = price_field(default=0)
     amount_minor = models.BigIntegerField()
-    # Retail lines of a partner's tenant: what the same line costs the partner (its wholesale invoice).
+    # Retail lines of a partner's tenant: what the same line costs the partner (its wholesale invoice),
+    # with the plan's included units (a contract with the tenant does not change the partner's price).
     wholesale_unit_price = price_field(null=True, blank=True)
+    wholesale_included = QuantityField(null=True, blank=True)
+    wholesale_billable = QuantityField(null=True, blank=True)
     wholesale_amount_minor = models.BigIntegerField(null=True, blank=True)
+    # Wholesale lines: the retail invoice they bill the partner for (each is billed once).
+    source = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="billed_lines")
     # Wholesale lines: what the partner billed its tenant for the same line.
     retail_amount_minor = models.BigIntegerField(null=True, blank=True)
     by_task = models.JSONField(default=dict, blank=True, help_text="Usage lines: units per task (strings), for revenue by task.")

@@ -29,7 +29,8 @@ def contract_at(tenant, at: datetime | None = None) -> Contract | None:
 class Prices:
     retail: Decimal
     wholesale: Decimal | None  # None: a direct customer of the operator (no wholesale leg)
-    included: Decimal          # per whole period (fee items: 0)
+    included: Decimal          # per whole period (fee items: 0): the contract's, else the plan's
+    wholesale_included: Decimal = Decimal(0)  # the plan's: what the partner's price covers
 
 
 class PriceList:
@@ -61,9 +62,10 @@ class PriceList:
     def meter(self, key: str) -> Prices:
         listed = self.list_prices.get(key)
         contract_price = self.contracted.get(key)
-        included = listed.included if listed else Decimal(0)
+        planned = listed.included if listed else Decimal(0)
+        included = planned
         if contract_price is not None and contract_price.included is not None:
             included = contract_price.included
         retail, wholesale = self._legs(key, listed.unit_price if listed else Decimal(0),
                                        contract_price.unit_price if contract_price else None)
-        return Prices(retail, wholesale, included)
+        return Prices(retail, wholesale, included, planned)

@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from verticals.billing.catalog import Standing, period_of, standing
+from verticals.billing.catalog import Standing, standing
 from verticals.billing.models import Plan, RateWindow, UsageCounter
 from verticals.billing.money import to_micro
 
@@ -72,32 +72,32 @@ def _bump(tenant_id: int, window, limit: int) -> bool:
         return cursor.rowcount == 1
 
 
-def _counters(tenant, period_start):
+def _counters(tenant, start):
     # The tenant is given explicitly: admission runs before (and outside) any tenant context.
-    return UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, period_start=period_start)
+    # A counter is keyed by the start of the segment it counts (`period_start` in the table).
+    return UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, period_start=start)
 
 
-def ensure_counters(tenant, period_start, meters) -> None:
+def ensure_counters(tenant, start, end, meters) -> None:
+    """Counters of the segment [start, end) for these meters, each started from the ledger."""
+    from django.db.models import Sum
+
     from verticals.billing.models import UsageEvent
 
-    missing = sorted(set(meters) - set(_counters(tenant, period_start).filter(meter__in=meters).values_list("meter", flat=True)))
+    missing = sorted(set(meters) - set(_counters(tenant, start).filter(meter__in=meters).values_list("meter", flat=True)))
     for meter in missing:
-        # A counter starts from the ledger (a plan that became hard-capped mid-period counts what came before).
-        from django.db.models import Sum
-
-        period_end = period_of(period_start, period_start.day)[1]  # a period starts on its anchor day
-        used = UsageEvent.dangerously_unscoped.filter(
-            tenant_id=tenant.pk, meter=meter, occurred_at__gte=period_start, occurred_at__lt=period_end,
+        used = UsageEvent.dangerously_unscoped.filter(  # the given tenant's
+            tenant_id=tenant.pk, meter=meter, occurred_at__gte=start, occurred_at__lt=end,
         ).aggregate(q=Sum("quantity"))["q"] or 0
         UsageCounter.dangerously_unscoped.bulk_create(
-            [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=period_start, quantity=used)], ignore_conflicts=True)
+            [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=start, quantity=used)], ignore_conflicts=True)
 
 
 def _exhausted(plan: Plan, meter: str, included: Decimal, used: Decimal, end) -> Refused:
     return Refused(402, "quota_exceeded",
-                   f"The plan '{plan.name}' ({plan.code}) includes {_units(included)} {meter} per period and "
-                   f"{_units(used)} are used; it is hard-capped, so work that uses {meter} stops until the period "
-                   f"ends on {end:%Y-%m-%d %H:%M} UTC. Upgrade the plan to go on.")
+                   f"The plan '{plan.name}' ({plan.code}) includes {_units(included)} {meter} until "
+                   f"{end:%Y-%m-%d %H:%M} UTC and {_units(used)} are used; it is hard-capped, so work that uses {meter} "
+                   f"stops until then. Upgrade the plan to go on.")
 
 
 @dataclass
@@ -109,15 +109,22 @@ class Admission:
     reserved: dict[str, Decimal] = field(default_factory=dict)
     settled: bool = False
 
+    @property
+    def counted(self) -> tuple | None:
+        """(start, end) of the segment whose hard-cap counters this work moves; None when none do."""
+        if self.standing is None or self.standing.plan.cap != Plan.Cap.HARD:
+            return None
+        return self.standing.segment.start, self.standing.segment.end
+
     def release(self) -> None:
-        """The work failed before it used anything: give back what it reserved."""
+        """The work failed before it used anything: give back what it reserved (on the counter it
+        reserved on, even when a period or segment has ended since)."""
         if self.settled:
             return
         self.settled = True
-        start = self.standing.period[0] if self.standing else None
         for meter, quantity in self.reserved.items():
             if quantity:
-                _counters(self.tenant, start).filter(meter=meter).update(quantity=F("quantity") - to_micro(quantity))
+                _counters(self.tenant, self.counted[0]).filter(meter=meter).update(quantity=F("quantity") - to_micro(quantity))
 
 
 def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] | None = None, rate: bool = True) -> Admission:
@@ -136,11 +143,11 @@ def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] |
         take_rate(tenant, plan)
     if plan.cap != Plan.Cap.HARD or not units:
         return admission
-    start, end = current.period
+    start, end = admission.counted
     priced = [meter for meter in units if current.included(meter) is not None]
     if not priced:
         return admission
-    ensure_counters(tenant, start, priced)
+    ensure_counters(tenant, start, end, priced)
     try:
         for meter in priced:
             included, wanted = current.included(meter), units[meter]
@@ -174,8 +181,8 @@ def admit_job(tenant, *, task: str | None) -> Admission:
     meters = [meter for meter in JOB_METERS if current.included(meter) is not None]
     if not meters:
         return admission
-    start, end = current.period
-    ensure_counters(tenant, start, meters)
+    start, end = admission.counted
+    ensure_counters(tenant, start, end, meters)
     used = dict(_counters(tenant, start).filter(meter__in=meters).values_list("meter", "quantity"))
     if all(used.get(meter, Decimal(0)) >= current.included(meter) for meter in meters):
         meter = meters[0]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from verticals.billing.catalog import forget_standing, period_of
-from verticals.billing.models import FEE, Contract, ContractPrice, Plan, PriceBook, PriceBookEntry, Subscription, UsageCounter
+from verticals.billing.catalog import forget_standing
+from verticals.billing.models import FEE, Contract, ContractPrice, Plan, PriceBook, PriceBookEntry, Subscription
 from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal, check_price_digits
 from verticals.tenancy.audit import audit_record
 
@@ -30,12 +30,17 @@ def _price(value, field: str) -> Decimal:
 
 
 def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: int = 0, actor=None, now=None) -> Subscription:
-    """Put a tenant on a plan: a first subscription, or a plan change (prorated on the invoices)."""
+    """Put a tenant on a plan.
+
+    A first subscription starts a whole period now: its periods are anchored at this moment (or,
+    with `anchor_day`, on that day at midnight UTC, the first period then prorated). A plan change
+    keeps the periods and splits the current one (both plans prorated on the invoice, and each
+    counts its own share of the included units against a hard cap)."""
     now = now or timezone.now()
     if not plan.is_active:
         raise ValidationError({"plan": f"The plan '{plan.code}' is no longer offered."})
-    if anchor_day is not None and not 1 <= anchor_day <= 28:
-        raise ValidationError({"anchor_day": "Give a day of the month from 1 to 28."})
+    if anchor_day is not None and not 1 <= anchor_day <= 31:
+        raise ValidationError({"anchor_day": "Give a day of the month from 1 to 31."})
     if not 0 <= trial_days <= 365:
         raise ValidationError({"trial_days": "Give 0 to 365 days."})
     try:
@@ -48,13 +53,19 @@ def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: 
                 if current.plan.currency != plan.currency:
                     raise ValidationError({"plan": f"The plan '{plan.code}' bills in {plan.currency}, the current plan in "
                                                    f"{current.plan.currency}; a change keeps the currency."})
+                if anchor_day is not None and anchor_day != current.anchor_day:
+                    raise ValidationError({"anchor_day": "A plan change keeps the billing periods; the anchor day stays "
+                                                         f"{current.anchor_day}."})
                 Subscription.dangerously_unscoped.filter(pk=current.pk).update(ends_at=now)
-                anchor_day = current.anchor_day if anchor_day is None else anchor_day
-                # Hard-cap counters of this period start again from the ledger under the new plan.
-                UsageCounter.dangerously_unscoped.filter(
-                    tenant_id=tenant.pk, period_start=period_of(now, current.anchor_day)[0]).delete()
+                anchor = (current.anchor_day, current.anchor_seconds)
+            elif anchor_day is not None:
+                anchor = (anchor_day, 0)
+            else:
+                moment = now.astimezone(dt_timezone.utc)
+                anchor = (moment.day, moment.hour * 3600 + moment.minute * 60 + moment.second)
+                now = now.replace(microsecond=0)  # the period starts on a whole second
             subscription = Subscription.dangerously_unscoped.create(
-                tenant=tenant, plan=plan, anchor_day=anchor_day or 1, starts_at=now,
+                tenant=tenant, plan=plan, anchor_day=anchor[0], anchor_seconds=anchor[1], starts_at=now,
                 trial_ends_at=now + timedelta(days=trial_days) if trial_days else None,
             )
             audit_record(tenant=tenant, actor=actor, action="subscription.change", target=subscription,
