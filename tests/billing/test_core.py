@@ -213,3 +213,15 @@ def test_prices_too_large_or_not_numbers_are_refused_with_a_message(world_a):
     for bad, fragment in (("1e30", "too large"), ("abc", "not a number"), ("NaN", "finite"), ("0.0000000001", "at most 9 decimals")):
         with pytest.raises(ValidationError, match=fragment):
             services.set_wholesale(Partner.objects.get(pk=world_a.partner.pk), team, "inference.requests", bad)
+
+
+def test_the_admin_takes_included_units_as_decimals_never_negative():
+    from django.core.exceptions import ValidationError
+
+    field = PlanPrice._meta.get_field("included").formfield()
+    assert field.clean("1.5") == Decimal("1.5")
+    for bad in ("-1", "0.0000001", "10000000000000"):
+        with pytest.raises(ValidationError):
+            field.clean(bad)
+    with pytest.raises(ValidationError, match="at most 6 decimals"):
+        PlanPrice._meta.get_field("included").to_python("0.0000001")

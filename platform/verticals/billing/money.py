@@ -90,9 +90,22 @@ class QuantityField(models.BigIntegerField):
         return None if value is None else from_micro(value)
 
     def to_python(self, value):
+        from django.core.exceptions import ValidationError
+
         if value is None or isinstance(value, Decimal):
             return value
-        return as_decimal(value, field=self.name, places=QUANTITY_PLACES)
+        try:
+            return as_decimal(value, field=self.name, places=QUANTITY_PLACES)
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def formfield(self, **kwargs):
+        """A decimal field in forms (the admin): up to 6 decimals, never negative, below MAX_NUMBER."""
+        from django import forms
+
+        return forms.DecimalField(max_digits=19, decimal_places=QUANTITY_PLACES, min_value=0,
+                                  max_value=MAX_NUMBER - Decimal("0.000001"), required=not self.blank, **{
+                                      key: value for key, value in kwargs.items() if key in ("label", "help_text", "initial")})
 
     def get_prep_value(self, value):
         if value is None:

@@ -24,15 +24,17 @@ def record_job_seconds(job, attempt: int, seconds: float, device: str = "cpu") -
     )], source="jobs")
 
 
-def snapshot_storage(day: date) -> int:
-    """Each tenant's stored bytes (dataset uploads and model versions) as GB-days for `day`; returns tenants recorded."""
+def snapshot_storage(day: date, at: datetime | None = None) -> int:
+    """Each tenant's stored bytes (dataset uploads and model versions) now, as one GB-day for `day`,
+    stamped `at` (default: noon that day); returns tenants recorded. The beat measures today and
+    stamps it now, so the event lands in a period still open (a closed one would never bill it)."""
     from verticals.registry.models import DatasetVersion, ModelVersion
     from verticals.tenancy.models import Tenant
 
     # One pass over every tenant's rows is the snapshot's purpose: grouped by tenant.
     datasets = dict(DatasetVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("source_bytes")).values_list("tenant_id", "b"))
     models = dict(ModelVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("size_bytes")).values_list("tenant_id", "b"))
-    at = datetime.combine(day, time(12), tzinfo=dt_timezone.utc)
+    at = at or datetime.combine(day, time(12), tzinfo=dt_timezone.utc)
     count = 0
     for tenant in Tenant.objects.filter(pk__in=set(datasets) | set(models)):
         stored = Decimal((datasets.get(tenant.pk) or 0) + (models.get(tenant.pk) or 0))

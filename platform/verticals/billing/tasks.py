@@ -19,7 +19,8 @@ def close_period_task() -> list[str]:
 def snapshot_storage_task() -> int:
     from verticals.billing.sources import snapshot_storage
 
-    return snapshot_storage((timezone.now() - timedelta(days=1)).date())
+    now = timezone.now()
+    return snapshot_storage(now.date(), at=now)
 
 
 @shared_task(name="verticals.billing.prune_rate_windows")
