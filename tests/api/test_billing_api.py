@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.conftest import make_key, make_member, make_user
-from verticals.billing import invoicing, services
+from verticals.billing import catalog, invoicing, services
 from verticals.billing.catalog import period_of, previous_period
 from verticals.billing.metering import Usage, record
 from verticals.billing.models import FEE, Invoice, Plan, PlanPrice, PriceBookEntry, Subscription, UsageEvent
@@ -150,9 +150,12 @@ def test_subscription_before_any_plan_then_a_change_with_usage(world_a, starter,
     answer = client.post("/api/v1/subscription/", {"plan": "starter"}, format="json")
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["plan"]["code"] == "starter" and body["status"] == "active" and body["anchor_day"] == 1
+    # A first subscription starts a whole period now: its periods are anchored at this moment.
+    subscription = Subscription.dangerously_unscoped.get(tenant=world_a.tenant)
+    assert body["plan"]["code"] == "starter" and body["status"] == "active" and body["anchor_day"] == subscription.starts_at.day
     assert body["id"].startswith("sub_") and body["trial_ends_at"] is None
-    start, end = period_of(timezone.now(), 1)
+    start, end = catalog.subscription_period(subscription, timezone.now())
+    assert start == subscription.starts_at
     assert body["period"] == {"start": start.isoformat().replace("+00:00", "Z"), "end": end.isoformat().replace("+00:00", "Z")}
     record(world_a.tenant, [Usage("inference.requests", Decimal(25))], source="test")
     usage = {row["meter"]: row for row in client.get("/api/v1/subscription/").json()["usage"]}
@@ -595,7 +598,7 @@ def test_a_partner_creates_a_tenant_on_a_plan_with_a_trial(world_a, starter):
     assert subscription.plan == starter and subscription.status == "trialing"
     assert AuditEvent.dangerously_unscoped.filter(tenant=tenant, action="subscription.change").exists()
     plain = client.post("/api/v1/partner/tenants/", {"name": "Initech"}, format="json")
-    assert plain.status_code == 201 and not Subscription.dangerously_unscoped.filter(tenant__name="Initech").exists()
+    assert plain.status_code == 201 and Subscription.dangerously_unscoped.get(tenant__name="Initech").plan.code == "free"  # BILLING_DEFAULT_PLAN
     error(client.post("/api/v1/partner/tenants/", {"name": "Hooli", "plan": "gold"}, format="json"), 400, "plan:", "No plan")
     error(client.post("/api/v1/partner/tenants/", {"name": "Hooli", "trial_days": 5}, format="json"), 400, "trial_days:")
     error(client.post("/api/v1/partner/tenants/", {"name": "Hooli", "plan": "starter", "trial_days": 400}, format="json"), 400,
@@ -790,3 +793,41 @@ def test_brand_changes_need_the_partner_admin_role(world_a):
     error(world_a.client().patch("/api/v1/partner/brand/", {"brand_name": "Mine"}, format="json"), 403)
     error(world_a.session().get("/api/v1/partner/brand/"), 403)
     assert Partner.objects.get(pk=world_a.partner.pk).brand_name == "Brand A"
+
+
+# --- months that look like digits, and the default plan of a partner's new tenant -----------------------
+
+@pytest.mark.parametrize("bad", ["²", "٣", "1²", "¹²", "+3", " 3", "3.0"])
+def test_months_that_are_not_plain_digits_answer_400_naming_months(world_a, bad):
+    """'²'.isdigit() is True but int('²') raises: such values are a 400, never a 500."""
+    from urllib.parse import quote
+
+    error(world_a.partner_session().get(f"/api/v1/partner/growth/?months={quote(bad)}"), 400, "months:")
+    error(signed_in(staff_user()).get(f"/api/v1/insights/?months={quote(bad)}"), 400, "months:")
+
+
+def test_a_partners_new_tenant_without_a_plan_goes_on_the_default_plan(world_a, settings):
+    client = world_a.partner_session()
+    free = Plan.objects.filter(code="free").first() or make_plan("free", fee="0", cap="hard")
+    answer = client.post("/api/v1/partner/tenants/", {"name": "Globex"}, format="json")
+    assert answer.status_code == 201, answer.content
+    subscription = Subscription.dangerously_unscoped.get(tenant__public_id=answer.json()["id"])
+    assert subscription.plan == free and subscription.trial_ends_at is None and subscription.ends_at is None
+
+    settings.BILLING_DEFAULT_PLAN = "team-plus"
+    custom = make_plan("team-plus", fee="50")
+    answer = client.post("/api/v1/partner/tenants/", {"name": "Initech"}, format="json")
+    assert Subscription.dangerously_unscoped.get(tenant__public_id=answer.json()["id"]).plan == custom
+    named = client.post("/api/v1/partner/tenants/", {"name": "Umbrella", "plan": "free"}, format="json")
+    assert Subscription.dangerously_unscoped.get(tenant__public_id=named.json()["id"]).plan == free, "a named plan wins"
+
+    for code in ("", "no-such-plan"):  # no default, or one that does not exist: no subscription, no failure
+        settings.BILLING_DEFAULT_PLAN = code
+        plain = client.post("/api/v1/partner/tenants/", {"name": f"Plain {code or 'none'}"}, format="json")
+        assert plain.status_code == 201, plain.content
+        assert not Subscription.dangerously_unscoped.filter(tenant__public_id=plain.json()["id"]).exists()
+    custom.is_active = False  # no longer offered: not a default either
+    custom.save(update_fields=["is_active"])
+    settings.BILLING_DEFAULT_PLAN = "team-plus"
+    retired = client.post("/api/v1/partner/tenants/", {"name": "Retired default"}, format="json")
+    assert retired.status_code == 201 and not Subscription.dangerously_unscoped.filter(tenant__public_id=retired.json()["id"]).exists()

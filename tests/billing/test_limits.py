@@ -241,3 +241,42 @@ def test_the_plans_concurrent_jobs_is_the_running_limit(world_a, settings):
     assert engine.running_limit(world_a.tenant) == 4
     services.subscribe(world_a.tenant, plan("seven-jobs", concurrent_jobs=7))
     assert engine.running_limit(world_a.tenant) == 7
+
+
+# --- a generation model is not a predict, and model jobs check the model's task --------------
+
+def test_a_metered_predict_on_a_generation_model_is_refused_before_any_work(world_a):
+    """serving.predict would bill one unit per input for a whole generation: a metered call is
+    ModelUnavailable (the API answers generation models before reaching it; batch_predict jobs
+    call the task directly)."""
+    model = world_a.generator
+    caller = Caller(user=world_a.owner, api_key=world_a.key, tenant=world_a.tenant, role=Role.OWNER)
+    services.subscribe(world_a.tenant, plan("gen-capped", cap=Plan.Cap.HARD, requests_per_minute=1))
+    with pytest.raises(serving.ModelUnavailable) as refused:
+        serving.predict(model_version=model, inputs=["Once upon a time"], caller=caller)
+    assert str(refused.value) == ("This model generates text; send a prompt to its predict route with the generation "
+                                  "shape, or use /v1/chat/completions.")
+    assert usage_events(world_a) == 0 and not RateWindow.objects.filter(tenant=world_a.tenant).exists(), "refused before admission"
+    # The API's predict route generates (and bills tokens), as before.
+    answer = world_a.client().post(predict_url(world_a, model), {"inputs": "Once", "parameters": {"max_tokens": 2}}, format="json")
+    assert answer.status_code == 200, answer.json()
+    assert "generated_text" in answer.json()
+    assert list(UsageEvent.dangerously_unscoped.filter(tenant_id=world_a.tenant.pk).values_list("meter", flat=True)) == [
+        "textgen.tokens"]  # the world's tenant's
+
+
+@pytest.mark.parametrize("kind", ["batch_predict", "evaluate"])
+def test_a_model_job_without_task_is_checked_against_the_models_task(world_a, kind):
+    body = {"kind": kind, "params": {"model": world_a.model.public_id, "dataset": world_a.dataset_version.public_id}}
+    services.subscribe(world_a.tenant, plan("vision-models", name="Vision Models", enabled_tasks=["image-classification"]))
+    with mock.patch("verticals.jobs.engine.send") as send:
+        answer = world_a.client().post(jobs_url(world_a), body, format="json")
+    assert answer.status_code == 403, answer.json()
+    error = answer.json()["error"]
+    assert error["code"] == "task_not_in_plan" and "'sentiment'" in error["message"] and "'Vision Models'" in error["message"]
+    assert not send.called
+    services.subscribe(world_a.tenant, plan("nlp-models", enabled_tasks=["sentiment"]))
+    with mock.patch("verticals.jobs.engine.send"):
+        queued = world_a.client().post(jobs_url(world_a), body, format="json")
+    assert queued.status_code == 201, queued.json()
+    assert queued.json()["task"] == "", "the job's own fields are unchanged"

@@ -199,3 +199,79 @@ def test_a_viewer_sees_usage_and_plans_but_no_invoices_and_no_plan_form(world_a)
     assert "Other" in plans and 'data-testid="plan-form"' not in plans
     assert client.post("/billing/plan/", {"plan": other.public_id}).status_code == 403
     assert Subscription.dangerously_unscoped.get(tenant=world_a.tenant, ends_at__isnull=True).plan.code == "starter"
+
+
+# --- the train form and the playground under a plan ----------------------------------------
+
+def _page(response) -> str:
+    from html import unescape
+
+    return unescape(text(response))
+
+
+def _train_form(version) -> dict:
+    return {"task": "sentiment", "dataset": version.public_id, "architecture": "", "base_model": "", "parent": "",
+            "name": "planned", "seed": "0", "epochs": "", "batch_size": "8", "learning_rate": "0.002",
+            "weight_decay": "0", "d_model": "64", "num_heads": "2", "max_length": ""}
+
+
+@pytest.mark.django_db
+def test_the_train_page_offers_only_the_plans_tasks_and_refuses_others_with_403(world_a):
+    from unittest import mock
+
+    from tests.registry.factories import make_dataset_version
+    from verticals.jobs.models import Job
+
+    version = make_dataset_version(world_a, "sentiment", rows=24)
+    base = f"/projects/{world_a.project.public_id}/train/"
+    client = signed_in(world_a.owner)
+    assert "?task=sentiment" in text(client.get(base)), "no subscription: every task"
+    services.subscribe(world_a.tenant, make_plan("no-nlp", enabled_tasks=["image-classification", "text-generation"]))
+    chooser = client.get(base)
+    assert chooser.status_code == 200
+    assert "?task=image-classification" in text(chooser) and "?task=sentiment" not in text(chooser)
+    refused = client.get(f"{base}?task=sentiment")
+    assert refused.status_code == 403
+    assert "The task 'sentiment' is not part of the plan 'No-Nlp' (no-nlp)" in _page(refused)
+    assert "?task=image-classification" in text(refused), "the plan's tasks are offered instead"
+    with mock.patch("verticals.jobs.engine.send") as send:
+        posted = client.post(f"{base}?task=sentiment", _train_form(version))
+    assert posted.status_code == 403 and "is not part of the plan 'No-Nlp'" in _page(posted)
+    assert not send.called and not Job.dangerously_unscoped.filter(tenant=world_a.tenant, kind="train").exists()
+
+
+@pytest.mark.django_db
+def test_a_train_job_the_plan_refuses_shows_its_message_on_the_form_with_its_status(world_a):
+    from unittest import mock
+
+    from tests.registry.factories import make_dataset_version
+    from verticals.jobs.models import Job
+
+    version = make_dataset_version(world_a, "sentiment", rows=24)
+    services.subscribe(world_a.tenant, make_plan("no-models", max_model_versions=0))
+    client = signed_in(world_a.owner)
+    with mock.patch("verticals.jobs.engine.send") as send:
+        answer = client.post(f"/projects/{world_a.project.public_id}/train/?task=sentiment", _train_form(version))
+    assert answer.status_code == 402, text(answer)[:2000]
+    page = _page(answer)
+    assert 'data-testid="form-errors"' in page and 'data-testid="train-form"' in page
+    assert "The plan 'No-Models' (no-models) keeps at most 0 model versions" in page
+    assert 'value="planned"' in page, "the values are kept"
+    assert not send.called and not Job.dangerously_unscoped.filter(tenant=world_a.tenant, kind="train").exists()
+
+
+@pytest.mark.django_db
+def test_the_playground_sends_a_generation_model_to_the_chat_playground(world_a):
+    from verticals.billing.models import UsageEvent
+
+    model = world_a.generator
+    url = f"/projects/{world_a.project.public_id}/models/{model.public_id}/predict"
+    client = signed_in(world_a.owner)
+    answer = client.post(url, {"text": "Once upon a time"})
+    assert answer.status_code == 409
+    chat = f"/projects/{world_a.project.public_id}/chat/?model={model.public_id}"
+    assert f"This model generates text: talk to it in the chat playground ({chat})." in _page(answer)
+    fragment = client.post(url, {"text": "Once upon a time"}, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200, "HTMX swaps only 2xx: the message is in the fragment"
+    assert 'data-testid="playground-error"' in text(fragment) and "chat playground" in text(fragment)
+    assert not UsageEvent.dangerously_unscoped.filter(tenant_id=world_a.tenant.pk).exists()  # the world's tenant's

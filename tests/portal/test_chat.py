@@ -326,3 +326,20 @@ def test_the_fine_tune_form_of_text_generation_renders_and_submits(world_a, gard
     assert job.task == "text-generation" and job.params["method"] == "full" and job.params["epochs"] == 1
     assert job.params["base_model"] == garden.public_id and job.params["architecture"] == "causal-lm-finetune"
 
+
+
+def test_a_plan_refusal_answers_its_status_and_a_rate_limit_its_retry_after(world_a):
+    from verticals.billing.quotas import Refused
+
+    model = world_a.generator
+    client = signed_in(world_a.owner)
+    body = {"model": model.public_id, "messages": CHAT}
+    limited = Refused(429, "rate_limited", "The plan 'Free' allows 60 metered calls a minute; retry in 17 s.", retry_after=17)
+    with mock.patch("verticals.portal.chat.serving.generate", side_effect=limited):
+        answer = post_chat(client, world_a, body)
+    assert answer.status_code == 429 and answer["Retry-After"] == "17"
+    assert answer.json()["error"] == limited.message
+    capped = Refused(402, "quota_exhausted", "The plan 'Free' includes 1,000 tokens a month and they are used.")
+    with mock.patch("verticals.portal.chat.serving.generate", side_effect=capped):
+        answer = post_chat(client, world_a, body)
+    assert answer.status_code == 402 and "Retry-After" not in answer

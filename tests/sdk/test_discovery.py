@@ -1,6 +1,8 @@
 """Start-up validation of plugins: every broken piece stops start-up with a message naming the
 plugin and the problem; the installed plugins are found through their entry points."""
 
+from decimal import Decimal
+
 import pytest
 
 from verticals.sdk import Architecture, LabelledText, Plugin, Task, discovery
@@ -58,6 +60,7 @@ def test_a_good_plugin_passes():
     ({"primary_metric": "f1"}, "`primary_metric` 'f1' is not one of `metrics`"),
     ({"optimizations": ("quantize", "teleport")}, "unknown ones ['teleport']"),
     ({"meters": {"inference.requests": 0}}, "`meters` must map meter names to positive units"),
+    ({"meters": {"inference.requests": 1 / 3}}, "'inference.requests' charges 0.3333333333333333 units per input, which has more than 6 decimals"),
     ({"playground": "hologram"}, "`playground` must be one of"),
 ])
 def test_each_broken_piece_is_named(attrs, fragment):
@@ -65,6 +68,31 @@ def test_each_broken_piece_is_named(attrs, fragment):
         validate_plugin(plugin_with(**attrs), "app 'toys'")
     message = str(refused.value)
     assert "Plugin 'toys' (app 'toys'), task '" in message and fragment in message, message
+
+
+@pytest.mark.parametrize("units,fragment", [
+    (1 / 3, "'inference.requests' charges 0.3333333333333333 units per input, which has more than 6 decimals"),
+    (1e-7, "which has more than 6 decimals"),
+    (Decimal("0.0000001"), "which has more than 6 decimals"),
+    ("1", "'inference.requests' has '1' (str), give an int, float or Decimal"),
+    (True, "'inference.requests' has True (bool)"),
+    (float("inf"), "positive units per predicted input; 'inference.requests' has inf"),
+    (float("nan"), "positive units per predicted input; 'inference.requests' has nan"),
+    (Decimal("-0.5"), "positive units per predicted input; 'inference.requests' has Decimal('-0.5')"),
+])
+def test_meter_units_must_fit_micro_units(units, fragment):
+    """Usage is stored in millionths of a unit: units per input with more decimals (or not a number)
+    would make every metered predict fail, so start-up refuses them, naming plugin, task and meter."""
+    with pytest.raises(PluginError) as refused:
+        validate_plugin(plugin_with(meters={"inference.requests": units}), "app 'toys'")
+    message = str(refused.value)
+    assert "Plugin 'toys' (app 'toys'), task 'toy'" in message and fragment in message, message
+
+
+@pytest.mark.parametrize("units", [1, 0.5, 0.000001, 2.25, Decimal("0.333333"), Decimal("0.5000000000"), 10**9])
+def test_meter_units_with_at_most_6_decimals_pass(units):
+    plugin = validate_plugin(plugin_with(meters={"inference.requests": units}), "app 'toys'")
+    assert plugin.task_instances[0].meters == {"inference.requests": units}
 
 
 def test_meters_are_core_s_or_declared_by_the_plugin():

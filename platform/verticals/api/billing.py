@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -42,6 +43,7 @@ from verticals.billing.pricing import PriceList, contract_at
 from verticals.tenancy.models import Partner, Project, Tenant, hex_colour
 from verticals.tenancy.scoping import tenant_context
 
+log = logging.getLogger(__name__)
 CSV = "text/csv"
 TENANT_KINDS = (Invoice.Kind.RETAIL, Invoice.Kind.CREDIT_NOTE)
 MAX_EVENTS = 1000
@@ -222,7 +224,8 @@ def months_param(params, default: int = 12) -> int:
     raw = params.get("months")
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_MONTHS:
+    # isdigit() alone lets '²' through to int(), which refuses it: only ASCII 0-9 are a number here.
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= MAX_MONTHS:
         raise exceptions.ValidationError({"months": [f"Give a whole number of months from 1 to {MAX_MONTHS}."]})
     return int(raw)
 
@@ -275,7 +278,7 @@ def usage_answer(view, request, tenant, *, restricted=None):
     if unknown_format:
         raise exceptions.ValidationError({"format": ["Give json or csv."]})
     current = standing(tenant)
-    start, end = time_range(params, period_of(timezone.now(), current.subscription.anchor_day if current else 1))
+    start, end = time_range(params, current.period if current else period_of(timezone.now(), 1))
     group_by = [name.strip() for name in params.get("group_by", "meter").split(",") if name.strip()]
     bad = [name for name in group_by if name not in analytics.GROUPS]
     if not group_by or bad:
@@ -1168,6 +1171,19 @@ class PartnerTenantPlanCreateSerializer(PartnerTenantCreateSerializer):
 
 class PartnerPlanChangeSerializer(PlanChangeSerializer):
     trial_days = serializers.IntegerField(min_value=0, max_value=365, required=False, default=0)
+
+
+def default_plan() -> Plan | None:
+    """The plan a partner's new tenant goes on when the partner names none: BILLING_DEFAULT_PLAN,
+    or None (no subscription) when the setting is empty or names no plan offered."""
+    code = settings.BILLING_DEFAULT_PLAN
+    if not code:
+        return None
+    plan = Plan.objects.filter(code=code, is_active=True).first()
+    if plan is None:
+        log.warning("BILLING_DEFAULT_PLAN names the plan '%s', which does not exist or is not offered: "
+                    "the new tenant has no subscription.", code)
+    return plan
 
 
 def subscribe_new_tenant(tenant, plan: Plan, *, trial_days: int, actor) -> Subscription:

@@ -263,7 +263,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         versions = dataset.versions.all()
         wanted = request.query_params.get("version")
         if wanted:
-            if not wanted.isdigit():
+            if not (wanted.isascii() and wanted.isdigit()):
                 raise exceptions.ValidationError({"version": ["Give a version number."]})
             versions = versions.filter(version=int(wanted))
         version = versions.order_by("-version").first()
@@ -393,7 +393,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def predict(self, request, project_id=None, model_id=None):
         """Predict with this model version: one input or a list (Hugging Face pipeline output shapes)."""
-        length = int(request.META.get("CONTENT_LENGTH") or 0) if (request.META.get("CONTENT_LENGTH") or "").isdigit() else 0
+        length = int(request.META.get("CONTENT_LENGTH") or 0) if (request.META.get("CONTENT_LENGTH") or "").isascii() and (request.META.get("CONTENT_LENGTH") or "").isdigit() else 0
         if length > settings.SERVING_MAX_BODY_BYTES:
             raise exceptions.ValidationError({"inputs": [f"The request has {length} bytes; a predict call takes at most "
                                                          f"{settings.SERVING_MAX_BODY_BYTES} (use a batch_predict job)."]})

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
-from verticals.api.billing import PartnerTenantPlanCreateSerializer, partner_tenant_created
+from verticals.api.billing import PartnerTenantPlanCreateSerializer, default_plan, partner_tenant_created
 from verticals.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -231,12 +231,16 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
 
     @extend_schema(request=PartnerTenantPlanCreateSerializer, responses={201: TenantSerializer})
     def create(self, request):
-        """Create a customer tenant; with `plan` (and `trial_days`) it starts on that plan."""
+        """Create a customer tenant; with `plan` (and `trial_days`) it starts on that plan, without
+        on the BILLING_DEFAULT_PLAN (none when that is empty or names no plan offered)."""
         payload = PartnerTenantPlanCreateSerializer(data=request.data)
         allowed = Partner.objects.filter(pk__in=self.caller.partner_ids_for("partner.tenant.create"))
         payload.fields["partner"].queryset = allowed
         payload.is_valid(raise_exception=True)
-        partner = payload.validated_data.get("partner")
+        data = payload.validated_data
+        if data.get("plan") is None:
+            data = {**data, "plan": default_plan()}
+        partner = data.get("partner")
         if partner is None:
             direct = [pm.partner for pm in self.caller.partner_memberships() if pm.partner in allowed]
             if len(direct) != 1:
@@ -245,11 +249,11 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         with transaction.atomic():
             tenant = services.tenant_create(
                 partner=partner,
-                name=payload.validated_data["name"],
-                owner_email=payload.validated_data.get("owner_email"),
+                name=data["name"],
+                owner_email=data.get("owner_email"),
                 actor=self.caller,
             )
-            partner_tenant_created(tenant, payload.validated_data, actor=self.caller)
+            partner_tenant_created(tenant, data, actor=self.caller)
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PartnerTenantUpdateSerializer, responses=TenantSerializer)

@@ -285,6 +285,9 @@ BILLING_PLAN_CACHE_SECONDS = env_float("BILLING_PLAN_CACHE_SECONDS", 2.0)
 BILLING_CLOSE_LOOKBACK = env_int("BILLING_CLOSE_LOOKBACK", 3)
 # Events of external sources sent this long after their time are refused (their period may be closed).
 BILLING_EVENT_MAX_AGE_DAYS = env_int("BILLING_EVENT_MAX_AGE_DAYS", 30)
+# The plan a channel partner's new tenant goes on when the partner names none ("": no plan; a code
+# that names no plan offered: no subscription either).
+BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "free")
 
 # --- registry, serving, plugins ---------------------------------------------------------
 # Nothing downloads weights at run time (models come from the registry), and the Hugging Face

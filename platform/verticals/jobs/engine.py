@@ -114,7 +114,7 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     params = runner.prepare(project=project, task=task, params=params)
     hook = webhooks.clean_webhook(webhook) if webhook is not None else None
     tenant = project.tenant
-    _admit(tenant, kind, task)
+    _admit(tenant, kind, _task_to_admit(project, kind, task, params))
     try:
         with transaction.atomic():
             job = _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint)
@@ -124,6 +124,20 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
             raise
         return earlier
     return job
+
+
+# Kinds that run a model version (params["model"], resolved by their runner's prepare()): without
+# a `task` they run the model's, and the plan is checked against that.
+MODEL_JOB_KINDS = ("evaluate", "batch_predict")
+
+
+def _task_to_admit(project, kind: str, task: str, params: dict) -> str:
+    """The task the plan must include: the job's, else (evaluate, batch_predict) its model version's."""
+    if task or kind not in MODEL_JOB_KINDS or not isinstance(params.get("model"), str):
+        return task
+    from verticals.registry.models import ModelVersion
+
+    return ModelVersion.objects.filter(project=project, public_id=params["model"]).values_list("task", flat=True).first() or task
 
 
 def _admit(tenant: Tenant, kind: str, task: str) -> None:

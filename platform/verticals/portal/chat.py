@@ -216,7 +216,10 @@ def chat_stream(request, project_id: str):
     except serving.BadInput as refused:
         return _refused(str(refused), 400, "parameters" if refused.where == "parameters" else "messages")
     except Refused as refused:
-        return _refused(refused.message, refused.status)
+        response = _refused(refused.message, refused.status)
+        if refused.retry_after:  # 429: the seconds left in the rate window, as the API sends them
+            response["Retry-After"] = str(refused.retry_after)
+        return response
     except serving.ModelUnavailable as unavailable:
         return _refused(str(unavailable), 409, "model")
     except serving.InferenceRestarted as stopped:

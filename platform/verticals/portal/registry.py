@@ -33,7 +33,8 @@ from verticals.portal.views import _error_text, _is_htmx, _refuse, tenant_page
 from verticals.registry import selectors, services
 from verticals.registry.models import SPLITS, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
-from verticals.billing.quotas import Refused
+from verticals.billing.catalog import standing
+from verticals.billing.quotas import Refused, check_task_of
 from verticals.serving import service as serving
 
 PAGE_SIZE = 50
@@ -57,6 +58,12 @@ def _model(project, model_id: str) -> ModelVersion:
 
 def _tasks(request) -> dict:
     return discovery.enabled_tasks(request.caller.tenant)
+
+
+def _plan_tasks(request, tasks: dict) -> dict:
+    """Of `tasks`, those the tenant's plan includes (all of them without a subscription)."""
+    current = standing(request.caller.tenant)
+    return tasks if current is None else {name: task for name, task in tasks.items() if current.plan.allows_task(name)}
 
 
 def _wants_json(request) -> bool:
@@ -256,7 +263,8 @@ def dataset_list(request, project_id: str):
 def _dataset_context(request, project, dataset, version_form=None, **extra) -> dict:
     versions = list(dataset.versions.order_by("-version"))
     wanted = request.GET.get("version", "")
-    chosen = next((v for v in versions if wanted.isdigit() and v.version == int(wanted)), versions[0] if versions else None)
+    chosen = next((v for v in versions if wanted.isascii() and wanted.isdigit() and v.version == int(wanted)),
+                  versions[0] if versions else None)
     task = _tasks(request).get(dataset.task)
     caller = request.caller
     if version_form is None and caller.can("dataset.create"):
@@ -338,7 +346,8 @@ def _job_errors(form: TrainForm, error: ValidationError) -> None:
 def train(request, project_id: str):
     """A train job, its form generated from the task's params schema."""
     project = _project(project_id)
-    tasks = _tasks(request)
+    installed = _tasks(request)
+    tasks = _plan_tasks(request, installed)  # the choices: the tasks the plan includes
     name = request.POST.get("task") or request.GET.get("task", "")
     wanted = request.GET.get("dataset", "")
     if not name and wanted:
@@ -346,10 +355,17 @@ def train(request, project_id: str):
         name = version.dataset.task if version is not None else ""
     if not name and len(tasks) == 1:
         name = next(iter(tasks))
-    task = tasks.get(name)
+    task = installed.get(name)
     if task is None:
         context = {"project": project, "tasks": tasks, "unknown": name}
         return render(request, "portal/train.html", context, status=404 if name else 200)
+    if name not in tasks:  # installed, but not in the plan: say so above the choices
+        try:
+            check_task_of(request.caller.tenant, name)
+        except Refused as refused:
+            messages.error(request, refused.message)
+            return render(request, "portal/train.html", {"project": project, "tasks": tasks}, status=refused.status)
+    refused_status = None
     if request.method == "POST":
         form = TrainForm(request.POST, task=task, project=project)
         if form.is_valid():
@@ -359,6 +375,9 @@ def train(request, project_id: str):
                     job = engine.job_create(project=project, kind="train", task=task.name, params=params, caller=request.caller)
                 except ValidationError as error:
                     _job_errors(form, error)
+                except Refused as refused:  # 403 task not in plan, 402 model versions or job time used up
+                    form.add_error(None, refused.message)
+                    refused_status = refused.status
                 else:
                     messages.success(request, f"Training job {job.public_id} queued.")
                     return redirect("portal:job_detail", project_id=project.public_id, job_id=job.public_id)
@@ -368,7 +387,7 @@ def train(request, project_id: str):
     context = {"project": project, "task": task, "tasks": tasks, "form": form,
                "has_datasets": bool(form.fields["dataset"].choices),
                "can_upload": request.caller.can("dataset.create")}
-    return render(request, "portal/train.html", context, status=400 if form.errors else 200)
+    return render(request, "portal/train.html", context, status=refused_status or (400 if form.errors else 200))
 
 
 # --- model versions -----------------------------------------------------------------------
@@ -462,7 +481,14 @@ def model_predict(request, project_id: str, model_id: str):
     project = _project(project_id)
     model = _model(project, model_id)
     task = _tasks(request).get(model.task)
-    bars, output, problem, status = _predict(request, model, task)
+    if task is not None and task.streams:  # a generation is metered in tokens by the chat playground, not as one predict
+        chat_url = reverse("portal:chat", args=[project.public_id]) + f"?model={model.public_id}"
+        bars, output, status = None, None, 409
+        problem = f"This model generates text: talk to it in the chat playground ({chat_url})."
+        if not _is_htmx(request):  # the model page shows the chat playground, not the result fragment
+            messages.error(request, problem)
+    else:
+        bars, output, problem, status = _predict(request, model, task)
     result = {"bars": bars, "raw": json.dumps(output, indent=2) if bars is None and output is not None else "",
               "problem": problem, "name": getattr(request.FILES.get("image"), "name", "")}
     if _is_htmx(request):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from decimal import Decimal
 from importlib import import_module, metadata
 
 import jsonschema
@@ -24,6 +25,7 @@ ENTRY_POINT_GROUP = "verticals.plugins"
 RESERVED_PARAMS = frozenset({"dataset", "architecture", "base_model", "parent", "seed", "name", "split"})
 REQUIRED_METHODS = ("train", "evaluate", "save", "load", "predict", "example_dataset", "example_inputs")
 SLUG = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+QUANTITY_PLACES = 6  # usage quantities are stored in micro-units (as billing.money.QUANTITY_PLACES)
 
 _tasks: dict[str, Task] = {}
 _task_plugin: dict[str, Plugin] = {}
@@ -156,14 +158,31 @@ def validate_task(task: Task, label: str) -> None:
     unknown = set(task.optimizations) - set(OPTIMIZATIONS)
     if unknown:
         fail(f"`optimizations` names unknown ones {sorted(unknown)}; known: {list(OPTIMIZATIONS)}.")
-    if not isinstance(task.meters, dict) or not task.meters or not all(
-        isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in task.meters.items()
-    ):
+    if not isinstance(task.meters, dict) or not task.meters or not all(isinstance(k, str) for k in task.meters):
         fail("`meters` must map meter names to positive units per predicted input.")
+    for meter, per_input in task.meters.items():
+        _check_units(meter, per_input, fail)
     if task.playground not in PLAYGROUNDS:
         fail(f"`playground` must be one of {list(PLAYGROUNDS)}, not {task.playground!r}.")
     if not isinstance(task.max_batch, int) or task.max_batch < 1:
         fail("`max_batch` must be a positive integer.")
+
+
+def _check_units(meter: str, per_input, fail) -> None:
+    """Units per predicted input: a positive int, float or Decimal that micro-units hold exactly
+    (usage quantities are stored as integers of millionths), so a call's quantity never has to be rounded."""
+    if isinstance(per_input, bool) or not isinstance(per_input, (int, float, Decimal)):
+        fail(f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r} "
+             f"({type(per_input).__name__}), give an int, float or Decimal.")
+    units = Decimal(str(per_input))
+    if not units.is_finite() or units <= 0:
+        fail(f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r}.")
+    _sign, digits, exponent = units.as_tuple()
+    while exponent < 0 and digits[-1] == 0:  # 0.5000000 is 0.5 (no rounding: exact at any precision)
+        digits, exponent = digits[:-1], exponent + 1
+    if exponent < -QUANTITY_PLACES:
+        fail(f"`meters`: '{meter}' charges {per_input!r} units per input, which has more than {QUANTITY_PLACES} decimals; "
+             f"usage is stored in millionths of a unit: round it to at most {QUANTITY_PLACES} decimals.")
 
 
 def register_plugin(plugin: Plugin, source: str) -> None:

@@ -272,8 +272,15 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
             caller=None, route: str = "predict") -> list:
     """Outputs for raw inputs, in order, metered (the task's meters, units per input) when a caller
     is given. BadInput (400) for bad input, ModelUnavailable (409), quotas.Refused (429, 402, 403),
-    InferenceRestarted (503) when the inference process stopped during the call."""
+    InferenceRestarted (503) when the inference process stopped during the call.
+
+    A metered call (with a caller) to a model that generates text is ModelUnavailable: its work is
+    tokens (`generate`, `complete`), not one unit per input. Unmetered calls (the plugin
+    conformance suite) still run the task's predict."""
     task = task_of(model_version)
+    if task.streams and caller is not None:
+        raise ModelUnavailable("This model generates text; send a prompt to its predict route with the generation shape, "
+                               "or use /v1/chat/completions.")
     if not inputs:
         raise BadInput("The list is empty; send one input or a non-empty list.")
     if len(inputs) > task.max_batch:
