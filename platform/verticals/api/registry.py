@@ -393,7 +393,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def predict(self, request, project_id=None, model_id=None):
         """Predict with this model version: one input or a list (Hugging Face pipeline output shapes)."""
-        length = int(request.META.get("CONTENT_LENGTH") or 0) if (request.META.get("CONTENT_LENGTH") or "").isascii() and (request.META.get("CONTENT_LENGTH") or "").isdigit() else 0
+        raw_length = request.META.get("CONTENT_LENGTH") or ""
+        length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else 0
         if length > settings.SERVING_MAX_BODY_BYTES:
             raise exceptions.ValidationError({"inputs": [f"The request has {length} bytes; a predict call takes at most "
                                                          f"{settings.SERVING_MAX_BODY_BYTES} (use a batch_predict job)."]})
