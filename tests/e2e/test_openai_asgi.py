@@ -15,7 +15,8 @@ from tests.registry.factories import tiny_model_dir
 
 def usage_rows(tmp_path) -> list[tuple]:
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-        return db.execute("SELECT route, finish_reason, completion_tokens FROM serving_usage ORDER BY id").fetchall()
+        return db.execute("SELECT route, json_extract(details, '$.finish_reason'), json_extract(details, '$.completion_tokens') "
+                          "FROM billing_usageevent ORDER BY id").fetchall()
 
 
 @pytest.mark.slow

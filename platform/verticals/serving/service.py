@@ -8,7 +8,6 @@ from decimal import Decimal
 from django.conf import settings
 
 from verticals.billing import metering, quotas
-
 from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
