@@ -35,6 +35,7 @@ class Usage:
     quantity: Decimal
     idempotency_key: str = ""
     project: object = None
+    project_id: int | None = None  # instead of `project`, when only its id is at hand
     task: str = ""
     model_version: object = None
     model: str = ""
@@ -84,7 +85,7 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
             continue
         occurred_at = item.occurred_at or now
         rows[key] = _Row(key, item.meter, quantity, occurred_at, (
-            tenant.pk, _pk(item.project), item.meter, to_micro(quantity), item.task, _pk(item.model_version), item.model,
+            tenant.pk, _pk(item.project) or item.project_id, item.meter, to_micro(quantity), item.task, _pk(item.model_version), item.model,
             _pk(item.api_key), _pk(item.user), source, item.route, key, _json(item.details), _when(occurred_at), _when(now),
         ))
     ordered = [rows[key] for key in sorted(rows)]
@@ -133,9 +134,21 @@ def _insert_new(values: list[tuple]) -> list[str]:
             f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING "
             f"RETURNING {quote('idempotency_key')}"
         )
-    with connection.cursor() as cursor:
+    with raw_cursor() as cursor:
         cursor.execute(sql, [value for row in values for value in row])
         return [key for (key,) in cursor.fetchall()]
+
+
+def raw_cursor():
+    """A cursor for the hot path's statements. On PostgreSQL, psycopg's own cursor on Django's
+    connection (same transaction): parameters bound by the server, the statement prepared once
+    it repeats — a fraction of the client-side work of Django's default (interpolating) cursor."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        return psycopg.Cursor(connection.connection)  # Django's connection makes client-side cursors by default
+    return connection.cursor()
 
 
 def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], tuple | None]:

@@ -63,9 +63,11 @@ def take_rate(tenant, plan: Plan, now=None) -> None:
 
 def _bump(tenant_id: int, window, limit: int) -> bool:
     """Count one call in the window if it is under `limit`: one conditional UPDATE (atomic on every backend)."""
+    from verticals.billing.metering import raw_cursor
+
     quote = connection.ops.quote_name
     table, count = quote(RateWindow._meta.db_table), quote("count")
-    with connection.cursor() as cursor:
+    with raw_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {count} = {count} + 1 WHERE {quote('tenant_id')} = %s AND {quote('window_start')} = %s "
             f"AND {count} < %s", [tenant_id, connection.ops.adapt_datetimefield_value(window), limit])

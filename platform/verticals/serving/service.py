@@ -233,7 +233,7 @@ def generate(*, model, caller, raw_input, options: dict, route: str = "predict.s
         raise
     is_version = isinstance(model, ModelVersion)
     return MeteredStream(stream, {
-        "tenant": caller.tenant, "project": model.project if is_version else project,
+        "tenant": caller.tenant, "project_id": model.project_id if is_version else (project.pk if project else None),
         "model_version": model if is_version else None,
         "model": model.public_id if is_version else model.name, "task": task.name, "route": route, "meter": _token_meter(task),
         "api_key": caller.api_key, "user": caller.user,
@@ -298,7 +298,7 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
         raise
     if caller is not None:
         metering.record(caller.tenant, [
-            metering.Usage(meter=meter, quantity=quantity, project=model_version.project, task=task.name,
+            metering.Usage(meter=meter, quantity=quantity, project_id=model_version.project_id, task=task.name,
                            model_version=model_version, model=model_version.public_id, api_key=caller.api_key,
                            user=caller.user, route=route)
             for meter, quantity in units.items()
