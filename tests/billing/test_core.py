@@ -225,3 +225,17 @@ def test_the_admin_takes_included_units_as_decimals_never_negative():
             field.clean(bad)
     with pytest.raises(ValidationError, match="at most 6 decimals"):
         PlanPrice._meta.get_field("included").to_python("0.0000001")
+
+
+def test_an_issued_invoice_and_its_lines_never_change(world_a):
+    from django.core.exceptions import ValidationError
+
+    services.subscribe(world_a.tenant, plan("fixed", fee="5"), now=T0)
+    invoicing.close_period(datetime(2026, 11, 1, 1, tzinfo=dt_timezone.utc))
+    invoice = Invoice.objects.get(kind=Invoice.Kind.RETAIL)
+    invoice.total_minor = 1
+    with pytest.raises(ValidationError, match="never changed"):
+        invoice.save()
+    with pytest.raises(ValidationError, match="never deleted"):
+        invoice.lines.first().delete()
+    assert Invoice.objects.get(pk=invoice.pk).total_minor == 500

@@ -257,7 +257,22 @@ class RateWindow(models.Model):
         constraints = [models.UniqueConstraint(fields=["tenant", "window_start"], name="one_rate_window")]
 
 
-class Invoice(models.Model):
+class Issued(models.Model):
+    """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note)."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError(f"An issued {self._meta.verbose_name} is never changed: issue a credit note instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError(f"An issued {self._meta.verbose_name} is never deleted: issue a credit note instead.")
+
+
+class Invoice(Issued):
     """An issued invoice: never changed once written (a correction is a credit note).
 
     retail: a partner (or the operator) bills one tenant; wholesale: the operator bills a partner
@@ -299,13 +314,6 @@ class Invoice(models.Model):
     def __str__(self) -> str:
         return self.number
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None and not kwargs.pop("_allow_update", False):
-            raise ValidationError("An issued invoice is never changed: issue a credit note instead.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValidationError("An issued invoice is never deleted: issue a credit note instead.")
 
     @property
     def total(self) -> str:
@@ -316,7 +324,7 @@ class Invoice(models.Model):
         return None if self.retail_total_minor is None else self.retail_total_minor - self.total_minor
 
 
-class InvoiceLine(models.Model):
+class InvoiceLine(Issued):
     class Kind(models.TextChoices):
         FEE = "fee", "Plan fee"
         USAGE = "usage", "Usage"
@@ -351,13 +359,6 @@ class InvoiceLine(models.Model):
         ordering = ["invoice", "position"]
         constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="one_line_per_position")]
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValidationError("An issued invoice's lines are never changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValidationError("An issued invoice's lines are never deleted.")
 
 
 class InvoiceSequence(models.Model):
