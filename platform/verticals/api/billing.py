@@ -39,7 +39,7 @@ from verticals.billing import analytics, documents, invoicing, metering, service
 from verticals.billing.catalog import meter_keys, period_of, standing
 from verticals.billing.models import FEE, Invoice, Plan, PriceBookEntry, Subscription
 from verticals.billing.money import QUANTITY_PLACES, MoneyError, as_decimal, decimals_of, from_minor, to_minor
-from verticals.billing.pricing import PriceList, contract_at
+from verticals.billing.pricing import PriceList, book_items, contract_at
 from verticals.tenancy.models import Partner, Project, Tenant, hex_colour
 from verticals.tenancy.scoping import tenant_context
 
@@ -1094,29 +1094,18 @@ PriceBookChange = inline_serializer("PriceBookChange", {
 
 
 def price_book_rows(partner: Partner, plans=None) -> list[dict]:
-    channel = partner.parent_id is not None
-    entries = {(e.plan_id, e.item): e for e in PriceBookEntry.objects.filter(price_book__partner=partner)}
     if plans is None:
-        plan_ids = {plan_id for plan_id, _ in entries}
+        plan_ids = PriceBookEntry.objects.filter(price_book__partner=partner).values("plan_id")
         plans = Plan.objects.filter(Q(is_active=True) | Q(pk__in=plan_ids))
     names = analytics.meter_names()
     rows = []
-    for plan in plans.prefetch_related("prices").order_by("monthly_fee", "code"):
-        items = [(FEE, "Plan fee", None, plan.monthly_fee)]
-        for listed in plan.prices.all():
-            meter = names.get(listed.meter_id)
-            items.append((listed.meter_id, meter.name if meter else listed.meter_id, listed.included, listed.unit_price))
-        for item, name, included, list_price in items:
-            entry = entries.get((plan.pk, item))
-            wholesale = (entry.wholesale if entry else list_price) if channel else None
-            retail_set = entry.retail if entry else None
-            retail = retail_set if retail_set is not None else list_price
-            if wholesale is not None:
-                retail = max(retail, wholesale)
-            rows.append({"plan": plan.code, "plan_name": plan.name, "currency": plan.currency, "item": item, "name": name,
-                         "included": decimal_text(included), "list_price": price(list_price, plan.currency),
-                         "wholesale": price(wholesale, plan.currency), "retail": price(retail, plan.currency),
-                         "retail_set": price(retail_set, plan.currency)})
+    for entry in book_items(partner, plans.prefetch_related("prices").order_by("monthly_fee", "code")):
+        plan, meter = entry.plan, names.get(entry.item)
+        rows.append({"plan": plan.code, "plan_name": plan.name, "currency": plan.currency, "item": entry.item,
+                     "name": "Plan fee" if entry.item == FEE else (meter.name if meter else entry.item),
+                     "included": decimal_text(entry.included), "list_price": price(entry.list_price, plan.currency),
+                     "wholesale": price(entry.wholesale, plan.currency), "retail": price(entry.retail, plan.currency),
+                     "retail_set": price(entry.retail_set, plan.currency)})
     return rows
 
 

@@ -86,7 +86,7 @@ class Segment:
     @property
     def share(self) -> Decimal:
         """The segment's part of its period (exact)."""
-        return _share(self.start, self.end, self.period)
+        return share_of(self.start, self.end, self.period)
 
     def included(self, meter: str) -> Decimal | None:
         """Units of `meter` included per whole period: the contract's, else the plan's; None when
@@ -113,7 +113,8 @@ class Segment:
         return sorted(found)
 
 
-def _share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
+def share_of(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
+    """The part of `period` that [start, end) covers (exact; 0 when it is empty)."""
     whole = Decimal(int((period[1] - period[0]).total_seconds()))
     part = Decimal(max(0, int((end - start).total_seconds())))
     return part / whole

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
-from verticals.billing.catalog import Segment, period_of, previous_period, prorate, segments
+from verticals.billing.catalog import period_of, previous_period, prorate, segments, share_of
 from verticals.billing.models import Invoice, InvoiceLine, InvoiceSequence, Meter, Subscription, UsageEvent
 from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, to_minor
 from verticals.billing.pricing import PriceList
@@ -130,7 +130,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
         when = f" ({start:%Y-%m-%d} – {end:%Y-%m-%d})" if several else ""
         trial_end = segment.subscription.trial_ends_at
         paid_from = min(max(start, trial_end), end) if trial_end else start
-        paid_share = _paid_share(paid_from, end, period)
+        paid_share = share_of(paid_from, end, period)
         fee = prices.fee()
         trial = " after the trial" if paid_from > start else ""
         lines.append(Line(
@@ -156,10 +156,6 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
                 by_task={task: str(units) for task, units in tasks.items()},
             ))
     return currency, lines
-
-
-def _paid_share(start: datetime, end: datetime, period: tuple[datetime, datetime]) -> Decimal:
-    return Segment(start, end, None, None, period).share if start < end else Decimal(0)
 
 
 def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice | None:

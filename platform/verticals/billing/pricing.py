@@ -33,6 +33,43 @@ class Prices:
     wholesale_included: Decimal = Decimal(0)  # the plan's: what the partner's price covers
 
 
+def price_legs(entry: PriceBookEntry | None, list_price: Decimal, *, channel: bool,
+               contracted: Decimal | None = None) -> tuple[Decimal, Decimal | None]:
+    """(retail, wholesale) of one price-book item: the rule in the module's docstring."""
+    wholesale = (entry.wholesale if entry else list_price) if channel else None
+    if contracted is not None:
+        return contracted, wholesale
+    retail = entry.retail if entry and entry.retail is not None else list_price
+    return (max(retail, wholesale) if wholesale is not None else retail), wholesale
+
+
+@dataclass(frozen=True)
+class BookItem:
+    """One item of a partner's price book: a plan's fee or one of its meters."""
+
+    plan: Plan
+    item: str                    # plan.fee or a meter key
+    list_price: Decimal
+    included: Decimal | None     # units per period (None: the fee)
+    wholesale: Decimal | None    # None: the operator's own book (no wholesale leg)
+    retail_set: Decimal | None   # the partner's price; None: the list price
+    retail: Decimal              # what its tenants pay
+
+
+def book_items(partner, plans) -> list[BookItem]:
+    """The price book of `partner` over `plans` (prefetch their prices), item by item."""
+    channel = partner.parent_id is not None
+    entries = {(e.plan_id, e.item): e for e in PriceBookEntry.objects.filter(price_book__partner=partner)}
+    found = []
+    for plan in plans:
+        items = [(FEE, plan.monthly_fee, None)] + [(p.meter_id, p.unit_price, p.included) for p in plan.prices.all()]
+        for item, list_price, included in items:
+            entry = entries.get((plan.pk, item))
+            retail, wholesale = price_legs(entry, list_price, channel=channel)
+            found.append(BookItem(plan, item, list_price, included, wholesale, entry.retail if entry else None, retail))
+    return found
+
+
 class PriceList:
     """The prices of one tenant on one plan (and contract), read once per invoice."""
 
@@ -47,12 +84,7 @@ class PriceList:
         self.contracted = {price.meter_id: price for price in contract.prices.all()} if contract else {}
 
     def _legs(self, item: str, list_price: Decimal, contracted: Decimal | None) -> tuple[Decimal, Decimal | None]:
-        entry = self.book.get(item)
-        wholesale = (entry.wholesale if entry else list_price) if self.channel else None
-        if contracted is not None:
-            return contracted, wholesale
-        retail = entry.retail if entry and entry.retail is not None else list_price
-        return (max(retail, wholesale) if wholesale is not None else retail), wholesale
+        return price_legs(self.book.get(item), list_price, channel=self.channel, contracted=contracted)
 
     def fee(self) -> Prices:
         contracted = self.contract.monthly_fee if self.contract else None

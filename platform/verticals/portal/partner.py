@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from verticals.billing import analytics, services as billing_services
 from verticals.billing.catalog import period_of, previous_period
-from verticals.billing.models import FEE, Invoice, Plan, PriceBookEntry
-from verticals.billing.pricing import PriceList, contract_at
+from verticals.billing.models import FEE, Invoice, Plan
+from verticals.billing.pricing import PriceList, book_items, contract_at
 from verticals.portal.billing import (
     PlanChangeForm, amount_text, change_plan, chart,  gauges, invoice_context, invoice_file, invoice_row,
     money_fmt, moneys_text, period_text, plan_offer, plan_summary, price_text, unit_words, usage_text,
@@ -286,30 +286,24 @@ def _field(plan: Plan, item: str) -> str:
 def price_rows(partner: Partner) -> list[dict]:
     """Per active plan, its fee and each meter it prices: list, wholesale (the operator's, read
     only), the partner's retail (empty: the list price) and what its tenants pay."""
-    entries = {(e.plan_id, e.item): e for e in PriceBookEntry.objects.filter(price_book__partner=partner)}
     names = analytics.meter_names()
-    plans = []
-    for plan in Plan.objects.filter(is_active=True).prefetch_related("prices"):
-        currency = plan.currency
-        items = [(FEE, "Monthly fee", plan.monthly_fee, "")]
-        for listed in plan.prices.all():
-            meter = names.get(listed.meter_id)
+    plans: dict[int, dict] = {}
+    for entry in book_items(partner, Plan.objects.filter(is_active=True).prefetch_related("prices")):
+        plan, currency = entry.plan, entry.plan.currency
+        if entry.item == FEE:
+            label, note = "Monthly fee", ""
+        else:
+            meter = names.get(entry.item)
             unit = meter.unit if meter else "unit"
-            items.append((listed.meter_id, meter.name if meter else listed.meter_id, listed.unit_price,
-                          f"{unit_words(listed.included, unit)} included; per {unit}"))
-        rows = []
-        for item, label, listed_price, note in items:
-            entry = entries.get((plan.pk, item))
-            wholesale = entry.wholesale if entry else listed_price
-            retail = entry.retail if entry else None
-            paid = max(retail if retail is not None else listed_price, wholesale)
-            rows.append({"plan": plan, "item": item, "label": label, "note": note, "field": _field(plan, item),
-                         "list": price_text(listed_price, currency), "wholesale": price_text(wholesale, currency),
-                         "retail": retail, "value": "" if retail is None else f"{retail.normalize():f}",
-                         "placeholder": f"{listed_price.normalize():f}", "paid": price_text(paid, currency),
-                         "margin": price_text(paid - wholesale, currency), "error": ""})
-        plans.append({"plan": plan, "rows": rows})
-    return plans
+            label, note = meter.name if meter else entry.item, f"{unit_words(entry.included, unit)} included; per {unit}"
+        wholesale = entry.wholesale if entry.wholesale is not None else entry.list_price
+        plans.setdefault(plan.pk, {"plan": plan, "rows": []})["rows"].append({
+            "plan": plan, "item": entry.item, "label": label, "note": note, "field": _field(plan, entry.item),
+            "list": price_text(entry.list_price, currency), "wholesale": price_text(wholesale, currency),
+            "retail": entry.retail_set, "value": "" if entry.retail_set is None else f"{entry.retail_set.normalize():f}",
+            "placeholder": f"{entry.list_price.normalize():f}", "paid": price_text(entry.retail, currency),
+            "margin": price_text(entry.retail - wholesale, currency), "error": ""})
+    return list(plans.values())
 
 
 def _same(raw: str, current: Decimal | None) -> bool:
