@@ -13,11 +13,12 @@ class BillingConfig(AppConfig):
 
         # The meter catalog follows the code: core's meters and every installed plugin's.
         post_migrate.connect(catalog.sync_meters_after_migrate, sender=self)
-        # A plan or its prices edited here (the admin) apply at once in this process.
+        # A plan, its prices, a subscription or a contract changed: every process forgets the plans it
+        # remembers (this one at once, the others at their next check of the catalog's version).
         from django.db.models.signals import post_delete, post_save
 
-        from verticals.billing.models import Plan, PlanPrice, Subscription
+        from verticals.billing.models import Contract, ContractPrice, Plan, PlanPrice, Subscription
 
-        for model in (Plan, PlanPrice, Subscription):
-            post_save.connect(catalog.forget_every_standing, sender=model, dispatch_uid=f"billing-forget-{model.__name__}")
-            post_delete.connect(catalog.forget_every_standing, sender=model, dispatch_uid=f"billing-forget-d-{model.__name__}")
+        for model in (Plan, PlanPrice, Subscription, Contract, ContractPrice):
+            post_save.connect(catalog.catalog_changed, sender=model, dispatch_uid=f"billing-catalog-{model.__name__}")
+            post_delete.connect(catalog.catalog_changed, sender=model, dispatch_uid=f"billing-catalog-d-{model.__name__}")

@@ -12,7 +12,7 @@ from itertools import pairwise
 from django.conf import settings
 from django.utils import timezone
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from verticals.billing.models import Contract, Meter, Plan, Subscription
 
@@ -34,7 +34,7 @@ def sync_meters_after_migrate(**_) -> None:
 def meter_keys() -> frozenset[str]:
     from verticals.sdk import discovery
 
-    return frozenset(discovery.meters())
+    return discovery.meter_keys()
 
 
 # --- billing periods ------------------------------------------------------------------------
@@ -173,7 +173,8 @@ class Standing:
         return self.segment.allowance(meter)
 
 
-_standing: dict[int, tuple[float, str, "Standing | None"]] = {}
+_standing: dict[int, tuple[str, "Standing | None", datetime | None]] = {}  # pk -> (public id, standing, valid until)
+_seen = {"version": None, "checked": float("-inf")}
 
 
 def forget_standing(tenant=None) -> None:
@@ -184,24 +185,50 @@ def forget_standing(tenant=None) -> None:
         _standing.pop(tenant.pk, None)
 
 
-def forget_every_standing(**_) -> None:
+def catalog_changed(**_) -> None:
+    """A plan, a price, a subscription or a contract changed: this process forgets every tenant's
+    plan at once, and the others when they next check the catalog's version (in the same transaction)."""
+    from verticals.billing.models import CatalogVersion
+
     forget_standing(None)
+    if not CatalogVersion.objects.filter(pk=1).update(version=F("version") + 1):
+        CatalogVersion.objects.bulk_create([CatalogVersion(pk=1, version=1)], ignore_conflicts=True)
+
+
+def _check_catalog() -> None:
+    """Every BILLING_PLAN_CACHE_SECONDS, one read of the catalog's version; when it moved, forget."""
+    from verticals.billing.models import CatalogVersion
+
+    now = time.monotonic()
+    if now - _seen["checked"] < settings.BILLING_PLAN_CACHE_SECONDS:
+        return
+    version = CatalogVersion.objects.filter(pk=1).values_list("version", flat=True).first()
+    if version != _seen["version"]:
+        forget_standing(None)
+        _seen["version"] = version
+    _seen["checked"] = now
 
 
 def standing(tenant) -> Standing | None:
     """The tenant's open subscription with its plan and prices, or None (not subscribed: no plan
-    limits). Read on every metered call, so each process remembers it BILLING_PLAN_CACHE_SECONDS
-    (a change made in this process applies at once; one made elsewhere within that time)."""
-    ttl = settings.BILLING_PLAN_CACHE_SECONDS
-    now = time.monotonic()
-    if ttl > 0:
-        cached = _standing.get(tenant.pk)
-        if cached is not None and cached[0] > now and cached[1] == tenant.public_id:
-            return cached[2]
+    limits). Read on every metered call, so each process remembers it until its segment of the
+    period ends or the catalog changes: at once in the process that changed it, within
+    BILLING_PLAN_CACHE_SECONDS in the others (0: read every time)."""
+    if settings.BILLING_PLAN_CACHE_SECONDS <= 0:
+        return _read_standing(tenant)
+    _check_catalog()
+    cached = _standing.get(tenant.pk)
+    if cached is not None and cached[0] == tenant.public_id and (cached[2] is None or timezone.now() < cached[2]):
+        return cached[1]
     found = _read_standing(tenant)
-    if ttl > 0:
-        _standing[tenant.pk] = (now + ttl, tenant.public_id, found)
+    _standing[tenant.pk] = (tenant.public_id, found, found.segment.end if found is not None else _next_subscription_start(tenant))
     return found
+
+
+def _next_subscription_start(tenant) -> datetime | None:
+    """When a tenant without a plan now gets one by the clock alone (a subscription that starts later)."""
+    return (Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk, starts_at__gt=timezone.now())  # the given tenant's
+            .order_by("starts_at").values_list("starts_at", flat=True).first())
 
 
 def _read_standing(tenant) -> Standing | None:

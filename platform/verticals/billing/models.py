@@ -246,6 +246,14 @@ class UsageCounter(TenantOwnedModel):
         constraints = [models.UniqueConstraint(fields=["tenant", "meter", "period_start"], name="one_counter_per_period")]
 
 
+class CatalogVersion(models.Model):
+    """One row whose number goes up with every change to plans, their prices, subscriptions and
+    contracts: each process checks it every BILLING_PLAN_CACHE_SECONDS and, when it moved, forgets
+    the tenants' plans it remembers (catalog.standing)."""
+
+    version = models.BigIntegerField(default=0)
+
+
 class RateWindow(models.Model):
     """Metered calls a tenant made in one minute: the rate limit's atomic counter."""
 

@@ -254,6 +254,20 @@ def meters() -> dict[str, tuple[Meter, str]]:
     return found
 
 
+_meter_keys: tuple[tuple, frozenset[str]] = ((), frozenset())
+
+
+def meter_keys() -> frozenset[str]:
+    """The keys of `meters()`, worked out again only when the installed plugins change (read on
+    every metered call)."""
+    global _meter_keys
+    load()
+    installed = tuple(map(id, _plugins.values()))
+    if installed != _meter_keys[0] or not _meter_keys[1]:
+        _meter_keys = (installed, frozenset(meters()))
+    return _meter_keys[1]
+
+
 def enabled_tasks(tenant=None) -> dict[str, Task]:
     """Installed is not enabled: tasks a tenant may use (all installed ones minus
     PLUGINS_DISABLED_TASKS; billing narrows this per plan)."""
