@@ -7,6 +7,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 import tests.jobs.runners  # noqa: F401  (registers the test job kinds that World's job uses)
+from verticals.billing import spool
 from verticals.jobs import engine
 from verticals.jobs.models import Job
 from verticals.tenancy.caller import Caller
@@ -21,6 +22,28 @@ PASSWORD = "correct-horse-battery-9"
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ledger_spool_stopped(django_db_setup, django_db_blocker):
+    """The ledger spool's writer thread ends (with its database connection) before the test database goes."""
+    yield
+    with django_db_blocker.unblock():
+        spool.stop()
+
+
+@pytest.fixture(autouse=True)
+def _ledger_spool_written(request):
+    """Served calls outside a transaction go through the ledger spool (billing.spool): a test whose
+    calls commit has what the spool holds written at its end, before its tables are emptied."""
+    marker = request.node.get_closest_marker("django_db")
+    committing = {"transactional_db", "live_server"} & set(request.fixturenames) or (marker and marker.kwargs.get("transaction"))
+    if not committing:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # set up before this fixture: emptied after it
+    yield
+    spool.flush()
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from tests.registry.factories import make_dataset_version, tiny_model_dir
 from verticals.jobs.models import Job
 from verticals.portal import chat
 from verticals.registry.models import BaseModel
+from verticals.billing import spool
 from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.roles import Role
 
@@ -60,6 +61,7 @@ def events_of(response) -> list[dict]:
 
 
 def usage_rows(world) -> list:
+    spool.flush()  # served calls' events, spooled by this process
     return list(Usage.dangerously_unscoped.filter(tenant=world.tenant).order_by("id"))
 
 

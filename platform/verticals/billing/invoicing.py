@@ -233,9 +233,10 @@ def issue_wholesale(partner: Partner) -> list[Invoice]:
 # --- closing --------------------------------------------------------------------------------
 
 def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
-    """Issue every invoice whose period has ended by `now`: retail first, then wholesale. A tenant
-    that cannot be invoiced is logged and skipped; the others go on."""
-    now = now or timezone.now()
+    """Issue every invoice whose period has ended by `now` (default: BILLING_CLOSE_GRACE_SECONDS ago,
+    so that usage still on its way is on the invoice): retail first, then wholesale. A tenant that
+    cannot be invoiced is logged and skipped; the others go on."""
+    now = now or timezone.now() - timedelta(seconds=settings.BILLING_CLOSE_GRACE_SECONDS)
     issued: list[Invoice] = []
     tenant_ids = Subscription.dangerously_unscoped.values_list("tenant_id", flat=True).distinct()  # every tenant's, by design
     candidates = Tenant.objects.filter(pk__in=tenant_ids).select_related("partner")

@@ -3,26 +3,36 @@
 `record()` inserts events with ON CONFLICT DO NOTHING on (tenant, source, idempotency key): a
 retried or duplicated event counts once, however many times and however concurrently it comes.
 The hard-cap counters move by exactly what was inserted (less what admission reserved).
+`record_call()` is a served call's way in: its events go through the process's ledger spool
+(billing.spool), written in batches, unless they must be written at once.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+import os
 import uuid
 from contextlib import nullcontext
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from verticals.billing import spool
 from verticals.billing.catalog import meter_keys, standing
 from verticals.billing.models import UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
 from verticals.billing.quotas import Admission, ensure_counters
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
 
@@ -46,9 +56,22 @@ class Usage:
     occurred_at: datetime | None = None
 
 
+_keys = itertools.count(1)
+_key_prefix = uuid.uuid4().hex
+
+
+def _new_key_prefix() -> None:
+    global _key_prefix
+    _key_prefix = uuid.uuid4().hex
+
+
+os.register_at_fork(after_in_child=_new_key_prefix)  # a forked process counts under a prefix of its own
+
+
 def call_key() -> str:
-    """A fresh idempotency key for work done once here (a served call)."""
-    return uuid.uuid4().hex
+    """A fresh idempotency key for work done once here (a served call): this process's random
+    prefix and a counter (no system call per key)."""
+    return f"{_key_prefix}-{next(_keys):x}"
 
 
 @dataclass
@@ -60,17 +83,9 @@ class _Row:
     values: tuple
 
 
-def record(tenant, items: list[Usage], *, source: str, admission: Admission | None = None) -> list[str]:
-    """Write the events; returns the idempotency keys that were new (the others were counted before).
-
-    Raises ValueError naming an unknown meter or a bad quantity before anything is written. A key
-    given twice in one call is one event (the first). Rows go in key order, so two calls sending
-    the same events in another order never wait on each other in a cycle.
-    """
-    if not settings.BILLING_METERING:
-        if admission is not None:
-            admission.release()
-        return []
+def _rows(tenant, items: list[Usage], source: str) -> list[_Row]:
+    """The events as ledger rows in key order (a key given twice is one event: the first); ValueError
+    naming an unknown meter or a bad quantity."""
     known = meter_keys()
     now = timezone.now()
     rows: dict[str, _Row] = {}
@@ -86,9 +101,26 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
         occurred_at = item.occurred_at or now
         rows[key] = _Row(key, item.meter, quantity, occurred_at, (
             tenant.pk, _pk(item.project) or item.project_id, item.meter, to_micro(quantity), item.task, _pk(item.model_version), item.model,
-            _pk(item.api_key), _pk(item.user), source, item.route, key, _json(item.details), _when(occurred_at), _when(now),
+            _pk(item.api_key), _pk(item.user), source, item.route, key, item.details or {}, occurred_at, now,
         ))
-    ordered = [rows[key] for key in sorted(rows)]
+    return [rows[key] for key in sorted(rows)]
+
+
+def record(tenant, items: list[Usage], *, source: str, admission: Admission | None = None) -> list[str]:
+    """Write the events; returns the idempotency keys that were new (the others were counted before).
+
+    Raises ValueError naming an unknown meter or a bad quantity before anything is written. A key
+    given twice in one call is one event (the first). Rows go in key order, so two calls sending
+    the same events in another order never wait on each other in a cycle.
+    """
+    if not settings.BILLING_METERING:
+        if admission is not None:
+            admission.release()
+        return []
+    return _write(tenant, _rows(tenant, items, source), admission)
+
+
+def _write(tenant, ordered: list[_Row], admission: Admission | None) -> list[str]:
     counted, segment = _counted(tenant, admission)
     # One statement needs no transaction of its own (a served call's event: the common case).
     with transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
@@ -98,22 +130,121 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
         for start in range(0, len(ordered), BATCH):
             inserted.update(_insert_new([row.values for row in ordered[start:start + BATCH]]))
         if counted:
-            _move_counters(tenant, [row for row in ordered if row.key in inserted], counted, segment, admission)
+            _move_counters(tenant, _deltas([row for row in ordered if row.key in inserted], counted, segment, admission), segment)
     if admission is not None:
         admission.settled = True
     return sorted(inserted)
 
 
+def record_call(tenant, items: list[Usage], *, admission: Admission | None = None) -> None:
+    """A served call's events (fresh keys): handed to this process's ledger spool (journaled here,
+    written in batches: billing.spool), so that the call does not wait for a write of its own.
+
+    Written at once instead when the caller is inside a transaction (the events belong to it), when
+    the spool is off (BILLING_LEDGER_FLUSH_SECONDS=0), or when a hard-cap counter must follow the
+    work now (usage that admission did not reserve exactly: generated tokens), and when the
+    journal cannot be written."""
+    if not settings.BILLING_METERING:
+        if admission is not None:
+            admission.release()
+        return
+    rows = _rows(tenant, items, "serving")
+    if spool.enabled() and not connection.in_atomic_block:
+        counted, segment = _counted(tenant, admission)
+        if not counted or not any(_deltas(rows, counted, segment, admission).values()):
+            try:
+                spool.current().add([journal_line(row.values) for row in rows])
+            except OSError:  # the journal cannot be written (a full disk): the ledger takes them now
+                log.exception("the ledger spool's journal could not be written; the call's events are written at once")
+            else:
+                if admission is not None:
+                    admission.settled = True
+                return
+    _write(tenant, rows, admission)
+
+
+# --- the spool's lines --------------------------------------------------------------------
+# A journal line is a row's values as one JSON array; its times (positions 13, 14) are integer
+# microseconds since 1970 UTC (exact, and cheaper to write than ISO 8601).
+
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
+_journal = json.JSONEncoder(separators=(",", ":"))
+
+
+def journal_line(row: tuple) -> str:
+    return _journal.encode(row[:13] + ((row[13] - EPOCH) // MICROSECOND, (row[14] - EPOCH) // MICROSECOND)) + "\n"
+
+
+def row_of(line: str) -> tuple:
+    values = json.loads(line)
+    return tuple(values[:13]) + (EPOCH + values[13] * MICROSECOND, EPOCH + values[14] * MICROSECOND)
+
+
+def write_lines(lines: list[str]) -> None:
+    """Put journal lines in the ledger (outside a transaction), events already there (same key)
+    counted once. An event whose project, model version, API key or user was deleted since the
+    work is written without that reference; one whose tenant was deleted is dropped with it."""
+    try:
+        _insert_lines(lines)
+    except IntegrityError:  # a reference deleted meanwhile: event by event, to find and mend it
+        for line in lines:
+            row = row_of(line)
+            try:
+                _insert_new([row])
+            except IntegrityError:
+                kept = _without_deleted_references(row)
+                if kept is None:
+                    log.warning("a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11])
+                else:
+                    _insert_new([kept])
+
+
+def _insert_lines(lines: list[str]) -> None:
+    """One statement: the lines go as one JSON array that the database unpacks (no per-value
+    parameters; on PostgreSQL one round trip). Times are stored as Django stores them."""
+    quote = connection.ops.quote_name
+    if connection.vendor == "postgresql":
+        text, number, when = "r->>{}", "(r->>{})::bigint", "'epoch'::timestamptz + (r->>{})::bigint * interval '1 microsecond'"
+        kinds = (number, number, text, number, text, number, text, number, number, text, text, text, "(r->{})", when, when)
+        source = "jsonb_array_elements(%s::jsonb) AS r"
+    else:  # SQLite: text 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, as its backend writes datetimes
+        value, when = "json_extract(value, '$[{}]')", (  # (%% is a % once the parameters are bound)
+            "strftime('%%Y-%%m-%%d %%H:%%M:%%S', json_extract(value, '$[{0}]') / 1000000, 'unixepoch') || "
+            "CASE WHEN json_extract(value, '$[{0}]') %% 1000000 "
+            "THEN printf('.%%06d', json_extract(value, '$[{0}]') %% 1000000) ELSE '' END")
+        kinds = (value,) * 13 + (when, when)
+        source = "json_each(%s) WHERE true"  # (WHERE: an upsert's SELECT needs one to parse)
+    with connection.wrap_database_errors, raw_cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)}) "
+            f"SELECT {', '.join(k.format(i) for i, k in enumerate(kinds))} FROM {source} "
+            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING",
+            ["[" + ",".join(lines) + "]"])
+
+
+def _params(row: tuple) -> tuple:
+    """A row's values as the database takes them (its details as JSON, its times in the backend's form)."""
+    ops = connection.ops
+    return row[:12] + (ops.adapt_json_value(row[12], None), ops.adapt_datetimefield_value(row[13]),
+                       ops.adapt_datetimefield_value(row[14]))
+
+
+def _without_deleted_references(row: tuple) -> tuple | None:
+    from verticals.registry.models import ModelVersion
+    from verticals.tenancy.models import ApiKey, Project, Tenant, User
+
+    if not Tenant.objects.filter(pk=row[0]).exists():
+        return None
+    values = list(row)
+    for index, model in ((1, Project), (5, ModelVersion), (7, ApiKey), (8, User)):
+        if values[index] is not None and not model._base_manager.filter(pk=values[index]).exists():
+            values[index] = None
+    return tuple(values)
+
+
 def _pk(obj):
     return None if obj is None else obj.pk
-
-
-def _json(details: dict):
-    return connection.ops.adapt_json_value(details or {}, None)
-
-
-def _when(moment: datetime):
-    return connection.ops.adapt_datetimefield_value(moment)
 
 
 # The ledger's columns in the order `_Row.values` holds them.
@@ -134,8 +265,9 @@ def _insert_new(values: list[tuple]) -> list[str]:
             f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING "
             f"RETURNING {quote('idempotency_key')}"
         )
-    with raw_cursor() as cursor:
-        cursor.execute(sql, [value for row in values for value in row])
+    params = [value for row in values for value in _params(row)]
+    with connection.wrap_database_errors, raw_cursor() as cursor:
+        cursor.execute(sql, params)
         return [key for (key,) in cursor.fetchall()]
 
 
@@ -162,9 +294,9 @@ def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], t
     return {meter: admission.reserved.get(meter, Decimal(0)) for meter in admission.standing.meters()}, segment
 
 
-def _move_counters(tenant, rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admission: Admission | None) -> None:
-    """Raise the segment's hard-cap counters by what was inserted in it, less what admission reserved.
-    (Usage sent late for an earlier segment goes to the ledger and the invoice, not to a cap.)"""
+def _deltas(rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admission: Admission | None) -> dict[str, Decimal]:
+    """How far the segment's hard-cap counters move for these rows: what they used in it less what
+    admission reserved. (Usage sent late for an earlier segment goes to the ledger and the invoice, not to a cap.)"""
     start, end = segment
     deltas: dict[str, Decimal] = defaultdict(Decimal)
     if admission is not None:
@@ -173,7 +305,11 @@ def _move_counters(tenant, rows: list[_Row], counted: dict[str, Decimal], segmen
     for row in rows:
         if row.meter in counted and start <= row.occurred_at < end:
             deltas[row.meter] += row.quantity
+    return deltas
+
+
+def _move_counters(tenant, deltas: dict[str, Decimal], segment: tuple) -> None:
     for meter, delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
         if delta:
-            UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=start).update(
+            UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=segment[0]).update(
                 quantity=F("quantity") + to_micro(delta))

@@ -278,9 +278,16 @@ CELERY_BEAT_SCHEDULE = {
 # --- billing ----------------------------------------------------------------------------
 # Off only to measure what metering costs (bench/billing.py): nothing is recorded or limited.
 BILLING_METERING = env_bool("BILLING_METERING", True)
-# Each process remembers a tenant's plan this long (read on every metered call); changes made in
-# the same process apply at once.
+# Each process remembers the tenants' plans (read on every metered call) and checks this often
+# whether plans, prices, subscriptions or contracts changed anywhere (0: read the plan every call).
 BILLING_PLAN_CACHE_SECONDS = env_float("BILLING_PLAN_CACHE_SECONDS", 2.0)
+# A served call's usage events go to a journal on local disk and reach the ledger in batches this
+# often (billing.spool; 1 s: one statement a second per web process); 0 writes each call's
+# events before it answers.
+BILLING_LEDGER_FLUSH_SECONDS = env_float("BILLING_LEDGER_FLUSH_SECONDS", 1.0)
+# A period is closed this long after it ends, so that usage on its way (served calls' spooled
+# events, a job's last seconds) is on its invoice.
+BILLING_CLOSE_GRACE_SECONDS = env_float("BILLING_CLOSE_GRACE_SECONDS", 300.0)
 # How many ended periods back a close looks for invoices still to issue.
 BILLING_CLOSE_LOOKBACK = env_int("BILLING_CLOSE_LOOKBACK", 3)
 # Events of external sources sent this long after their time are refused (their period may be closed).

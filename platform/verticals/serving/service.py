@@ -186,11 +186,11 @@ class MeteredStream:
         self._recorded = True
         usage = dict(self._usage)
         tenant, meter = usage.pop("tenant"), usage.pop("meter")
-        metering.record(tenant, [metering.Usage(
+        metering.record_call(tenant, [metering.Usage(
             meter=meter, quantity=Decimal(self.prompt_tokens + self.completion_tokens), **usage,
             details={"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                      "finish_reason": self.finish_reason},
-        )], source="serving", admission=self._admission)
+        )], admission=self._admission)
 
 
 def admit(caller, task: Task, units: dict) -> quotas.Admission:
@@ -297,10 +297,10 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
             admission.release()
         raise
     if caller is not None:
-        metering.record(caller.tenant, [
+        metering.record_call(caller.tenant, [
             metering.Usage(meter=meter, quantity=quantity, project_id=model_version.project_id, task=task.name,
                            model_version=model_version, model=model_version.public_id, api_key=caller.api_key,
                            user=caller.user, route=route)
             for meter, quantity in units.items()
-        ], source="serving", admission=admission)
+        ], admission=admission)
     return outputs

@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = "Close ended billing periods: retail invoices per tenant, then wholesale invoices per partner."
 
     def add_arguments(self, parser):
-        parser.add_argument("--now", help="Close as if it were this ISO time (UTC), e.g. 2026-12-01T00:00:00Z.")
+        parser.add_argument("--now", help="Close as if it were this ISO time (UTC), e.g. 2026-12-01T00:00:00Z (default: now less "
+                            "BILLING_CLOSE_GRACE_SECONDS, so that usage on its way is in).")
         parser.add_argument("--tenant", action="append", default=[], help="Only this tenant (public id); repeatable.")
 
     def handle(self, *args, now=None, tenant=(), **options):

@@ -1,0 +1,269 @@
+"""The ledger spool: served calls' usage events, written to the ledger in batches.
+
+A served call (a prediction, a generation) must not wait for a database write of its own: that
+write costs more than everything else metering does. So each web process keeps a spool:
+
+* `add()` appends the call's events to a local journal segment (a file mapped in memory: a copy
+  into the page cache, before the call answers) and to a list in memory;
+* a thread writes the list to the ledger every BILLING_LEDGER_FLUSH_SECONDS (or as soon as
+  `BATCH` events wait) in one INSERT … ON CONFLICT DO NOTHING, then deletes the journal segment
+  that held them; a failed write is kept and tried again at the next tick;
+* the journal survives the process: a web process that dies (killed, out of memory) leaves its
+  segments behind, and the next spool that starts on the machine — or any running one, every
+  `RECOVER_SECONDS` — writes them to the ledger. Each event carries its idempotency key, so an
+  event written twice (the process died between the INSERT and deleting the segment) counts once;
+* the process writes what it holds when it exits normally.
+
+Each spool holds an exclusive `flock` on its `<owner>.lock` for its lifetime; a lock that can be
+taken belongs to a process that has ended, and its segments (`<owner>.<n>.jsonl`) are recovered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import mmap
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+BATCH = 500            # events that wake the writer before its tick
+SEGMENT_BYTES = 4 << 20  # a journal segment's size (a sparse file; a full one is handed to the writer at once)
+RECOVER_SECONDS = 60.0  # how often a running spool looks for the segments of ended processes
+
+
+class SpoolClosed(OSError):
+    """The spool takes no more events (its process is exiting): write them another way."""
+
+
+class Spool:
+    """One process's spool in `directory`; `write(lines)` puts journal lines (one JSON text per
+    event, metering.journal_line) in the ledger, or raises."""
+
+    def __init__(self, directory: Path, interval: float, write: Callable[[list[str]], None]):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.interval = interval
+        self._write = write
+        self.owner = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Locked before it has its name, so a recovering spool never takes a starting spool's lock.
+        temporary = self.directory / f".{self.owner}.lock.tmp"
+        self._lock_fd = os.open(temporary, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        os.rename(temporary, self.directory / f"{self.owner}.lock")
+        self._mutex = threading.Lock()        # the open segment and the lines in memory
+        self._flushing = threading.Lock()     # one write to the ledger at a time
+        self._wake = threading.Event()
+        self._lines: list[str] = []
+        self._waiting: list[tuple[Path, list[str]]] = []  # closed segments not yet in the ledger
+        self._number = 0
+        self._segment, self._map, self._used = self._open_segment()
+        self._closed = False
+        self._recovered_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="ledger-spool", daemon=True)
+        self._thread.start()
+
+    # --- the calls' side ----------------------------------------------------------------
+
+    def add(self, lines: list[str]) -> None:
+        """Journal the lines (each ends with a newline) and queue them for the ledger."""
+        data = "".join(lines).encode()
+        if len(data) > SEGMENT_BYTES:
+            raise ValueError(f"{len(lines)} usage events take {len(data)} bytes; a journal segment holds {SEGMENT_BYTES}")
+        with self._mutex:
+            if self._closed:
+                raise SpoolClosed("the ledger spool is closed")
+            rotated = self._used + len(data) > SEGMENT_BYTES
+            if rotated:
+                self._rotate()
+            self._map[self._used:self._used + len(data)] = data  # in the page cache: it outlives this process
+            self._used += len(data)
+            self._lines.extend(lines)
+            full = rotated or len(self._lines) >= BATCH
+        if full:
+            self._wake.set()
+
+    def pending(self) -> int:
+        with self._mutex:
+            return len(self._lines) + sum(len(lines) for _path, lines in self._waiting)
+
+    # --- the writer's side --------------------------------------------------------------
+
+    def _open_segment(self) -> tuple[Path, mmap.mmap, int]:
+        self._number += 1
+        path = self.directory / f"{self.owner}.{self._number:08d}.jsonl"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, SEGMENT_BYTES)  # zeros past the last line: where a reader stops
+            return path, mmap.mmap(fd, SEGMENT_BYTES), 0
+        finally:
+            os.close(fd)
+
+    def _rotate(self) -> None:
+        """(Holding the mutex.) Hand the open segment and its lines to the writer; open the next one."""
+        self._map.close()
+        self._waiting.append((self._segment, self._lines))
+        self._lines = []
+        self._segment, self._map, self._used = self._open_segment()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+                if time.monotonic() - self._recovered_at >= RECOVER_SECONDS:
+                    self.recover()
+            except Exception:  # logged; what was not written waits for the next tick
+                log.exception("the ledger spool could not write its events; it tries again in %.2f s", self.interval)
+                _reset_connection()
+        _reset_connection()  # closed: this thread's database connection goes with it
+
+    def flush(self) -> int:
+        """Write every queued event to the ledger now; returns how many were written. Raises when
+        the ledger cannot be written (the events stay queued)."""
+        written = 0
+        with self._flushing:
+            with self._mutex:
+                if self._lines:
+                    self._rotate()
+            while self._waiting:
+                path, lines = self._waiting[0]
+                self._write(lines)
+                path.unlink(missing_ok=True)
+                with self._mutex:
+                    self._waiting.pop(0)
+                written += len(lines)
+        return written
+
+    def recover(self) -> int:
+        """Write the segments of spools whose process has ended; returns how many events they held."""
+        self._recovered_at = time.monotonic()
+        found = 0
+        for lock in sorted(self.directory.glob("*.lock")):
+            owner = lock.name[:-len(".lock")]
+            if owner == self.owner:
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:  # recovered meanwhile by another spool
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its process is alive
+                    continue
+                for segment in sorted(self.directory.glob(f"{owner}.*.jsonl")):
+                    lines = _read_segment(segment)
+                    if lines:
+                        with self._flushing:
+                            self._write(lines)
+                    segment.unlink(missing_ok=True)
+                    found += len(lines)
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if found:
+            log.warning("wrote %d usage events that ended processes had left in the ledger spool", found)
+        return found
+
+    def close(self) -> None:
+        """Take no more events, write what is queued and remove this spool's files (at exit). What
+        cannot be written stays in its segments for the next spool to recover."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)  # its last tick writes; it ends with its database connection
+        try:
+            self.flush()
+        except Exception:
+            log.exception("the ledger spool could not write its events at exit; the next process on this machine will")
+            with self._mutex:
+                self._map.close()
+            return
+        with self._mutex:
+            self._map.close()
+            self._segment.unlink(missing_ok=True)
+        (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+        os.close(self._lock_fd)
+
+
+def _read_segment(path: Path) -> list[str]:
+    """The lines of a journal segment: up to the zeros that follow the last one, each checked to be
+    JSON (one that is not is logged and skipped)."""
+    data = path.read_bytes().split(b"\0", 1)[0].decode("utf-8", errors="replace")
+    lines = data.split("\n")
+    if lines[-1]:  # the process died in the middle of this copy: its call never answered
+        log.warning("%s: an unfinished last line is skipped", path.name)
+    found = []
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            json.loads(line)
+        except ValueError:
+            log.error("%s:%d: an unreadable line is skipped: %r", path.name, number, line[:200])
+            continue
+        found.append(line + "\n")
+    return found
+
+
+def _reset_connection() -> None:
+    from django.db import connection
+
+    try:
+        connection.close()  # a broken connection is opened afresh at the next write
+    except Exception:
+        pass
+
+
+# --- this process's spool -------------------------------------------------------------------
+
+_spool: Spool | None = None
+_spool_pid = 0
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    from django.conf import settings
+
+    return settings.BILLING_LEDGER_FLUSH_SECONDS > 0
+
+
+def current() -> Spool:
+    """This process's spool, started at its first use (after a fork, a new one)."""
+    global _spool, _spool_pid
+    with _lock:
+        if _spool is None or _spool_pid != os.getpid():
+            from django.conf import settings
+
+            from verticals.billing.metering import write_lines
+
+            _spool = Spool(Path(settings.VAR_DIR) / "billing" / "spool", settings.BILLING_LEDGER_FLUSH_SECONDS, write_lines)
+            _spool_pid = os.getpid()  # (its first tick recovers what ended processes left)
+        return _spool
+
+
+def flush() -> int:
+    """Write this process's queued events now (tests, and readers that must see every call made here)."""
+    spool = _spool if _spool is not None and _spool_pid == os.getpid() else None
+    return spool.flush() if spool is not None else 0
+
+
+@atexit.register
+def stop() -> None:
+    """Write what this process's spool holds and end it (at exit; a later event starts a new one)."""
+    global _spool
+    with _lock:
+        spool, _spool = (_spool if _spool_pid == os.getpid() else None), None
+    if spool is not None:
+        spool.close()
