@@ -1,5 +1,7 @@
 """Shared fixtures: real objects built through the services, two tenants under two partners."""
 
+import re
+import zlib
 from dataclasses import dataclass, field
 
 import pytest
@@ -7,7 +9,8 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 import tests.jobs.runners  # noqa: F401  (registers the test job kinds that World's job uses)
-from verticals.billing import spool
+from verticals.billing import catalog, quotas, spool
+from verticals.billing.models import UsageEvent
 from verticals.jobs import engine
 from verticals.jobs.models import Job
 from verticals.tenancy.caller import Caller
@@ -30,6 +33,35 @@ def _ledger_spool_stopped(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         spool.stop()
+
+
+def ledger(tenant=None) -> list:
+    """The usage events of a tenant (of every tenant with None), oldest first, after this
+    process's ledger spool wrote what it holds (the calls this test made, also through a live server)."""
+    spool.flush()
+    events = UsageEvent.dangerously_unscoped.order_by("id")  # a test reads any tenant's ledger
+    return list(events if tenant is None else events.filter(tenant_id=tenant.pk))
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text of a PDF: its bytes as Latin-1, then each content stream's (deflated ones
+    inflated; a stream is cut by its /Length, never by searching for `endstream` in binary data)."""
+    found = [pdf.decode("latin-1")]
+    for head in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", pdf):
+        stream = pdf[head.end():head.end() + int(head.group(1))]
+        try:
+            found.append(zlib.decompress(stream).decode("latin-1"))
+        except zlib.error:
+            found.append(stream.decode("latin-1"))
+    return "\n".join(found)
+
+
+@pytest.fixture(autouse=True)
+def _billing_caches_forgotten():
+    """What a process remembers between calls (plans, rate tokens) starts empty in every test."""
+    catalog.forget_standing(None)
+    catalog._seen.update(version=None, checked=float("-inf"))
+    quotas._leases.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ growth, invoices and brand — with the isolation between tenants and between pa
 
 import io
 import re
-import zlib
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.conftest import make_key, make_member, make_user
+from tests.conftest import make_key, make_member, make_user, pdf_text
 from verticals.billing import catalog, invoicing, services
 from verticals.billing.catalog import period_of, previous_period
 from verticals.billing.metering import Usage, record
@@ -93,17 +92,6 @@ def with_margin(world, plan):
     services.set_retail(world.partner, plan, FEE, "25")
     services.set_retail(world.partner, plan, "inference.requests", "0.008")
     return plan
-
-
-def pdf_text(data: bytes) -> str:
-    """The text drawn in a PDF's (deflated) content streams."""
-    found = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        try:
-            found.append(zlib.decompress(stream).decode("latin-1"))
-        except zlib.error:
-            found.append(stream.decode("latin-1"))
-    return "\n".join(found)
 
 
 def money(amount: str, currency: str = "USD") -> dict:

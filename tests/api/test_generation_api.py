@@ -6,8 +6,7 @@ import json
 import pytest
 
 from tests.registry.factories import make_model_version
-from verticals.billing import spool
-from verticals.billing.models import UsageEvent as Usage
+from tests.conftest import ledger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,8 +27,7 @@ def events_of(response) -> list[dict]:
 
 
 def usage_rows(world):
-    spool.flush()  # served calls' events, spooled by this process
-    return list(Usage.dangerously_unscoped.filter(tenant=world.tenant).order_by("id"))
+    return ledger(world.tenant)
 
 
 def test_predict_answers_whole_texts_and_records_usage(world_a, generator_model):

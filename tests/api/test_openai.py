@@ -7,10 +7,8 @@ import time
 import openai
 import pytest
 
-from tests.conftest import make_key
+from tests.conftest import ledger, make_key
 from tests.registry.factories import make_model_version
-from verticals.billing import spool
-from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.roles import Role, Scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,8 +60,7 @@ def test_list_models_chat_stream_and_legacy_completion(live_server, world_a, gen
                                        temperature=0)
     assert legacy.object == "text_completion" and isinstance(legacy.choices[0].text, str)
 
-    spool.flush()  # the live server's calls' events, spooled by this process
-    routes = [u.route for u in Usage.dangerously_unscoped.filter(tenant=world_a.tenant).order_by("id")]
+    routes = [u.route for u in ledger(world_a.tenant)]
     assert routes == ["openai.chat", "openai.chat", "openai.completions"]
 
 
@@ -100,5 +97,4 @@ def test_errors_in_openai_shape(live_server, world_a, world_b, generator_model):
     with pytest.raises(openai.NotFoundError):
         other.models.retrieve(generator_model.public_id)
     assert generator_model.public_id not in {m.id for m in other.models.list()}
-    spool.flush()
-    assert not Usage.dangerously_unscoped.exists()
+    assert not ledger()

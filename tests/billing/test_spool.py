@@ -8,11 +8,13 @@ when a project is deleted meanwhile — and the rate limit never lets one call t
 
 from __future__ import annotations
 
-import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -96,8 +98,7 @@ def test_the_writer_thread_writes_on_its_own_within_its_interval(world_a, settin
 
 def test_inside_a_transaction_a_call_s_events_are_written_at_once(world_a):
     record_call(world_a.tenant, [served(world_a, "in-a-transaction")])
-    assert [e.idempotency_key for e in events(world_a)] == ["in-a-transaction"]
-    assert spool.flush() == 0
+    assert [e.idempotency_key for e in events(world_a)] == ["in-a-transaction"]  # no spool involved
 
 
 @pytest.mark.django_db(transaction=True)
@@ -130,19 +131,26 @@ def test_tokens_a_hard_cap_did_not_reserve_move_its_counter_at_once(world_a):
     assert counter.quantity == 40 and [e.meter for e in events(world_a)] == ["textgen.tokens"]  # no flush needed
 
 
+KILLED = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from verticals.billing.spool import Spool
+lines = open(sys.argv[3], encoding="utf-8").read().splitlines(keepends=True)
+dying = Spool(sys.argv[2], 3600, write=lambda _lines: os._exit(3))  # its writer never runs
+dying.add(lines[:2])
+dying.add(lines[2:])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_process_s_journal_is_written_by_the_next_spool_exactly_once(world_a, spool_dir):
+def test_a_killed_process_s_journal_is_written_by_the_next_spool_exactly_once(world_a, spool_dir, tmp_path):
     lines = lines_for(world_a, ["killed-0", "killed-1", "killed-2"])
-    child = os.fork()
-    if child == 0:  # a web process that journals three calls and is killed before its writer runs
-        try:
-            dying = Spool(spool_dir, 3600, write=lambda _lines: os._exit(3))
-            dying.add(lines[:2])
-            dying.add(lines[2:])
-        finally:
-            os.kill(os.getpid(), signal.SIGKILL)
-    _, status = os.waitpid(child, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    (tmp_path / "lines.jsonl").write_text("".join(lines), encoding="utf-8")
+    # A web process that journals three calls and is killed before its writer runs.
+    died = subprocess.run([sys.executable, "-c", KILLED, str(Path(spool.__file__).parents[2]), str(spool_dir),
+                           str(tmp_path / "lines.jsonl")], timeout=60, capture_output=True, text=True)
+    assert died.returncode == -signal.SIGKILL, died.stderr
     assert len(list(spool_dir.glob("*.jsonl"))) == 1 and len(list(spool_dir.glob("*.lock"))) == 1
 
     written = []
@@ -152,11 +160,12 @@ def test_a_killed_process_s_journal_is_written_by_the_next_spool_exactly_once(wo
     assert written == lines
     write_lines(lines)  # written again (died between the write and removing the segment): counted once
     assert len(events(world_a)) == 3
-    assert [p.name.split(".")[0] for p in spool_dir.iterdir()] == [survivor.owner] * 2  # its lock and segment only
+    assert sorted(p.name.split(".")[0] for p in spool_dir.iterdir()) == [survivor.owner] * 2  # its lock and segment only
     survivor.close()
     assert list(spool_dir.iterdir()) == []
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_line_cut_short_by_a_crash_is_skipped_and_the_rest_recovered(world_a, spool_dir, caplog):
     lines = lines_for(world_a, ["whole-0", "whole-1"])
     spool_dir.mkdir()
@@ -169,6 +178,7 @@ def test_a_line_cut_short_by_a_crash_is_skipped_and_the_rest_recovered(world_a, 
     survivor.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_running_spool_s_journal_is_left_alone(world_a, spool_dir):
     alive = Spool(spool_dir, 3600, write=write_lines)
     alive.add(lines_for(world_a, ["alive-0"]))
@@ -179,6 +189,7 @@ def test_a_running_spool_s_journal_is_left_alone(world_a, spool_dir):
     other.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_write_the_database_refuses_is_kept_and_tried_again(world_a, spool_dir):
     failures = [RuntimeError("the database is down")]
 
@@ -224,26 +235,31 @@ def test_a_journal_line_keeps_every_value(world_a):
 
 # --- rate tokens in blocks ------------------------------------------------------------------
 
-def test_rate_tokens_come_a_block_at_a_time_and_never_pass_the_limit(world_a):
-    quotas._leases.clear()
+def test_rate_tokens_come_a_block_at_a_time_and_never_pass_the_limit(world_a, monkeypatch):
     services.subscribe(world_a.tenant, make_plan("rate-high", requests_per_minute=10_000))
-    window = timezone.now().replace(second=0, microsecond=0)
+    plan = catalog.standing(world_a.tenant).plan
+    now = timezone.now().replace(second=30)
+    window = now.replace(second=0, microsecond=0)
     for _ in range(100):
-        quotas.admit(world_a.tenant, task="sentiment", units={})
-    counted = RateWindow.objects.get(tenant=world_a.tenant, window_start=window).count
-    if timezone.now().replace(second=0, microsecond=0) == window:  # (the minute did not turn meanwhile)
-        assert counted == 2 * quotas.RATE_BLOCK_MAX  # two statements for a hundred calls
+        quotas.take_rate(world_a.tenant, plan, now=now)
+    assert RateWindow.objects.get(tenant=world_a.tenant, window_start=window).count == 2 * quotas.RATE_BLOCK_MAX  # two statements
 
     # Near the limit a block no longer fits: tokens come one at a time, and the last one is the limit's.
     quotas._leases.clear()  # another process: nothing leased
     RateWindow.objects.filter(tenant=world_a.tenant).update(count=10_000 - 3)
-    now = timezone.now().replace(second=30)
     for _ in range(3):
-        quotas.take_rate(world_a.tenant, catalog.standing(world_a.tenant).plan, now=now)
+        quotas.take_rate(world_a.tenant, plan, now=now)
     with pytest.raises(quotas.Refused) as refused:
-        quotas.take_rate(world_a.tenant, catalog.standing(world_a.tenant).plan, now=now)
+        quotas.take_rate(world_a.tenant, plan, now=now)
     assert refused.value.status == 429 and refused.value.retry_after == 30
-    assert RateWindow.objects.get(tenant=world_a.tenant, window_start=now.replace(second=0, microsecond=0)).count == 10_000
+    assert RateWindow.objects.get(tenant=world_a.tenant, window_start=window).count == 10_000
+
+    # Spent: the counter never goes down within its minute, so the refusals ask the database nothing.
+    monkeypatch.setattr(quotas, "_take", lambda *args: pytest.fail("asked the database again"))
+    with pytest.raises(quotas.Refused):
+        quotas.take_rate(world_a.tenant, plan, now=now + timedelta(seconds=10))
+    monkeypatch.undo()
+    quotas.take_rate(world_a.tenant, plan, now=now + timedelta(seconds=60))  # the next minute lets it in
 
 
 def test_a_small_limit_is_counted_call_by_call(world_a):
@@ -252,7 +268,7 @@ def test_a_small_limit_is_counted_call_by_call(world_a):
     now = timezone.now().replace(second=10)
     for _ in range(5):
         quotas.take_rate(world_a.tenant, catalog.standing(world_a.tenant).plan, now=now)
-    assert RateWindow.objects.get(tenant=world_a.tenant).count == 5 and not quotas._leases
+    assert RateWindow.objects.get(tenant=world_a.tenant).count == 5  # one statement a call, nothing leased ahead
 
 
 def test_a_new_limit_drops_what_was_leased_under_the_old_one(world_a):
@@ -312,3 +328,47 @@ def test_the_scheduled_close_waits_out_the_grace_so_spooled_usage_is_invoiced(wo
         patch.setattr(timezone, "now", lambda: end + timedelta(seconds=301))
         invoicing.close_period(tenants=[world_a.tenant])
     assert Invoice.objects.filter(tenant=world_a.tenant, period_start=datetime(2026, 10, 1, tzinfo=dt_timezone.utc)).exists()
+
+
+# --- what must never break a served call ----------------------------------------------------
+
+def test_a_segment_that_cannot_be_opened_leaves_the_spool_as_it_was(world_a, spool_dir, monkeypatch):
+    held = Spool(spool_dir, 3600, write=lambda lines: None)
+    held.add(lines_for(world_a, ["before"]))
+    real = Spool._open_segment
+    monkeypatch.setattr(Spool, "_open_segment", lambda self: (_ for _ in ()).throw(OSError(24, "Too many open files")))
+    with pytest.raises(OSError):
+        held.flush()  # the rotation fails: nothing moved
+    monkeypatch.setattr(Spool, "_open_segment", real)
+    held.add(lines_for(world_a, ["after"]))  # the open segment still takes lines
+    assert held.pending() == 2 and held.flush() == 2
+    held.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_the_ledger_refuses_is_kept_aside_and_the_others_written(world_a):
+    good = lines_for(world_a, ["good-0", "good-1"])
+    bad = lines_for(world_a, ["x" * 300])  # longer than the ledger's key column (200)
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite stores a text of any length: nothing to refuse")
+    write_lines(good[:1] + bad + good[1:])
+    assert [e.idempotency_key for e in events(world_a)] == ["good-0", "good-1"]
+    assert (spool.directory() / "refused.jsonl").read_text(encoding="utf-8").endswith(bad[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_exiting_writes_a_late_call_s_events_at_once(world_a, monkeypatch):
+    monkeypatch.setattr(spool, "_exiting", True)
+    record_call(world_a.tenant, [served(world_a, "while-exiting")])
+    assert [e.idempotency_key for e in events(world_a)] == ["while-exiting"]
+
+
+def test_each_database_has_its_own_spool_folder(db):
+    here = spool.directory()
+    name = connection.settings_dict["NAME"]
+    try:
+        connection.settings_dict["NAME"] = f"{name}-other"  # another database on the same VAR_DIR
+        assert spool.directory() != here
+    finally:
+        connection.settings_dict["NAME"] = name
+    assert spool.directory() == here

@@ -1,7 +1,6 @@
 """The tenant's billing pages: plan, gauges, daily chart, invoices and downloads, plan change, roles, brand."""
 
 import re
-import zlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.conftest import make_member
+from tests.conftest import make_member, pdf_text
 from verticals.billing import invoicing, services
 from verticals.billing.catalog import period_of, previous_period
 from verticals.billing.metering import Usage, record
@@ -111,17 +110,6 @@ def test_invoices_are_listed_with_totals_and_download_as_pdf_and_csv(world_a, wo
     assert invoice.number not in text(other.get("/billing/invoices/"))
 
 
-def _pdf_text(pdf: bytes) -> str:
-    """The text of a PDF's (possibly deflated) content streams."""
-    found = [pdf.decode("latin-1")]
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        try:
-            found.append(zlib.decompress(stream).decode("latin-1"))
-        except zlib.error:
-            continue
-    return "".join(found)
-
-
 @pytest.mark.django_db
 def test_billing_pages_and_the_invoice_pdf_wear_the_partner_brand(world_a):
     world_a.partner.support_email = "billing@brand-a.example"
@@ -133,7 +121,7 @@ def test_billing_pages_and_the_invoice_pdf_wear_the_partner_brand(world_a):
     # A later brand change does not rewrite an issued invoice: the PDF carries the brand it was issued under.
     world_a.partner.brand_name = "Renamed Brand"
     world_a.partner.save()
-    pdf = _pdf_text(client.get(f"/billing/invoices/{invoice.public_id}/pdf").content)
+    pdf = pdf_text(client.get(f"/billing/invoices/{invoice.public_id}/pdf").content)
     assert "Brand A" in pdf and "billing@brand-a.example" in pdf and "Renamed Brand" not in pdf
     assert "Issued by <strong>Brand A</strong>" in text(client.get(f"/billing/invoices/{invoice.public_id}/"))
 

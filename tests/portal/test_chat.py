@@ -16,13 +16,11 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from tests.conftest import make_member
+from tests.conftest import ledger, make_member
 from tests.registry.factories import make_dataset_version, tiny_model_dir
 from verticals.jobs.models import Job
 from verticals.portal import chat
 from verticals.registry.models import BaseModel
-from verticals.billing import spool
-from verticals.billing.models import UsageEvent as Usage
 from verticals.tenancy.roles import Role
 
 pytestmark = pytest.mark.django_db
@@ -61,8 +59,7 @@ def events_of(response) -> list[dict]:
 
 
 def usage_rows(world) -> list:
-    spool.flush()  # served calls' events, spooled by this process
-    return list(Usage.dangerously_unscoped.filter(tenant=world.tenant).order_by("id"))
+    return ledger(world.tenant)
 
 
 def snippet(page: str, name: str) -> str:

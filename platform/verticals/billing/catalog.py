@@ -174,11 +174,13 @@ class Standing:
 
 
 _standing: dict[int, tuple[str, "Standing | None", datetime | None]] = {}  # pk -> (public id, standing, valid until)
-_seen = {"version": None, "checked": float("-inf")}
+_seen = {"version": None, "checked": float("-inf"), "forgotten": 0}
 
 
 def forget_standing(tenant=None) -> None:
-    """Drop what this process remembers of a tenant's plan (of every tenant's with None)."""
+    """Drop what this process remembers of a tenant's plan (of every tenant's with None). A read
+    that began before this is not remembered either."""
+    _seen["forgotten"] += 1
     if tenant is None:
         _standing.clear()
     else:
@@ -220,8 +222,11 @@ def standing(tenant) -> Standing | None:
     cached = _standing.get(tenant.pk)
     if cached is not None and cached[0] == tenant.public_id and (cached[2] is None or timezone.now() < cached[2]):
         return cached[1]
+    forgotten = _seen["forgotten"]
     found = _read_standing(tenant)
-    _standing[tenant.pk] = (tenant.public_id, found, found.segment.end if found is not None else _next_subscription_start(tenant))
+    until = found.segment.end if found is not None else _next_subscription_start(tenant)
+    if _seen["forgotten"] == forgotten:  # nothing changed while it was read (else: read again next time)
+        _standing[tenant.pk] = (tenant.public_id, found, until)
     return found
 
 

@@ -237,6 +237,7 @@ def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
     so that usage still on its way is on the invoice): retail first, then wholesale. A tenant that
     cannot be invoiced is logged and skipped; the others go on."""
     now = now or timezone.now() - timedelta(seconds=settings.BILLING_CLOSE_GRACE_SECONDS)
+    _recover_spooled_usage()
     issued: list[Invoice] = []
     tenant_ids = Subscription.dangerously_unscoped.values_list("tenant_id", flat=True).distinct()  # every tenant's, by design
     candidates = Tenant.objects.filter(pk__in=tenant_ids).select_related("partner")
@@ -260,6 +261,17 @@ def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
         except Exception:
             log.exception("partner %s: the wholesale invoice could not be issued", partner.public_id)
     return issued
+
+
+def _recover_spooled_usage() -> None:
+    """Served calls' events that web processes on this machine left in their spools when they
+    died go to the ledger before it is invoiced (best effort: a close never fails for it)."""
+    from verticals.billing import metering, spool
+
+    try:
+        spool.recover_orphans(spool.directory(), metering.write_lines)
+    except Exception:
+        log.exception("the ledger spool's left events could not be written before the close")
 
 
 # --- credit notes ---------------------------------------------------------------------------

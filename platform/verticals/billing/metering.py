@@ -22,7 +22,7 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -113,11 +113,18 @@ def record(tenant, items: list[Usage], *, source: str, admission: Admission | No
     given twice in one call is one event (the first). Rows go in key order, so two calls sending
     the same events in another order never wait on each other in a cycle.
     """
-    if not settings.BILLING_METERING:
-        if admission is not None:
-            admission.release()
+    if _metering_off(admission):
         return []
     return _write(tenant, _rows(tenant, items, source), admission)
+
+
+def _metering_off(admission: Admission | None) -> bool:
+    """BILLING_METERING is off (measuring what metering costs): nothing is recorded, nothing kept reserved."""
+    if settings.BILLING_METERING:
+        return False
+    if admission is not None:
+        admission.release()
+    return True
 
 
 def _write(tenant, ordered: list[_Row], admission: Admission | None) -> list[str]:
@@ -144,9 +151,7 @@ def record_call(tenant, items: list[Usage], *, admission: Admission | None = Non
     the spool is off (BILLING_LEDGER_FLUSH_SECONDS=0), or when a hard-cap counter must follow the
     work now (usage that admission did not reserve exactly: generated tokens), and when the
     journal cannot be written."""
-    if not settings.BILLING_METERING:
-        if admission is not None:
-            admission.release()
+    if _metering_off(admission):
         return
     rows = _rows(tenant, items, "serving")
     if spool.enabled() and not connection.in_atomic_block:
@@ -154,8 +159,10 @@ def record_call(tenant, items: list[Usage], *, admission: Admission | None = Non
         if not counted or not any(_deltas(rows, counted, segment, admission).values()):
             try:
                 spool.current().add([journal_line(row.values) for row in rows])
-            except OSError:  # the journal cannot be written (a full disk): the ledger takes them now
-                log.exception("the ledger spool's journal could not be written; the call's events are written at once")
+            except spool.SpoolClosed:  # the process is exiting: the ledger takes them now
+                pass
+            except Exception:  # the journal cannot take them (a full disk, the process exiting): the ledger takes them now
+                log.exception("the ledger spool could not take a call's events; they are written at once")
             else:
                 if admission is not None:
                     admission.settled = True
@@ -184,26 +191,41 @@ def row_of(line: str) -> tuple:
 def write_lines(lines: list[str]) -> None:
     """Put journal lines in the ledger (outside a transaction), events already there (same key)
     counted once. An event whose project, model version, API key or user was deleted since the
-    work is written without that reference; one whose tenant was deleted is dropped with it."""
+    work is written without that reference; one whose tenant was deleted is dropped with it; one
+    the database refuses for another reason is kept aside (spool.refused). Raises when the
+    database cannot be reached (the lines are tried again later)."""
+    if connection.in_atomic_block:
+        raise RuntimeError("the ledger spool writes outside a transaction (its segments go once written)")
     try:
         _insert_lines(lines)
-    except IntegrityError:  # a reference deleted meanwhile: event by event, to find and mend it
+    except (OperationalError, InterfaceError):
+        raise
+    except DatabaseError:  # one event the ledger will not take: event by event, to find it
         for line in lines:
-            row = row_of(line)
-            try:
-                _insert_new([row])
-            except IntegrityError:
-                kept = _without_deleted_references(row)
-                if kept is None:
-                    log.warning("a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11])
-                else:
-                    _insert_new([kept])
+            _write_one(line)
+
+
+def _write_one(line: str) -> None:
+    row = row_of(line)
+    try:
+        try:
+            _insert_new([row])
+        except IntegrityError:  # a reference deleted meanwhile
+            kept = _without_deleted_references(row)
+            if kept is None:
+                log.warning("a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11])
+                return
+            _insert_new([kept])
+    except (OperationalError, InterfaceError):
+        raise
+    except DatabaseError as exc:
+        spool.refused([line], str(exc).strip())
 
 
 def _insert_lines(lines: list[str]) -> None:
     """One statement: the lines go as one JSON array that the database unpacks (no per-value
-    parameters; on PostgreSQL one round trip). Times are stored as Django stores them."""
-    quote = connection.ops.quote_name
+    parameters; on PostgreSQL one round trip). Times are stored as Django stores them (SQLite: in
+    UTC, as settings.DATABASES sets no TIME_ZONE)."""
     if connection.vendor == "postgresql":
         text, number, when = "r->>{}", "(r->>{})::bigint", "'epoch'::timestamptz + (r->>{})::bigint * interval '1 microsecond'"
         kinds = (number, number, text, number, text, number, text, number, number, text, text, text, "(r->{})", when, when)
@@ -215,12 +237,17 @@ def _insert_lines(lines: list[str]) -> None:
             "THEN printf('.%%06d', json_extract(value, '$[{0}]') %% 1000000) ELSE '' END")
         kinds = (value,) * 13 + (when, when)
         source = "json_each(%s) WHERE true"  # (WHERE: an upsert's SELECT needs one to parse)
+    into, conflict = _insert_clauses()
     with connection.wrap_database_errors, raw_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)}) "
-            f"SELECT {', '.join(k.format(i) for i, k in enumerate(kinds))} FROM {source} "
-            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING",
-            ["[" + ",".join(lines) + "]"])
+        cursor.execute(f"{into} SELECT {', '.join(k.format(i) for i, k in enumerate(kinds))} FROM {source} {conflict}",
+                       ["[" + ",".join(lines) + "]"])
+
+
+def _insert_clauses() -> tuple[str, str]:
+    """`INSERT INTO ledger (COLUMNS)` and the `ON CONFLICT … DO NOTHING` that counts a key once."""
+    quote = connection.ops.quote_name
+    return (f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)})",
+            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING")
 
 
 def _params(row: tuple) -> tuple:
@@ -257,14 +284,10 @@ def _insert_new(values: list[tuple]) -> list[str]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: the keys this statement inserted (PostgreSQL, SQLite ≥ 3.35)."""
     sql = _SQL.get((connection.vendor, len(values)))
     if sql is None:
-        quote = connection.ops.quote_name
+        into, conflict = _insert_clauses()
         one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
         sql = _SQL[(connection.vendor, len(values))] = (
-            f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)}) "
-            f"VALUES {', '.join([one] * len(values))} "
-            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING "
-            f"RETURNING {quote('idempotency_key')}"
-        )
+            f"{into} VALUES {', '.join([one] * len(values))} {conflict} RETURNING {connection.ops.quote_name('idempotency_key')}")
     params = [value for row in values for value in _params(row)]
     with connection.wrap_database_errors, raw_cursor() as cursor:
         cursor.execute(sql, params)

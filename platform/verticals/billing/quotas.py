@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,11 +52,14 @@ def check_task(plan: Plan, task: str) -> None:
 # itself: one statement per block instead of one per call. A block is at most 1/RATE_BLOCK_SHARE
 # of the plan's limit (a plan of under 2 × RATE_BLOCK_SHARE calls a minute is counted call by call),
 # and near the limit, where a whole block no longer fits, tokens are taken one at a time: the
-# counter never passes the limit. Tokens a process took and did not use lapse with their minute.
+# counter never passes the limit. Once it is there, the process refuses without asking again
+# until the minute ends. Tokens a process took and did not use lapse with their minute.
 RATE_BLOCK_SHARE = 100
 RATE_BLOCK_MAX = 64
-_leases: dict[tuple[int, str], list] = {}  # (tenant pk, public id) -> [window, limit, tokens left]
+BLOCKS, SINGLE, SPENT = "blocks", "single", "spent"  # what a process still tries in a window
+_leases: dict[tuple[int, str], list] = {}  # (tenant pk, public id) -> [window, limit, tokens left, BLOCKS|SINGLE|SPENT]
 _leases_lock = threading.Lock()
+os.register_at_fork(after_in_child=_leases.clear)  # a forked process never hands out its parent's tokens
 
 
 def take_rate(tenant, plan: Plan, now=None) -> None:
@@ -68,23 +72,27 @@ def take_rate(tenant, plan: Plan, now=None) -> None:
     key = (tenant.pk, tenant.public_id)
     with _leases_lock:
         lease = _leases.get(key)
-        if lease is not None and lease[0] == window and lease[1] == limit and lease[2] > 0:
+        if lease is None or lease[0] != window or lease[1] != limit:
+            lease = _leases[key] = [window, limit, 0, BLOCKS if limit // RATE_BLOCK_SHARE > 1 else SINGLE]
+        if lease[2] > 0:
             lease[2] -= 1
             return
-    block = min(RATE_BLOCK_MAX, limit // RATE_BLOCK_SHARE)
-    if block > 1 and _take(tenant.pk, window, limit, block):
+        state = lease[3]
+    if state == BLOCKS:
+        block = min(RATE_BLOCK_MAX, limit // RATE_BLOCK_SHARE)
+        taken = _take(tenant.pk, window, limit, block)
         with _leases_lock:
-            lease = _leases.get(key)
-            if lease is not None and lease[0] == window and lease[1] == limit:
+            if taken:
                 lease[2] += block - 1
-            else:
-                _leases[key] = [window, limit, block - 1]
+                return
+            lease[3] = state = SINGLE  # a block no longer fits this minute: call by call to the limit
+    if state == SINGLE and _take(tenant.pk, window, limit, 1):
         return
-    if not _take(tenant.pk, window, limit, 1):
-        retry = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
-        raise Refused(429, "rate_limited",
-                      f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
-                      f"retry in {retry} s.", retry_after=retry)
+    lease[3] = SPENT  # the counter never goes down within its minute: refused here until the next
+    retry = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
+    raise Refused(429, "rate_limited",
+                  f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
+                  f"retry in {retry} s.", retry_after=retry)
 
 
 def _take(tenant_id: int, window, limit: int, tokens: int) -> bool:

@@ -9,19 +9,23 @@ write costs more than everything else metering does. So each web process keeps a
   `BATCH` events wait) in one INSERT … ON CONFLICT DO NOTHING, then deletes the journal segment
   that held them; a failed write is kept and tried again at the next tick;
 * the journal survives the process: a web process that dies (killed, out of memory) leaves its
-  segments behind, and the next spool that starts on the machine — or any running one, every
-  `RECOVER_SECONDS` — writes them to the ledger. Each event carries its idempotency key, so an
-  event written twice (the process died between the INSERT and deleting the segment) counts once;
+  segments behind, and every spool on the machine (at its first tick, then every
+  `RECOVER_SECONDS`) and every period close writes them to the ledger. Each event carries its
+  idempotency key, so an event written twice (the process died between the INSERT and deleting
+  the segment) counts once;
 * the process writes what it holds when it exits normally.
 
 Each spool holds an exclusive `flock` on its `<owner>.lock` for its lifetime; a lock that can be
 taken belongs to a process that has ended, and its segments (`<owner>.<n>.jsonl`) are recovered.
+The folder is one per database (`directory()`), on a local file system.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import mmap
@@ -36,7 +40,7 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 BATCH = 500            # events that wake the writer before its tick
-SEGMENT_BYTES = 4 << 20  # a journal segment's size (a sparse file; a full one is handed to the writer at once)
+SEGMENT_BYTES = 1 << 20  # a journal segment's size (allocated up front; a full one is handed to the writer at once)
 RECOVER_SECONDS = 60.0  # how often a running spool looks for the segments of ended processes
 
 
@@ -57,15 +61,21 @@ class Spool:
         # Locked before it has its name, so a recovering spool never takes a starting spool's lock.
         temporary = self.directory / f".{self.owner}.lock.tmp"
         self._lock_fd = os.open(temporary, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        os.rename(temporary, self.directory / f"{self.owner}.lock")
+        self._number = 0
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            os.rename(temporary, self.directory / f"{self.owner}.lock")
+            self._segment, self._map, self._used = self._open_segment()
+        except BaseException:
+            os.close(self._lock_fd)
+            temporary.unlink(missing_ok=True)
+            (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+            raise
         self._mutex = threading.Lock()        # the open segment and the lines in memory
         self._flushing = threading.Lock()     # one write to the ledger at a time
         self._wake = threading.Event()
         self._lines: list[str] = []
         self._waiting: list[tuple[Path, list[str]]] = []  # closed segments not yet in the ledger
-        self._number = 0
-        self._segment, self._map, self._used = self._open_segment()
         self._closed = False
         self._recovered_at = 0.0
         self._thread = threading.Thread(target=self._run, name="ledger-spool", daemon=True)
@@ -102,23 +112,34 @@ class Spool:
         path = self.directory / f"{self.owner}.{self._number:08d}.jsonl"
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, SEGMENT_BYTES)  # zeros past the last line: where a reader stops
-            return path, mmap.mmap(fd, SEGMENT_BYTES), 0
+            try:  # its blocks allocated now: a full disk is an OSError here, never a SIGBUS in add()
+                os.posix_fallocate(fd, 0, SEGMENT_BYTES)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.ftruncate(fd, SEGMENT_BYTES)  # a file system that cannot allocate ahead
+            return path, mmap.mmap(fd, SEGMENT_BYTES), 0  # zeros past the last line: where a reader stops
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         finally:
             os.close(fd)
 
     def _rotate(self) -> None:
-        """(Holding the mutex.) Hand the open segment and its lines to the writer; open the next one."""
+        """(Holding the mutex.) Hand the open segment and its lines to the writer, the next one
+        opened first (if it cannot be, nothing changes)."""
+        segment, mapped, used = self._open_segment()
         self._map.close()
         self._waiting.append((self._segment, self._lines))
         self._lines = []
-        self._segment, self._map, self._used = self._open_segment()
+        self._segment, self._map, self._used = segment, mapped, used
 
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
+                _close_old_connection()
                 self.flush()
                 if time.monotonic() - self._recovered_at >= RECOVER_SECONDS:
                     self.recover()
@@ -147,33 +168,8 @@ class Spool:
     def recover(self) -> int:
         """Write the segments of spools whose process has ended; returns how many events they held."""
         self._recovered_at = time.monotonic()
-        found = 0
-        for lock in sorted(self.directory.glob("*.lock")):
-            owner = lock.name[:-len(".lock")]
-            if owner == self.owner:
-                continue
-            try:
-                fd = os.open(lock, os.O_RDWR)
-            except FileNotFoundError:  # recovered meanwhile by another spool
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # its process is alive
-                    continue
-                for segment in sorted(self.directory.glob(f"{owner}.*.jsonl")):
-                    lines = _read_segment(segment)
-                    if lines:
-                        with self._flushing:
-                            self._write(lines)
-                    segment.unlink(missing_ok=True)
-                    found += len(lines)
-                lock.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
-        if found:
-            log.warning("wrote %d usage events that ended processes had left in the ledger spool", found)
-        return found
+        with self._flushing:
+            return recover_orphans(self.directory, self._write)
 
     def close(self) -> None:
         """Take no more events, write what is queued and remove this spool's files (at exit). What
@@ -197,6 +193,35 @@ class Spool:
             self._segment.unlink(missing_ok=True)
         (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
         os.close(self._lock_fd)
+
+
+def recover_orphans(directory: Path, write: Callable[[list[str]], None]) -> int:
+    """Write the segments of spools in `directory` whose process has ended (their lock can be
+    taken); returns how many events they held. Raises when the ledger cannot be written (they stay)."""
+    found = 0
+    for lock in sorted(Path(directory).glob("*.lock")):
+        owner = lock.name[:-len(".lock")]
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # recovered meanwhile by another spool
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its process is alive
+                continue
+            for segment in sorted(Path(directory).glob(f"{owner}.*.jsonl")):
+                lines = _read_segment(segment)
+                if lines:
+                    write(lines)
+                segment.unlink(missing_ok=True)
+                found += len(lines)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    if found:
+        log.warning("wrote %d usage events that ended processes had left in the ledger spool", found)
+    return found
 
 
 def _read_segment(path: Path) -> list[str]:
@@ -226,10 +251,24 @@ def _reset_connection() -> None:
         pass
 
 
+def _close_old_connection() -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()  # as after a request: CONN_MAX_AGE holds for the writer's connection too
+
+
+def refused(lines: list[str], reason: str) -> None:
+    """Events the ledger refuses for good (not a connection problem: a value it cannot store): kept
+    in `refused.jsonl` beside the spool, for staff to look at, and logged."""
+    log.error("the ledger refused %d usage event(s): %s; they are kept in %s", len(lines), reason, directory() / "refused.jsonl")
+    with open(directory() / "refused.jsonl", "a", encoding="utf-8") as kept:
+        kept.writelines(lines)
+
+
 # --- this process's spool -------------------------------------------------------------------
 
 _spool: Spool | None = None
-_spool_pid = 0
+_exiting = False
 _lock = threading.Lock()
 
 
@@ -239,31 +278,68 @@ def enabled() -> bool:
     return settings.BILLING_LEDGER_FLUSH_SECONDS > 0
 
 
+def directory() -> Path:
+    """The spools' folder for this database (VAR_DIR/billing/spool/<database>): processes that
+    share a VAR_DIR but not a database — tests, a dev server — never write each other's events."""
+    from django.conf import settings
+    from django.db import connection
+
+    found = connection.settings_dict
+    identity = "|".join(str(found.get(key) or "") for key in ("ENGINE", "NAME", "HOST", "PORT"))
+    path = Path(settings.VAR_DIR) / "billing" / "spool" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def current() -> Spool:
-    """This process's spool, started at its first use (after a fork, a new one)."""
-    global _spool, _spool_pid
+    """This process's spool, started at its first use (its first tick recovers what ended
+    processes left). SpoolClosed once the process is exiting."""
+    global _spool
     with _lock:
-        if _spool is None or _spool_pid != os.getpid():
+        if _exiting:
+            raise SpoolClosed("the process is exiting")
+        if _spool is None:
             from django.conf import settings
 
             from verticals.billing.metering import write_lines
 
-            _spool = Spool(Path(settings.VAR_DIR) / "billing" / "spool", settings.BILLING_LEDGER_FLUSH_SECONDS, write_lines)
-            _spool_pid = os.getpid()  # (its first tick recovers what ended processes left)
+            _spool = Spool(directory(), settings.BILLING_LEDGER_FLUSH_SECONDS, write_lines)
         return _spool
 
 
 def flush() -> int:
     """Write this process's queued events now (tests, and readers that must see every call made here)."""
-    spool = _spool if _spool is not None and _spool_pid == os.getpid() else None
+    spool = _spool
     return spool.flush() if spool is not None else 0
 
 
-@atexit.register
 def stop() -> None:
-    """Write what this process's spool holds and end it (at exit; a later event starts a new one)."""
+    """Write what this process's spool holds and end it (a later event starts a new one)."""
     global _spool
     with _lock:
-        spool, _spool = (_spool if _spool_pid == os.getpid() else None), None
+        spool, _spool = _spool, None
     if spool is not None:
         spool.close()
+
+
+@atexit.register
+def _at_exit() -> None:
+    global _exiting
+    with _lock:
+        _exiting = True  # an event from here on is written at once
+    stop()
+
+
+def _forget_in_child() -> None:
+    """A forked child has no writer thread: it starts a spool of its own, and lets go of its
+    copy of the parent's lock (held while that copy is open)."""
+    global _spool, _lock
+    if _spool is not None:
+        try:
+            os.close(_spool._lock_fd)
+        except OSError:
+            pass
+    _spool, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

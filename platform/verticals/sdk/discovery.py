@@ -262,8 +262,9 @@ def meter_keys() -> frozenset[str]:
     every metered call)."""
     global _meter_keys
     load()
-    installed = tuple(map(id, _plugins.values()))
-    if installed != _meter_keys[0] or not _meter_keys[1]:
+    installed = tuple(_plugins.values())  # held, so the comparison is by the very objects
+    known = _meter_keys[0]
+    if len(installed) != len(known) or any(a is not b for a, b in zip(installed, known, strict=True)) or not _meter_keys[1]:
         _meter_keys = (installed, frozenset(meters()))
     return _meter_keys[1]
 
