@@ -189,7 +189,8 @@ def forget_standing(tenant=None) -> None:
 
 def catalog_changed(**_) -> None:
     """A plan, a price, a subscription or a contract changed: this process forgets every tenant's
-    plan at once, and the others when they next check the catalog's version (in the same transaction)."""
+    plan at once, and the others when they next check the catalog's version (raised inside the
+    change's transaction when it has one)."""
     from verticals.billing.models import CatalogVersion
 
     forget_standing(None)
