@@ -886,6 +886,15 @@ def invoice_download(invoice: Invoice, kind: str) -> HttpResponse:
     return response
 
 
+class WithoutSlash:
+    """A route's twin without the trailing slash: the same view, left out of the schema (it lists
+    the route once, with the slash), one object, so no filters or pages."""
+
+    schema = None
+    filter_backends = []
+    pagination_class = None
+
+
 class InvoiceDownloads:
     """`{id}/pdf/` and `{id}/csv/` of an invoice the viewset lets the caller see."""
 
@@ -921,12 +930,8 @@ class InvoiceViewSet(InvoiceDownloads, mixins.ListModelMixin, mixins.RetrieveMod
         return InvoiceDetailSerializer if self.action == "retrieve" else InvoiceSerializer
 
 
-class BareInvoiceDownloadView(InvoiceViewSet):
+class BareInvoiceDownloadView(WithoutSlash, InvoiceViewSet):
     """`{id}/pdf` and `{id}/csv` without the trailing slash."""
-
-    schema = None
-    filter_backends = []
-    pagination_class = None
 
 
 CreditNoteIn = inline_serializer("CreditNoteRequest", {
@@ -1211,12 +1216,8 @@ class PartnerTenantBillingViewSet(DownloadNegotiation, PartnerScopedViewSet):
         return usage_answer(self, request, self.get_object())
 
 
-class BarePartnerTenantPlanView(PartnerTenantBillingViewSet):
+class BarePartnerTenantPlanView(WithoutSlash, PartnerTenantBillingViewSet):
     """`partner/tenants/{id}/plan` without the trailing slash."""
-
-    schema = None
-    filter_backends = []
-    pagination_class = None
 
 
 # Revenue and growth -------------------------------------------------------------------------------
@@ -1314,10 +1315,8 @@ class PartnerInvoiceViewSet(InvoiceDownloads, mixins.ListModelMixin, mixins.Retr
         return PartnerInvoiceDetailSerializer if self.action == "retrieve" else PartnerInvoiceSerializer
 
 
-class BarePartnerInvoiceDownloadView(PartnerInvoiceViewSet):
-    schema = None
-    filter_backends = []
-    pagination_class = None
+class BarePartnerInvoiceDownloadView(WithoutSlash, PartnerInvoiceViewSet):
+    """Partner invoices' `{id}/pdf` and `{id}/csv` without the trailing slash."""
 
 
 # Brand ---------------------------------------------------------------------------------------------
