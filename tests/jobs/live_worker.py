@@ -79,7 +79,9 @@ def database_url(settings_dict: dict) -> str:
         if name == ":memory:" or name.startswith("file:"):
             raise RuntimeError("a worker process cannot open an in-memory SQLite database; the tests' database must be a file")
         return f"sqlite:///{Path(name).resolve()}"
-    if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
+    if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis", "verticals.tenancy.backend"):
+        # (with row-level security the URL names the owner, as DATABASE_URL does; the process logs in as
+        # DATABASE_APP_USER, which it inherits from this one's environment)
         user = quote(settings_dict.get("USER") or "", safe="")
         password = quote(settings_dict.get("PASSWORD") or "", safe="")
         auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")

@@ -24,6 +24,7 @@ from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, t
 from verticals.billing.pricing import PriceList
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.scoping import for_tenant, platform_scope
 
 log = logging.getLogger(__name__)
 _Q = Decimal(1).scaleb(-QUANTITY_PLACES)
@@ -158,6 +159,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
     return currency, lines
 
 
+@for_tenant
 def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice | None:
     """The tenant's invoice for the period (None when it was issued before)."""
     currency, lines = retail_lines(tenant, period)
@@ -197,6 +199,7 @@ def unbilled_retail(partner: Partner):
             .exclude(Exists(billed)).exclude(lines__wholesale_amount_minor__isnull=True))
 
 
+@platform_scope("a partner's wholesale invoice bills the retail invoices of all its tenants")
 def issue_wholesale(partner: Partner) -> list[Invoice]:
     """The operator's invoices to `partner` for its tenants' retail invoices not billed to it yet:
     one per month (of the retail periods' ends) and currency. Each retail invoice is billed once,
@@ -232,6 +235,7 @@ def issue_wholesale(partner: Partner) -> list[Invoice]:
 
 # --- closing --------------------------------------------------------------------------------
 
+@platform_scope("a billing close invoices every tenant and partner")
 def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
     """Issue every invoice whose period has ended by `now` (default: BILLING_CLOSE_GRACE_SECONDS ago,
     so that usage still on its way is on the invoice): retail first, then wholesale. A tenant that
@@ -280,6 +284,7 @@ def credited_minor(invoice: Invoice) -> int:
     return -(invoice.credit_notes.aggregate(total=Sum("total_minor"))["total"] or 0)
 
 
+@platform_scope("staff credit any tenant's or partner's invoice")
 def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None = None, actor=None) -> Invoice:
     """Take back `amount_minor` (default: all that is left) of an invoice, with the reason shown."""
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:

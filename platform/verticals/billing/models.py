@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from verticals.billing.money import CURRENCY_CHOICES, QuantityField, format_money, price_field
 from verticals.tenancy.ids import PublicIdField
-from verticals.tenancy.scoping import TenantOwnedModel
+from verticals.tenancy.scoping import TenantOwnedModel, UnscopedManager
 
 meter_key = RegexValidator(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", "A meter key is dotted lower case, e.g. speech.audio_seconds.")
 plan_code = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,39}$", "A plan code is lower case letters, digits and dashes.")
@@ -266,7 +266,14 @@ class RateWindow(models.Model):
 
 
 class Issued(models.Model):
-    """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note)."""
+    """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note).
+
+    A retail invoice and its lines carry their tenant; a wholesale one bills a partner and carries
+    none. `objects` gives what the database lets through (row-level security: the current tenant's
+    invoices); partner views, staff and the close read across tenants through `dangerously_unscoped`."""
+
+    objects = models.Manager()
+    dangerously_unscoped = UnscopedManager()
 
     class Meta:
         abstract = True
@@ -333,6 +340,10 @@ class Invoice(Issued):
 
 
 class InvoiceLine(Issued):
+    # A line is its invoice's: a wholesale line names the tenant it bills for, but belongs to the
+    # partner's invoice. Row-level security follows the invoice (verticals.tenancy.rls).
+    row_security_through = "invoice"
+
     class Kind(models.TextChoices):
         FEE = "fee", "Plan fee"
         USAGE = "usage", "Usage"

@@ -131,6 +131,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests' database is a file, so that worker processes started by tests can open it too
     # (one per test run: runs side by side do not share it).
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_verticals_{os.getpid()}.sqlite3")}
+# PostgreSQL enforces tenancy a second time with row-level security (docs/design.md, "Two walls"):
+# DATABASE_URL names the owner (migrations run as it); the application logs in as
+# DATABASE_APP_USER, a role that owns no table and lacks BYPASSRLS (`migrate` creates it when
+# missing and grants it what it needs). DATABASE_RLS=0 connects as DATABASE_URL's user with
+# Django's own backend: only for measuring what RLS costs, with a user that bypasses RLS.
+DATABASE_RLS = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_RLS", True)
+if DATABASE_RLS:
+    DATABASES["default"]["ENGINE"] = "verticals.tenancy.backend"
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "app_user": env_str("DATABASE_APP_USER") or "verticals_app",
+        "app_password": env_str("DATABASE_APP_PASSWORD") or "",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- auth -------------------------------------------------------------------------------

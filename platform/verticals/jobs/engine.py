@@ -28,6 +28,7 @@ from verticals.jobs import runners, webhooks
 from verticals.jobs.models import Job, JobEvent
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Project, Tenant
+from verticals.tenancy.scoping import platform_scope
 
 log = logging.getLogger(__name__)
 Status = Job.Status
@@ -51,7 +52,7 @@ def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
             JobEvent(tenant_id=job.tenant_id, job_id=job.pk, seq=first + i, type=kind, data=data, created_at=now)
             for i, (kind, data) in enumerate(events)
         ]
-        JobEvent.dangerously_unscoped.bulk_create(rows)
+        JobEvent.dangerously_unscoped.bulk_create(rows)  # the job's own tenant, set on each row above
     job.event_seq = last
     return rows
 
@@ -337,6 +338,7 @@ def request_cancel(job: Job, caller=None) -> Job:
 
 # --- the reaper ---------------------------------------------------------------------------
 
+@platform_scope("the reaper looks after every tenant's jobs")
 def reap(now=None) -> dict:
     """Settle running jobs whose worker is gone, that ran past their time limit, or that did not
     stop within the grace after a cancel; then resend lost dispatches and dispatch waiting jobs.

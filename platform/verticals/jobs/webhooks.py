@@ -31,6 +31,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from verticals.jobs.models import Job, WebhookDelivery
+from verticals.tenancy.scoping import platform_scope
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def emit(job: Job, event: str, data: dict | None = None) -> WebhookDelivery | No
     if event == "progress":
         interval = timedelta(seconds=settings.JOBS_WEBHOOK_PROGRESS_SECONDS)
         due = Q(webhook_progress_sent_at__isnull=True) | Q(webhook_progress_sent_at__lte=now - interval)
-        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):
+        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):  # this job, by id
             return None
         job.refresh_from_db()
     type_ = {"start": "job.started", "progress": "job.progress"}.get(event) or f"job.{job.status}"
@@ -175,6 +176,7 @@ def backoff() -> list[float]:
     return [float(s) for s in settings.JOBS_WEBHOOK_BACKOFF]
 
 
+@platform_scope("a webhook delivery is found by its id, whichever tenant it is for")
 def deliver(delivery_id: int) -> str:
     """One try of one delivery, if it is due; returns its status afterwards."""
     now = timezone.now()
@@ -278,6 +280,7 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int]:
     return code, error, int((time.monotonic() - started) * 1000)
 
 
+@platform_scope("webhook retries of every tenant")
 def send_due(limit: int = 200) -> int:
     """Enqueue the deliveries whose next try is due."""
     due = list(_deliveries.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now())

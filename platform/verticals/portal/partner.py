@@ -35,7 +35,7 @@ from verticals.portal.billing import (
 from verticals.portal.views import _apply_errors, _error_text, _refuse
 from verticals.tenancy import services as tenancy_services
 from verticals.tenancy.models import Partner, Tenant
-from verticals.tenancy.scoping import tenant_context
+from verticals.tenancy.scoping import platform_scope, tenant_context
 
 GROWTH_MONTHS = 12
 MAX_MONTHS = 36
@@ -112,7 +112,8 @@ def partner_page(action: str, methods: tuple[str, ...] = ("GET",)):
             request.brand_partner = console.partner  # the console wears the partner's own brand
             if not console.can(action):
                 return _refuse(request, f"Your role at {console.partner.name} ({console.role()}) does not allow {action}.")
-            return view(request, console, *args, **kwargs)
+            with platform_scope("a partner's console reads its tenants' rows; every query filters by the console's partners"):
+                return view(request, console, *args, **kwargs)
 
         return wrapped
 
