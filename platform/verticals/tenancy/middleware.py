@@ -1,11 +1,14 @@
 """Sets the caller and the tenant context for each request."""
 
+import logging
 from contextlib import nullcontext
 
 from django.urls import reverse
 
 from verticals.tenancy.caller import resolve_caller
 from verticals.tenancy.scoping import platform_scope, tenant_context
+
+log = logging.getLogger("verticals.platform_scope")
 
 
 class CallerMiddleware:
@@ -27,5 +30,6 @@ class CallerMiddleware:
             user = getattr(request, "user", None)
             if user is not None and user.is_active and user.is_staff:
                 platform = platform_scope(f"staff {user.email} in the admin")
+                log.info("staff %s in the admin, every tenant's rows: %s %s", user.email, request.method, request.path)
         with tenant_context(tenant), platform:
             return self.get_response(request)
