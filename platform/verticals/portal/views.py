@@ -7,21 +7,40 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from verticals.portal.forms import ApiKeyForm, InviteForm, NewAccountForm, ProjectForm, RoleForm
+from verticals.portal.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountForm, ProjectForm, RoleForm
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, User
 from verticals.tenancy.roles import AUDITED_ACTIONS, grantable_roles
+from verticals.tenancy.throttle import REQUEST_LOCKOUT
 
 
 def _refuse(request, message: str, status: int = 403):
     return render(request, "portal/refused.html", {"message": message}, status=status)
+
+
+class LoginView(auth_views.LoginView):
+    """Sign in. A sign-in refused by the throttle answers 429 with Retry-After, and the form says
+    until when."""
+
+    template_name = "portal/login.html"
+    redirect_authenticated_user = True
+    authentication_form = LoginForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        lockout = getattr(self.request, REQUEST_LOCKOUT, None)
+        if lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(lockout.retry_after)
+        return response
 
 
 def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
