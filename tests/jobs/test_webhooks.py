@@ -152,14 +152,19 @@ def test_jobs_with_private_webhook_targets_are_refused_with_400(world_a, setting
     assert not Job.dangerously_unscoped.filter(tenant=world_a.tenant).exists()
 
 
+def _delivery_to_a_public_name(world, settings) -> WebhookDelivery:
+    """A finished job's delivery to a name that resolved to a public address when the job was made."""
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    with _resolver({"hooks.customer.test": ["93.184.216.34"]}):
+        job = hooked_job(world, "http://hooks.customer.test/in", events=("completed",))
+    run(world, job)
+    return Deliveries.get(job=job)
+
+
 @pytest.mark.django_db
 def test_a_target_refused_at_delivery_fails_it_at_once_and_is_not_retried(world_a, in_process, settings):
     """A name that pointed somewhere public at creation and at a private address later (DNS rebinding)."""
-    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
-    with _resolver({"hooks.customer.test": ["93.184.216.34"]}):
-        job = hooked_job(world_a, "http://hooks.customer.test/in", events=("completed",))
-    run(world_a, job)
-    delivery = Deliveries.get(job=job)
+    delivery = _delivery_to_a_public_name(world_a, settings)
     with _resolver({"hooks.customer.test": ["127.0.0.1"]}), \
             mock.patch("verticals.jobs.webhooks.socket.create_connection") as connect:
         assert webhooks.deliver(delivery.pk) == "failed"
@@ -172,11 +177,7 @@ def test_a_target_refused_at_delivery_fails_it_at_once_and_is_not_retried(world_
 
 @pytest.mark.django_db
 def test_a_name_that_does_not_resolve_at_delivery_is_tried_again(world_a, in_process, settings):
-    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
-    with _resolver({"hooks.customer.test": ["93.184.216.34"]}):
-        job = hooked_job(world_a, "http://hooks.customer.test/in", events=("completed",))
-    run(world_a, job)
-    delivery = Deliveries.get(job=job)
+    delivery = _delivery_to_a_public_name(world_a, settings)
     with _resolver({"hooks.customer.test": []}):
         assert webhooks.deliver(delivery.pk) == "pending"
     delivery.refresh_from_db()

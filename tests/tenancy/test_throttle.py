@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.conftest import PASSWORD, make_key, make_user
+from tests.conftest import PASSWORD, make_user
 from verticals.tenancy import keys, throttle
 from verticals.tenancy.models import AuditEvent, AuthFailureWindow
 

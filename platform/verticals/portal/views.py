@@ -43,10 +43,18 @@ class LoginView(auth_views.LoginView):
         return response
 
 
-def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
+def page_actions(action: str, methods: tuple[str, ...], writes: str | None) -> dict[str, str]:
+    """The role-table action each method of a page needs: `action`, and `writes` for a POST where
+    the page reads under one action and writes under another."""
+    return {method: writes if writes and method == "POST" else action for method in methods}
+
+
+def tenant_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str | None = None):
     """A portal page of the current tenant: signed in, tenant not suspended, role allows `action`.
 
-    `methods` are the HTTP methods it answers; others get 405.
+    `methods` are the HTTP methods it answers; others get 405. `writes` is the action a POST needs
+    when it is not `action` (the page checks it where it writes). The page declares both on
+    itself (`role_actions`): tests/tenancy/test_roles_routes.py checks every role against them.
     """
 
     def decorator(view):
@@ -65,6 +73,7 @@ def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
                 return _refuse(request, denial)
             return view(request, *args, **kwargs)
 
+        wrapped.role_actions = page_actions(action, methods, writes)
         return wrapped
 
     return decorator
@@ -91,7 +100,7 @@ def home(request):
     return redirect("portal:projects")
 
 
-@tenant_page("project.view", methods=("GET", "POST"))
+@tenant_page("project.view", methods=("GET", "POST"), writes="project.create")
 def projects(request):
     caller = request.caller
     form = ProjectForm(request.POST if request.method == "POST" else None)
@@ -123,7 +132,7 @@ def project_delete(request, project_id: str):
     return redirect("portal:projects")
 
 
-@tenant_page("member.view", methods=("GET", "POST"))
+@tenant_page("member.view", methods=("GET", "POST"), writes="member.invite")
 def members(request):
     caller = request.caller
     form = InviteForm(request.POST if request.method == "POST" else None, grantable=grantable_roles(caller.role))
@@ -254,7 +263,7 @@ def member_remove(request, member_id: str):
     return _member_outcome(request, membership, notice=f"{membership.user.email} removed.", removed=True)
 
 
-@tenant_page("api_key.view", methods=("GET", "POST"))
+@tenant_page("api_key.view", methods=("GET", "POST"), writes="api_key.create")
 def api_keys(request):
     caller = request.caller
     grantable = grantable_roles(caller.role)

@@ -197,7 +197,8 @@ def login_failed(sender, credentials: dict, request: HttpRequest | None = None, 
 
 def _record_login_lockout(reason: str, username: str, address: str, lockout: Lockout) -> None:
     from verticals.tenancy.audit import audit_record
-    from verticals.tenancy.models import Membership, User
+    from verticals.tenancy.caller import user_memberships
+    from verticals.tenancy.models import User
 
     limit = settings.AUTH_THROTTLE_ACCOUNT_FAILURES if reason == ACCOUNT else settings.AUTH_THROTTLE_ADDRESS_FAILURES
     user = User.objects.filter(email__iexact=username.strip()).first() if reason == ACCOUNT and username else None
@@ -206,8 +207,7 @@ def _record_login_lockout(reason: str, username: str, address: str, lockout: Loc
                 address, lockout.until.isoformat())
     if user is None:
         return
-    # The account's own memberships span its tenants: each of them is told in its audit log.
-    for membership in Membership.dangerously_unscoped.filter(user=user).select_related("tenant"):
+    for membership in user_memberships(user):  # each of the account's tenants is told in its audit log
         audit_record(tenant=membership.tenant, actor=None, action="auth.login_throttled", target=user,
                      details={"address": address, "failures": limit, "until": lockout.until.isoformat()})
 
