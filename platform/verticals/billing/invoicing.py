@@ -57,13 +57,22 @@ def _brand(partner: Partner) -> dict:
             "logo": partner.logo.name if partner.logo else "", "partner": partner.public_id}
 
 
-def _next_number(issuer: Partner, kind: str, at: datetime) -> str:
-    InvoiceSequence.objects.bulk_create([InvoiceSequence(issuer=issuer, year=at.year)], ignore_conflicts=True)
-    sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=at.year)
+def _next_number(issuer: Partner, billed: Tenant | Partner, kind: str, at: datetime) -> str:
+    """The next number of the series of `issuer`'s invoices to `billed` in `at`'s year.
+
+    One series per issuer, billed party and year: numbers run without gaps in it, and a customer
+    or partner sees only its own series, so its numbers tell nothing of how many invoices the
+    issuer wrote to others. A number names the issuer (by a part of its public id) and the billed
+    party (by its whole public id: numbers cannot collide across series).
+    """
+    billed_id = billed.public_id
+    InvoiceSequence.objects.bulk_create([InvoiceSequence(issuer=issuer, billed=billed_id, year=at.year)],
+                                        ignore_conflicts=True)
+    sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, billed=billed_id, year=at.year)
     sequence.last += 1
     sequence.save(update_fields=["last"])
-    # Numbers run without gaps per issuer and year; the issuer is named by its public id, not its row.
-    return f"{NUMBER_CODES[kind]}-{issuer.public_id.split('_', 1)[1][:6].upper()}-{at.year}-{sequence.last:06d}"
+    issuer_part, billed_part = issuer.public_id.split("_", 1)[1][:6], billed_id.split("_", 1)[1]
+    return f"{NUMBER_CODES[kind]}-{issuer_part}-{billed_part}-{at.year}-{sequence.last:04d}"
 
 
 def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime, datetime], lines: list[Line],
@@ -76,7 +85,7 @@ def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime,
     if kind == Invoice.Kind.WHOLESALE:
         retail_total = sum(line.retail_amount_minor or 0 for line in lines)
     invoice = Invoice.objects.create(
-        number=_next_number(issuer, kind, now), kind=kind, issuer=issuer, tenant=tenant, partner=partner, currency=currency,
+        number=_next_number(issuer, tenant or partner, kind, now), kind=kind, issuer=issuer, tenant=tenant, partner=partner, currency=currency,
         period_start=period[0], period_end=period[1], total_minor=total, retail_total_minor=retail_total, credits=credits,
         reason=reason, brand=_brand(issuer), bill_to=bill_to or {}, issued_at=now,
     )

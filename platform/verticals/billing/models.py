@@ -300,7 +300,7 @@ class Invoice(Issued):
         CREDIT_NOTE = "credit_note", "Credit note"
 
     public_id = PublicIdField(prefix="invc")
-    number = models.CharField(max_length=40, unique=True)
+    number = models.CharField(max_length=64, unique=True, help_text="In the series of its issuer, billed party and year.")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     issuer = models.ForeignKey("tenancy.Partner", on_delete=models.PROTECT, related_name="issued_invoices")
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices")
@@ -381,11 +381,14 @@ class InvoiceLine(Issued):
 
 
 class InvoiceSequence(models.Model):
-    """The next invoice number of an issuer (numbers run without gaps per issuer and year)."""
+    """The last invoice number of a series: an issuer's invoices (and credit notes) to one billed
+    tenant or partner in one year. Numbers run without gaps per series; the billed party sees no
+    other series, so it cannot count the issuer's invoices to others."""
 
     issuer = models.ForeignKey("tenancy.Partner", on_delete=models.CASCADE, related_name="+")
+    billed = models.CharField(max_length=32, default="", help_text="The public id of the billed tenant or partner.")
     year = models.PositiveIntegerField()
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["issuer", "year"], name="one_sequence_per_issuer_year")]
+        constraints = [models.UniqueConstraint(fields=["issuer", "billed", "year"], name="one_sequence_per_series_year")]

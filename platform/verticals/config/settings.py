@@ -158,6 +158,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Failed sign-ins and failed API key lookups are throttled (verticals.tenancy.throttle): counted in
+# the database per fixed window, refused until the window ends once a limit is reached.
+AUTHENTICATION_BACKENDS = [
+    "verticals.tenancy.throttle.LoginThrottleBackend",  # refuses while over a limit; signs no one in
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_THROTTLE_WINDOW_SECONDS = env_int("AUTH_THROTTLE_WINDOW_SECONDS", 900)
+AUTH_THROTTLE_ACCOUNT_FAILURES = env_int("AUTH_THROTTLE_ACCOUNT_FAILURES", 5)  # per account (or API key) and window
+AUTH_THROTTLE_ADDRESS_FAILURES = env_int("AUTH_THROTTLE_ADDRESS_FAILURES", 20)  # failed sign-ins per address and window
+AUTH_THROTTLE_KEY_FAILURES = env_int("AUTH_THROTTLE_KEY_FAILURES", 20)  # invalid API keys per address and window
+# Trusted proxies in front of the web processes that append the caller to X-Forwarded-For (0: none,
+# the caller is REMOTE_ADDR). Set it only behind such proxies: otherwise callers choose their address.
+AUTH_THROTTLE_PROXIES = env_int("AUTH_THROTTLE_PROXIES", 0)
+
 # --- i18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -278,6 +292,7 @@ CELERY_TASK_ROUTES = {
     "verticals.jobs.retry_webhooks": {"queue": "system"},
     "verticals.jobs.deliver_webhook": {"queue": "system"},
     "verticals.billing.*": {"queue": "system"},
+    "verticals.tenancy.*": {"queue": "system"},
 }
 CELERY_BEAT_SCHEDULE = {
     "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
@@ -286,6 +301,7 @@ CELERY_BEAT_SCHEDULE = {
     "billing-close-period": {"task": "verticals.billing.close_period", "schedule": env_float("BILLING_CLOSE_SECONDS", 3600.0)},
     "billing-storage-snapshot": {"task": "verticals.billing.snapshot_storage", "schedule": 86400.0},
     "billing-prune-rate-windows": {"task": "verticals.billing.prune_rate_windows", "schedule": 300.0},
+    "tenancy-prune-auth-failures": {"task": "verticals.tenancy.prune_auth_failures", "schedule": 3600.0},
 }
 
 # --- billing ----------------------------------------------------------------------------
