@@ -50,6 +50,8 @@ TENANTS = 4
 RUNNING_PER_TENANT = 3  # the soak plan's concurrent jobs: the engine's fair share holds the rest back
 CREATE_SECONDS = 40.0  # the jobs are created over this long, while the chaos goes on
 SETTLE_SECONDS = 150.0  # after the last kill: every job must be terminal within this
+CHAOS_SECONDS = 300.0  # the kills and the Redis crash are over within this (each waits for the worker's restart)
+WORKER_START_SECONDS = 60.0
 CPU_SECOND_PRICE = Decimal("0.0173")  # USD per training.cpu_seconds, none included: every micro-second is billed
 
 WORKER_ENV = {
@@ -150,23 +152,26 @@ class Chaos:
 
     @property
     def over(self) -> bool:
-        return not self.plan and self.restart_at is None and not self.starting
+        return not self.plan and self.restart_at is None
 
     def tick(self) -> None:
         now = time.monotonic()
         if self.starting:  # the job worker after a kill: the next action counts from when it consumes
             if self.cluster.jobs.ready():
-                self.starting = False
+                self.starting, self.restart_at = False, None
                 self._recovered(now)
+            elif now - self.restart_at > WORKER_START_SECONDS:
+                raise AssertionError(f"the job worker was not ready {WORKER_START_SECONDS:g} s after its restart:\n"
+                                     + self.cluster.jobs.log_tail())
             return
-        if self.restart_at is not None:
+        if self.restart_at is not None:  # down: the restart is due at restart_at
             if now >= self.restart_at:
-                self.restart_at = None
                 if self.done[-1][1] == "kill":
                     self.cluster.jobs.launch()
                     self.starting = True
                 else:
                     self.cluster.redis.start()  # empty: nothing survives the crash
+                    self.restart_at = None
                     self._recovered(time.monotonic())
             return
         if self.plan and now >= self.next_at:
@@ -187,11 +192,12 @@ class Chaos:
 
 # --- the soak -------------------------------------------------------------------------------
 
-def soak_plan(project_of_tenant) -> dict:
+def subscribe_to_soak_plan(tenants) -> dict:
+    """Each tenant on a soft-capped plan that bills every CPU second and runs 3 jobs at once; its subscription."""
     plan = Plan.objects.create(code="soak", name="Soak", monthly_fee=Decimal(0), cap=Plan.Cap.SOFT,
                                concurrent_jobs=RUNNING_PER_TENANT)
     PlanPrice.objects.create(plan=plan, meter_id="training.cpu_seconds", included=Decimal(0), unit_price=CPU_SECOND_PRICE)
-    return {tenant: services.subscribe(tenant, plan) for tenant in project_of_tenant}
+    return {tenant: services.subscribe(tenant, plan) for tenant in tenants}
 
 
 def create(world, mix: Mix) -> Job:
@@ -212,7 +218,7 @@ def test_chaos_soak(cluster, settings):
     print(f"\nchaos soak: seed {seed} (VERTICALS_CHAOS_SEED={seed} repeats the schedule)")
     rng = random.Random(seed)
     worlds = [build_world(chr(ord("A") + i)) for i in range(TENANTS)]
-    subscriptions = soak_plan({world.tenant: world.project for world in worlds})
+    subscriptions = subscribe_to_soak_plan([world.tenant for world in worlds])
     specs = [(name, mix) for name, mix in MIXES.items() for _ in range(mix.count)]
     rng.shuffle(specs)
 
@@ -238,6 +244,8 @@ def test_chaos_soak(cluster, settings):
                     if status == Status.RUNNING:
                         cancel(job)
         chaos.tick()
+        if deadline is None and time.monotonic() - started > CHAOS_SECONDS:
+            raise AssertionError(f"the chaos was not over after {CHAOS_SECONDS:g} s: {chaos.done}")
         if deadline is None and chaos.over and len(made) == JOBS:
             deadline = time.monotonic() + SETTLE_SECONDS
             chaos_ended = time.monotonic() - started
@@ -251,7 +259,7 @@ def test_chaos_soak(cluster, settings):
                                      f"(seed {seed}, chaos {chaos.done}): {stuck[:20]}")
         time.sleep(0.1)
     ended = time.monotonic() - started
-    assert [action for _, action in chaos.done].count("kill") == KILLS and ("redis" in dict(chaos.done).values())
+    assert Counter(action for _, action in chaos.done) == {"kill": KILLS, "redis": 1}
     # Nothing writes after this: a superseded attempt still running would account its compute now.
     cluster.jobs.stop()
 
@@ -294,15 +302,21 @@ def check_ending(name: str, mix: Mix, job: Job) -> None:
 
 
 def check_events(job: Job) -> None:
-    """Gap-free events; one terminal status event, the last one; a `running` event per attempt."""
+    """Gap-free events; the status events tell the attempts in order: queued, then running 1,
+    requeued (worker lost), running 2 … and one terminal event, the last, for the last attempt (a
+    job requeued and cancelled before it started again ends after its requeue)."""
     evs = list(JobEvent.dangerously_unscoped.filter(job_id=job.pk).order_by("seq"))
     where = f"job {job.public_id} ({job.status}, attempt {job.attempt})"
     assert [e.seq for e in evs] == list(range(1, job.event_seq + 1)), where
-    statuses = [(e.data["status"], e.data["attempt"]) for e in evs if e.type == JobEvent.Type.STATUS]
-    assert statuses[0] == (Status.QUEUED, 0), where
-    terminal = [s for s in statuses if s[0] in Job.TERMINAL]
-    assert terminal == [(job.status, job.attempt)] and statuses[-1] == terminal[0], f"{where}: {statuses}"
-    assert [a for s, a in statuses if s == Status.RUNNING] == list(range(1, job.attempt + 1)), f"{where}: {statuses}"
+    statuses = [(e.data["status"], e.data["attempt"], e.data.get("reason")) for e in evs if e.type == JobEvent.Type.STATUS]
+    where = f"{where}: {statuses}"
+    assert statuses[0] == (Status.QUEUED, 0, None) and statuses[-1][:2] == (job.status, job.attempt), where
+    assert not any(status in Job.TERMINAL for status, _, _ in statuses[:-1]), where  # it ended once
+    runs = []
+    for attempt in range(1, job.attempt + 1):
+        runs += [(Status.RUNNING, attempt, None), (Status.QUEUED, attempt, "worker_lost")]
+    between = statuses[1:-1]
+    assert between in (runs[:-1], runs if job.status == Status.CANCELLED else None), where
 
 
 def check_effects(mix: Mix, job: Job) -> None:
