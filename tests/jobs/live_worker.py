@@ -176,7 +176,6 @@ class RedisServer:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
-        self.starts = 0
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -198,7 +197,6 @@ class RedisServer:
 
         if self.running:
             raise RuntimeError("this Redis server is already running")
-        self.starts += 1
         self.process = subprocess.Popen(self.argv(), cwd=self.var_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)

@@ -28,8 +28,8 @@ import pytest
 from django.utils import timezone
 
 from tests.conftest import build_world
-from tests.jobs.conftest import settings_from_env
-from tests.jobs.live_worker import FAST_TIMINGS, QUEUES, RedisServer, use_broker, wait_for
+from tests.jobs.conftest import service_down, settings_from_env
+from tests.jobs.live_worker import FAST_TIMINGS, QUEUES, RedisServer, ServiceDown, use_broker
 from verticals.billing import invoicing, services
 from verticals.billing.catalog import subscription_period
 from verticals.billing.models import Plan, PlanPrice, UsageEvent
@@ -99,9 +99,7 @@ assert sum(mix.count for mix in MIXES.values()) == JOBS
 
 @pytest.fixture(scope="module")
 def chaos_redis(tmp_path_factory):
-    from tests.jobs.conftest import service_down
-    from tests.jobs.live_worker import ServiceDown
-
+    """A Redis of the soak's own: the shared one on 6379 is never restarted."""
     server = RedisServer(tmp_path_factory.mktemp("chaos-redis"))
     try:
         server.start()

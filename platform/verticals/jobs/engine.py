@@ -281,8 +281,8 @@ def beat(job: Job, attempt: int) -> dict | None:
 
 def finish(job: Job, attempt: int, status: str, *, result: dict | None = None, error_code: str = "",
            error_message: str = "", traceback: str = "", cpu_seconds: float = 0.0, device: str = "cpu") -> bool:
-    """End `attempt` of the job in a terminal state, with its compute counted and billed (see
-    `_account`); False when it no longer owned the job."""
+    """End `attempt` of the job in a terminal state, its compute counted and billed in the same
+    transaction (see `_bill`); False when it no longer owned the job."""
     with transaction.atomic():
         seconds = _metered_seconds(cpu_seconds)
         changes = dict(
@@ -314,6 +314,7 @@ def add_resource_seconds(job: Job, attempt: int, cpu_seconds: float, device: str
 # measured afterwards. Both hold the ledger's unit (micro-seconds), so their sums agree exactly.
 
 def _metered_seconds(cpu_seconds: float) -> Decimal:
+    """Seconds as the ledger keeps them (micro-seconds, half up)."""
     return Decimal(str(max(0.0, cpu_seconds))).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
