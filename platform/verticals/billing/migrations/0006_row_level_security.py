@@ -6,7 +6,7 @@ from verticals.tenancy.rls import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0004_catalogversion")]
+    dependencies = [("billing", "0005_invoice_series_per_billed_party")]
 
     operations = [
         EnableRowLevelSecurity("Subscription"),

@@ -6,7 +6,7 @@ from verticals.tenancy.rls import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenancy", "0001_initial")]
+    dependencies = [("tenancy", "0002_auth_failure_windows")]
 
     operations = [
         EnableRowLevelSecurity("Membership"),
