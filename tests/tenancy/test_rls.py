@@ -130,6 +130,18 @@ def test_the_scope_is_set_again_after_a_rollback_undid_it(world_a, world_b):
         assert project_names() == ["Project B"]
 
 
+@postgresql
+def test_a_failed_transaction_leaves_no_scope_behind(world_a, world_b):
+    with tenant_context(world_a.tenant):
+        with pytest.raises(DatabaseError, match="aborted"), transaction.atomic():
+            with tenant_context(world_b.tenant):
+                assert project_names() == ["Project B"]
+                with pytest.raises(DatabaseError, match="division by zero"):
+                    raw("SELECT 1 / 0")
+            project_names()  # the transaction has failed: its next statement (and the scope's change) fails as Django raises it
+        assert project_names() == ["Project A"]
+
+
 def test_an_escape_needs_a_reason():
     with pytest.raises(ValueError, match="reason"):
         with platform_scope(" "):
