@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -170,7 +171,7 @@ from pathlib import Path
 import django
 django.setup()
 import numpy, PIL.Image, safetensors  # noqa: F401  (what a web process has imported when it is warm)
-from verticals.registry import archives, datasets, services, storage  # noqa: F401
+from verticals.registry import archives, services, storage  # noqa: F401
 from verticals.sdk import discovery
 from verticals.tenancy.scoping import tenant_context
 from verticals.tenancy.services import partner_root, project_create, tenant_create
@@ -184,16 +185,21 @@ tenant = tenant_create(partner=partner_root(), name=f"bounded {os.getpid()}")
 with tenant_context(tenant):
     project = project_create(tenant=tenant, name="bounded")
 discovery.tasks()
+from django.test import override_settings
 limit = int(os.environ["BOUNDED_FILE_LIMIT"])
 if limit:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # a write past it: SIGXFSZ ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it: a write past the limit now ends the process
+# An ingestion that grows past this much address space fails (MemoryError) instead of taking the machine.
+cap = status("VmSize") * 1024 + int(os.environ["BOUNDED_MEMORY_CAP"])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 results = []
 for case in json.loads(os.environ["BOUNDED_CASES"]):
     idle = status("VmRSS")
     open("/proc/self/clear_refs", "w").write("5")  # the peak counts from here
     outcome = {}
     try:
-        with tenant_context(tenant):
+        with tenant_context(tenant), override_settings(**case.get("settings", {})):
             if case["kind"] == "dataset":
                 version = services.dataset_upload(project=project, caller=None, upload=Path(case["path"]), task=case["task"],
                                                   name=case.get("name", ""))
@@ -225,17 +231,20 @@ def _env(var: Path) -> dict:
     return env
 
 
-def bounded_run(cases: list[dict], *, file_limit: int = 0, settings: dict[str, str] | None = None,
-                timeout: float = 300) -> list[dict]:
-    """Ingest each case (`{"kind": "dataset" | "model", "task": …, "path": …}`) in one fresh process,
-    through dataset_upload or model_import, and report for each: `stored`, the refusal's `message`
-    and `problems` (or an unexpected `error`), and the process's resident memory in kB: `idle_kb`
-    before it, `peak_kb` while it ran, `after_kb` after it. With `file_limit`, the process may write
-    no file past that many bytes (it is killed if it tries: an AssertionError here)."""
+def bounded_run(cases: list[dict], *, file_limit: int = 0, memory_cap: int = 2 * GiB, timeout: float = 300) -> list[dict]:
+    """Ingest each case (`{"kind": "dataset" | "model", "task": …, "path": …, "settings": {…}}`) in
+    one fresh process, through dataset_upload or model_import (with those settings), and report for
+    each: `stored`, the refusal's `message` and `problems` (or an unexpected `error`), and the
+    process's resident memory in kB: `idle_kb` before it, `peak_kb` while it ran, `after_kb` after
+    it. With `file_limit`, the process may write no file past that many bytes (it is killed if it
+    tries: an AssertionError here); past `memory_cap` bytes of address space above idle, an
+    ingestion fails with a MemoryError (reported as its `error`) rather than take the machine."""
     var = _migrated_platform()
-    env = {**_env(var), "BOUNDED_FILE_LIMIT": str(file_limit), "BOUNDED_CASES": json.dumps(cases), **(settings or {})}
+    env = {**_env(var), "BOUNDED_FILE_LIMIT": str(file_limit), "BOUNDED_MEMORY_CAP": str(memory_cap),
+           "BOUNDED_CASES": json.dumps(cases)}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(_PRELUDE)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
+    assert done.returncode != -signal.SIGXFSZ, f"the ingesting process wrote a file past {file_limit} bytes"
     assert done.returncode == 0, f"the ingesting process ended with {done.returncode}:\n{done.stderr[-3000:]}"
     line = next(line for line in done.stdout.splitlines() if line.startswith("BOUNDED "))
     return json.loads(line[len("BOUNDED "):])
