@@ -257,3 +257,146 @@ def test_an_archive_listing_too_many_files_is_refused_before_its_listing_is_pars
     assert answer.json()["error"]["message"] == "The archive holds 6 files; at most 5."
     answer = import_model(world_a.client(), world_a, "many.zip", zip_file(tmp_path / "m.zip", members).read_bytes())
     assert answer.json()["error"]["message"] == "The model archive holds 6 files; at most 5."
+
+
+def test_the_model_garden_goes_through_the_same_policy(tmp_path, artifacts_dir):
+    from django.core.management import CommandError, call_command
+
+    from verticals.registry.models import BaseModel
+
+    folder = tmp_path / "garden-model"
+    folder.mkdir()
+    files = sentiment_files()
+    for name, data in (files | {"README.md": b"# card", "onnx/model.onnx": b"onnx"}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    err = io.StringIO()
+    call_command("import_base_model", str(folder), "--name", "tiny", stdout=io.StringIO(), stderr=err)
+    base = BaseModel.objects.get(name="tiny")
+    assert {f["name"] for f in base.files} == set(files) and base.sha256 == manifest_digest(files)
+    assert "not stored (no installed task loads them): README.md, onnx/model.onnx" in err.getvalue()
+    (folder / "model.safetensors").write_bytes(HUGE_HEADER_LENGTH)
+    with pytest.raises(CommandError, match="'model.safetensors' is not a safetensors file"):
+        call_command("import_base_model", str(folder), "--name", "broken")
+    assert not BaseModel.objects.filter(name="broken").exists()
+
+
+# --- text read a line at a time --------------------------------------------------------------------
+
+def test_a_line_longer_than_the_limit_is_named(world_a, settings, artifacts_dir):
+    settings.REGISTRY_MAX_LINE_BYTES = 200
+    content = b"text,label\nfine,positive\n" + b"x" * 300 + b",negative\n"
+    answer = upload(world_a.client(), world_a, "long.csv", content, task="sentiment")
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["message"].startswith("Line 3: longer than 200 bytes")
+    assert error["details"]["problems"] == [{"where": "line 3", "message": "longer than 200 bytes"}]
+    assert nothing_stored(artifacts_dir)
+
+
+def test_a_quote_never_closed_is_stopped_at_the_record_limit(world_a, settings):
+    settings.REGISTRY_MAX_LINE_BYTES = 200
+    content = b'text,label\n"this quote never closes,positive\n' + b"more words,positive\n" * 50
+    answer = upload(world_a.client(), world_a, "open.csv", content, task="sentiment")
+    assert answer.status_code == 400
+    assert "a record longer than 200 characters; check for a quote that is never closed" in answer.json()["error"]["message"]
+
+
+def test_line_endings_a_byte_order_mark_and_quoted_line_breaks_are_read_as_written(world_a):
+    from verticals.registry.models import DatasetVersion
+    from verticals.registry.services import dataset_splits
+    from verticals.tenancy.scoping import tenant_context
+
+    rows = [f'"review {i}\r\nspans two lines",{"positive" if i % 2 else "negative"}' for i in range(12)]
+    content = "\ufefftext,label\r\n".encode() + "\r\n".join(rows).encode() + b"\r\n"
+    answer = upload(world_a.client(), world_a, "crlf.csv", content, task="sentiment")
+    assert answer.status_code == 201, answer.json()
+    with tenant_context(world_a.tenant):
+        version = DatasetVersion.objects.get(public_id=answer.json()["versions"][0]["id"])
+        examples = [e for split in dataset_splits(version).values() for e in split]
+    assert sorted(e.input for e in examples) == sorted(f"review {i}\r\nspans two lines" for i in range(12))
+    assert sorted(e.ref for e in examples) == sorted(f"line {2 * i + 3}" for i in range(12))  # where each record ends
+    # A JSON string may hold U+2028 (a line separator, not a line break in JSON lines).
+    jsonl = "\n".join(json.dumps({"text": f"a\u2028b {i}", "label": "ab"[i % 2]}, ensure_ascii=False) for i in range(8))
+    assert upload(world_a.client(), world_a, "sep.jsonl", jsonl.encode(), task="sentiment").json()["versions"][0]["rows"] == 8
+
+
+@pytest.mark.parametrize("setting,value,content,fragment", [
+    ("REGISTRY_MAX_ROWS", 10, "\n".join(["text,label"] + [f"row {i},{'ab'[i % 2]}" for i in range(11)]),
+     "more than 10 examples; at most 10 fit in one dataset version"),
+    ("REGISTRY_MAX_LABELS", 3, "\n".join(["text,label"] + [f"row {i},label{i}" for i in range(5)]),
+     "more than 3 distinct labels (line 5 adds one more)"),
+])
+def test_rows_and_labels_are_bounded(world_a, settings, artifacts_dir, setting, value, content, fragment):
+    setattr(settings, setting, value)
+    answer = upload(world_a.client(), world_a, "many.csv", content.encode(), task="sentiment")
+    assert answer.status_code == 400
+    assert fragment in answer.json()["error"]["message"]
+    assert nothing_stored(artifacts_dir)
+
+
+@pytest.mark.parametrize("line,fragment", [
+    (json.dumps({"text": "fine", "label": "a\u0000b"}), "control character"),
+    (json.dumps({"text": "fine", "label": "x" * 201}), "201 characters; at most 200"),
+    ("[" * 100_000, "nested too deeply"),
+])
+def test_bad_jsonl_lines_are_problems_not_errors(world_a, line, fragment):
+    good = [json.dumps({"text": f"row {i}", "label": "ab"[i % 2]}) for i in range(6)]
+    answer = upload(world_a.client(), world_a, "rows.jsonl", "\n".join(good + [line]).encode(), task="sentiment")
+    assert answer.status_code == 400, answer.json()
+    assert answer.json()["error"]["details"]["problems"][0]["where"] == "line 7"
+    assert fragment in answer.json()["error"]["details"]["problems"][0]["message"]
+
+
+def test_bytes_that_are_not_utf8_are_named_by_line_and_byte(world_a):
+    answer = upload(world_a.client(), world_a, "latin.csv", b"text,label\nfine,positive\ncaf\xe9,positive\n", task="sentiment")
+    assert answer.status_code == 400
+    assert "not UTF-8 text (byte 28, line 3)" in answer.json()["error"]["message"]
+
+
+def test_the_streamed_split_is_the_split_of_the_whole_list(world_a, tmp_path):
+    from verticals.registry.datasets import DEFAULT_FRACTIONS, split_examples
+    from verticals.registry.models import DatasetVersion
+    from verticals.registry.services import dataset_splits
+    from verticals.sdk import discovery
+    from verticals.tenancy.scoping import tenant_context
+
+    path = text_csv(tmp_path / "reviews.csv", rows=500)
+    answer = upload(world_a.client(), world_a, "reviews.csv", path.read_bytes(), task="sentiment", seed=5)
+    assert answer.status_code == 201
+    listed = split_examples(discovery.get_task("sentiment").dataset.ingest(path, tmp_path), seed=5, fractions=DEFAULT_FRACTIONS)
+    with tenant_context(world_a.tenant):
+        streamed = dataset_splits(DatasetVersion.objects.get(public_id=answer.json()["versions"][0]["id"]))
+    assert {name: [e.ref for e in split] for name, split in streamed.items()} == \
+        {name: [e.ref for e in examples] for name, examples in listed.items()}
+    assert [len(s) for s in streamed.values()] == [400, 50, 50]
+
+
+# --- images checked by their header --------------------------------------------------------------
+
+def png_header(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000)))
+
+
+def test_images_are_refused_from_their_header_and_first_bytes(world_a, artifacts_dir):
+    from tests.registry.factories import png_bytes
+
+    red, blue = png_bytes((220, 20, 20)), png_bytes((20, 20, 220))
+    members = {f"red/{i}.png": red for i in range(4)} | {f"blue/{i}.png": blue for i in range(4)}
+    members |= {"red/huge.png": png_header(10_000, 5_000), "red/bomb.png": png_header(100_000, 100_000),
+                "blue/tiff.png": b"II*\x00" + bytes(64),
+                "blue/text.png": b"hello, not an image"}
+    answer = upload(world_a.client(), world_a, "pics.zip", zip_file(artifacts_dir.parent / "p.zip", members).read_bytes(),
+                    task="image-classification")
+    assert answer.status_code == 400
+    problems = {p["where"]: p["message"] for p in answer.json()["error"]["details"]["problems"]}
+    assert problems.pop("red/bomb.png").startswith("more than 40000000 pixels (Image size (10000000000 pixels) exceeds limit")
+    assert problems == {"red/huge.png": "10000×5000 pixels; at most 40000000 pixels",
+                        "blue/tiff.png": "not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP)",
+                        "blue/text.png": "not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP)"}
+    assert nothing_stored(artifacts_dir)

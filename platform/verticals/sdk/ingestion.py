@@ -414,6 +414,8 @@ def image_problem(source: Path | bytes, *, max_pixels: int, min_side: int = 1) -
             image.load()
     except UnidentifiedImageError:
         return NOT_AN_IMAGE
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, checked from the header as it opens
+        return f"more than {max_pixels} pixels ({exc})"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return f"a corrupt or truncated image ({exc})"
     return None
