@@ -23,7 +23,7 @@ def test_a_line_over_the_limit_is_refused_before_more_is_read():
     source = io.BytesIO(b"ok\n" + b"x" * 100 + b"\n" + b"y" * 10_000_000)
     with pytest.raises(Refused) as refused:
         list(text_lines(source, max_line_bytes=50, name="rows.csv"))
-    assert str(refused.value).startswith("Rows.csv line 2: longer than 50 bytes")
+    assert str(refused.value).startswith("rows.csv line 2: longer than 50 bytes")
     assert source.tell() <= 3 + 51 + 64 * 1024  # the third line was never read
 
 

@@ -28,6 +28,7 @@ from verticals.sdk.ingestion import (
     image_problem,
     limits,
     open_archive,
+    refused_at,
     safe_member_path,
     text_lines,
     write_member,
@@ -95,8 +96,7 @@ def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") 
             pending[0] += len(line)
             if pending[0] > limit:
                 where = f"{name} line {number}".strip()
-                raise DatasetInvalid(f"{where[:1].upper()}{where[1:]}: a record longer than {limit} characters; "
-                                     f"check for a quote that is never closed.", [Problem(where, "record too long")])
+                raise refused_at(where, f"a record longer than {limit} characters", "check for a quote that is never closed")
             yield line
 
     reader = csv.DictReader(lines())
@@ -278,7 +278,8 @@ class LabelledImages(DatasetSchema):
     def _copy_image(self, member: Member, target: Path) -> str | None:
         """Copy one image into `target` and check it (None when it is usable; nothing stays when it is not)."""
         if member.size > self.max_image_bytes:
-            return f"{member.size} bytes; an image of at most {self.max_pixels} pixels takes at most {self.max_image_bytes}"
+            return (f"{member.size} bytes; an image of at most {self.max_pixels} pixels takes at most "
+                    f"{self.max_image_bytes} bytes")
         with member.open() as stream:
             head = stream.read(IMAGE_HEAD_BYTES)
             if image_format(head) is None:

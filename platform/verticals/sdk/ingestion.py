@@ -81,8 +81,10 @@ class Refused(ValueError):
         self.problems = list(problems or [])
 
 
-def _refused_at(where: str, message: str, fix: str = "") -> Refused:
-    return Refused(f"{where[:1].upper()}{where[1:]}: {message}{'; ' + fix if fix else ''}.", [Problem(where, message)])
+def refused_at(where: str, message: str, fix: str = "") -> Refused:
+    """A refusal of one place (`line 3`, `labels.csv line 3`): the message names it, and so does its problem."""
+    start = where[:1].upper() + where[1:] if where.startswith("line") else where
+    return Refused(f"{start}: {message}{'; ' + fix if fix else ''}.", [Problem(where, message)])
 
 
 # --- text -----------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, na
             number += 1
             where = f"{name} line {number}".strip()
             if len(raw) > limit:
-                raise _refused_at(where, f"longer than {limit} bytes",
+                raise refused_at(where, f"longer than {limit} bytes",
                                   "split it, or check that the file's lines end with a line break")
             try:
                 line = raw.decode("utf-8")
