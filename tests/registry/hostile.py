@@ -170,7 +170,7 @@ import json, os, resource, signal, sys, traceback
 from pathlib import Path
 import django
 django.setup()
-import numpy, PIL.Image, safetensors  # noqa: F401  (what a web process has imported when it is warm)
+import numpy, PIL.Image, safetensors, torch  # noqa: F401  (what a web process has imported once it has recognized a model)
 from verticals.registry import archives, services, storage  # noqa: F401
 from verticals.sdk import discovery
 from verticals.tenancy.scoping import tenant_context
@@ -191,8 +191,9 @@ if limit:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it: a write past the limit now ends the process
 # An ingestion that grows past this much address space fails (MemoryError) instead of taking the machine.
+# (The soft limit only: a child it starts, such as an imported model's load check, sets its own.)
 cap = status("VmSize") * 1024 + int(os.environ["BOUNDED_MEMORY_CAP"])
-resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
 results = []
 for case in json.loads(os.environ["BOUNDED_CASES"]):
     idle = status("VmRSS")

@@ -62,7 +62,16 @@ def hostile(tmp_path_factory):
         # Its headers say 16 MiB (and its safetensors header agrees); its deflated data holds 3 GiB.
         "forged": zip_file(folder / "forged.zip", {"config.json": RESNET, "model.safetensors": Zeros(3 * GiB, forged_head)},
                            declared={"model.safetensors": len(forged_head) + 16 * MiB - 200}),
+        "huge_config": zip_file(folder / "huge-config.zip", huge_config_files()),
     }
+
+
+def huge_config_files() -> dict[str, bytes]:
+    """The tiny sentiment model, its config asking for a 6,000,000-token embedding (1.5 GB to build)."""
+    files = sentiment_files()
+    config = json.loads(files["config.json"])
+    config["model"]["vocab_size"] = 6_000_000
+    return files | {"config.json": json.dumps(config).encode()}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +84,7 @@ def ingested(hostile) -> dict[str, dict]:
         "zero_weights": {"kind": "model", "task": "image-classification"},
         "big_weights": {"kind": "model", "task": "image-classification", "settings": {"REGISTRY_MAX_EXTRACTED_BYTES": GiB}},
         "forged": {"kind": "model", "task": "image-classification"},
+        "huge_config": {"kind": "model", "task": "sentiment"},
     }
     found = {}
     for kind in ("dataset", "model"):  # two processes: a model case killed for writing past the limit spares the others
@@ -126,6 +136,12 @@ def test_a_member_holding_more_than_its_header_declares_stops_at_the_declared_si
     message = refused(ingested["forged"])  # 3 GiB of data; nothing past 64 MiB was written
     assert "'model.safetensors' cannot be read from the archive" in message and "CRC" in message
     assert above_idle_mb(ingested["forged"]) < BUDGET_MB
+
+
+def test_a_config_asking_for_gigabytes_is_loaded_outside_the_web_process(ingested):
+    message = refused(ingested["huge_config"])  # the load check's own process built the 1.5 GB embedding
+    assert message.startswith("The model does not load as a 'sentiment' model:") and "size mismatch" in message
+    assert above_idle_mb(ingested["huge_config"]) < BUDGET_MB
 
 
 # --- what the customer sees ------------------------------------------------------------------------
@@ -399,4 +415,18 @@ def test_images_are_refused_from_their_header_and_first_bytes(world_a, artifacts
     assert problems == {"red/huge.png": "10000×5000 pixels; at most 40000000 pixels",
                         "blue/tiff.png": "not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP)",
                         "blue/text.png": "not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP)"}
+    assert nothing_stored(artifacts_dir)
+
+
+def test_a_model_that_needs_more_memory_than_an_import_may_take_is_refused(world_a, settings, tmp_path, artifacts_dir):
+    settings.REGISTRY_IMPORT_LOAD_MEMORY_BYTES = 512 * MiB
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_file(tmp_path / "m.zip", huge_config_files()).read_bytes())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith("The model needs more than 536870912 bytes of memory to load")
+    settings.REGISTRY_IMPORT_LOAD_SECONDS = 0.05
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_file(tmp_path / "m.zip", sentiment_files()).read_bytes())
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "The model did not load within 0.05 s."
+    settings.REGISTRY_MAX_LABELS = 1
+    answer = import_model(world_a.client(), world_a, "m.zip", zip_file(tmp_path / "m.zip", sentiment_files()).read_bytes())
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "The model predicts 2 labels; at most 1."
     assert nothing_stored(artifacts_dir)

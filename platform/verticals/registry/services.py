@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from verticals.registry import archives, datasets, storage
+from verticals.registry import archives, datasets, loadcheck, storage
 from verticals.registry.datasets import DEFAULT_FRACTIONS, EXAMPLES_FILE
 from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
@@ -319,6 +319,9 @@ def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
             f"The task '{task.name}' does not recognize this model (its architectures: {names}); "
             "check config.json (Hugging Face `model_type`, or torchvision `architecture`)."
         )
+    most = settings.REGISTRY_MAX_LABELS
+    if len(found[1]) > most:  # a dataset could not hold them either; and each label is a row of the head
+        raise Refused(f"The model predicts {len(found[1])} labels; at most {most}.")
     return found
 
 
@@ -336,11 +339,10 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
         try:
             checked = _unpack_import(upload, work, task_obj.model_files)
             architecture, labels = _recognized(task_obj, checked.directory)
-            task_obj.load(checked.directory)  # proves the weights fit the architecture before anything is stored
+            # Proves the weights fit the architecture before anything is stored, in a process of its own.
+            loadcheck.check_loads(task_obj, checked.directory)
         except Refused as exc:
             raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
-        except (ValueError, RuntimeError, KeyError, OSError) as exc:
-            raise UploadRejected(f"The model does not load as a '{task}' model: {exc}") from exc
         label = name or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0]) or f"imported-{task}"
         version = model_publish(project=project, task=task_obj, model=None, name=label, architecture=architecture, labels=labels,
                                 metrics={}, report={}, params={}, caller=caller, source=ModelVersion.Source.IMPORTED,
