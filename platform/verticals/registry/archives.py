@@ -112,8 +112,10 @@ def _copy_checked(member: Member, target: Path) -> None:
                 _header, head = safetensors_header(stream, size=member.size)
             except NotSafetensors as exc:
                 fix = (f"It looks like a PyTorch checkpoint (a pickle), which can run code when loaded. {CONVERT_HINT}"
-                       if exc.pickle_like else "Save the weights with safetensors (`safetensors.torch.save_file`) and upload again.")
-                raise Refused(f"'{member.name}' is not a safetensors file: {exc}. {fix}", [Problem(member.name, str(exc))]) from None
+                       if exc.pickle_like else
+                       "Save the weights with safetensors (`safetensors.torch.save_file`) and upload again.")
+                raise Refused(f"'{member.name}' is not a safetensors file: {exc}. {fix}",
+                              [Problem(member.name, str(exc))]) from None
             write_member(stream, target, head=head)
         return
     limit = CONFIG_MAX_BYTES if target.name.endswith("config.json") else SIDE_FILE_MAX_BYTES
