@@ -8,6 +8,7 @@ a 400 that says what is wrong, and nothing stored.
 """
 
 import hashlib
+import math
 import io
 import json
 import tarfile
@@ -429,4 +430,30 @@ def test_a_model_that_needs_more_memory_than_an_import_may_take_is_refused(world
     settings.REGISTRY_MAX_LABELS = 1
     answer = import_model(world_a.client(), world_a, "m.zip", zip_file(tmp_path / "m.zip", sentiment_files()).read_bytes())
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The model predicts 2 labels; at most 1."
+    assert nothing_stored(artifacts_dir)
+
+
+def test_a_head_of_millions_of_classes_is_refused_before_its_labels_are_named(world_a, tmp_path, artifacts_dir):
+    from vision.networks import expected_shapes, head_keys
+
+    # simple-cnn's shapes, its head given 5,000,000 rows (a 640 MB tensor of zeros: a 0.6 MB zip).
+    weight, bias = head_keys("simple-cnn")
+    shapes = expected_shapes("simple-cnn")
+    shapes[weight], shapes[bias] = (5_000_000, shapes[weight][1]), (5_000_000,)
+    dtype = {key: ("I64" if key.endswith("num_batches_tracked") else "F32", list(shape)) for key, shape in shapes.items()}
+    head = safetensors_head(dtype)
+    size = len(head) + sum(4 * math.prod(shape) if kind == "F32" else 8 * math.prod(shape) for kind, shape in dtype.values())
+    archive = zip_file(tmp_path / "wide.zip", {"config.json": json.dumps({"architecture": "simple-cnn"}).encode(),
+                                              "model.safetensors": Zeros(size, head)})
+    answer = import_model(world_a.client(), world_a, "wide.zip", archive.read_bytes(), task="image-classification")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == \
+        "The task 'image-classification' cannot use this model: its head has 5000000 classes; at most 10000."
+    bert = {"config.json": json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"],
+                                       "num_labels": 10**9}).encode(),
+            "model.safetensors": safetensors_file({"w": ("F32", [1])}), "vocab.txt": b"[PAD]\n[UNK]\n"}
+    answer = import_model(world_a.client(), world_a, "bert.zip", zip_file(tmp_path / "bert.zip", bert).read_bytes())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == \
+        "The task 'sentiment' cannot use this model: config.json's num_labels is 1000000000; at most 10000."
     assert nothing_stored(artifacts_dir)

@@ -314,8 +314,8 @@ def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
 def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
     try:
         found = task.recognize(root)
-    except Exception as exc:  # a plugin's reading of a config it did not expect: the config is what to fix
-        raise Refused(f"The task '{task.name}' cannot read this model's config.json ({type(exc).__name__}: {exc}).") from exc
+    except Exception as exc:  # a plugin reading files it did not expect: what it says is what to fix
+        raise Refused(f"The task '{task.name}' cannot use this model: {exc}.") from exc
     if found is None:
         names = ", ".join(a.name for a in task.architectures)
         raise Refused(
