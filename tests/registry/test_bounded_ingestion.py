@@ -333,6 +333,8 @@ def test_line_endings_a_byte_order_mark_and_quoted_line_breaks_are_read_as_writt
         examples = [e for split in dataset_splits(version).values() for e in split]
     assert sorted(e.input for e in examples) == sorted(f"review {i}\r\nspans two lines" for i in range(12))
     assert sorted(e.ref for e in examples) == sorted(f"line {2 * i + 3}" for i in range(12))  # where each record ends
+    mac = ("text,label\r" + "".join(f"old mac row {i},{'ab'[i % 2]}\r" for i in range(8))).encode()
+    assert upload(world_a.client(), world_a, "mac.csv", mac, task="sentiment").json()["versions"][0]["rows"] == 8
     # A JSON string may hold U+2028 (a line separator, not a line break in JSON lines).
     jsonl = "\n".join(json.dumps({"text": f"a\u2028b {i}", "label": "ab"[i % 2]}, ensure_ascii=False) for i in range(8))
     assert upload(world_a.client(), world_a, "sep.jsonl", jsonl.encode(), task="sentiment").json()["versions"][0]["rows"] == 8

@@ -19,6 +19,12 @@ def test_text_is_read_a_line_at_a_time_with_its_endings():
     assert lines_of(b"\xef\xbb\xbfa,b\r\nc\n\nlast") == [(1, "a,b\r\n"), (2, "c\n"), (3, "\n"), (4, "last")]
 
 
+def test_old_mac_line_breaks_and_a_crlf_split_between_blocks_are_one_line_end():
+    assert lines_of(b"a,b\rc,d\r") == [(1, "a,b\r"), (2, "c,d\r")]
+    first = b"x" * (64 * 1024 - 1) + b"\r"  # the block ends between \r and \n
+    assert [n for n, _ in lines_of(first + b"\nnext\n", max_line_bytes=10**6)] == [1, 2]
+
+
 def test_a_line_over_the_limit_is_refused_before_more_is_read():
     source = io.BytesIO(b"ok\n" + b"x" * 100 + b"\n" + b"y" * 10_000_000)
     with pytest.raises(Refused) as refused:

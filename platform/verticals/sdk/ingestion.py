@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import stat
 import tarfile
 import zipfile
@@ -98,6 +99,33 @@ def _binary(source: Path | BinaryIO) -> Iterator[BinaryIO]:
         yield source
 
 
+_LINE_END = re.compile(rb"\r\n?|\n")
+
+
+def _raw_lines(handle: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The lines of a binary stream with their endings (\n, \r\n, or a lone \r as old Mac
+    spreadsheets write), read a block at a time; a line over `limit` is yielded as it stands
+    (cut there), for the caller to refuse."""
+    pending = b""
+    while True:
+        block = handle.read(64 * 1024)
+        pending += block
+        start = 0
+        for end in _LINE_END.finditer(pending):
+            if block and end.end() == len(pending) and pending.endswith(b"\r"):
+                break  # a \n may follow in the next block
+            yield pending[start:end.end()]
+            start = end.end()
+        pending = pending[start:]
+        if not block:
+            if pending:
+                yield pending
+            return
+        if len(pending) > limit:
+            yield pending
+            return
+
+
 def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, name: str = "") -> Iterator[tuple[int, str]]:
     """(number, line) of UTF-8 text, read a line at a time, each line with its ending (a byte-order
     mark at the start is dropped). A line longer than `max_line_bytes` (its ending included) or
@@ -106,10 +134,7 @@ def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, na
     with _binary(source) as handle:
         offset = 0
         number = 0
-        while True:
-            raw = handle.readline(limit + 1)
-            if not raw:
-                return
+        for raw in _raw_lines(handle, limit):
             number += 1
             where = f"{name} line {number}".strip()
             if len(raw) > limit:
