@@ -23,9 +23,9 @@ from verticals.sdk import (
     read_config,
     safetensors_shapes,
     save_weights,
+    upload_limits,
     write_config,
 )
-from verticals.sdk.ingestion import limits
 from vision.specs import ARCHITECTURES, HEADS
 
 WEIGHTS = "model.safetensors"  # what sdk.save_weights writes
@@ -213,8 +213,8 @@ class ImageClassificationTask(Task):
             if len(weight) != 2 or weight[1] != expected[head_weight][1] or bias != (weight[0],) or weight[0] < 1:
                 return None
             classes = weight[0]
-            if classes > limits().labels:  # each class gets a label below: refuse before naming millions
-                raise ValueError(f"its head has {classes} classes; at most {limits().labels}")
+            if classes > upload_limits().labels:  # each class gets a label below: refuse before naming millions
+                raise ValueError(f"its head has {classes} classes; at most {upload_limits().labels}")
         declared = config.get("num_classes")
         if declared is not None and declared != classes:
             return None

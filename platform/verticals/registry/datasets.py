@@ -18,7 +18,7 @@ from pathlib import Path
 from verticals.registry.models import SPLITS
 from verticals.sdk.contracts import Example
 from verticals.sdk.datasets import DatasetSchema
-from verticals.sdk.ingestion import Refused, limits
+from verticals.sdk.ingestion import Refused, upload_limits
 
 EXAMPLES_FILE = "examples.jsonl"
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -97,7 +97,7 @@ def build_version(*, schema: DatasetSchema, labelled: bool, source: Path, direct
     it, and count it; raises Refused (DatasetInvalid) when the upload cannot be used."""
     import numpy as np
 
-    bounds = limits()
+    bounds = upload_limits()
     index: dict = {}
     label_ids, keys = array("I"), array("Q")
     rows_path = scratch / "rows.jsonl"

@@ -28,6 +28,7 @@ from verticals.sdk.contracts import (
     TrainingError,
 )
 from verticals.sdk.datasets import DatasetInvalid, DatasetSchema, LabelledImages, LabelledText, Problem
+from verticals.sdk.ingestion import upload_limits
 from verticals.sdk.inputs import image_bytes, image_input, text_input
 from verticals.sdk.local import LocalTrainContext
 from verticals.sdk.meters import CORE_METERS, Meter
@@ -38,5 +39,5 @@ __all__ = [
     "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
     "CORE_METERS", "Meter", "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
     "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "safetensors_shapes", "save_weights",
-    "write_config",
+    "upload_limits", "write_config",
 ]

@@ -26,11 +26,11 @@ from verticals.sdk.ingestion import (
     Refused,
     image_format,
     image_problem,
-    limits,
     open_archive,
     refused_at,
     safe_member_path,
     text_lines,
+    upload_limits,
     write_member,
 )
 
@@ -88,7 +88,7 @@ def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") 
     """The header of a CSV file and its records as (`line N`, record), read a record at a time. A
     record (which quoted line breaks spread over lines) is bounded like a line; one with more
     fields than the header names, and a CSV error, are problems."""
-    limit = limits().line_bytes
+    limit = upload_limits().line_bytes
     pending = [0]  # characters of the record being read
 
     def lines():
@@ -256,7 +256,7 @@ class LabelledImages(DatasetSchema):
 
     def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         self.check_format(upload.name)
-        bounds = limits()
+        bounds = upload_limits()
         budget = Budget(max_bytes=min(self.max_extracted_bytes, bounds.extracted_bytes),
                         max_files=min(self.max_files, bounds.archive_files))
         with open_archive(upload, budget=budget) as everything:

@@ -33,7 +33,7 @@ MAX_TAR_EXTENSION_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Limits:
+class UploadLimits:
     """The bounds of one upload (core's come from the REGISTRY_MAX_* settings; a dataset schema
     may ask for less, never for more)."""
 
@@ -44,9 +44,9 @@ class Limits:
     extracted_bytes: int = 8 * 1024**3     # bytes an archive may expand to
 
 
-def limits() -> Limits:
+def upload_limits() -> UploadLimits:
     """The platform's limits: the settings when Django is configured, else the defaults."""
-    default = Limits()
+    default = UploadLimits()
     try:
         from django.conf import settings
 
@@ -55,7 +55,7 @@ def limits() -> Limits:
         configured = False
     if not configured:
         return default
-    return Limits(
+    return UploadLimits(
         line_bytes=getattr(settings, "REGISTRY_MAX_LINE_BYTES", default.line_bytes),
         rows=getattr(settings, "REGISTRY_MAX_ROWS", default.rows),
         labels=getattr(settings, "REGISTRY_MAX_LABELS", default.labels),
@@ -130,7 +130,7 @@ def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, na
     """(number, line) of UTF-8 text, read a line at a time, each line with its ending (a byte-order
     mark at the start is dropped). A line longer than `max_line_bytes` (its ending included) or
     bytes that are not UTF-8 refuse the file, naming the line; nothing longer is ever held."""
-    limit = max_line_bytes or limits().line_bytes
+    limit = max_line_bytes or upload_limits().line_bytes
     with _binary(source) as handle:
         offset = 0
         number = 0
