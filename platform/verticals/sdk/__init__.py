@@ -10,6 +10,7 @@ from verticals.sdk.artifacts import (
     optimizer_tensors,
     read_config,
     restore_optimizer,
+    safetensors_shapes,
     save_weights,
     write_config,
 )
@@ -35,6 +36,7 @@ from verticals.sdk.metrics import CLASSIFICATION_OUTPUT, classification_evaluati
 __all__ = [
     "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
     "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
-    "CORE_METERS", "Meter", "EncodedImage", "decode_image", "image_bytes", "image_input", "read_image", "rgb_image", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
-    "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "save_weights", "write_config",
+    "CORE_METERS", "Meter", "EncodedImage", "decode_image", "image_bytes", "image_input", "read_image", "rgb_image", "text_input",
+    "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation", "label_scores", "load_weights",
+    "optimizer_tensors", "read_config", "restore_optimizer", "safetensors_shapes", "save_weights", "write_config",
 ]
