@@ -46,7 +46,7 @@ def test_a_header_claiming_billions_of_pixels_is_refused():
 
 @pytest.mark.parametrize("format", ["TIFF", "ICO", "PPM"])
 def test_formats_other_than_the_documented_ones_are_refused(format):
-    with pytest.raises(InputError, match="PNG, JPEG, BMP, GIF, WEBP"):
+    with pytest.raises(InputError, match="not an image Pillow can read"):
         read_image(encoded(Image.new("RGB", (16, 16)), format), max_pixels=10**6)
 
 
