@@ -192,6 +192,10 @@ def predict_cases() -> list[Case]:
         Case("predict: 16 × 6300×6300 PNG (2.6 MB)", images(16), (400,)),
         Case("predict: 11 MB JSON of base64 images", noisy, (200,)),
         Case("predict: six 11 MB JSON bodies at once", noisy, (200,), at_once=6),
+        # Each within the limit, refused only once parsed (an "image" of 22 MB): what the calls
+        # in progress may hold together is bounded, not only what one may hold.
+        Case("predict: twelve 30 MB bodies at once", lambda: json_request(PREDICT, {"inputs": ["A" * (30 * MB)]}), (400,),
+             at_once=12),
         Case("predict: 33 MB body (over the limit)", lambda: json_request(PREDICT, {"inputs": ["A" * (33 * MB)]}), (413,)),
     ]
 

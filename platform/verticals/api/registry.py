@@ -433,16 +433,17 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         if length > settings.SERVING_MAX_BODY_BYTES:
             raise _predict_too_large(length)
         model = self.get_object()
-        try:
-            with serving_errors():
-                task = serving.task_of(model)
-                if task.streams:
-                    return _generation_response(request, model, self.caller)
-                single, inputs, parameters = _predict_inputs(request)
-                outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single,
-                                          caller=self.caller)
-        finally:
-            _drop_body(request)
+        with serving.reading_body(length):
+            try:
+                with serving_errors():
+                    task = serving.task_of(model)
+                    if task.streams:
+                        return _generation_response(request, model, self.caller)
+                    single, inputs, parameters = _predict_inputs(request)
+                    outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single,
+                                              caller=self.caller)
+            finally:
+                _drop_body(request)
         return Response(outputs[0] if single else outputs)
 
 

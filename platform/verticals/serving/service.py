@@ -13,7 +13,7 @@ from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError, Task
 from verticals.sdk.inputs import EncodedImage
-from verticals.serving import images, process
+from verticals.serving import gates, process
 from verticals.serving.batcher import BatcherClosed, MicroBatcher
 from verticals.serving.process import InferenceRestarted  # noqa: F401  (re-exported: the API answers it 503)
 
@@ -67,6 +67,12 @@ def forget(model_version: ModelVersion) -> None:
     process.call_if_running(process.forget, model_key(model_version))
 
 
+def reading_body(length: int):
+    """A context in which a predict call's body of `length` bytes is read, parsed and decoded: it
+    starts once the body fits beside those of the calls in progress (gates.body_bytes)."""
+    return gates.body_bytes().holding(length)
+
+
 class BadInput(InputError):
     """An InputError that knows which input it is about (`inputs`, or `inputs[3]` in a list)."""
 
@@ -99,7 +105,7 @@ def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False, model_v
         _check_pixels(encoded, single)
         fit = _input_size(task, model_version) if model_version is not None else None
         for index, value in encoded:
-            with images.gate().holding(value.pixels):
+            with gates.decoded_pixels().holding(value.pixels):
                 try:
                     decoded[index] = value.decode(fit=fit)
                 except InputError as exc:
