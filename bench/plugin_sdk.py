@@ -88,17 +88,12 @@ def raw_training_rate(base_dir: Path, texts: list[str], label_ids: list[int], *,
 
 def process_tree_cpu(root: int) -> dict[str, float]:
     """CPU seconds (user + system) of each process under `root`, by its role: on Linux, from /proc."""
+    from tests.processes import process_table
+
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     children: dict[int, list[int]] = {}
     stats: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            raw = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2:].split()
-        pid, parent = int(entry.name), int(fields[1])
+    for pid, (parent, command, fields) in process_table().items():
         children.setdefault(parent, []).append(pid)
         stats[pid] = (command, (int(fields[11]) + int(fields[12])) / ticks)
     found: dict[str, float] = {}

@@ -46,6 +46,21 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def process_table() -> dict[int, tuple[int, str, list[str]]]:
+    """The processes of this machine, from Linux's /proc: pid → (parent pid, command line, the
+    fields of /proc/PID/stat after the command's name: state, parent, …, utime at 11, stime at 12)."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        table[int(entry.name)] = (int(fields[1]), command, fields)
+    return table
+
+
 def free_port() -> int:
     import socket
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from verticals.sdk import (
     CLASSIFICATION_OUTPUT,
     DatasetSplit,
+    EncodedImage,
     Evaluation,
     InputError,
     LabelledImages,
@@ -21,6 +22,7 @@ from verticals.sdk import (
     label_scores,
     load_weights,
     read_config,
+    rgb_image,
     safetensors_shapes,
     save_weights,
     upload_limits,
@@ -172,9 +174,7 @@ class ImageClassificationTask(Task):
         missing, unexpected = network.load_state_dict(load_weights(directory), strict=False)
         if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
             raise ValueError(f"The weights in {directory} do not fit {architecture}.")
-        size = config.get("image_size")
-        if not (isinstance(size, int) and not isinstance(size, bool) and 8 <= size <= 4096):
-            size = IMPORTED_IMAGE_SIZE
+        size = _image_size(config)
         mean, std = config.get("mean"), config.get("std")
         if not (_floats(mean) and _floats(std) and min(std) > 0):
             mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -229,6 +229,10 @@ class ImageClassificationTask(Task):
     def decode_input(self, raw):
         return image_input(raw, max_bytes=self.max_image_bytes, max_pixels=self.max_pixels)
 
+    def input_size(self, config: dict) -> tuple[int, int]:
+        size = _image_size(config)
+        return size, size
+
     def predict(self, model, inputs: list, *, options: dict | None = None) -> list:
         from PIL import Image
 
@@ -237,7 +241,11 @@ class ImageClassificationTask(Task):
         top_k = (options or {}).get("top_k", self.default_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InputError("top_k must be a positive integer (the number of labels to return per image).")
-        images = [item if isinstance(item, Image.Image) else self.decode_input(item) for item in inputs]
+        fit = (model.image_size, model.image_size)
+        # Served calls bring PIL images (core decoded them in the web process, towards input_size);
+        # batch_predict jobs and direct calls bring what decode_input returns, or raw inputs.
+        images = [rgb_image(item if isinstance(item, (Image.Image, EncodedImage)) else self.decode_input(item), fit=fit)
+                  for item in inputs]
         if not images:
             return []
         return [label_scores(row, model.labels, top_k=top_k) for row in probabilities(model, images)]
@@ -253,6 +261,14 @@ class ImageClassificationTask(Task):
         from vision import shapes
 
         return shapes.example_inputs()
+
+
+def _image_size(config: dict) -> int:
+    """The side a model's inputs are resized to: config.json's image_size, else the imported default."""
+    size = config.get("image_size")
+    if isinstance(size, int) and not isinstance(size, bool) and 8 <= size <= 4096:
+        return size
+    return IMPORTED_IMAGE_SIZE
 
 
 def _floats(value) -> bool:

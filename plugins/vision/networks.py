@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from verticals.sdk import decode_image
 from vision.specs import HEADS
 
 # What torchvision's ImageNet weights were trained with: the normalization of an imported
@@ -109,10 +110,10 @@ class ImageClassifier(nn.Module):
         return normalize(pixels.to(self.device), self.mean, self.std)
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """An image file as RGB, decoded the way inputs.image_input decodes a request's image."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+def open_rgb(path: Path, size: int) -> Image.Image:
+    """An image file as RGB, decoded towards size×size exactly as a served image is (the SDK's
+    decode_image), so that training, evaluation and predictions see the same pixels."""
+    return decode_image(path, fit=(size, size))
 
 
 def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
@@ -191,7 +192,7 @@ def probabilities(model: ImageClassifier, images) -> list[list[float]]:
     rows: list[list[float]] = []
     with torch.inference_mode():
         for start in range(0, len(images), PREDICT_BATCH):
-            chunk = [item if isinstance(item, Image.Image) else open_rgb(Path(item))
+            chunk = [item if isinstance(item, Image.Image) else open_rgb(Path(item), model.image_size)
                      for item in images[start:start + PREDICT_BATCH]]
             pixels = torch.stack([to_pixels(image, model.image_size) for image in chunk])
             logits = model(model.normalize(pixels)).float()

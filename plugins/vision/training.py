@@ -53,7 +53,7 @@ class ImageStore:
         if isinstance(item, Image.Image):
             return to_pixels(item, self.size)
         try:
-            return to_pixels(open_rgb(Path(item)), self.size)
+            return to_pixels(open_rgb(Path(item), self.size), self.size)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise TrainingError(f"The image {Path(item).name} of the dataset cannot be read ({exc}).") from exc
 

@@ -172,7 +172,7 @@ def test_predict_images_as_base64_or_files_and_refuse_bad_ones(world_a, settings
     assert not_base64.status_code == 400 and "base64" in not_base64.json()["error"]["message"]
     settings.SERVING_MAX_BODY_BYTES = 2000
     big = client.post(url, {"inputs": png_base64(size=(400, 400)) + "A" * 3000}, format="json")
-    assert big.status_code == 400 and "at most 2000" in big.json()["error"]["message"]
+    assert big.status_code == 413 and "at most 2000 bytes" in big.json()["error"]["message"]
 
 
 def test_a_model_without_a_head_cannot_predict(world_a):

@@ -106,3 +106,22 @@ def test_an_idle_batcher_stops_and_refuses_new_work():
 
     with pytest.raises(BatcherClosed):
         batcher.submit(["b"])
+
+
+def test_a_waiting_batcher_keeps_nothing_of_the_last_batch():
+    import gc
+    import weakref
+
+    class Image:  # stands for a decoded input: large, and gone once its call is answered
+        pass
+
+    batcher = MicroBatcher(lambda inputs, options: [0] * len(inputs), max_batch=4, max_wait=0)
+    sent = Image()
+    gone = weakref.ref(sent)
+    assert batcher.submit([sent]) == [0]
+    del sent
+    deadline = time.monotonic() + 5
+    while gone() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gc.collect()
+    assert gone() is None, "the batcher's thread still holds the inputs of its last batch"

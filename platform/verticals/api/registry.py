@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 import zipfile
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from verticals.api import filters
@@ -45,6 +47,37 @@ class ModelUnavailable(exceptions.APIException):
 class InferenceRestarted(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "inference_restarted"
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+def _predict_too_large(length: int | None = None) -> RequestTooLarge:
+    limit = settings.SERVING_MAX_BODY_BYTES
+    size = f"{length} bytes" if length is not None else f"more than {limit} bytes"
+    return RequestTooLarge(f"The request has {size}; a predict call takes at most {limit} bytes "
+                           "(SERVING_MAX_BODY_BYTES). Send fewer or smaller inputs per call, or predict a whole dataset "
+                           "with a batch_predict job.")
+
+
+class PredictJSONParser(BaseParser):
+    """The JSON of a predict call, read up to SERVING_MAX_BODY_BYTES: base64 images make bodies far
+    larger than the DATA_UPLOAD_MAX_MEMORY_SIZE that Django allows other routes (DRF's own JSON
+    parser reads through `request.body`, which enforces that one)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.SERVING_MAX_BODY_BYTES
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:  # a body longer than its Content-Length said (the view checked that one)
+            raise _predict_too_large()
+        return JSONParser().parse(io.BytesIO(body), media_type, parser_context)
+
+
+PREDICT_PARSERS = [PredictJSONParser, MultiPartParser]
 
 
 def refuse_oversized(request) -> None:
@@ -386,25 +419,31 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         },
         responses={200: OpenApiResponse(description="One input: the task's output (e.g. [{label, score}] by descending "
                                                     "score). A list of inputs: a list of outputs, in order."),
-                   400: OpenApiResponse(description="An input is the wrong type, empty, too long, or a corrupt image."),
+                   400: OpenApiResponse(description="An input is the wrong type, empty, too long, a corrupt image, or "
+                                                    "images over the pixel limits (per image, per call)."),
                    409: OpenApiResponse(description="The model cannot predict (no head yet, or its task is unavailable)."),
+                   413: OpenApiResponse(description="The body is larger than SERVING_MAX_BODY_BYTES."),
                    503: OpenApiResponse(description="The model process stopped during the call (e.g. out of memory); retry.")},
     )
-    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None, parser_classes=PREDICT_PARSERS)
     def predict(self, request, project_id=None, model_id=None):
         """Predict with this model version: one input or a list (Hugging Face pipeline output shapes)."""
         raw_length = request.META.get("CONTENT_LENGTH") or ""
         length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else 0
         if length > settings.SERVING_MAX_BODY_BYTES:
-            raise exceptions.ValidationError({"inputs": [f"The request has {length} bytes; a predict call takes at most "
-                                                         f"{settings.SERVING_MAX_BODY_BYTES} (use a batch_predict job)."]})
+            raise _predict_too_large(length)
         model = self.get_object()
-        with serving_errors():
-            task = serving.task_of(model)
-            if task.streams:
-                return _generation_response(request, model, self.caller)
-            single, inputs, parameters = _predict_inputs(request)
-            outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single, caller=self.caller)
+        with serving.reading_body(length):
+            try:
+                with serving_errors():
+                    task = serving.task_of(model)
+                    if task.streams:
+                        return _generation_response(request, model, self.caller)
+                    single, inputs, parameters = _predict_inputs(request)
+                    outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single,
+                                              caller=self.caller)
+            finally:
+                _drop_body(request)
         return Response(outputs[0] if single else outputs)
 
 
@@ -415,13 +454,19 @@ class BarePredictView(ModelVersionViewSet):
     schema = None
     filter_backends = []  # as the predict action declares for the routed view
     pagination_class = None
+    parser_classes = PREDICT_PARSERS
 
 
 @contextmanager
 def serving_errors():
-    """Serving's failures as API errors: 400 naming the input or parameter, 409, 503."""
+    """Serving's failures as API errors: 400 naming the input or parameter, 409, 503; and 413 for a multipart
+    form too large to read."""
     try:
         yield
+    except RequestDataTooBig:  # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise RequestTooLarge(f"The form fields of this multipart call hold more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                              "bytes; upload images as files in `inputs`, or send JSON (up to "
+                              f"{settings.SERVING_MAX_BODY_BYTES} bytes).") from None
     except serving.BadInput as exc:
         raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
     except serving.ModelUnavailable as exc:
@@ -471,6 +516,18 @@ def _tgi_events(generation):
             yield sse(body)
     except serving.InferenceRestarted as exc:
         yield sse({"error": {"code": "inference_restarted", "message": str(exc)}})
+
+
+def _drop_body(request) -> None:
+    """Let a predict call's parsed body go when the view returns. DRF's request, its view and the
+    response refer to one another (the parser and renderer contexts), a cycle that only a full
+    garbage collection frees, and a web process with torch loaded runs one rarely: each 30 MB
+    body of base64 images would stay resident until then."""
+    for parsed in (request.data, request.FILES):
+        try:
+            parsed.clear()
+        except AttributeError:  # an immutable QueryDict (a form without files): small, by Django's own limit
+            pass
 
 
 def _predict_inputs(request) -> tuple[bool, list, dict]:

@@ -352,8 +352,12 @@ REGISTRY_IMPORT_LOAD_SECONDS = env_float("REGISTRY_IMPORT_LOAD_SECONDS", 600.0)
 REGISTRY_CACHE_DIR = Path(env_str("REGISTRY_CACHE_DIR") or VAR_DIR / "cache")
 # Loaded models kept in memory per process (least recently used first out), in bytes.
 SERVING_CACHE_BYTES = env_int("SERVING_CACHE_BYTES", 2 * 1024 * 1024 * 1024)
-# Largest JSON body of a predict call (base64 images count here).
+# Largest body of a predict call (base64 images count here); larger ones are refused with 413.
 SERVING_MAX_BODY_BYTES = env_int("SERVING_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# Pixels of one image of a predict call, and of all the images of one call, read from their
+# headers before any is decoded (a decoded pixel takes 4 bytes while it is decoded).
+SERVING_MAX_IMAGE_PIXELS = env_int("SERVING_MAX_IMAGE_PIXELS", 40_000_000)
+SERVING_MAX_REQUEST_PIXELS = env_int("SERVING_MAX_REQUEST_PIXELS", 64_000_000)
 # How long a predict call waits for others to join its batch (milliseconds).
 SERVING_BATCH_WAIT_MS = env_float("SERVING_BATCH_WAIT_MS", 2.0)
 # Torch threads per process (0: torch's default, one per core).

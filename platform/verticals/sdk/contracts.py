@@ -212,6 +212,13 @@ class Task:
         raise InputError with a message for anything unusable."""
         return raw
 
+    def input_size(self, config: dict) -> tuple[int, int] | None:
+        """(Image tasks.) The (width, height) a model resizes each input image to, read from the
+        model's config.json (`config`); None when it looks at images at any size. Core decodes the
+        images of a predict call in the web process no larger than that resize needs
+        (verticals.sdk.decode_image), so that only small images travel to the inference process."""
+        return None
+
     def predict(self, model: Any, inputs: list, *, options: dict | None = None) -> list:
         """Outputs (matching output_schema) for a batch of decoded inputs, in order."""
         raise NotImplementedError

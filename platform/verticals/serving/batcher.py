@@ -70,6 +70,8 @@ class MicroBatcher:
                 pending.append(item)
                 count += len(item[0])
             self._run(pending)
+            # Waiting for the next call must not keep this batch's inputs alive (images, long texts).
+            first = item = pending = None
 
     def _run(self, pending: list) -> None:
         groups: dict[str, list] = {}

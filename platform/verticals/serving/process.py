@@ -32,6 +32,7 @@ import traceback
 from itertools import count
 
 from verticals.sdk.contracts import InputError
+from verticals.serving import memory
 from verticals.serving.cache import ModelCache
 
 
@@ -230,10 +231,13 @@ def _serve(calls, streams, settings_module: str, cache_bytes: int, torch_threads
             answer = (True, handlers[name](*args))
         except Exception as exc:
             answer = (False, _portable(exc))
+        args = None  # waiting for the next call must not keep this one's inputs alive
         try:
             calls.send(answer)
         except Exception as exc:  # an output that cannot travel (not picklable)
             calls.send((False, RuntimeError(f"In the inference process: the answer could not be sent back: {exc!r}")))
+        answer = None
+        memory.release_soon()  # what the call freed goes back to the system once it is over
 
 
 def _close(model) -> None:

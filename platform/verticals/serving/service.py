@@ -12,7 +12,8 @@ from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError, Task
-from verticals.serving import process
+from verticals.sdk.inputs import EncodedImage
+from verticals.serving import gates, process
 from verticals.serving.batcher import BatcherClosed, MicroBatcher
 from verticals.serving.process import InferenceRestarted  # noqa: F401  (re-exported: the API answers it 503)
 
@@ -66,6 +67,12 @@ def forget(model_version: ModelVersion) -> None:
     process.call_if_running(process.forget, model_key(model_version))
 
 
+def reading_body(length: int):
+    """A context in which a predict call's body of `length` bytes is read, parsed and decoded: it
+    starts once the body fits beside those of the calls in progress (gates.body_bytes)."""
+    return gates.body_bytes().holding(length)
+
+
 class BadInput(InputError):
     """An InputError that knows which input it is about (`inputs`, or `inputs[3]` in a list)."""
 
@@ -74,11 +81,16 @@ class BadInput(InputError):
         self.where = where
 
 
-def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False) -> list:
-    """Each raw input decoded by its task and checked against the task's input schema."""
+def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False, model_version: ModelVersion | None = None) -> list:
+    """Each raw input decoded by its task and checked against the task's input schema.
+
+    Images come back from `decode_input` with only their header read (sdk.EncodedImage): all of
+    them are checked against the pixel limits first (per image, and the request's budget), then
+    decoded one by one towards the size the model takes (`task.input_size` of its config), so that
+    a request holds one full-size bitmap at a time and sends small images to the inference process."""
     decoded = []
     for index, raw in enumerate(raw_inputs):
-        where = "inputs" if single else f"inputs[{index}]"
+        where = _where(index, single)
         try:
             value = task.decode_input(raw)
         except InputError as exc:
@@ -88,7 +100,48 @@ def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False) -> list
             if found:
                 raise BadInput(found[0], where)
         decoded.append(value)
+    encoded = [(index, value) for index, value in enumerate(decoded) if isinstance(value, EncodedImage)]
+    if encoded:
+        _check_pixels(encoded, single)
+        fit = _input_size(task, model_version) if model_version is not None else None
+        for index, value in encoded:
+            with gates.decoded_pixels().holding(value.pixels):
+                try:
+                    decoded[index] = value.decode(fit=fit)
+                except InputError as exc:
+                    raise BadInput(str(exc), _where(index, single)) from exc
     return decoded
+
+
+def _where(index: int, single: bool) -> str:
+    return "inputs" if single else f"inputs[{index}]"
+
+
+def _check_pixels(encoded: list[tuple[int, EncodedImage]], single: bool) -> None:
+    per_image, per_request = settings.SERVING_MAX_IMAGE_PIXELS, settings.SERVING_MAX_REQUEST_PIXELS
+    limits = f"a predict call takes at most {per_image:,} pixels per image and {per_request:,} in all"
+    total = 0
+    for index, image in encoded:
+        if image.pixels > per_image:
+            raise BadInput(f"The image has {image.width}×{image.height} = {image.pixels:,} pixels; {limits}. "
+                           "Send a smaller image.", _where(index, single))
+        total += image.pixels
+        if total > per_request:
+            everything = sum(i.pixels for _, i in encoded)
+            raise BadInput(f"The call's {len(encoded)} images hold {everything:,} pixels ({total:,} up to this one); "
+                           f"{limits}. Send fewer or smaller images per call, or predict many with a batch_predict job.",
+                           _where(index, single))
+
+
+_input_sizes: dict[tuple, tuple[int, int] | None] = {}
+
+
+def _input_size(task: Task, model_version: ModelVersion) -> tuple[int, int] | None:
+    """The size the model resizes its images to (from its config, read once per model version)."""
+    key = model_key(model_version)
+    if key not in _input_sizes:
+        _input_sizes[key] = task.input_size(model_version.config or {})
+    return _input_sizes[key]
 
 
 _validators: dict[str, object] = {}
@@ -284,7 +337,7 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
         raise BadInput("The list is empty; send one input or a non-empty list.")
     if len(inputs) > task.max_batch:
         raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
-    decoded = decode_inputs(task, inputs, single=single)
+    decoded = decode_inputs(task, inputs, single=single, model_version=model_version)
     units = {meter: Decimal(str(per_input)) * len(inputs) for meter, per_input in task.meters.items()}
     admission = admit(caller, task, units) if caller is not None else None
     try:

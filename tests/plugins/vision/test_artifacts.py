@@ -18,7 +18,7 @@ from vision.networks import IMAGENET_MEAN, IMAGENET_STD
 def held_out_images(shapes, n=12):
     from vision.networks import open_rgb
 
-    return [open_rgb(example.input) for example in shapes["test"].examples[:n]]
+    return [open_rgb(example.input, 64) for example in shapes["test"].examples[:n]]
 
 
 def test_save_holds_only_weights_and_config(task, trained, tmp_path):

@@ -8,34 +8,42 @@ import pytest
 from PIL import Image
 
 from tests.plugins.vision.helpers import b64, png
-from verticals.sdk import InputError
+from verticals.sdk import EncodedImage, InputError
 
 
 def test_base64_png(task):
     image = task.decode_input(b64(png(Image.new("RGB", (20, 10), (10, 200, 30)))))
-    assert image.mode == "RGB" and image.size == (20, 10) and image.getpixel((0, 0)) == (10, 200, 30)
+    assert isinstance(image, EncodedImage) and (image.format, image.width, image.height) == ("PNG", 20, 10)
+    rgb = image.decode()
+    assert rgb.mode == "RGB" and rgb.size == (20, 10) and rgb.getpixel((0, 0)) == (10, 200, 30)
 
 
 def test_data_url(task):
     data = png(Image.new("RGB", (12, 12), "blue"))
-    image = task.decode_input("data:image/png;base64," + b64(data))
+    image = task.decode_input("data:image/png;base64," + b64(data)).decode()
     assert image.size == (12, 12) and image.getpixel((3, 3)) == (0, 0, 255)
 
 
 def test_raw_bytes_from_an_upload(task):
     image = task.decode_input(png(Image.new("RGB", (9, 9), "white"), "JPEG"))
-    assert image.mode == "RGB" and image.size == (9, 9)
+    assert image.format == "JPEG" and image.decode().mode == "RGB" and image.decode().size == (9, 9)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "1"])
 def test_other_modes_become_rgb(task, mode):
-    assert task.decode_input(b64(png(Image.new(mode, (8, 8))))).mode == "RGB"
+    assert task.decode_input(b64(png(Image.new(mode, (8, 8))))).decode().mode == "RGB"
 
 
 def test_example_inputs_decode(task):
     inputs = task.example_inputs()
     assert inputs and all(isinstance(raw, str) for raw in inputs)
-    assert all(task.decode_input(raw).size == (64, 64) for raw in inputs)
+    assert all(task.decode_input(raw).decode().size == (64, 64) for raw in inputs)
+
+
+def test_input_size_is_the_models_image_size(task):
+    assert task.input_size({"image_size": 48}) == (48, 48)
+    assert task.input_size({}) == (224, 224)  # an imported torchvision model that does not say
+    assert task.input_size({"image_size": True}) == (224, 224)
 
 
 def refused(task, raw) -> str:
@@ -81,7 +89,7 @@ def test_decompression_bomb(task):
     bomb = png(Image.new("1", (10_000, 10_000), 0))
     assert len(bomb) < 100_000
     message = refused(task, b64(bomb))
-    assert "10000×10000" in message and str(task.max_pixels) in message
+    assert "10000×10000" in message and f"{task.max_pixels:,}" in message
 
 
 def test_limits(task):
