@@ -16,6 +16,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from verticals.api import filters
+from verticals.api.params import MAX_INT, whole_number
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
 from verticals.api.serializers import StrictCharField
 from verticals.api.streaming import event_stream, sse
@@ -153,7 +154,7 @@ class DatasetSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     project = serializers.CharField(source="project.public_id", read_only=True)
     latest_version = serializers.SerializerMethodField()
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = Dataset
@@ -261,11 +262,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         """The file that was uploaded for a version of this dataset."""
         dataset = self.get_object()
         versions = dataset.versions.all()
-        wanted = request.query_params.get("version")
-        if wanted:
-            if not (wanted.isascii() and wanted.isdigit()):
-                raise exceptions.ValidationError({"version": ["Give a version number."]})
-            versions = versions.filter(version=int(wanted))
+        wanted = whole_number(request.query_params.get("version"), name="version", low=1, high=MAX_INT)
+        if wanted is not None:
+            versions = versions.filter(version=wanted)
         version = versions.order_by("-version").first()
         if version is None:
             raise exceptions.NotFound("This dataset has no such version.")

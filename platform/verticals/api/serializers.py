@@ -43,7 +43,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     name = StrictCharField(max_length=120)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = Project
@@ -84,8 +84,8 @@ class MemberRoleSerializer(serializers.Serializer):
 class ApiKeySerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     prefix = serializers.CharField(source="display_prefix", read_only=True)
-    project = serializers.CharField(source="project.public_id", read_only=True, default=None)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    project = serializers.CharField(source="project.public_id", read_only=True, allow_null=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
     active = serializers.SerializerMethodField()
 
     class Meta:
