@@ -10,9 +10,8 @@ def whole_number(raw: str | None, *, name: str, low: int, high: int, default: in
     """`raw` as a whole number from `low` to `high` (`default` when it is absent or empty); otherwise 400
     naming the parameter. Only ASCII digits count ('²' and '١' are digits to str.isdigit()), and
     the length is checked before int() reads them (int() refuses over 4,300 digits)."""
-    if raw is None or not raw.strip():  # an empty parameter counts as absent, as everywhere in the API
+    if raw is None or raw == "":  # an empty parameter counts as absent, as everywhere in the API
         return default
-    text = raw.strip()
-    if not (text.isascii() and text.isdecimal() and len(text) <= len(str(high)) and low <= int(text) <= high):
+    if not (raw.isascii() and raw.isdecimal() and len(raw) <= len(str(high)) and low <= int(raw) <= high):
         raise exceptions.ValidationError({name: [f"Give a whole number from {low} to {high}, not '{raw[:40]}'."]})
-    return int(text)
+    return int(raw)
