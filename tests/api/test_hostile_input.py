@@ -1,7 +1,7 @@
 """Input no database can take is refused by name, never a server error: NUL characters anywhere
-(PostgreSQL's text and jsonb refuse them), dates out of range, bodies over the limit, numbers no
-column holds. Each answer is 4xx in the API's shape (OpenAI's on /v1/), on SQLite as on PostgreSQL,
-and nothing was written."""
+(PostgreSQL's text and jsonb refuse them) and lone surrogates (no database encodes them), dates out
+of range, bodies over the limit, numbers no column holds. Each answer is 4xx in the API's shape
+(OpenAI's on /v1/), on SQLite as on PostgreSQL, and nothing was written."""
 
 import json
 
@@ -134,6 +134,13 @@ def test_nul_in_a_body_is_400_naming_the_field_and_writes_nothing(world_a):
     assert_names(client.post("/api/v1/projects/", {"name": "a\x00b"}), "name")  # a form body
     assert_names(client.post("/api/v1/projects/", {"name": "ok", "description": "x\x00"}, format="multipart"),
                  "description")
+    assert Project.dangerously_unscoped.count() == before
+    # JSON's \ud800 escape decodes to a lone surrogate, which neither database can encode.
+    answer = client.post("/api/v1/projects/", data='{"name": "a\\ud800b"}', content_type="application/json")
+    assert_names(answer, "name")
+    assert "surrogate" in answer.json()["error"]["message"]
+    answer = client.post(jobs, data='{"kind": "test.noop", "params": {"\\udfff": 1}}', content_type="application/json")
+    assert_names(answer, "params.\\udfff")
     assert Project.dangerously_unscoped.count() == before
     # Not a key/value body at all: the body itself is named.
     answer = client.post("/api/v1/projects/", data=json.dumps("\x00"), content_type="application/json")

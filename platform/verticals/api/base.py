@@ -3,7 +3,7 @@
 from rest_framework import viewsets
 from rest_framework.views import APIView
 
-from verticals.api.inputs import refusing_nul
+from verticals.api.inputs import refusing_unstorable_text
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
 
 
@@ -26,8 +26,8 @@ class CallerMixin:
         return self.request._request.caller
 
     def get_parsers(self):
-        # Whatever parsers a view names, a body with a NUL anywhere in its text is refused by them.
-        return [refusing_nul(type(parser))() for parser in super().get_parsers()]
+        # Whatever parsers a view names, a body holding text no database holds is refused by them.
+        return [refusing_unstorable_text(type(parser))() for parser in super().get_parsers()]
 
 
 class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):

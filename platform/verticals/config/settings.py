@@ -85,8 +85,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Path and query parameters and cookies holding NUL (no database text can): 400, naming them.
-    "verticals.api.inputs.RefuseNulMiddleware",
+    # Path and query parameters and cookies holding text no database holds (NUL): 400, naming them.
+    "verticals.api.inputs.UnstorableTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
