@@ -138,9 +138,12 @@ def test_nul_in_a_body_is_400_naming_the_field_and_writes_nothing(world_a):
     # JSON's \ud800 escape decodes to a lone surrogate, which neither database can encode.
     answer = client.post("/api/v1/projects/", data='{"name": "a\\ud800b"}', content_type="application/json")
     assert_names(answer, "name")
-    assert "surrogate" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["message"] == "name: Surrogate characters are not allowed: U+D800."
     answer = client.post(jobs, data='{"kind": "test.noop", "params": {"\\udfff": 1}}', content_type="application/json")
     assert_names(answer, "params.\\udfff")
+    # JSON's 1e400 reads as infinity, which jsonb has no way to store.
+    answer = client.post(jobs, data='{"kind": "test.noop", "params": {"rate": [1, 1e400]}}', content_type="application/json")
+    assert_names(answer, "params.rate[1]")
     assert Project.dangerously_unscoped.count() == before
     # Not a key/value body at all: the body itself is named.
     answer = client.post("/api/v1/projects/", data=json.dumps("\x00"), content_type="application/json")
@@ -191,6 +194,12 @@ def test_json_nested_past_the_parsers_depth_is_400(world_a):
 def test_page_and_page_size_out_of_range_are_400_naming_them(world_a, query):
     name = query.split("=")[0]
     assert_names(world_a.client().get(f"/api/v1/projects/?{query}"), name)
+
+
+@pytest.mark.django_db
+def test_a_repeated_query_parameter_is_400_naming_it(world_a):
+    assert_names(world_a.client().get("/api/v1/audit-events/?target_id=a&target_id=b"), "target_id")
+    assert_openai_names(world_a.client().get("/v1/models?x=1&x=2"), "x")
 
 
 @pytest.mark.django_db

@@ -1,15 +1,16 @@
-"""Text no database column can hold is refused where a request comes in, naming where it was.
+"""Values no database column can hold are refused where a request comes in, naming where they were.
 
-PostgreSQL's text and jsonb refuse the NUL character (SQLite stores it), and neither database can
-encode a lone UTF-16 surrogate (JSON's "\\ud800" decodes to one), so such text reaching a lookup, a
-filter or a row would be a server error. It is checked once, before any view reads the request:
-path parameters, query parameters and cookies by `UnstorableTextMiddleware` (every route, the
-portal's too), and every parsed API body by the parsers of every API view
-(`refusing_unstorable_text`, applied in `verticals.api.base.CallerMixin`).
+PostgreSQL's text and jsonb refuse the NUL character (SQLite stores it), neither database can
+encode a lone UTF-16 surrogate (JSON's "\\ud800" decodes to one), and jsonb has no infinity (JSON's
+1e400 reads as one), so such a value reaching a lookup, a filter or a row would be a server error.
+It is checked once, before any view reads the request: path parameters, query parameters and
+cookies by `UnstorableInputMiddleware` (every route, the portal's too), and every parsed API body
+by the parsers of every API view (`refusing_unstorable`, applied in `verticals.api.base.CallerMixin`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
 
@@ -22,20 +23,21 @@ from verticals.api.errors import error_response
 from verticals.config.paths import is_api_path
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# Django's and DRF's own words for a NUL (their CharFields say it too).
+# Django's and DRF's own words (their CharFields refuse the same).
 NUL_PROBLEM = "Null characters are not allowed."
-SURROGATE_PROBLEM = "Lone surrogates (\\ud800 to \\udfff not in a pair) are not text; send valid Unicode."
+SURROGATE_PROBLEM = "Surrogate characters are not allowed: U+{code:04X}."
+INFINITE_PROBLEM = "This number is too large to store (it reads as infinity); send a finite number."
 
 
 def _problem(text: str) -> str | None:
     found = UNSTORABLE.search(text)
     if found is None:
         return None
-    return NUL_PROBLEM if found.group() == "\x00" else SURROGATE_PROBLEM
+    return NUL_PROBLEM if found.group() == "\x00" else SURROGATE_PROBLEM.format(code=ord(found.group()))
 
 
 def unstorable(value, name: str = "") -> tuple[str, str] | None:
-    """(where, problem) for the first text in `value` no database can hold, or None.
+    """(where, problem) for the first text or number in `value` no database can hold, or None.
 
     `where` names it as a client wrote it: `params.model`, `messages[0].content`, a query
     parameter's name; "" is `value` itself. Walks with its own stack: a body nested as deep as the
@@ -46,6 +48,9 @@ def unstorable(value, name: str = "") -> tuple[str, str] | None:
         if isinstance(item, str):
             if problem := _problem(item):
                 return where, problem
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return where, INFINITE_PROBLEM
         elif isinstance(item, MultiValueDict):  # query parameters, form fields: named without [index]
             for key, values in item.lists():
                 for text in (key, *(v for v in values if isinstance(v, str))):
@@ -75,10 +80,10 @@ def refusal(where: str, problem: str) -> dict:
     return {where or "non_field_errors": [problem]}
 
 
-class RefusesUnstorableText:
-    """A parser mixin: what the parser read is refused (400, naming the field) when any text in it,
-    a key, a value or an uploaded file's name, is text no database holds; JSON nested deeper than
-    Python's parser follows is a parse error, not a server error."""
+class RefusesUnstorable:
+    """A parser mixin: what the parser read is refused (400, naming the field) when any value in
+    it, a key, a value or an uploaded file's name, is one no database holds; JSON nested deeper
+    than Python's parser follows is a parse error, not a server error."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
@@ -96,16 +101,16 @@ class RefusesUnstorableText:
 
 
 @cache
-def refusing_unstorable_text(parser_class: type) -> type:
-    """`parser_class` with `RefusesUnstorableText` in front (the same class name, and still an
+def refusing_unstorable(parser_class: type) -> type:
+    """`parser_class` with `RefusesUnstorable` in front (the same class name, and still an
     instance of the original: DRF reads JSON and form bodies through `request.body`, within
     DATA_UPLOAD_MAX_MEMORY_SIZE, only for those)."""
-    if issubclass(parser_class, RefusesUnstorableText):
+    if issubclass(parser_class, RefusesUnstorable):
         return parser_class
-    return type(parser_class.__name__, (RefusesUnstorableText, parser_class), {"__doc__": parser_class.__doc__})
+    return type(parser_class.__name__, (RefusesUnstorable, parser_class), {"__doc__": parser_class.__doc__})
 
 
-class UnstorableTextMiddleware:
+class UnstorableInputMiddleware:
     """Path parameters, query parameters and cookies holding text no database holds: 400 naming
     the parameter, before any view, lookup or session read sees them (in the API's error shape
     under the API's paths, the portal's 400 page elsewhere)."""

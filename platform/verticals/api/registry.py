@@ -254,9 +254,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         services.dataset_delete(dataset=self.get_object(), caller=self.caller)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
+    @extend_schema(parameters=[OpenApiParameter("version", {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                                                OpenApiParameter.QUERY, required=False,
                                                 description="Which version (default: the latest).")],
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+                   responses={(200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description=(
+                       "The file as it was uploaded, with the type its name says (text/csv, application/zip, …)."))})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def download(self, request, project_id=None, dataset_id=None):
         """The file that was uploaded for a version of this dataset."""
