@@ -33,6 +33,8 @@ def test_session_writes_need_csrf(world_a):
     client.force_login(world_a.owner)
     error = assert_error(client.post("/api/v1/projects/", {"name": "x"}, format="json"), 403, "permission_denied")
     assert "CSRF" in error["message"]
+    # A write to no route is a 404 in the API's shape, not Django's HTML CSRF page.
+    assert_error(client.post("/api/v1/projects/prj_a.b/", {"name": "x"}, format="json"), 404, "not_found")
 
 
 @pytest.mark.django_db

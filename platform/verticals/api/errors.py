@@ -135,12 +135,3 @@ def json_or_default(default_view, status: int, code: str, message: str):
 
     return handler
 
-
-def csrf_failure(request, reason: str = ""):
-    """CSRF_FAILURE_VIEW: a refused session write answers in the API's shape under the API's paths."""
-    if is_api_path(request.path):
-        return error_response(request, 403, "csrf_failed", f"CSRF check failed ({reason}): a session sends the "
-                              "X-CSRFToken header with its writes; or call with an API key.")
-    from django.views.csrf import csrf_failure as html_csrf_failure
-
-    return html_csrf_failure(request, reason)

@@ -35,6 +35,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import ProjectScopedViewSet
+from verticals.api.params import MAX_INT
 from verticals.api.serializers import StrictCharField
 from verticals.jobs import engine, queries, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
@@ -44,7 +45,7 @@ EVENT_STREAM = "text/event-stream"
 LOG_TAIL_LINES = 50
 # Events one poll reads at a time; a client far behind gets the rest in the same poll.
 EVENTS_PER_READ = 500
-MAX_EVENT_ID = 2**31 - 1
+MAX_EVENT_ID = MAX_INT
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 
 

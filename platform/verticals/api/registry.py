@@ -16,8 +16,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from verticals.api import filters
-from verticals.api.params import MAX_INT, whole_number
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
+from verticals.api.params import MAX_INT, whole_number
 from verticals.api.serializers import StrictCharField
 from verticals.api.streaming import event_stream, sse
 from verticals.registry import services, storage

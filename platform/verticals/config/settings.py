@@ -54,8 +54,6 @@ if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# A refused CSRF check answers in the API's error shape under the API's paths (HTML elsewhere).
-CSRF_FAILURE_VIEW = "verticals.api.errors.csrf_failure"
 
 # --- applications -----------------------------------------------------------------------
 INSTALLED_APPS = [
