@@ -131,9 +131,9 @@ def test_nul_in_a_body_is_400_naming_the_field_and_writes_nothing(world_a):
     before = Project.dangerously_unscoped.count()  # every tenant's: nothing is made anywhere
     assert_names(client.post("/api/v1/projects/", {"name": "ok", "descrip\x00tion": "x"}, format="json"),
                  "descrip\\u0000tion")
-    assert_names(client.post("/api/v1/projects/", {"name": "a\x00b"}), "name")  # a form body
-    assert_names(client.post("/api/v1/projects/", {"name": "ok", "description": "x\x00"}, format="multipart"),
-                 "description")
+    datasets = f"/api/v1/projects/{world_a.project.public_id}/datasets/"  # a multipart upload route
+    assert_names(client.post(datasets, {"task": "sentiment", "name": "a\x00b"}, format="multipart"), "name")
+    assert_names(client.post(datasets, {"task": "sentiment", "fi\x00le": "x"}, format="multipart"), "fi\\u0000le")
     assert Project.dangerously_unscoped.count() == before
     # JSON's \ud800 escape decodes to a lone surrogate, which neither database can encode.
     answer = client.post("/api/v1/projects/", data='{"name": "a\\ud800b"}', content_type="application/json")
@@ -169,9 +169,11 @@ def test_nul_in_an_openai_body_is_400_in_openais_shape(world_a):
 def test_a_body_over_the_limit_is_413_and_nothing_is_made(world_a, settings):
     client, before = world_a.client(), Project.dangerously_unscoped.count()  # every tenant's
     big = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024)  # 6 MB with the default 5 MB limit
+    datasets = f"/api/v1/projects/{world_a.project.public_id}/datasets/"
     for answer in (client.post("/api/v1/projects/", {"name": "big", "description": big}, format="json"),
-                   client.post("/api/v1/projects/", {"name": "big", "description": big}),  # a form body
-                   world_a.session().post("/api/v1/projects/", {"name": "big", "description": big}, format="json")):
+                   world_a.session().post("/api/v1/projects/", {"name": "big", "description": big}, format="json"),
+                   # The fields of a multipart upload (its files have their own limit).
+                   client.post(datasets, {"task": "sentiment", "description": big}, format="multipart")):
         assert answer.status_code == 413, answer.content[:300]
         error = answer.json()["error"]
         assert error["code"] == "request_too_large" and str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in error["message"]

@@ -78,3 +78,22 @@ def test_answers_with_null_fields_match_the_document(api_schema, world_a):
         answer = case.call_and_validate(headers=auth)
         assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["created_by"] is None and answer.json()["description"] == "now described"
+
+
+@pytest.mark.django_db
+def test_lengths_are_checked_as_sent_as_the_document_says(world_a):
+    """`name` has maxLength 120: 121 characters are refused even when the end is whitespace DRF trims."""
+    answer = world_a.client().post("/api/v1/projects/", {"name": "x" + " " * 120}, format="json")
+    assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("name:")
+    assert world_a.client().post("/api/v1/projects/", {"name": " padded "}, format="json").json()["name"] == "padded"
+
+
+@pytest.mark.django_db
+def test_bodies_are_json_except_uploads_as_the_document_says(document, world_a):
+    paths = document["paths"]
+    assert set(paths["/api/v1/projects/"]["post"]["requestBody"]["content"]) == {"application/json"}
+    assert "multipart/form-data" in paths["/api/v1/projects/{project_id}/datasets/"]["post"]["requestBody"]["content"]
+    answer = world_a.client().post("/api/v1/projects/", {"name": "form"}, format="multipart")
+    assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_media_type"
+    answer = world_a.client().post("/api/v1/projects/", data="name=form", content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 415

@@ -7,13 +7,16 @@ from verticals.tenancy.roles import Role, Scope
 
 
 class StrictCharField(serializers.CharField):
-    """A string, and only a string: 7 or 5.5 is a wrong type, not a name."""
+    """A string, and only a string: 7 or 5.5 is a wrong type, not a name. Its length is checked as
+    sent (the document's maxLength), before the surrounding whitespace is trimmed."""
 
     default_error_messages = {"invalid": "Give a string, not a {type}."}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid", type=type(data).__name__)
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 
