@@ -89,6 +89,8 @@ def load_events(tenant, period, count: int, seed: int = 0) -> None:
     from django.db import connection, transaction
 
     from verticals.billing.models import UsageEvent
+    from verticals.tenancy import rls
+    from verticals.tenancy.scoping import tenant_context
 
     fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
     template = UsageEvent(tenant_id=tenant.pk, meter=CLOSE_METERS[0], quantity=1, source="external:bench", idempotency_key="",
@@ -110,26 +112,29 @@ def load_events(tenant, period, count: int, seed: int = 0) -> None:
             row[at["idempotency_key"]] = f"bench-{i}"
             row[at["occurred_at"]] = adapt(period[0] + timedelta(microseconds=rng.randrange(span_us)))
             rows.append(row)
-        with transaction.atomic(), connection.cursor() as cursor:
+        with tenant_context(tenant), transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
+                if hasattr(connection, "apply_tenant_scope"):
+                    connection.apply_tenant_scope()  # COPY goes around Django's cursor: row-level security must know the tenant
                 with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
             else:
                 cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})", rows)
-    with connection.cursor() as cursor:
+    with rls.as_owner(connection, "ANALYZE is the table owner's"), connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {table}")  # as autovacuum (PostgreSQL) or a maintenance job (SQLite) would
 
 
 # --- metering ON and OFF --------------------------------------------------------------------
 
-def served_rate(port: int, path: str, headers: dict, requests: int, clients: int) -> float:
+def served_rate(port: int, path: str, headers: dict, requests: int, clients: int, texts: list[str] | None = REVIEWS) -> float:
     """Requests/s of C client processes released together, each sending its share one after
-    another on a kept-alive connection (bench/plugin_sdk.py's client)."""
+    another on a kept-alive connection (bench/plugin_sdk.py's client): predict calls with `texts`,
+    or GETs of `path` with None."""
     ctx = multiprocessing.get_context("fork")
     per_client = requests // clients
     start, done = ctx.Barrier(clients + 1), ctx.Queue()
-    workers = [ctx.Process(target=client_process, args=(port, path, headers, REVIEWS, c * 7, per_client, start, done))
+    workers = [ctx.Process(target=client_process, args=(port, path, headers, texts, c * 7, per_client, start, done))
                for c in range(clients)]
     for process in workers:
         process.start()
@@ -141,19 +146,19 @@ def served_rate(port: int, path: str, headers: dict, requests: int, clients: int
         process.join()
     failed = [f for f in failures if f]
     if failed:
-        raise RuntimeError(f"predict calls failed, e.g. {failed[0]}")
+        raise RuntimeError(f"calls failed, e.g. {failed[0]}")
     return per_client * clients / elapsed
 
 
-def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
-    import http.client
+# Plain HTTP on loopback; persistent database connections, as production sets them.
+SERVER_ENV = {"DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-" + "x" * 50, "SECURE_SSL_REDIRECT": "0",
+              "DB_CONN_MAX_AGE": "600"}
 
-    from django.db.models import Sum
 
-    from tests.processes import production_server
+def serving_tenant(tmp: Path, name: str):
+    """A tenant with an owner, a project, an API key (read, predict) and the tests' tiny sentiment
+    model (`transformer-small`, 1 layer of width 64): (tenant, project, model, secret)."""
     from tests.registry.factories import tiny_architecture, tiny_model_dir
-    from verticals.billing import services as billing
-    from verticals.billing.models import Plan, RateWindow, UsageEvent
     from verticals.registry import services
     from verticals.sdk import discovery
     from verticals.tenancy.caller import Caller
@@ -162,33 +167,57 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
     from verticals.tenancy.scoping import tenant_context
     from verticals.tenancy.services import api_key_create, partner_root, project_create, tenant_create
 
-    tenant = tenant_create(partner=partner_root(), name="Metering benchmark")
-    owner = User.objects.create_user(email="bench-metering@example.com", password=None)
+    tenant = tenant_create(partner=partner_root(), name=f"{name.capitalize()} benchmark")
+    owner = User.objects.create_user(email=f"bench-{name}@example.com", password=None)
     task = discovery.get_task("sentiment")
     saved = tiny_model_dir("sentiment")
-    copy = tmp / "model"
+    copy = tmp / f"model-{name}"
     shutil.copytree(saved, copy)
     with tenant_context(tenant):
         Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
         caller = Caller(user=owner, tenant=tenant, role=Role.OWNER)
-        project = project_create(tenant=tenant, name="metering")
+        project = project_create(tenant=tenant, name=name)
         _key, secret = api_key_create(caller=caller, name="bench", scopes=[Scope.PREDICT, Scope.READ], role=Role.OWNER)
         model = services.model_publish(project=project, task=task, model=None, name="tiny", architecture=tiny_architecture("sentiment"),
                                        labels=(saved.parent / "labels.txt").read_text().splitlines(), metrics={}, report={},
                                        params={}, directory=copy)
+    return tenant, project, model, secret
+
+
+def warm_up(url: str, path: str, headers: dict, calls: int = 30) -> None:
+    """The inference process starts and loads the model; a failing call stops the benchmark."""
+    import http.client
+
+    warm = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=60)
+    for i in range(calls):
+        status, body = post_json(warm, path, {"inputs": REVIEWS[i % len(REVIEWS)]}, headers)
+        if status != 200:
+            raise RuntimeError(f"predict answered {status}: {body[:300]!r}")
+    warm.close()
+
+
+def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
+    from django.db.models import Sum
+
+    from tests.processes import production_server
+    from verticals.billing import services as billing
+    from verticals.billing.models import Plan, RateWindow, UsageEvent
+    from verticals.tenancy.scoping import platform_scope
+
+    tenant, project, model, secret = serving_tenant(tmp, "metering")
     plan = Plan.objects.create(code="bench-soft", name="Bench soft cap", cap=Plan.Cap.SOFT, requests_per_minute=1_000_000_000)
     billing.subscribe(tenant, plan)
 
     path = f"/api/v1/projects/{project.public_id}/models/{model.public_id}/predict"
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-    common = {"DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-" + "x" * 50, "SECURE_SSL_REDIRECT": "0",
-              "DB_CONN_MAX_AGE": "600"}  # plain HTTP on loopback; persistent connections, as production sets them
+    common = SERVER_ENV
 
     def events() -> int:
         return UsageEvent.dangerously_unscoped.filter(tenant_id=tenant.pk).count()  # the benchmark tenant's
 
     def rate_counted() -> int:
-        return RateWindow.objects.filter(tenant=tenant).aggregate(n=Sum("count"))["n"] or 0
+        with platform_scope("the benchmark reads its tenant's rate counter"):
+            return RateWindow.objects.filter(tenant=tenant).aggregate(n=Sum("count"))["n"] or 0
 
     rates: dict[str, list[float]] = {"on": [], "off": []}
     cpu: dict[str, list[float]] = {"on": [], "off": []}
@@ -200,13 +229,7 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
         # The gunicorn arbiters' pids: their children are the web process and its inference process.
         pids = {"on": on_server.process.pid, "off": off_server.process.pid}
         for url in servers.values():
-            port = int(url.rsplit(":", 1)[1])
-            warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            for i in range(30):  # the inference process starts and loads the model
-                status, body = post_json(warm, path, {"inputs": REVIEWS[i % len(REVIEWS)]}, headers)
-                if status != 200:
-                    raise RuntimeError(f"predict answered {status}: {body[:300]!r}")
-            warm.close()
+            warm_up(url, path, headers)
         ports = {side: int(url.rsplit(":", 1)[1]) for side, url in servers.items()}
         admitted_off = 0
         for round_ in range(max(1, args.repeat)):

@@ -122,11 +122,17 @@ def post_json(connection: http.client.HTTPConnection, path: str, body: dict, hea
 
 
 def client_process(port, path, headers, texts, offset, count, start, done) -> None:
+    """Send `count` predict calls, one review each from `texts` (None: GET `path` instead)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     failure = ""
     start.wait()
     for i in range(count):
-        code, answer = post_json(connection, path, {"inputs": texts[(offset + i) % len(texts)]}, headers)
+        if texts is None:
+            connection.request("GET", path, headers=headers)
+            answer = connection.getresponse()
+            code, answer = answer.status, answer.read()
+        else:
+            code, answer = post_json(connection, path, {"inputs": texts[(offset + i) % len(texts)]}, headers)
         if code != 200 and not failure:
             failure = f"{code} {answer[:200]!r}"
     connection.close()

@@ -16,10 +16,23 @@ from verticals.jobs.models import Job
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import ApiKey, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User
 from verticals.tenancy.roles import PartnerRole, Role, Scope
-from verticals.tenancy.scoping import tenant_context
+from verticals.tenancy.scoping import platform_scope, tenant_context
 from verticals.tenancy.services import api_key_create, invite, partner_root, project_create, tenant_create
 
 PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def _test_code_sees_every_tenant(request):
+    """Test code sets up and reads any tenant's rows (as a database superuser would). What it
+    exercises still meets row-level security: a request, a job run, a task or a tenant's service
+    sets its own scope (`tenant_context` narrows this one). Tests of the scoping itself, and of
+    entry points that must set their own, are marked `rls` and start with no scope at all."""
+    if request.node.get_closest_marker("rls"):
+        yield
+        return
+    with platform_scope("test code reads and writes any tenant's rows"):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -79,7 +79,9 @@ def database_url(settings_dict: dict) -> str:
         if name == ":memory:" or name.startswith("file:"):
             raise RuntimeError("a worker process cannot open an in-memory SQLite database; the tests' database must be a file")
         return f"sqlite:///{Path(name).resolve()}"
-    if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
+    if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis", "verticals.tenancy.backend"):
+        # (with row-level security the URL names the owner, as DATABASE_URL does; the process logs in as
+        # DATABASE_APP_USER, which it inherits from this one's environment)
         user = quote(settings_dict.get("USER") or "", safe="")
         password = quote(settings_dict.get("PASSWORD") or "", safe="")
         auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
@@ -156,6 +158,73 @@ class RedisDatabase:
         finally:
             self._client.close()
             self._client = None
+
+
+class RedisServer:
+    """A `redis-server` of the caller's own on a free port, started as the CI machine starts its
+    shared one (no snapshot, no append-only file): a restart loses every key, so whatever a test
+    does to it (kill, restart) touches no other run's Redis.
+
+        server = RedisServer(tmp).start()
+        server.url(0)                  # redis://127.0.0.1:<port>/0
+        server.kill()                  # SIGKILL: a crash; queued and unacknowledged messages are gone
+        server.start()                 # the same port again, empty
+    """
+
+    def __init__(self, var_dir: Path, port: int | None = None):
+        from tests.processes import free_port
+
+        self.var_dir = Path(var_dir)
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def argv(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceDown("redis-server is not installed (apt-get install redis-server)")
+        return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.var_dir), "--logfile", str(self.var_dir / "redis.log")]
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 15) -> "RedisServer":
+        """Start it and wait until it answers PING."""
+        import redis
+
+        if self.running:
+            raise RuntimeError("this Redis server is already running")
+        self.process = subprocess.Popen(self.argv(), cwd=self.var_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            def answers():
+                if self.process.poll() is not None:
+                    raise ServiceDown(f"redis-server exited with status {self.process.returncode} on port {self.port}; "
+                                      f"see {self.var_dir / 'redis.log'}")
+                try:
+                    return client.ping()
+                except redis.RedisError:
+                    return False
+
+            wait_for(answers, timeout, f"redis-server on port {self.port} to answer PING")
+        finally:
+            client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is saved, and with no persistence nothing would be read back)."""
+        if self.process is not None:
+            kill_group(self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process, timeout=10)
 
 
 class RabbitVhost:
@@ -271,7 +340,10 @@ def group_members(pgid: int) -> list[int]:
 def die_with_parent() -> None:
     """In the worker's child process before exec (Linux): stop when the test run that started it
     dies. A test run killed from outside (a timeout) would otherwise leave a worker consuming a
-    Redis database that the next run takes over once its lock expires, stealing its jobs."""
+    Redis database that the next run takes over once its lock expires, stealing its jobs.
+
+    The signal comes when the *thread* that started the process ends: start processes that must
+    outlive a helper thread from the main thread."""
     import ctypes
     import signal
 
@@ -282,12 +354,14 @@ def die_with_parent() -> None:
 
 
 class LiveWorker:
-    """`celery -A verticals worker` (prefork, every queue) as a subprocess in its own process group."""
+    """`celery -A verticals worker` (prefork; every queue unless `queues` names some) as a subprocess in
+    its own process group."""
 
     def __init__(self, *, broker_url: str, database_url: str, var_dir: Path, beat: bool = True,
                  concurrency: int = 2, runner_modules: str = "tests.jobs.runners", env: dict | None = None,
-                 timings: dict | None = None, log_path: Path | None = None):
+                 timings: dict | None = None, log_path: Path | None = None, queues: tuple[str, ...] = QUEUES):
         self.broker_url = broker_url
+        self.queues = tuple(queues)
         self.database_url = database_url
         self.var_dir = Path(var_dir)
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -323,7 +397,7 @@ class LiveWorker:
     def argv(self) -> list[str]:
         argv = [
             sys.executable, "-m", "celery", "-A", "verticals", "worker",
-            "-Q", ",".join(QUEUES), "-P", "prefork", "-c", str(self.concurrency),
+            "-Q", ",".join(self.queues), "-P", "prefork", "-c", str(self.concurrency),
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", self.nodename, "-l", "INFO",
         ]
@@ -333,6 +407,17 @@ class LiveWorker:
 
     def start(self, timeout: float = 30) -> "LiveWorker":
         """Start a worker and wait until it consumes (its log says "ready.")."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"the Celery worker was not ready within {timeout:g} s:\n" + self.log_tail())
+            time.sleep(0.05)
+        return self
+
+    def launch(self) -> "LiveWorker":
+        """Start a worker without waiting for it (`ready()` says when it consumes)."""
         if self.running:
             raise RuntimeError("the worker is already running")
         self.starts += 1
@@ -345,17 +430,16 @@ class LiveWorker:
                 self.argv(), cwd=REPO, env=self.environment(), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
-        ready = re.compile(re.escape(self.nodename) + r" ready\.")
-        deadline = time.monotonic() + timeout
-        while not ready.search(self.log_since_start()):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the Celery worker exited with status {self.process.returncode} before it was ready:\n"
-                                   + self.log_tail())
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"the Celery worker was not ready within {timeout:g} s:\n" + self.log_tail())
-            time.sleep(0.05)
         return self
+
+    def ready(self) -> bool:
+        """Whether the worker launched last consumes; RuntimeError when it exited instead."""
+        if re.search(re.escape(self.nodename) + r" ready\.", self.log_since_start()):
+            return True
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with status {self.process.returncode} before it was ready:\n"
+                               + self.log_tail())
+        return False
 
     @property
     def running(self) -> bool:

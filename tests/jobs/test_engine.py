@@ -3,6 +3,7 @@ by calling the worker's entry point in the test process. tests/jobs/test_worker*
 same things on real worker processes."""
 
 from datetime import timedelta
+from decimal import Decimal
 from unittest import mock
 
 import pytest
@@ -10,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils import timezone
 
 from tests.conftest import build_world
+from verticals.billing.models import UsageEvent
 from verticals.jobs import engine, runners, worker
 from verticals.jobs.context import JobContext, JobSuperseded
 from verticals.jobs.models import Job, JobEffect, JobEvent
@@ -347,6 +349,51 @@ def test_reaper_resends_a_start_that_was_never_picked_up(world_a, in_process, no
     no_broker.reset_mock()
     assert engine.reap()["redispatched"] == [job.public_id]
     assert [c.args[0] for c in no_broker.call_args_list] == [job.public_id]
+
+
+# --- compute and its usage ----------------------------------------------------------------
+
+class WorkerKilled(BaseException):
+    """The worker process dying at this point (a SIGKILL): nothing after it runs, no handler sees it."""
+
+
+def usage(job) -> dict[str, Decimal]:
+    """The job's usage events in the ledger: idempotency key → quantity."""
+    return dict(UsageEvent.dangerously_unscoped.filter(source="jobs", idempotency_key__startswith=f"{job.public_id}:")
+                .values_list("idempotency_key", "quantity"))
+
+
+@pytest.mark.django_db
+def test_an_attempt_is_billed_in_the_transaction_that_ends_it(world_a, in_process):
+    """Found by the chaos soak (test_chaos.py, on PostgreSQL): a worker killed after it wrote an
+    attempt's end and before it wrote the attempt's usage left a succeeded job whose compute was
+    never billed. The end, the row's seconds and the ledger event now commit together: a worker
+    that dies at the ledger write takes the end with it (the job still runs; the reaper reruns it)."""
+    job = make_job(world_a)
+    with mock.patch("verticals.billing.sources.record_job_seconds", side_effect=WorkerKilled), pytest.raises(WorkerKilled):
+        start(world_a, job)
+    row = reload(job)
+    assert (row.status, row.attempt, row.resource_seconds) == (Status.RUNNING, 1, 0)
+    assert usage(job) == {}
+
+    go_silent(job)
+    assert engine.reap()["requeued"] == [job.public_id]
+    assert start(world_a, job) == Status.SUCCEEDED
+    row = reload(job)
+    assert row.attempt == 2 and row.resource_seconds > 0
+    assert usage(job) == {f"{job.public_id}:2": Decimal(repr(row.resource_seconds))}  # to the micro-second
+
+
+@pytest.mark.django_db
+def test_a_superseded_attempt_is_billed_what_the_row_counts(world_a, in_process):
+    job = make_job(world_a)
+    engine.schedule(world_a.tenant.pk)
+    claimed = engine.claim(job.public_id, "w:1")
+    go_silent(job)
+    engine.reap()  # attempt 1 is given up on; it was in fact still going, and ends later
+    engine.add_resource_seconds(claimed, 1, 0.1234567)
+    assert reload(job).resource_seconds == 0.123457  # the ledger's micro-seconds, not the clock's digits
+    assert usage(job) == {f"{job.public_id}:1": Decimal("0.123457")}
 
 
 # --- the context --------------------------------------------------------------------------

@@ -67,18 +67,122 @@ def test_a_secret_is_made_when_none_is_given_and_a_given_one_is_kept():
         "url": "https://x.example/h", "events": ["start", "completed"], "secret": own}
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/h", "http://localhost/h", "http://10.1.2.3/h",
-                                 "http://169.254.169.254/latest", "http://[::1]/h", "http://192.168.0.5/h"])
-def test_private_targets_are_refused_unless_allowed(settings, url):
+PRIVATE_TARGETS = [
+    # IPv4 in every spelling the resolver reads: dotted, shortened, one number, hex, octal.
+    "http://127.0.0.1:8000/h", "http://127.1/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/",
+    "http://0x7f.1/", "http://10.1.2.3/h", "http://192.168.0.5/h", "http://169.254.169.254/latest", "http://100.64.0.1/",
+    "http://0.0.0.0/", "http://0/", "http://224.0.0.1/",
+    # IPv6: loopback, unspecified, link-local, unique local, IPv4-mapped, NAT64, 6to4 and IPv4-compatible loopback.
+    "http://[::1]/h", "http://[::]/", "http://[fe80::1]/", "http://[fd12:3456::1]/", "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:7f00:1]/", "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::1]/", "http://[::127.0.0.1]/",
+    # Names that are local by convention.
+    "http://localhost/h", "http://LOCALHOST./h", "http://api.localhost/", "http://metadata.google.internal/",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_TARGETS)
+def test_private_targets_are_refused_at_creation_unless_allowed(settings, url):
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
-    assert webhooks.url_problem(url) == "Webhooks go to public addresses only."
+    with pytest.raises(ValidationError) as refused:
+        webhooks.clean_webhook({"url": url})
+    assert refused.value.message_dict["webhook.url"][0].startswith("Webhooks go to public addresses only.")
+    with pytest.raises(webhooks.TargetRefused):
+        webhooks.resolve_target(url)
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = True
-    assert webhooks.url_problem(url) is None
+    assert webhooks.clean_webhook({"url": url})["url"] == url
 
 
-def test_a_public_address_is_accepted_when_private_ones_are_not(settings):
+def test_the_refusal_names_the_address_a_spelling_stands_for(settings):
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
-    assert webhooks.url_problem("https://93.184.216.34/h") is None
+    with pytest.raises(webhooks.TargetRefused) as refused:
+        webhooks.resolve_target("http://0x7f000001/")
+    assert str(refused.value) == "Webhooks go to public addresses only. 0x7f000001 is 127.0.0.1, which is not a public address."
+
+
+@pytest.mark.parametrize("url, address", [
+    ("https://93.184.216.34/h", "93.184.216.34"), ("http://1572395042/", "93.184.216.34"),
+    ("http://[2001:4860:4860::8888]/", "2001:4860:4860::8888"), ("http://[::ffff:8.8.8.8]/", "::ffff:808:808"),
+    ("http://[64:ff9b::808:808]/", "64:ff9b::808:808"),
+])
+def test_public_addresses_are_accepted_when_private_ones_are_not(settings, url, address):
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    assert webhooks.clean_webhook({"url": url})["url"] == url
+    assert webhooks.resolve_target(url) == address
+
+
+def _resolver(answers: dict):
+    """getaddrinfo for names of the test's own (each to its list of addresses); others as they are."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if host in answers:
+            if not answers[host]:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return [info for address in answers[host] for info in real(address, port, *args, **kwargs)]
+        return real(host, port, *args, **kwargs)
+
+    return mock.patch("verticals.jobs.webhooks.socket.getaddrinfo", side_effect=resolve)
+
+
+def test_a_name_is_checked_by_every_address_it_resolves_to_at_creation(settings):
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    with _resolver({"hooks.customer.test": ["93.184.216.34", "10.0.0.7"], "public.customer.test": ["93.184.216.34"],
+                    "gone.customer.test": []}):
+        with pytest.raises(ValidationError) as refused:
+            webhooks.clean_webhook({"url": "https://hooks.customer.test/in"})
+        assert refused.value.message_dict["webhook.url"] == [
+            "Webhooks go to public addresses only. hooks.customer.test is 10.0.0.7, which is not a public address."]
+        with pytest.raises(ValidationError) as missing:
+            webhooks.clean_webhook({"url": "https://gone.customer.test/in"})
+        assert missing.value.message_dict["webhook.url"] == ["The host gone.customer.test does not resolve: check the name."]
+        assert webhooks.clean_webhook({"url": "https://public.customer.test/in"})["url"] == "https://public.customer.test/in"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["http://127.1/", "http://2130706433/", "http://0x7f000001/"])
+def test_jobs_with_private_webhook_targets_are_refused_with_400(world_a, settings, url):
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    answer = world_a.client().post(f"/api/v1/projects/{world_a.project.public_id}/jobs/",
+                                   {"kind": "test.noop", "webhook": {"url": url}}, format="json")
+    assert answer.status_code == 400, answer.content
+    error = answer.json()["error"]
+    assert error["message"].startswith("webhook.url: Webhooks go to public addresses only.")
+    assert not Job.dangerously_unscoped.filter(tenant=world_a.tenant).exists()
+
+
+def _delivery_to_a_public_name(world, settings) -> WebhookDelivery:
+    """A finished job's delivery to a name that resolved to a public address when the job was made."""
+    settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
+    with _resolver({"hooks.customer.test": ["93.184.216.34"]}):
+        job = hooked_job(world, "http://hooks.customer.test/in", events=("completed",))
+    run(world, job)
+    return Deliveries.get(job=job)
+
+
+@pytest.mark.django_db
+def test_a_target_refused_at_delivery_fails_it_at_once_and_is_not_retried(world_a, in_process, settings):
+    """A name that pointed somewhere public at creation and at a private address later (DNS rebinding)."""
+    delivery = _delivery_to_a_public_name(world_a, settings)
+    with _resolver({"hooks.customer.test": ["127.0.0.1"]}), \
+            mock.patch("verticals.jobs.webhooks.socket.create_connection") as connect:
+        assert webhooks.deliver(delivery.pk) == "failed"
+    connect.assert_not_called()
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.next_attempt_at is None and delivery.response_status is None
+    assert delivery.last_error == "Webhooks go to public addresses only. hooks.customer.test is 127.0.0.1, which is not a public address."
+    assert webhooks.send_due() == 0
+
+
+@pytest.mark.django_db
+def test_a_name_that_does_not_resolve_at_delivery_is_tried_again(world_a, in_process, settings):
+    delivery = _delivery_to_a_public_name(world_a, settings)
+    with _resolver({"hooks.customer.test": []}):
+        assert webhooks.deliver(delivery.pk) == "pending"
+    delivery.refresh_from_db()
+    assert delivery.last_error == "The host hooks.customer.test does not resolve: check the name."
+    assert delivery.next_attempt_at is not None
 
 
 @pytest.mark.django_db
@@ -165,9 +269,9 @@ def test_an_unreachable_target_is_a_failed_try_not_a_crash(world_a, in_process, 
     assert delivery.response_status is None and "Connection refused" in delivery.last_error
     settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False  # a target that became private is refused at send time
     Deliveries.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    webhooks.deliver(delivery.pk)
+    assert webhooks.deliver(delivery.pk) == "failed"
     delivery.refresh_from_db()
-    assert delivery.last_error == "Webhooks go to public addresses only."
+    assert delivery.last_error == "Webhooks go to public addresses only. 127.0.0.1 is not a public address."
 
 
 @pytest.mark.django_db
@@ -235,6 +339,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(world_a, in_process
         # A name that resolves to a private address is refused when private targets are not allowed.
         settings.JOBS_WEBHOOK_ALLOW_PRIVATE = False
         assert webhooks.url_problem(named) is None  # the URL alone looks fine …
-        with mock.patch("verticals.jobs.webhooks.socket.getaddrinfo", side_effect=resolve):
-            assert webhooks.resolve_target(named) == ("Webhooks go to public addresses only.", None)  # … its address is not
+        with mock.patch("verticals.jobs.webhooks.socket.getaddrinfo", side_effect=resolve), \
+                pytest.raises(webhooks.TargetRefused, match="hooks.customer.test is 127.0.0.1"):
+            webhooks.resolve_target(named)  # … its address is not
         assert len(receiver.messages()) == 1

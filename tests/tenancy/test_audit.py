@@ -93,11 +93,12 @@ def test_audited_actions_list_is_what_the_services_write():
     from verticals.billing import services as billing
     from verticals.jobs import engine
     from verticals.registry import services as registry
-    from verticals.tenancy import services
+    from verticals.tenancy import services, throttle
     from verticals.tenancy.roles import AUDITED_ACTIONS
 
-    # Tenancy's services, the job engine, the registry's and billing's services are where audited actions are written.
+    # Tenancy's services and throttle, the job engine, the registry's and billing's services are where audited actions are written.
     source = "".join(p.read_text() for p in Path(services.__file__).parent.glob("*.py")) + Path(engine.__file__).read_text() \
-        + Path(registry.__file__).read_text() + Path(billing.__file__).read_text() + Path(invoicing.__file__).read_text()
+        + Path(registry.__file__).read_text() + Path(billing.__file__).read_text() + Path(invoicing.__file__).read_text() \
+        + Path(throttle.__file__).read_text()
     written = set(re.findall(r'action="([a-z_]+\.[a-z_]+)"', source))
     assert written == AUDITED_ACTIONS

@@ -8,11 +8,13 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from verticals.tenancy.models import Membership, Partner, Project, Tenant, User
+from verticals.tenancy.scoping import tenant_context
 
 
 def bootstrap(**options) -> dict:
     out = StringIO()
-    call_command("bootstrap", stdout=out, **options)
+    with tenant_context(None):  # as from the shell: no scope but the command's own (row-level security)
+        call_command("bootstrap", stdout=out, **options)
     return json.loads(out.getvalue())
 
 

@@ -247,13 +247,20 @@ def partner_perform(client, action: str, tenant):
     }[action]()
 
 
+def partner_member_session(partner, role: str) -> APIClient:
+    """A session of a new member of `partner` with `role`."""
+    user = make_user(f"{role}-{next(_counter)}@partner.example")
+    PartnerMembership.objects.create(partner=partner, user=user, role=role)
+    client = APIClient()
+    client.force_login(user)
+    client.user = user
+    return client
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", list(PartnerRole))
 def test_every_partner_role(world_a, role):
-    user = make_user(f"{role}@partner.example")
-    PartnerMembership.objects.create(partner=world_a.partner, user=user, role=role)
-    client = APIClient()
-    client.force_login(user)
+    client = partner_member_session(world_a.partner, role)
     for action, roles in PARTNER_ACTIONS.items():
         answer = partner_perform(client, action, world_a.tenant)
         if role in roles:

@@ -10,6 +10,8 @@ class CallerRefused(exceptions.APIException):
 
     def __init__(self, error):
         self.status_code = error.status
+        if error.retry_after:
+            self.wait = error.retry_after  # the error handler sends it as Retry-After
         super().__init__(detail=error.message, code=error.code)
 
 

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from verticals.api.inputs import refusing_unstorable
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
+from verticals.tenancy.scoping import platform_scope
 
 
 def required_action_of(view) -> str | None:
@@ -57,7 +58,7 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows
-            return self.model.dangerously_unscoped.none()
+            return self.model.dangerously_unscoped.none()  # an empty queryset reads no tenant's rows
         queryset = self.model.objects.all()
         project = self.caller.project if self.caller else None
         if project is not None and self.project_field:
@@ -125,6 +126,10 @@ class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
 
     def required_action(self) -> str | None:
         return required_action_of(self)
+
+    def dispatch(self, request, *args, **kwargs):
+        with platform_scope("a partner's console reads its tenants' rows; every query filters by the caller's partners"):
+            return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows

@@ -497,7 +497,8 @@ def validate_events(events: list) -> tuple[dict[int, Tenant], list[metering.Usag
     projects = {p.public_id: p for p in Project.dangerously_unscoped.filter(public_id__in=wanted_projects,
                                                                            tenant__in=tenants.values())}
     invoiced: dict[int, list[tuple[datetime, datetime]]] = {}
-    for tenant_id, start, end in Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant__in=tenants.values()).values_list(
+    for tenant_id, start, end in Invoice.dangerously_unscoped.filter(  # the events' own tenants (staff send for any)
+            kind=Invoice.Kind.RETAIL, tenant__in=tenants.values()).values_list(
             "tenant_id", "period_start", "period_end"):
         invoiced.setdefault(tenant_id, []).append((start, end))
     seen: set[tuple[int, str]] = set()
@@ -954,7 +955,8 @@ class InvoiceCreditNoteView(CallerAPIView):
     @extend_schema(request=CreditNoteIn, responses={201: PartnerInvoiceDetailSerializer, 400: OpenApiResponse(
         description="No reason, or an amount that is not above zero or is over what is left to credit.")})
     def post(self, request, invoice_id=None):
-        invoices = Invoice.objects.filter(public_id=invoice_id).select_related("tenant", "issuer")
+        # Staff credit any invoice; others only learn below whether it is their own.
+        invoices = Invoice.dangerously_unscoped.filter(public_id=invoice_id).select_related("tenant", "issuer")
         caller = self.caller
         if caller.person is None or not caller.person.is_staff:
             # Others learn nothing of invoices that are not theirs: 404, as for a missing one; 403 for their own.

@@ -399,7 +399,9 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         "deliveries": "job.view",
         "create": "job.create",
         "cancel": "job.cancel",
-        "output": "job.view",
+        # A job's output file (a batch_predict's predictions) echoes its dataset's rows, refs and
+        # labels: reading it is a dataset download.
+        "output": "dataset.download",
     }
 
     def perform_content_negotiation(self, request, force=False):

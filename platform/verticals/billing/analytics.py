@@ -18,6 +18,7 @@ from verticals.billing.catalog import _add_months, period_of, standing
 from verticals.billing.models import Invoice, InvoiceLine, Meter, Subscription, UsageEvent
 from verticals.billing.pricing import PriceList, contract_at
 from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.scoping import platform_scope
 
 GROUPS = {"meter": "meter", "day": "day", "project": "project__public_id", "task": "task"}
 
@@ -228,6 +229,7 @@ def revenue_by_task(invoices) -> dict[str, dict[str, int]]:
     return dict(found)
 
 
+@platform_scope("staff insights sum every tenant's usage and invoices")
 def insights(*, months: int = 12, now: datetime | None = None) -> dict:
     """The operator's view across partners: {"by_partner": [...], "by_task": [...], "by_month": growth()}.
 

@@ -24,6 +24,7 @@ from verticals.billing.money import QUANTITY_PLACES, format_money, from_minor, t
 from verticals.billing.pricing import PriceList
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.scoping import for_tenant, platform_scope
 
 log = logging.getLogger(__name__)
 _Q = Decimal(1).scaleb(-QUANTITY_PLACES)
@@ -56,13 +57,22 @@ def _brand(partner: Partner) -> dict:
             "logo": partner.logo.name if partner.logo else "", "partner": partner.public_id}
 
 
-def _next_number(issuer: Partner, kind: str, at: datetime) -> str:
-    InvoiceSequence.objects.bulk_create([InvoiceSequence(issuer=issuer, year=at.year)], ignore_conflicts=True)
-    sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, year=at.year)
+def _next_number(issuer: Partner, billed: Tenant | Partner, kind: str, at: datetime) -> str:
+    """The next number of the series of `issuer`'s invoices to `billed` in `at`'s year.
+
+    One series per issuer, billed party and year: numbers run without gaps in it, and a customer
+    or partner sees only its own series, so its numbers tell nothing of how many invoices the
+    issuer wrote to others. A number names the issuer (by a part of its public id) and the billed
+    party (by its whole public id: numbers cannot collide across series).
+    """
+    billed_id = billed.public_id
+    InvoiceSequence.objects.bulk_create([InvoiceSequence(issuer=issuer, billed=billed_id, year=at.year)],
+                                        ignore_conflicts=True)
+    sequence = InvoiceSequence.objects.select_for_update().get(issuer=issuer, billed=billed_id, year=at.year)
     sequence.last += 1
     sequence.save(update_fields=["last"])
-    # Numbers run without gaps per issuer and year; the issuer is named by its public id, not its row.
-    return f"{NUMBER_CODES[kind]}-{issuer.public_id.split('_', 1)[1][:6].upper()}-{at.year}-{sequence.last:06d}"
+    issuer_part, billed_part = issuer.public_id.split("_", 1)[1][:6], billed_id.split("_", 1)[1]
+    return f"{NUMBER_CODES[kind]}-{issuer_part}-{billed_part}-{at.year}-{sequence.last:04d}"
 
 
 def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime, datetime], lines: list[Line],
@@ -75,7 +85,7 @@ def _issue(*, kind: str, issuer: Partner, currency: str, period: tuple[datetime,
     if kind == Invoice.Kind.WHOLESALE:
         retail_total = sum(line.retail_amount_minor or 0 for line in lines)
     invoice = Invoice.objects.create(
-        number=_next_number(issuer, kind, now), kind=kind, issuer=issuer, tenant=tenant, partner=partner, currency=currency,
+        number=_next_number(issuer, tenant or partner, kind, now), kind=kind, issuer=issuer, tenant=tenant, partner=partner, currency=currency,
         period_start=period[0], period_end=period[1], total_minor=total, retail_total_minor=retail_total, credits=credits,
         reason=reason, brand=_brand(issuer), bill_to=bill_to or {}, issued_at=now,
     )
@@ -158,6 +168,7 @@ def retail_lines(tenant: Tenant, period: tuple[datetime, datetime]) -> tuple[str
     return currency, lines
 
 
+@for_tenant
 def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice | None:
     """The tenant's invoice for the period (None when it was issued before)."""
     currency, lines = retail_lines(tenant, period)
@@ -197,6 +208,7 @@ def unbilled_retail(partner: Partner):
             .exclude(Exists(billed)).exclude(lines__wholesale_amount_minor__isnull=True))
 
 
+@platform_scope("a partner's wholesale invoice bills the retail invoices of all its tenants")
 def issue_wholesale(partner: Partner) -> list[Invoice]:
     """The operator's invoices to `partner` for its tenants' retail invoices not billed to it yet:
     one per month (of the retail periods' ends) and currency. Each retail invoice is billed once,
@@ -232,6 +244,7 @@ def issue_wholesale(partner: Partner) -> list[Invoice]:
 
 # --- closing --------------------------------------------------------------------------------
 
+@platform_scope("a billing close invoices every tenant and partner")
 def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
     """Issue every invoice whose period has ended by `now` (default: BILLING_CLOSE_GRACE_SECONDS ago,
     so that usage still on its way is on the invoice): retail first, then wholesale. A tenant that
@@ -280,6 +293,7 @@ def credited_minor(invoice: Invoice) -> int:
     return -(invoice.credit_notes.aggregate(total=Sum("total_minor"))["total"] or 0)
 
 
+@platform_scope("staff credit any tenant's or partner's invoice")
 def issue_credit_note(invoice: Invoice, *, reason: str, amount_minor: int | None = None, actor=None) -> Invoice:
     """Take back `amount_minor` (default: all that is left) of an invoice, with the reason shown."""
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:

@@ -31,6 +31,7 @@ from verticals.billing.catalog import meter_keys, standing
 from verticals.billing.models import UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
 from verticals.billing.quotas import Admission, ensure_counters
+from verticals.tenancy.scoping import platform_scope, tenant_context
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,10 @@ def _metering_off(admission: Admission | None) -> bool:
 
 def _write(tenant, ordered: list[_Row], admission: Admission | None) -> list[str]:
     counted, segment = _counted(tenant, admission)
-    # One statement needs no transaction of its own (a served call's event: the common case).
-    with transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
+    # One statement needs no transaction of its own (a served call's event: the common case). The
+    # rows are the given tenant's, whoever writes them (a platform task, partner staff): the
+    # database is told so (row-level security).
+    with tenant_context(tenant), transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
         if counted:  # counters start from the ledger before these rows
             ensure_counters(tenant, *segment, sorted({row.meter for row in ordered if row.meter in counted}))
         inserted = set()
@@ -188,6 +191,7 @@ def row_of(line: str) -> tuple:
     return tuple(values[:13]) + (EPOCH + values[13] * MICROSECOND, EPOCH + values[14] * MICROSECOND)
 
 
+@platform_scope("the ledger spool writes the events of every tenant served by this process")
 def write_lines(lines: list[str]) -> None:
     """Put journal lines in the ledger (outside a transaction), events already there (same key)
     counted once. An event whose project, model version, API key or user was deleted since the
@@ -297,11 +301,14 @@ def _insert_new(values: list[tuple]) -> list[str]:
 def raw_cursor():
     """A cursor for the hot path's statements. On PostgreSQL, psycopg's own cursor on Django's
     connection (same transaction): parameters bound by the server, the statement prepared once
-    it repeats — a fraction of the client-side work of Django's default (interpolating) cursor."""
+    it repeats — a fraction of the client-side work of Django's default (interpolating) cursor.
+    It passes Django's cursor, so it tells the database the tenant scope itself (row-level security)."""
     if connection.vendor == "postgresql":
         import psycopg
 
         connection.ensure_connection()
+        if hasattr(connection, "apply_tenant_scope"):
+            connection.apply_tenant_scope()
         return psycopg.Cursor(connection.connection)  # Django's connection makes client-side cursors by default
     return connection.cursor()
 
@@ -334,5 +341,5 @@ def _deltas(rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admis
 def _move_counters(tenant, deltas: dict[str, Decimal], segment: tuple) -> None:
     for meter, delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
         if delta:
-            UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=segment[0]).update(
+            UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=segment[0]).update(  # the given tenant's
                 quantity=F("quantity") + to_micro(delta))

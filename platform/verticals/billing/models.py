@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from verticals.billing.money import CURRENCY_CHOICES, QuantityField, format_money, price_field
 from verticals.tenancy.ids import PublicIdField
-from verticals.tenancy.scoping import TenantOwnedModel
+from verticals.tenancy.scoping import TenantOwnedModel, UnscopedManager
 
 meter_key = RegexValidator(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", "A meter key is dotted lower case, e.g. speech.audio_seconds.")
 plan_code = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,39}$", "A plan code is lower case letters, digits and dashes.")
@@ -266,7 +266,14 @@ class RateWindow(models.Model):
 
 
 class Issued(models.Model):
-    """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note)."""
+    """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note).
+
+    A retail invoice and its lines carry their tenant; a wholesale one bills a partner and carries
+    none. `objects` gives what the database lets through (row-level security: the current tenant's
+    invoices); partner views, staff and the close read across tenants through `dangerously_unscoped`."""
+
+    objects = models.Manager()
+    dangerously_unscoped = UnscopedManager()
 
     class Meta:
         abstract = True
@@ -293,7 +300,7 @@ class Invoice(Issued):
         CREDIT_NOTE = "credit_note", "Credit note"
 
     public_id = PublicIdField(prefix="invc")
-    number = models.CharField(max_length=40, unique=True)
+    number = models.CharField(max_length=64, unique=True, help_text="In the series of its issuer, billed party and year.")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     issuer = models.ForeignKey("tenancy.Partner", on_delete=models.PROTECT, related_name="issued_invoices")
     tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices")
@@ -333,6 +340,10 @@ class Invoice(Issued):
 
 
 class InvoiceLine(Issued):
+    # A line is its invoice's: a wholesale line names the tenant it bills for, but belongs to the
+    # partner's invoice. Row-level security follows the invoice (verticals.tenancy.rls).
+    row_security_through = "invoice"
+
     class Kind(models.TextChoices):
         FEE = "fee", "Plan fee"
         USAGE = "usage", "Usage"
@@ -370,11 +381,14 @@ class InvoiceLine(Issued):
 
 
 class InvoiceSequence(models.Model):
-    """The next invoice number of an issuer (numbers run without gaps per issuer and year)."""
+    """The last invoice number of a series: an issuer's invoices (and credit notes) to one billed
+    tenant or partner in one year. Numbers run without gaps per series; the billed party sees no
+    other series, so it cannot count the issuer's invoices to others."""
 
     issuer = models.ForeignKey("tenancy.Partner", on_delete=models.CASCADE, related_name="+")
+    billed = models.CharField(max_length=32, default="", help_text="The public id of the billed tenant or partner.")
     year = models.PositiveIntegerField()
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["issuer", "year"], name="one_sequence_per_issuer_year")]
+        constraints = [models.UniqueConstraint(fields=["issuer", "billed", "year"], name="one_sequence_per_series_year")]

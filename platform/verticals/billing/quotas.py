@@ -27,6 +27,7 @@ from django.utils import timezone
 from verticals.billing.catalog import Standing, standing
 from verticals.billing.models import Plan, RateWindow, UsageCounter
 from verticals.billing.money import to_micro
+from verticals.tenancy.scoping import for_tenant
 
 
 class Refused(Exception):
@@ -133,7 +134,7 @@ def ensure_counters(tenant, start, end, meters) -> None:
         used = UsageEvent.dangerously_unscoped.filter(  # the given tenant's
             tenant_id=tenant.pk, meter=meter, occurred_at__gte=start, occurred_at__lt=end,
         ).aggregate(q=Sum("quantity"))["q"] or 0
-        UsageCounter.dangerously_unscoped.bulk_create(
+        UsageCounter.dangerously_unscoped.bulk_create(  # the given tenant's counters
             [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=start, quantity=used)], ignore_conflicts=True)
 
 
@@ -171,6 +172,7 @@ class Admission:
                 _counters(self.tenant, self.counted[0]).filter(meter=meter).update(quantity=F("quantity") - to_micro(quantity))
 
 
+@for_tenant
 def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] | None = None, rate: bool = True) -> Admission:
     """Let work in or raise Refused. `units`: meter -> units the work will use (None: not known
     before it runs, e.g. generated tokens; it runs while some are left)."""
@@ -215,6 +217,7 @@ def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] |
 JOB_METERS = ("training.cpu_seconds", "training.gpu_seconds")
 
 
+@for_tenant
 def admit_job(tenant, *, task: str | None) -> Admission:
     """A job may start when the plan includes its task and, on a hard cap, some job time (CPU or
     GPU: the worker that takes it decides) is left in the period."""

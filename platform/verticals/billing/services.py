@@ -13,6 +13,7 @@ from verticals.billing.catalog import forget_standing
 from verticals.billing.models import FEE, Contract, ContractPrice, Plan, PriceBook, PriceBookEntry, Subscription
 from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal, check_price_digits
 from verticals.tenancy.audit import audit_record
+from verticals.tenancy.scoping import for_tenant
 
 
 def _price(value, field: str) -> Decimal:
@@ -29,6 +30,7 @@ def _price(value, field: str) -> Decimal:
     return number
 
 
+@for_tenant
 def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: int = 0, actor=None, now=None) -> Subscription:
     """Put a tenant on a plan.
 
@@ -56,7 +58,7 @@ def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: 
                 if anchor_day is not None and anchor_day != current.anchor_day:
                     raise ValidationError({"anchor_day": "A plan change keeps the billing periods; the anchor day stays "
                                                          f"{current.anchor_day}."})
-                Subscription.dangerously_unscoped.filter(pk=current.pk).update(ends_at=now)
+                Subscription.dangerously_unscoped.filter(pk=current.pk).update(ends_at=now)  # the row locked above
                 anchor = (current.anchor_day, current.anchor_seconds)
             elif anchor_day is not None:
                 anchor = (anchor_day, 0)
@@ -64,7 +66,7 @@ def subscribe(tenant, plan: Plan, *, anchor_day: int | None = None, trial_days: 
                 moment = now.astimezone(dt_timezone.utc)
                 anchor = (moment.day, moment.hour * 3600 + moment.minute * 60 + moment.second)
                 now = now.replace(microsecond=0)  # the period starts on a whole second
-            subscription = Subscription.dangerously_unscoped.create(
+            subscription = Subscription.dangerously_unscoped.create(  # for the tenant given (partner staff act from outside it)
                 tenant=tenant, plan=plan, anchor_day=anchor[0], anchor_seconds=anchor[1], starts_at=now,
                 trial_ends_at=now + timedelta(days=trial_days) if trial_days else None,
             )
@@ -132,6 +134,7 @@ def list_price(plan: Plan, item: str) -> Decimal:
     return price.unit_price if price else Decimal(0)
 
 
+@for_tenant
 def contract_create(tenant, *, name: str, prices: dict, monthly_fee=None, starts_at=None, ends_at=None, notes: str = "",
                     actor=None) -> Contract:
     """A negotiated deal: `prices` maps meter keys to {unit_price, included?}."""
@@ -139,7 +142,7 @@ def contract_create(tenant, *, name: str, prices: dict, monthly_fee=None, starts
 
     known = meter_keys()
     with transaction.atomic():
-        contract = Contract.dangerously_unscoped.create(
+        contract = Contract.dangerously_unscoped.create(  # for the tenant given (staff act from outside it)
             tenant=tenant, name=name, monthly_fee=None if monthly_fee in (None, "") else _price(monthly_fee, "monthly_fee"),
             starts_at=starts_at or timezone.now(), ends_at=ends_at, notes=notes)
         for meter, spec in prices.items():

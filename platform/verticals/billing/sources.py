@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Sum
 
 from verticals.billing.metering import Usage, record
+from verticals.tenancy.scoping import platform_scope
 
 GB = Decimal(10) ** 9
 
@@ -24,6 +25,7 @@ def record_job_seconds(job, attempt: int, seconds: float, device: str = "cpu") -
     )], source="jobs")
 
 
+@platform_scope("the storage snapshot measures every tenant")
 def snapshot_storage(day: date, at: datetime | None = None) -> int:
     """Each tenant's stored bytes (dataset uploads and model versions) now, as one GB-day for `day`,
     stamped `at` (default: noon that day); returns tenants recorded. The beat measures today and
@@ -33,7 +35,7 @@ def snapshot_storage(day: date, at: datetime | None = None) -> int:
 
     # One pass over every tenant's rows is the snapshot's purpose: grouped by tenant.
     datasets = dict(DatasetVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("source_bytes")).values_list("tenant_id", "b"))
-    models = dict(ModelVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("size_bytes")).values_list("tenant_id", "b"))
+    models = dict(ModelVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("size_bytes")).values_list("tenant_id", "b"))  # likewise
     at = at or datetime.combine(day, time(12), tzinfo=dt_timezone.utc)
     count = 0
     for tenant in Tenant.objects.filter(pk__in=set(datasets) | set(models)):

@@ -26,6 +26,8 @@ def snapshot_storage_task() -> int:
 @shared_task(name="verticals.billing.prune_rate_windows")
 def prune_rate_windows_task() -> int:
     from verticals.billing.models import RateWindow
+    from verticals.tenancy.scoping import platform_scope
 
-    deleted, _ = RateWindow.objects.filter(window_start__lt=timezone.now() - timedelta(minutes=10)).delete()
+    with platform_scope("old rate windows of every tenant go"):
+        deleted, _ = RateWindow.objects.filter(window_start__lt=timezone.now() - timedelta(minutes=10)).delete()
     return deleted

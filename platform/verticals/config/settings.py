@@ -133,6 +133,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests' database is a file, so that worker processes started by tests can open it too
     # (one per test run: runs side by side do not share it).
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_verticals_{os.getpid()}.sqlite3")}
+# PostgreSQL enforces tenancy a second time with row-level security (docs/design.md, "Two walls"):
+# DATABASE_URL names the owner (migrations run as it); the application logs in as
+# DATABASE_APP_USER, a role that owns no table and lacks BYPASSRLS (`migrate` creates it when
+# missing and grants it what it needs). DATABASE_RLS=0 connects as DATABASE_URL's user with
+# Django's own backend: only for measuring what RLS costs, with a user that bypasses RLS.
+DATABASE_RLS = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_RLS", True)
+if DATABASE_RLS:
+    DATABASES["default"]["ENGINE"] = "verticals.tenancy.backend"
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "app_user": env_str("DATABASE_APP_USER") or "verticals_app",
+        "app_password": env_str("DATABASE_APP_PASSWORD") or "",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- auth -------------------------------------------------------------------------------
@@ -146,6 +159,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Failed sign-ins and failed API key lookups are throttled (verticals.tenancy.throttle): counted in
+# the database per fixed window, refused until the window ends once a limit is reached.
+AUTHENTICATION_BACKENDS = [
+    "verticals.tenancy.throttle.LoginThrottleBackend",  # refuses while over a limit; signs no one in
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_THROTTLE_WINDOW_SECONDS = env_int("AUTH_THROTTLE_WINDOW_SECONDS", 900)
+AUTH_THROTTLE_ACCOUNT_FAILURES = env_int("AUTH_THROTTLE_ACCOUNT_FAILURES", 5)  # per account (or API key) and window
+AUTH_THROTTLE_ADDRESS_FAILURES = env_int("AUTH_THROTTLE_ADDRESS_FAILURES", 20)  # failed sign-ins per address and window
+AUTH_THROTTLE_KEY_FAILURES = env_int("AUTH_THROTTLE_KEY_FAILURES", 20)  # invalid API keys per address and window
+# Trusted proxies in front of the web processes that append the caller to X-Forwarded-For (0: none,
+# the caller is REMOTE_ADDR). Set it only behind such proxies: otherwise callers choose their address.
+AUTH_THROTTLE_PROXIES = env_int("AUTH_THROTTLE_PROXIES", 0)
 
 # --- i18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -267,6 +294,7 @@ CELERY_TASK_ROUTES = {
     "verticals.jobs.retry_webhooks": {"queue": "system"},
     "verticals.jobs.deliver_webhook": {"queue": "system"},
     "verticals.billing.*": {"queue": "system"},
+    "verticals.tenancy.*": {"queue": "system"},
 }
 CELERY_BEAT_SCHEDULE = {
     "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
@@ -275,6 +303,7 @@ CELERY_BEAT_SCHEDULE = {
     "billing-close-period": {"task": "verticals.billing.close_period", "schedule": env_float("BILLING_CLOSE_SECONDS", 3600.0)},
     "billing-storage-snapshot": {"task": "verticals.billing.snapshot_storage", "schedule": 86400.0},
     "billing-prune-rate-windows": {"task": "verticals.billing.prune_rate_windows", "schedule": 300.0},
+    "tenancy-prune-auth-failures": {"task": "verticals.tenancy.prune_auth_failures", "schedule": 3600.0},
 }
 
 # --- billing ----------------------------------------------------------------------------

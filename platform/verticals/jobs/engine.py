@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,6 +29,7 @@ from verticals.jobs import runners, webhooks
 from verticals.jobs.models import Job, JobEvent
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.models import Project, Tenant
+from verticals.tenancy.scoping import platform_scope
 
 log = logging.getLogger(__name__)
 Status = Job.Status
@@ -51,7 +53,7 @@ def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
             JobEvent(tenant_id=job.tenant_id, job_id=job.pk, seq=first + i, type=kind, data=data, created_at=now)
             for i, (kind, data) in enumerate(events)
         ]
-        JobEvent.dangerously_unscoped.bulk_create(rows)
+        JobEvent.dangerously_unscoped.bulk_create(rows)  # the job's own tenant, set on each row above
     job.event_seq = last
     return rows
 
@@ -279,25 +281,54 @@ def beat(job: Job, attempt: int) -> dict | None:
 
 
 def finish(job: Job, attempt: int, status: str, *, result: dict | None = None, error_code: str = "",
-           error_message: str = "", traceback: str = "", cpu_seconds: float = 0.0) -> bool:
-    """End `attempt` of the job in a terminal state; False when it no longer owned the job."""
+           error_message: str = "", traceback: str = "", cpu_seconds: float = 0.0, device: str = "cpu") -> bool:
+    """End `attempt` of the job in a terminal state, its compute counted and billed in the same
+    transaction (see `_bill`); False when it no longer owned the job."""
     with transaction.atomic():
+        seconds = _metered_seconds(cpu_seconds)
         changes = dict(
             status=status, finished_at=timezone.now(), eta_seconds=None, result=result or {},
             error_code=error_code, error_message=error_message, error_traceback=traceback,
-            resource_seconds=F("resource_seconds") + cpu_seconds,
+            resource_seconds=F("resource_seconds") + float(seconds),
         )
         if status == Status.SUCCEEDED:  # done is 100 %, whatever the last report said
             changes["progress_current"] = Coalesce(F("progress_total"), F("progress_current"))
         if not owned(job, attempt).update(**changes):
             return False
+        _bill(job, attempt, seconds, device)
         _ended(job)
     return True
 
 
-def add_resource_seconds(job: Job, cpu_seconds: float) -> None:
-    """Count the CPU an attempt used even when it did not end the job (it was superseded)."""
-    _jobs.filter(pk=job.pk).update(resource_seconds=F("resource_seconds") + cpu_seconds)
+def add_resource_seconds(job: Job, attempt: int, cpu_seconds: float, device: str = "cpu") -> None:
+    """Count and bill the compute of an attempt that did not end the job (it was superseded)."""
+    with transaction.atomic():
+        seconds = _metered_seconds(cpu_seconds)
+        _jobs.filter(pk=job.pk).update(resource_seconds=F("resource_seconds") + float(seconds))
+        _bill(job, attempt, seconds, device)
+
+
+# An attempt's compute goes to the job row (`resource_seconds`) and to the ledger (an event keyed
+# `{job}:{attempt}`) in one transaction, together with the attempt's end when it has one: a worker
+# killed at any moment leaves both or neither, so the ledger bills exactly what the rows count. An
+# attempt whose worker died before it ended counts (and bills) nothing: its compute cannot be
+# measured afterwards. Both hold the ledger's unit (micro-seconds), so their sums agree exactly.
+
+def _metered_seconds(cpu_seconds: float) -> Decimal:
+    """Seconds as the ledger keeps them (micro-seconds, half up)."""
+    return Decimal(str(max(0.0, cpu_seconds))).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def _bill(job: Job, attempt: int, seconds: Decimal, device: str) -> None:
+    """The attempt's usage event, inside the caller's transaction; a ledger that refuses it is logged
+    and does not undo the job's end (a savepoint)."""
+    from verticals.billing.sources import record_job_seconds
+
+    try:
+        with transaction.atomic():
+            record_job_seconds(job, attempt, seconds, device=device)
+    except Exception:
+        log.exception("job %s attempt %s: could not record %s s of usage", job.public_id, attempt, seconds)
 
 
 def _ended(job: Job, *extra_events) -> None:
@@ -337,6 +368,7 @@ def request_cancel(job: Job, caller=None) -> Job:
 
 # --- the reaper ---------------------------------------------------------------------------
 
+@platform_scope("the reaper looks after every tenant's jobs")
 def reap(now=None) -> dict:
     """Settle running jobs whose worker is gone, that ran past their time limit, or that did not
     stop within the grace after a cancel; then resend lost dispatches and dispatch waiting jobs.

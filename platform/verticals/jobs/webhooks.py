@@ -5,6 +5,10 @@ message is a `WebhookDelivery` row written in the same transaction as the change
 reports, then sent by a worker; failures are retried with backoff by a beat task (no long
 countdowns ride on the broker), progress messages are throttled per job, and every try is
 kept on the row: that is the job's delivery log.
+
+Where a URL points is checked the same way when the job is created and at every try
+(`resolve_target`): the host resolved once, every address public, and the connection made to
+the address that was checked. A target refused at a try fails its delivery at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from verticals.jobs.models import Job, WebhookDelivery
+from verticals.tenancy.scoping import platform_scope
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,16 @@ def clean_webhook(hook) -> dict:
     if not isinstance(secret, str) or not _secret_ok(secret):
         raise ValidationError({"webhook.secret": "Give a Standard Webhooks secret: 'whsec_' followed by 24 to 64 "
                                                  "base64-encoded random bytes, or leave it out to get one."})
+    # Last, once the request is otherwise sound: the target is resolved and checked as a delivery
+    # will check it. With private targets allowed every address is, and nothing is resolved here.
+    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
+        try:
+            resolve_target(url)
+        except TargetRefused as refused:
+            raise ValidationError({"webhook.url": str(refused)}) from None
+        except TargetUnresolved as unresolved:
+            if unresolved.missing:  # the name does not exist (not a resolver that failed for now)
+                raise ValidationError({"webhook.url": str(unresolved)}) from None
     return {"url": url, "events": [e for e in EVENTS if e in events], "secret": secret}
 
 
@@ -79,10 +94,9 @@ def _secret_ok(secret: str) -> bool:
 
 
 def url_problem(url) -> str | None:
-    """Why the platform will not post to `url`, as far as the URL alone tells (None when it will).
+    """Why the platform will not post to `url`, as far as its form tells (None when it may).
 
-    The name is resolved only when sending (`resolve_target`), and the connection goes to the
-    address that was checked.
+    Where it points is checked by `resolve_target`, at job creation and at each delivery.
     """
     if not isinstance(url, str) or len(url) > 2000:
         return "Give an http(s) URL of at most 2000 characters."
@@ -96,34 +110,76 @@ def url_problem(url) -> str | None:
             return "Give a port between 1 and 65535."
     except ValueError:
         return "Give a port between 1 and 65535."
-    if settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
-        return None
-    host = parts.hostname
-    if host == "localhost" or host.endswith((".localhost", ".internal")):
-        return PRIVATE
-    try:
-        if not ipaddress.ip_address(host).is_global:
-            return PRIVATE
-    except ValueError:
-        pass  # a name: checked when it is resolved
     return None
 
 
-def resolve_target(url: str) -> tuple[str | None, str | None]:
-    """(problem, address to connect to): the name resolved once, every address checked."""
+class TargetRefused(Exception):
+    """The URL may never be posted to (its form, or an address that is not public): a delivery to
+    it fails at once, since trying again would change nothing."""
+
+
+class TargetUnresolved(Exception):
+    """The host has no address now; `missing` when the resolver says the name does not exist."""
+
+    def __init__(self, message: str, *, missing: bool):
+        super().__init__(message)
+        self.missing = missing
+
+
+# IPv6 ranges that carry an IPv4 address the packet may end up at: NAT64 (RFC 6052) and the
+# deprecated IPv4-compatible addresses; 6to4 and IPv4-mapped ones have their own attributes.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a webhook may connect to `address`: globally reachable, unicast, and, for an IPv6
+    address that embeds an IPv4 one (mapped, 6to4, NAT64), that IPv4 address public too."""
+    if address.version == 6:
+        if address in _NAT64_LOCAL or address in _IPV4_COMPATIBLE or address.teredo or address.is_site_local:
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(embedded)
+    return address.is_global and not address.is_multicast
+
+
+def resolve_target(url: str) -> str:
+    """The address a delivery to `url` connects to: the host resolved once (a name through DNS,
+    an address in any spelling the resolver reads, e.g. `127.1` or `0x7f000001`) and, unless
+    private targets are allowed, every address it resolves to checked public.
+
+    The connection goes to the address returned, never to the name again (DNS rebinding).
+    Raises TargetRefused or TargetUnresolved.
+    """
     problem = url_problem(url)
     if problem:
-        return problem, None
+        raise TargetRefused(problem)
     parts = urlsplit(url)
+    host = parts.hostname
+    name = host.rstrip(".")
+    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE and (name == "localhost" or name.endswith((".localhost", ".internal"))):
+        raise TargetRefused(f"{PRIVATE} {host} is a local name.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return f"The host {parts.hostname} does not resolve.", None
-    addresses = [info[4][0].split("%")[0] for info in infos]
-    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE and any(not ipaddress.ip_address(a).is_global for a in addresses):
-        return PRIVATE, None
-    return None, addresses[0]
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as failed:
+        missing = failed.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+        raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=missing) from None
+    except (OSError, UnicodeError):
+        raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=False) from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=True)
+    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
+        private = next((a for a in addresses if not is_public(a)), None)
+        if private is not None:
+            shown = host if str(private) == host.strip("[]") else f"{host} is {private}, which"
+            raise TargetRefused(f"{PRIVATE} {shown} is not a public address.")
+    return str(addresses[0])
 
 
 # --- writing deliveries -------------------------------------------------------------------
@@ -146,7 +202,7 @@ def emit(job: Job, event: str, data: dict | None = None) -> WebhookDelivery | No
     if event == "progress":
         interval = timedelta(seconds=settings.JOBS_WEBHOOK_PROGRESS_SECONDS)
         due = Q(webhook_progress_sent_at__isnull=True) | Q(webhook_progress_sent_at__lte=now - interval)
-        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):
+        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):  # this job, by id
             return None
         job.refresh_from_db()
     type_ = {"start": "job.started", "progress": "job.progress"}.get(event) or f"job.{job.status}"
@@ -175,6 +231,7 @@ def backoff() -> list[float]:
     return [float(s) for s in settings.JOBS_WEBHOOK_BACKOFF]
 
 
+@platform_scope("a webhook delivery is found by its id, whichever tenant it is for")
 def deliver(delivery_id: int) -> str:
     """One try of one delivery, if it is due; returns its status afterwards."""
     now = timezone.now()
@@ -183,7 +240,7 @@ def deliver(delivery_id: int) -> str:
     if not _deliveries.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now).update(next_attempt_at=lease):
         return "skipped"
     delivery = _deliveries.select_related("job").get(pk=delivery_id)
-    code, error, elapsed = _post(delivery)
+    code, error, elapsed, refused = _post(delivery)
     ok = code is not None and 200 <= code < 300
     attempts = delivery.attempts + 1
     waits = backoff()
@@ -193,7 +250,7 @@ def deliver(delivery_id: int) -> str:
     }
     if ok:
         changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
-    elif attempts > len(waits):
+    elif refused or attempts > len(waits):  # a refused target stays refused: no retry
         changes.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
     else:
         changes.update(next_attempt_at=timezone.now() + timedelta(seconds=waits[attempts - 1]))
@@ -239,14 +296,18 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int]:
-    """One POST: (HTTP status or None, error or None, milliseconds). Redirects are not followed,
-    the answer's body is not read, and the whole try ends by JOBS_WEBHOOK_TIMEOUT."""
+def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int, bool]:
+    """One POST: (HTTP status or None, error or None, milliseconds, whether the target was refused).
+    Redirects are not followed, the answer's body is not read, and the whole try ends by
+    JOBS_WEBHOOK_TIMEOUT."""
     started = time.monotonic()
     url = delivery.job.webhook_url
-    problem, address = resolve_target(url)
-    if problem:
-        return None, problem, 0
+    try:
+        address = resolve_target(url)
+    except TargetRefused as refused:
+        return None, str(refused), 0, True
+    except TargetUnresolved as unresolved:  # perhaps for now: tried again with backoff
+        return None, str(unresolved), int((time.monotonic() - started) * 1000), False
     parts = urlsplit(url)
     timeout = settings.JOBS_WEBHOOK_TIMEOUT
     kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
@@ -275,9 +336,10 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int]:
     finally:
         watchdog.cancel()
         conn.close()
-    return code, error, int((time.monotonic() - started) * 1000)
+    return code, error, int((time.monotonic() - started) * 1000), False
 
 
+@platform_scope("webhook retries of every tenant")
 def send_due(limit: int = 200) -> int:
     """Enqueue the deliveries whose next try is due."""
     due = list(_deliveries.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now())

@@ -71,15 +71,14 @@ def _run(job: Job) -> str | None:
             heart.stop()
         ctx.cleanup()
     cpu = time.process_time() - cpu0
-    try:
-        if outcome:
-            status = outcome.pop("status")
-            if engine.finish(job, ctx.attempt, status, **outcome, cpu_seconds=cpu):
-                return status
-        engine.add_resource_seconds(job, cpu)
-        return None
-    finally:  # after the job's end is written: billing never delays it
-        _meter(job, ctx, cpu)
+    # The attempt's compute is counted and billed with its end, in one transaction (engine.finish),
+    # or on its own when the attempt lost the job meanwhile.
+    if outcome:
+        status = outcome.pop("status")
+        if engine.finish(job, ctx.attempt, status, **outcome, cpu_seconds=cpu, device=_device()):
+            return status
+    engine.add_resource_seconds(job, ctx.attempt, cpu, device=_device())
+    return None
 
 
 def _device() -> str:
@@ -89,13 +88,3 @@ def _device() -> str:
     from verticals.registry.training import device
 
     return device()
-
-
-def _meter(job, ctx, seconds: float) -> None:
-    """The attempt's compute, billed once (an event per attempt, whatever became of it)."""
-    from verticals.billing.sources import record_job_seconds
-
-    try:
-        record_job_seconds(job, ctx.attempt, seconds, device=_device())
-    except Exception:  # metering must not lose the job's outcome; the log says what was not recorded
-        log.exception("job %s attempt %s: could not record %.3f s of usage", job.public_id, ctx.attempt, seconds)

@@ -379,7 +379,7 @@ def overview(request):
     return render(request, "portal/billing.html", context)
 
 
-@tenant_page("plan.view", methods=("GET", "POST"))
+@tenant_page("plan.view", methods=("GET", "POST"), writes="plan.change")
 def plan_change(request):
     caller = request.caller
     tenant = caller.tenant

@@ -1,8 +1,14 @@
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
 
 from verticals.tenancy.models import ApiKey, Project, User
 from verticals.tenancy.roles import Role, Scope
+from verticals.tenancy.throttle import ThrottledLoginForm
+
+
+class LoginForm(ThrottledLoginForm, AuthenticationForm):
+    """The portal's sign-in: failed attempts are throttled per account and per address."""
 
 
 class ProjectForm(forms.Form):

@@ -32,10 +32,10 @@ from verticals.portal.billing import (
     PlanChangeForm, amount_text, change_plan, chart,  gauges, invoice_context, invoice_file, invoice_row,
     money_fmt, moneys_text, period_text, plan_offer, plan_summary, price_text, unit_words, usage_text,
 )
-from verticals.portal.views import _apply_errors, _error_text, _refuse
+from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
 from verticals.tenancy.models import Partner, Tenant
-from verticals.tenancy.scoping import tenant_context
+from verticals.tenancy.scoping import platform_scope, tenant_context
 
 GROWTH_MONTHS = 12
 MAX_MONTHS = 36
@@ -99,8 +99,10 @@ def _console(request) -> Console:
     return Console(caller, partner, partners)
 
 
-def partner_page(action: str, methods: tuple[str, ...] = ("GET",)):
-    """A console page: signed in, a member of the chosen partner, whose role allows `action`."""
+def partner_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str | None = None):
+    """A console page: signed in, a member of the chosen partner, whose role allows `action`
+    (and `writes` for a POST, checked by the page where it writes; both declared on the page as
+    `partner_actions`)."""
 
     def decorator(view):
         @login_required
@@ -112,8 +114,10 @@ def partner_page(action: str, methods: tuple[str, ...] = ("GET",)):
             request.brand_partner = console.partner  # the console wears the partner's own brand
             if not console.can(action):
                 return _refuse(request, f"Your role at {console.partner.name} ({console.role()}) does not allow {action}.")
-            return view(request, console, *args, **kwargs)
+            with platform_scope("a partner's console reads its tenants' rows; every query filters by the console's partners"):
+                return view(request, console, *args, **kwargs)
 
+        wrapped.partner_actions = page_actions(action, methods, writes)
         return wrapped
 
     return decorator
@@ -341,7 +345,7 @@ def apply_prices(partner: Partner, plans: list[dict], data) -> int:
     return -1 if failed else len(changes)
 
 
-@partner_page("partner.billing.view", methods=("GET", "POST"))
+@partner_page("partner.billing.view", methods=("GET", "POST"), writes="partner.price.update")
 def price_book(request, console: Console):
     partner = console.partner
     operator = partner.parent_id is None
@@ -380,7 +384,7 @@ class BrandForm(forms.ModelForm):
         return logo
 
 
-@partner_page("partner.tenant.view", methods=("GET", "POST"))
+@partner_page("partner.tenant.view", methods=("GET", "POST"), writes="partner.brand.update")
 def brand(request, console: Console):
     partner = console.partner
     # The form edits a copy: an invalid post must not show its values as the saved brand.

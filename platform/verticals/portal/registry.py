@@ -239,7 +239,7 @@ def _refuse_upload(request, denial: str):
     return _refuse(request, denial)
 
 
-@tenant_page("dataset.view", methods=("GET", "POST"))
+@tenant_page("dataset.view", methods=("GET", "POST"), writes="dataset.create")
 def dataset_list(request, project_id: str):
     """The project's datasets, and the form that uploads a new one."""
     project = _project(project_id)
@@ -274,7 +274,8 @@ def _dataset_context(request, project, dataset, version_form=None, **extra) -> d
     return {
         "project": project, "dataset": dataset, "versions": versions, "version": chosen, "task": task,
         "stats": version_statistics(chosen) if chosen else None,
-        "preview": preview(chosen) if chosen else None,
+        # The examples themselves are the dataset's rows: only roles that may download it see them.
+        "preview": preview(chosen) if chosen and caller.can("dataset.download") else None,
         "file_inputs": task is not None and task.dataset.input_kind == "file",
         "version_form": version_form, "models": trained,
         "can_upload": caller.can("dataset.create"), "can_delete": caller.can("dataset.delete"),
@@ -290,7 +291,7 @@ def dataset_detail(request, project_id: str, dataset_id: str):
     return render(request, "portal/dataset_detail.html", _dataset_context(request, project, dataset))
 
 
-@tenant_page("dataset.view", methods=("POST",))
+@tenant_page("dataset.view", methods=("POST",), writes="dataset.create")
 def dataset_version_upload(request, project_id: str, dataset_id: str):
     """A new version of the dataset (same task)."""
     project = _project(project_id)

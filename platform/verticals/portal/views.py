@@ -7,27 +7,54 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from verticals.portal.forms import ApiKeyForm, InviteForm, NewAccountForm, ProjectForm, RoleForm
+from verticals.portal.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountForm, ProjectForm, RoleForm
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, User
 from verticals.tenancy.roles import AUDITED_ACTIONS, grantable_roles
+from verticals.tenancy.throttle import REQUEST_LOCKOUT
 
 
 def _refuse(request, message: str, status: int = 403):
     return render(request, "portal/refused.html", {"message": message}, status=status)
 
 
-def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
+class LoginView(auth_views.LoginView):
+    """Sign in. A sign-in refused by the throttle answers 429 with Retry-After, and the form says
+    until when."""
+
+    template_name = "portal/login.html"
+    redirect_authenticated_user = True
+    authentication_form = LoginForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        lockout = getattr(self.request, REQUEST_LOCKOUT, None)
+        if lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(lockout.retry_after)
+        return response
+
+
+def page_actions(action: str, methods: tuple[str, ...], writes: str | None) -> dict[str, str]:
+    """The role-table action each method of a page needs: `action`, and `writes` for a POST where
+    the page reads under one action and writes under another."""
+    return {method: writes if writes and method == "POST" else action for method in methods}
+
+
+def tenant_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str | None = None):
     """A portal page of the current tenant: signed in, tenant not suspended, role allows `action`.
 
-    `methods` are the HTTP methods it answers; others get 405.
+    `methods` are the HTTP methods it answers; others get 405. `writes` is the action a POST needs
+    when it is not `action` (the page checks it where it writes). The page declares both on
+    itself (`role_actions`): tests/tenancy/test_roles_routes.py checks every role against them.
     """
 
     def decorator(view):
@@ -46,6 +73,7 @@ def tenant_page(action: str, methods: tuple[str, ...] = ("GET",)):
                 return _refuse(request, denial)
             return view(request, *args, **kwargs)
 
+        wrapped.role_actions = page_actions(action, methods, writes)
         return wrapped
 
     return decorator
@@ -72,7 +100,7 @@ def home(request):
     return redirect("portal:projects")
 
 
-@tenant_page("project.view", methods=("GET", "POST"))
+@tenant_page("project.view", methods=("GET", "POST"), writes="project.create")
 def projects(request):
     caller = request.caller
     form = ProjectForm(request.POST if request.method == "POST" else None)
@@ -104,7 +132,7 @@ def project_delete(request, project_id: str):
     return redirect("portal:projects")
 
 
-@tenant_page("member.view", methods=("GET", "POST"))
+@tenant_page("member.view", methods=("GET", "POST"), writes="member.invite")
 def members(request):
     caller = request.caller
     form = InviteForm(request.POST if request.method == "POST" else None, grantable=grantable_roles(caller.role))
@@ -235,7 +263,7 @@ def member_remove(request, member_id: str):
     return _member_outcome(request, membership, notice=f"{membership.user.email} removed.", removed=True)
 
 
-@tenant_page("api_key.view", methods=("GET", "POST"))
+@tenant_page("api_key.view", methods=("GET", "POST"), writes="api_key.create")
 def api_keys(request):
     caller = request.caller
     grantable = grantable_roles(caller.role)

@@ -6,6 +6,7 @@ flows (and its audit log). Staff act on tenants themselves with audited actions.
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.text import capfirst
 
@@ -14,6 +15,14 @@ from verticals.tenancy.models import (
 )
 from verticals.tenancy import services
 from verticals.tenancy.caller import Caller
+from verticals.tenancy.throttle import ThrottledLoginForm
+
+
+class AdminLoginForm(ThrottledLoginForm, AdminAuthenticationForm):
+    """The admin's sign-in, throttled like the portal's."""
+
+
+admin.site.login_form = AdminLoginForm
 
 
 def staff_caller(request) -> Caller:

@@ -25,6 +25,7 @@ class CallerError:
     status: int
     code: str
     message: str
+    retry_after: int | None = None  # seconds, for a 429
 
 
 @dataclass
@@ -102,18 +103,31 @@ def bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
-def _resolve_api_key(secret: str) -> tuple[Caller | None, CallerError | None]:
+def _invalid_key(request: HttpRequest, message: str, key: ApiKey | None = None) -> tuple[None, CallerError]:
+    """A failed key lookup: counted by the throttle, a 401 — or a 429 once the caller's address (or
+    the key named) is over its limit. Only failures are counted: a correct key never waits on it."""
+    from verticals.tenancy.throttle import key_failed
+
+    lockout = key_failed(request, key=key)
+    if lockout is not None:
+        return None, CallerError(429, "too_many_attempts", lockout.key_message(), retry_after=lockout.retry_after)
+    return None, CallerError(401, "invalid_api_key", message)
+
+
+def _resolve_api_key(request: HttpRequest, secret: str) -> tuple[Caller | None, CallerError | None]:
     parsed = keys.parse_secret(secret)
     if parsed is None:
-        return None, CallerError(401, "invalid_api_key", "The API key is malformed: check that it was copied whole.")
+        return _invalid_key(request, "The API key is malformed: check that it was copied whole.")
     # Authentication runs before any tenant is known: the key itself says whose it is.
     key = (
         ApiKey.dangerously_unscoped.select_related("tenant__partner", "project")
         .filter(lookup=parsed.lookup)
         .first()
     )
-    if key is None or not hmac.compare_digest(key.secret_hash, keys.hash_secret(secret)):
-        return None, CallerError(401, "invalid_api_key", "The API key is not valid.")
+    if key is None:
+        return _invalid_key(request, "The API key is not valid.")
+    if not hmac.compare_digest(key.secret_hash, keys.hash_secret(secret)):
+        return _invalid_key(request, "The API key is not valid.", key)
     now = timezone.now()
     if key.revoked_at is not None:
         return None, CallerError(401, "api_key_revoked", f"This API key was revoked at {key.revoked_at.isoformat()}.")
@@ -159,7 +173,7 @@ def resolve_caller(request: HttpRequest) -> tuple[Caller | None, CallerError | N
     """
     token = bearer_token(request)
     if token is not None and is_api_path(request.path):
-        return _resolve_api_key(token)
+        return _resolve_api_key(request, token)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return _resolve_user(request, user)

@@ -276,3 +276,17 @@ class AuditEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target_id}"
+
+
+class AuthFailureWindow(models.Model):
+    """Failed sign-ins or API key lookups counted for one subject (an account, an address, a key)
+    in one fixed window: the throttle's counter (verticals.tenancy.throttle), shared by every web
+    process through the database. Not tenant-owned: failures come before any tenant is known."""
+
+    subject = models.CharField(max_length=80, help_text="kind:digest — the account, address or key, hashed.")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subject", "window_start"], name="one_auth_failure_window")]
+        indexes = [models.Index(fields=["window_start"], name="auth_failure_window_start")]

@@ -95,6 +95,7 @@ AUDITED_ACTIONS = frozenset({
     "dataset.create", "dataset.delete", "model.import", "model.delete",
     "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
     "subscription.change", "contract.create", "invoice.credit",
+    "auth.login_throttled", "api_key.throttled",
 })
 
 

@@ -1,53 +1,29 @@
-"""Tenant scoping from one place.
+"""Tenant scoping from one place, enforced twice.
 
-Each request (and, later, each job) sets the current tenant; managers of tenant-owned
-models filter by it and fail closed when none is set. The unscoped manager is named
-`dangerously_unscoped`: each use carries a comment saying why it is safe.
+Each request, job and command sets the current tenant; managers of tenant-owned models filter
+by it and fail closed when none is set (the first wall). On PostgreSQL the same context is handed
+to the database with every statement (`verticals.tenancy.backend`), whose row-level security
+policies let only that tenant's rows through, and none without a context (the second wall).
+
+The escape hatch for platform-wide work is one and named: `platform_scope(reason)` for a block,
+and the `dangerously_unscoped` manager for one query; both let every tenant's rows through at the
+database too, and each use carries its reason (tests/tenancy/test_rls.py checks that it does).
 """
 
 from __future__ import annotations
 
-import contextvars
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
-
 from django.db import models
 
-if TYPE_CHECKING:
-    from verticals.tenancy.models import Tenant
-
-_current_tenant: contextvars.ContextVar["Tenant | None"] = contextvars.ContextVar("tenant", default=None)
-
-
-class TenantContextMissing(RuntimeError):
-    """A tenant-owned table was queried with no tenant context set."""
-
-
-class TenantMismatch(RuntimeError):
-    """A row of one tenant was about to be written while another tenant's context was set."""
-
-
-@contextmanager
-def tenant_context(tenant: "Tenant | None") -> Iterator["Tenant | None"]:
-    token = _current_tenant.set(tenant)
-    try:
-        yield tenant
-    finally:
-        _current_tenant.reset(token)
-
-
-def get_current_tenant() -> "Tenant | None":
-    return _current_tenant.get()
-
-
-def require_current_tenant() -> "Tenant":
-    tenant = _current_tenant.get()
-    if tenant is None:
-        raise TenantContextMissing(
-            "No tenant context is set: wrap the work in tenant_context(tenant), "
-            "or use `dangerously_unscoped` with a comment saying why that is safe."
-        )
-    return tenant
+from verticals.tenancy.context import (  # noqa: F401  (the scoping API is imported from here)
+    TenantContextMissing,
+    TenantMismatch,
+    database_scope,
+    for_tenant,
+    get_current_tenant,
+    platform_scope,
+    require_current_tenant,
+    tenant_context,
+)
 
 
 class TenantScopedManager(models.Manager):
@@ -62,13 +38,54 @@ class TenantScopedManager(models.Manager):
         return super().get_queryset().none()
 
 
+class UnscopedQuerySet(models.QuerySet):
+    """Every tenant's rows, in the application and (through `platform_scope`) in the database: the
+    queries it builds carry a mark that the PostgreSQL backend's compilers run under a platform
+    scope; the writes Django builds afresh (create, bulk_create, the delete collector) run inside
+    one here."""
+
+    REASON = "a dangerously_unscoped query (its reason is the comment where it is made)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.query.platform_scope = True  # read by verticals.tenancy.backend.compiler
+
+    def _unscoped(self, method: str, *args, **kwargs):
+        with platform_scope(self.REASON):
+            return getattr(super(), method)(*args, **kwargs)
+
+    def create(self, **kwargs):
+        return self._unscoped("create", **kwargs)
+
+    def bulk_create(self, *args, **kwargs):
+        return self._unscoped("bulk_create", *args, **kwargs)
+
+    def bulk_update(self, *args, **kwargs):
+        return self._unscoped("bulk_update", *args, **kwargs)
+
+    def get_or_create(self, *args, **kwargs):
+        return self._unscoped("get_or_create", *args, **kwargs)
+
+    def update_or_create(self, *args, **kwargs):
+        return self._unscoped("update_or_create", *args, **kwargs)
+
+    def delete(self):
+        return self._unscoped("delete")
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+
+UnscopedManager = models.Manager.from_queryset(UnscopedQuerySet)
+
+
 class TenantOwnedModel(models.Model):
     """Base for every tenant-owned table: a `tenant_id` column and a scoped default manager."""
 
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
 
     objects = TenantScopedManager()
-    dangerously_unscoped = models.Manager()
+    dangerously_unscoped = UnscopedManager()
 
     class Meta:
         abstract = True

@@ -111,7 +111,7 @@ def invitation_revoke(*, invitation: Invitation, actor: Caller) -> Invitation:
 
 def invitation_find(token: str) -> Invitation | None:
     """The pending invitation that `token` opens, or None. The token is the credential."""
-    invitation = (
+    invitation = (  # found before any tenant is known: the token says which
         Invitation.dangerously_unscoped.select_related("tenant__partner").filter(token_hash=_hash(token)).first()
     )
     if invitation is None or invitation.status != Invitation.Status.PENDING:

@@ -1,0 +1,16 @@
+"""Row-level security on the tenant-owned tables (PostgreSQL; nothing elsewhere): see verticals.tenancy.rls."""
+
+from django.db import migrations
+
+from verticals.tenancy.rls import EnableRowLevelSecurity
+
+
+class Migration(migrations.Migration):
+    dependencies = [("jobs", "0001_initial")]
+
+    operations = [
+        EnableRowLevelSecurity("Job"),
+        EnableRowLevelSecurity("JobEvent"),
+        EnableRowLevelSecurity("JobEffect"),
+        EnableRowLevelSecurity("WebhookDelivery"),
+    ]

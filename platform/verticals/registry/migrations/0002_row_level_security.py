@@ -1,0 +1,15 @@
+"""Row-level security on the tenant-owned tables (PostgreSQL; nothing elsewhere): see verticals.tenancy.rls."""
+
+from django.db import migrations
+
+from verticals.tenancy.rls import EnableRowLevelSecurity
+
+
+class Migration(migrations.Migration):
+    dependencies = [("registry", "0001_initial")]
+
+    operations = [
+        EnableRowLevelSecurity("Dataset"),
+        EnableRowLevelSecurity("DatasetVersion"),
+        EnableRowLevelSecurity("ModelVersion"),
+    ]

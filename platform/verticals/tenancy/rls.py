@@ -1,0 +1,116 @@
+"""Row-level security on PostgreSQL: the policy every tenant-owned table carries, the migration
+operation that puts it there, and the application's database role.
+
+A tenant-owned table (it has `tenant_id`) lets a row through when it is the tenant's of the
+session (`app.tenant_id`) or when the session works platform-wide (`app.platform = 'on'`); a table
+whose rows belong to a tenant through a parent row (a contract's prices) lets a row through when
+its parent is visible. The policy is FORCEd, so it holds for the table's owner too; only a
+superuser or a BYPASSRLS role passes it, and the application's role is neither. SQLite (the
+embedded default) has no such thing: the application's scoping is its only wall there.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.migrations.operations.base import Operation
+
+POLICY = "tenant_isolation"
+VISIBLE = ("(current_setting('app.platform', true) = 'on' "
+           "OR {column} = NULLIF(current_setting('app.tenant_id', true), '')::bigint)")
+
+
+def policy_sql(table: str, condition: str, quote) -> list[str]:
+    return [
+        f"ALTER TABLE {quote(table)} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {quote(table)} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS {POLICY} ON {quote(table)}",
+        f"CREATE POLICY {POLICY} ON {quote(table)} USING {condition} WITH CHECK {condition}",
+    ]
+
+
+class EnableRowLevelSecurity(Operation):
+    """Give a tenant-owned table its policy (PostgreSQL only; nothing on other databases).
+
+    `through`: for a table without `tenant_id`, the foreign key to the tenant-owned parent whose
+    visibility its rows share."""
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(self, model_name: str, through: str | None = None):
+        self.model_name = model_name
+        self.through = through
+
+    def deconstruct(self):
+        kwargs = {"through": self.through} if self.through else {}
+        return self.__class__.__qualname__, [self.model_name], kwargs
+
+    def state_forwards(self, app_label, state):
+        pass  # the schema Django knows of does not change
+
+    def _condition(self, model, quote) -> str:
+        if self.through is None:
+            return VISIBLE.format(column=quote(model._meta.get_field("tenant").column))
+        field = model._meta.get_field(self.through)
+        parent = field.related_model._meta
+        return (f"(EXISTS (SELECT 1 FROM {quote(parent.db_table)} AS parent "
+                f"WHERE parent.{quote(parent.pk.column)} = {quote(model._meta.db_table)}.{quote(field.column)}))")
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        model = to_state.apps.get_model(app_label, self.model_name)
+        quote = schema_editor.quote_name
+        for statement in policy_sql(model._meta.db_table, self._condition(model, quote), quote):
+            schema_editor.execute(statement)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        table = schema_editor.quote_name(from_state.apps.get_model(app_label, self.model_name)._meta.db_table)
+        schema_editor.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
+        schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        schema_editor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+
+    def describe(self):
+        return f"Row-level security on {self.model_name}"
+
+    @property
+    def migration_name_fragment(self):
+        return f"rls_{self.model_name.lower()}"
+
+
+def provision_app_role(connection) -> None:
+    """Make sure the application's role exists, cannot pass the policies, and may read and write
+    every table (run as the owner after migrating: new tables need their grants)."""
+    user = getattr(connection, "app_user", "")
+    if connection.vendor != "postgresql" or not user:
+        return
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DO $$ BEGIN CREATE ROLE " + quote(user) + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [user])
+        superuser, bypass = cursor.fetchone()
+        if superuser or bypass:
+            raise ImproperlyConfigured(
+                f"The application's database role {user!r} is a superuser or has BYPASSRLS, so row-level "
+                f"security would not hold for it. Run `ALTER ROLE {user} NOSUPERUSER NOBYPASSRLS`, or set "
+                "DATABASE_APP_USER to another role.")
+        if connection.app_password:
+            cursor.execute(connection.ops.compose_sql(f"ALTER ROLE {quote(user)} PASSWORD %s", [connection.app_password]))
+        cursor.execute("SELECT current_database(), current_schema()")
+        database, schema = cursor.fetchone()
+        cursor.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote(database)} TO {quote(user)}")
+        cursor.execute(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(user)}")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quote(schema)} TO {quote(user)}")
+        cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {quote(schema)} TO {quote(user)}")
+
+
+def as_owner(connection, reason: str):
+    """A context in which `connection` logs in as the owner (a no-op where it always does)."""
+    from contextlib import nullcontext
+
+    switch = getattr(connection, "as_owner", None)
+    return switch(reason) if switch is not None else nullcontext()
