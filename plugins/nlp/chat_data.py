@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Iterator
 
-from verticals.sdk import DatasetInvalid, DatasetSchema, Example
-from verticals.sdk.datasets import Problems, jsonl_records, read_text
+from verticals.sdk import DatasetSchema, Example
+from verticals.sdk.datasets import Problems, jsonl_records
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES = 256
@@ -52,12 +53,10 @@ class ChatJsonl(DatasetSchema):
                                              {"role": "assistant", "content": "Paris."}]}),
                     json.dumps({"prompt": "Translate to French: cheese\n", "completion": "fromage"})])}}
 
-    def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
+    def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         self.check_format(upload.name)
-        text = read_text(upload)
         problems = Problems()
-        examples = []
-        for where, record in jsonl_records(text, problems):
+        for where, record in jsonl_records(upload, problems):
             found = read_record(record)
             if isinstance(found, str):
                 problems.add(where, found)
@@ -66,14 +65,8 @@ class ChatJsonl(DatasetSchema):
             if size > self.max_chars:
                 problems.add(where, f"the example has {size} characters; at most {self.max_chars}")
                 continue
-            examples.append(Example(input=found, label=None, ref=where))
+            yield Example(input=found, label=None, ref=where)
         problems.fail()
-        return self.check_whole(examples)
-
-    def check_whole(self, examples: list[Example]) -> list[Example]:
-        if len(examples) < self.min_rows:
-            raise DatasetInvalid(f"The upload holds {len(examples)} example(s); this task needs at least {self.min_rows}.")
-        return examples
 
 
 def read_record(record) -> dict | str:

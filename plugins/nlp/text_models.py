@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from verticals.sdk import TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer, save_weights, write_config
+from verticals.sdk import TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer, save_weights, upload_limits, write_config
 
 SMALL = "transformer-small"
 BERT = "bert-finetune"
@@ -482,6 +482,8 @@ def head_labels(config: dict) -> list[str]:
         labels = [by_id[i] for i in range(len(by_id))]
     else:
         count = config.get("num_labels", 2)
+        if isinstance(count, int) and count > upload_limits().labels:  # refused before millions of names are made
+            raise ValueError(f"config.json's num_labels is {count}; at most {upload_limits().labels}")
         labels = [f"LABEL_{i}" for i in range(count)] if isinstance(count, int) else []
     return labels if len(labels) >= 2 and len(set(labels)) == len(labels) else []
 

@@ -6,8 +6,6 @@ vision.training), never when Django loads the plugin.
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 from verticals.sdk import (
@@ -23,13 +21,14 @@ from verticals.sdk import (
     label_scores,
     load_weights,
     read_config,
+    safetensors_shapes,
     save_weights,
+    upload_limits,
     write_config,
 )
 from vision.specs import ARCHITECTURES, HEADS
 
 WEIGHTS = "model.safetensors"  # what sdk.save_weights writes
-MAX_HEADER_BYTES = 64 * 1024 * 1024  # a safetensors header larger than this is not a model we read
 IMPORTED_IMAGE_SIZE = 224  # the input side of an imported torchvision model whose config gives none
 
 PARAMS_SCHEMA = {
@@ -192,7 +191,7 @@ class ImageClassificationTask(Task):
         architecture = config.get("architecture")
         if not isinstance(architecture, str) or architecture not in HEADS:
             return None
-        shapes = _safetensors_shapes(directory / WEIGHTS)
+        shapes = safetensors_shapes(directory / WEIGHTS)
         if shapes is None:
             return None
         from vision.networks import expected_shapes, head_keys
@@ -214,6 +213,8 @@ class ImageClassificationTask(Task):
             if len(weight) != 2 or weight[1] != expected[head_weight][1] or bias != (weight[0],) or weight[0] < 1:
                 return None
             classes = weight[0]
+            if classes > upload_limits().labels:  # each class gets a label below: refuse before naming millions
+                raise ValueError(f"its head has {classes} classes; at most {upload_limits().labels}")
         declared = config.get("num_classes")
         if declared is not None and declared != classes:
             return None
@@ -257,28 +258,3 @@ class ImageClassificationTask(Task):
 def _floats(value) -> bool:
     return (isinstance(value, list) and len(value) == 3
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-
-
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
-    """Tensor names and shapes from a safetensors file's JSON header (nothing else is read)."""
-    try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) != 8:
-                return None
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES:
-                return None
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(header, dict):
-        return None
-    shapes = {}
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-            return None
-        shapes[key] = tuple(entry["shape"])
-    return shapes

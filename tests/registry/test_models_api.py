@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.registry.factories import make_model_version, png_base64, png_bytes, tiny_model_dir, zip_bytes
+from tests.registry.hostile import safetensors_file
 from verticals.registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +75,9 @@ def test_a_tar_archive_imports_and_links_are_refused(world_a):
 @pytest.mark.parametrize("files,fragment", [
     ({"config.json": b"{}"}, "no .safetensors weights"),
     ({"model.safetensors": b"x"}, "no config.json"),
-    ({"config.json": b'{"architecture": "no-such-net"}', "model.safetensors": b"x"}, "does not recognize"),
+    ({"config.json": b'{"architecture": "no-such-net"}', "model.safetensors": safetensors_file({"w": ("F32", [2])})},
+     "does not recognize"),
+    ({"config.json": b'{"architecture": "resnet18"}', "model.safetensors": b"x"}, "not a safetensors file"),
     ({"config.json": b"{}", "model.safetensors": b"x", "modeling_evil.py": b"import os"}, "modeling_evil.py"),
     ({"\\tmp\\config.json": b"{}", "model.safetensors": b"x"}, "unsafe path"),
 ])

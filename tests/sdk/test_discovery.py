@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from verticals.sdk import Architecture, LabelledText, Plugin, Task, discovery
+from verticals.sdk import Architecture, DatasetSchema, LabelledText, Plugin, Task, discovery
 from verticals.sdk.discovery import PluginError, validate_plugin
 
 
@@ -62,6 +62,10 @@ def test_a_good_plugin_passes():
     ({"meters": {"inference.requests": 0}}, "`meters` must map meter names to positive units"),
     ({"meters": {"inference.requests": 1 / 3}}, "'inference.requests' charges 0.3333333333333333 units per input, which has more than 6 decimals"),
     ({"playground": "hologram"}, "`playground` must be one of"),
+    ({"dataset": type("OwnSchema", (DatasetSchema,), {})()}, "`dataset` does not implement read(upload, files_dir)"),
+    ({"model_files": "config.json"}, "`model_files` must list patterns of file names"),
+    ({"model_files": ("config.json", "weights/*.safetensors")}, "`model_files` must list patterns of file names"),
+    ({"model_files": ("config.json",)}, "`model_files` must match 'model.safetensors'"),
 ])
 def test_each_broken_piece_is_named(attrs, fragment):
     with pytest.raises(PluginError) as refused:

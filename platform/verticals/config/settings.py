@@ -335,8 +335,21 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Largest upload (dataset file or model archive), checked before the body is read.
 REGISTRY_MAX_UPLOAD_BYTES = env_int("REGISTRY_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
-# A model archive may expand to at most this many bytes (zip bombs).
+# An archive (image dataset or model) may expand to at most this many bytes: the members' declared
+# sizes are checked before any is read, the bytes read while they are copied (zip bombs).
 REGISTRY_MAX_EXTRACTED_BYTES = env_int("REGISTRY_MAX_EXTRACTED_BYTES", 8 * 1024 * 1024 * 1024)
+# Files an archive may list (checked from its end record, before the listing is parsed).
+REGISTRY_MAX_ARCHIVE_FILES = env_int("REGISTRY_MAX_ARCHIVE_FILES", 100_000)
+# Text uploads are read a line at a time: the longest line (or CSV record), its line break included.
+REGISTRY_MAX_LINE_BYTES = env_int("REGISTRY_MAX_LINE_BYTES", 1024 * 1024)
+# Examples one dataset upload may hold (the split keeps 12 bytes of each in memory, never the inputs).
+REGISTRY_MAX_ROWS = env_int("REGISTRY_MAX_ROWS", 2_000_000)
+# Distinct labels one dataset upload may hold (and labels an imported model may predict).
+REGISTRY_MAX_LABELS = env_int("REGISTRY_MAX_LABELS", 10_000)
+# An imported model is loaded once before it is stored, in a process of its own (never the web
+# process): the memory that load may take above the process's idle size, and how long it may take.
+REGISTRY_IMPORT_LOAD_MEMORY_BYTES = env_int("REGISTRY_IMPORT_LOAD_MEMORY_BYTES", 8 * 1024 * 1024 * 1024)
+REGISTRY_IMPORT_LOAD_SECONDS = env_float("REGISTRY_IMPORT_LOAD_SECONDS", 600.0)
 # Where workers and web processes keep local copies of stored datasets and models.
 REGISTRY_CACHE_DIR = Path(env_str("REGISTRY_CACHE_DIR") or VAR_DIR / "cache")
 # Loaded models kept in memory per process (least recently used first out), in bytes.

@@ -67,7 +67,8 @@ class ArtifactFields(models.Model):
     storage_prefix = models.CharField(max_length=300)
     files = models.JSONField(default=list, help_text="[{name, bytes}] of the stored artifact.")
     size_bytes = models.BigIntegerField(default=0)
-    sha256 = models.CharField(max_length=64, blank=True, help_text="Digest of the weights file.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text=(
+        "sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name."))
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

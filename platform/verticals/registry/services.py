@@ -6,7 +6,6 @@ anything fails: a refused or failed upload leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -18,17 +17,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from verticals.registry import archives, storage
+from verticals.registry import archives, datasets, loadcheck, storage
+from verticals.registry.datasets import DEFAULT_FRACTIONS, EXAMPLES_FILE
 from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
 from verticals.sdk.contracts import DatasetSplit, Example, Task
-from verticals.sdk.datasets import DatasetInvalid
+from verticals.sdk.ingestion import Refused
 from verticals.tenancy.audit import audit_record
 from verticals.tenancy.ids import new_public_id
 from verticals.tenancy.models import Project
 
-EXAMPLES_FILE = "examples.jsonl"
-DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -81,37 +79,6 @@ def save_upload(upload, directory: Path) -> Path:
 
 # --- datasets -------------------------------------------------------------------------------
 
-def split_examples(examples: list[Example], *, seed: int, fractions: dict[str, float]) -> dict[str, list[Example]]:
-    """A deterministic, seeded, stratified split: the same upload and seed always give the same split.
-
-    Within each label, examples are ordered by a hash of (seed, content, position) and cut by
-    the fractions; each label with at least 3 examples gives one to validation and to test.
-    """
-    by_label: dict[str, list[tuple[int, Example]]] = {}
-    for position, example in enumerate(examples):
-        by_label.setdefault(example.label, []).append((position, example))
-    chosen: dict[int, str] = {}
-    for members in by_label.values():
-        members.sort(key=lambda pair: hashlib.sha256(f"{seed}\0{pair[1].input}\0{pair[0]}".encode()).hexdigest())
-        n = len(members)
-        n_val = round(n * fractions["validation"]) if fractions["validation"] else 0
-        n_test = round(n * fractions["test"]) if fractions["test"] else 0
-        if n >= 3:
-            n_val = max(n_val, 1 if fractions["validation"] else 0)
-            n_test = max(n_test, 1 if fractions["test"] else 0)
-        while n_val + n_test >= n and (n_val or n_test):  # keep at least one training example
-            if n_val >= n_test and n_val:
-                n_val -= 1
-            else:
-                n_test -= 1
-        for rank, (position, _example) in enumerate(members):
-            chosen[position] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
-    splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
-    for position, example in enumerate(examples):
-        splits[chosen[position]].append(example)
-    return splits
-
-
 def clean_fractions(validation: float | None, test: float | None) -> dict[str, float]:
     fractions = dict(DEFAULT_FRACTIONS)
     for name, value in (("validation", validation), ("test", test)):
@@ -121,19 +88,6 @@ def clean_fractions(validation: float | None, test: float | None) -> dict[str, f
             fractions[name] = float(value)
     fractions["train"] = round(1 - fractions["validation"] - fractions["test"], 6)
     return fractions
-
-
-def statistics(splits: dict[str, list[Example]], labels: list[str]) -> dict:
-    stats = {"rows": sum(len(v) for v in splits.values()), "labels": {}, "splits": {}}
-    for name, members in splits.items():
-        counts = {label: 0 for label in labels}
-        for example in members:
-            if example.label in counts:
-                counts[example.label] += 1
-        stats["splits"][name] = {"rows": len(members), "labels": counts}
-    for label in labels:
-        stats["labels"][label] = sum(stats["splits"][name]["labels"][label] for name in splits)
-    return stats
 
 
 def dataset_upload(*, project: Project, caller, upload, task: str = "", name: str = "", dataset: Dataset | None = None,
@@ -155,23 +109,14 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
         incoming = work / "incoming"
         incoming.mkdir()
         source = save_upload(upload, incoming)
+        built = work / "version"
         try:
             task_obj.dataset.check_format(source.name)
-        except DatasetInvalid as exc:
-            raise UploadRejected(str(exc)) from exc
-        built = work / "version"
-        (built / "files").mkdir(parents=True)
-        try:
-            examples = task_obj.dataset.ingest(source, built / "files")
-        except DatasetInvalid as exc:
+            # An unlabelled task's examples (text generation) carry no label: no labels, no per-label counts.
+            made = datasets.build_version(schema=task_obj.dataset, labelled=task_obj.labelled, source=source, directory=built,
+                                          scratch=work, seed=seed, fractions=fractions)
+        except Refused as exc:
             raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
-        # An unlabelled task's examples (text generation) carry no label: no labels, no per-label counts.
-        labels = sorted({e.label for e in examples}) if task_obj.labelled else []
-        splits = split_examples(examples, seed=seed, fractions=fractions)
-        with (built / EXAMPLES_FILE).open("w") as sink:
-            for split_name in SPLITS:
-                for example in splits[split_name]:
-                    sink.write(json.dumps({"input": example.input, "label": example.label, "split": split_name, "ref": example.ref}) + "\n")
         (built / "source").mkdir()
         digest = storage.sha256_of(source)
         size = source.stat().st_size
@@ -181,12 +126,12 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
             version = _dataset_version_record(
                 project=project, caller=caller, dataset=dataset, name=name or Path(source.name).stem, task=task,
                 description=description, public_id=public_id, prefix=prefix, source_name=source.name, size=size,
-                digest=digest, labels=labels, examples=examples, splits=splits, seed=seed, fractions=fractions)
+                digest=digest, made=made, seed=seed, fractions=fractions)
     return version
 
 
 def _dataset_version_record(*, project, caller, dataset, name, task, description, public_id, prefix, source_name, size, digest,
-                            labels, examples, splits, seed, fractions) -> DatasetVersion:
+                            made: datasets.BuiltVersion, seed, fractions) -> DatasetVersion:
     """The rows of a stored upload: the dataset (found by name, or made) and its next version."""
     tenant = project.tenant
     with transaction.atomic():
@@ -204,12 +149,12 @@ def _dataset_version_record(*, project, caller, dataset, name, task, description
         number = (dataset.versions.aggregate(n=Max("version"))["n"] or 0) + 1
         version = DatasetVersion.objects.create(
             tenant=tenant, public_id=public_id, dataset=dataset, version=number, source_name=source_name,
-            source_bytes=size, sha256=digest, storage_prefix=prefix, labels=labels, rows=len(examples),
-            stats=statistics(splits, labels), split_seed=seed, split_fractions=fractions,
+            source_bytes=size, sha256=digest, storage_prefix=prefix, labels=made.labels, rows=made.rows,
+            stats=made.stats, split_seed=seed, split_fractions=fractions,
             created_by=caller.person if caller else None,
         )
         audit_record(tenant=tenant, actor=caller, action="dataset.create", target=version,
-                     details={"dataset": dataset.public_id, "version": number, "rows": len(examples)})
+                     details={"dataset": dataset.public_id, "version": number, "rows": made.rows})
     return version
 
 
@@ -271,17 +216,12 @@ def dataset_splits(version: DatasetVersion) -> dict[str, DatasetSplit]:
 
 # --- models ---------------------------------------------------------------------------------
 
-def _weights_digest(directory: Path) -> str:
-    weights = sorted(directory.rglob("*.safetensors"))
-    return storage.sha256_of(weights[0]) if weights else ""
-
-
 def _artifact_fields(directory: Path, prefix: str) -> dict:
     from verticals.sdk.artifacts import read_config
 
     stored = storage.store_tree(directory, prefix)
     return {"storage_prefix": prefix, "files": stored, "size_bytes": sum(f["bytes"] for f in stored),
-            "sha256": _weights_digest(directory), "config": read_config(directory)}
+            "sha256": storage.tree_digest(directory), "config": read_config(directory)}
 
 
 def _next_model_version(project: Project, name: str) -> int:
@@ -299,21 +239,29 @@ class StagedModel:
     fields: dict
 
 
-def model_stage(*, tenant, task: Task, model=None, directory: Path | None = None) -> StagedModel:
-    """Save a model through its task (or take a directory), check the files, and store them."""
+def model_stage(*, tenant, task: Task, model=None, directory: Path | None = None,
+                checked: archives.ModelFiles | None = None) -> StagedModel:
+    """Save a model through its task (or take a directory), check its files by the model-archive
+    policy, and store them. `checked`: files the policy already checked (an import), stored as they are."""
     public_id = new_public_id("mdl")
     prefix = f"models/{tenant.public_id}/{public_id}"
     with storage.workspace("publish") as work:
-        if directory is None:
-            directory = work / "model"
-            directory.mkdir()
-            task.save(model, directory)
-        try:
-            archives.check_model_files(directory)
-        except archives.ArchiveRefused as exc:
-            raise RuntimeError(f"task {task.name!r} saved a model core refuses to store: {exc}") from exc
+        if checked is None:
+            if directory is None:
+                directory = work / "saved"
+                directory.mkdir()
+                task.save(model, directory)
+            try:
+                # What a task saves is the platform's own: bounded by the plugin's code, not by the import limits.
+                checked = archives.unpack_model(directory, work / "model", patterns=task.model_files, max_bytes=2**62,
+                                                max_files=settings.REGISTRY_MAX_ARCHIVE_FILES)
+            except Refused as exc:
+                raise RuntimeError(f"task {task.name!r} saved a model core refuses to store: {exc}") from exc
+            if checked.dropped:
+                raise RuntimeError(f"task {task.name!r} saved files its model_files do not name (they would be dropped): "
+                                   f"{', '.join(checked.dropped)}")
         with storage.removed_on_failure(prefix):
-            fields = _artifact_fields(directory, prefix)
+            fields = _artifact_fields(checked.directory, prefix)
     return StagedModel(public_id, prefix, fields)
 
 
@@ -331,9 +279,10 @@ def model_record(*, staged: StagedModel, project: Project, task: Task, name: str
         )
 
 
-def model_publish(*, project: Project, task: Task, model=None, directory: Path | None = None, **record) -> ModelVersion:
+def model_publish(*, project: Project, task: Task, model=None, directory: Path | None = None,
+                  checked: archives.ModelFiles | None = None, **record) -> ModelVersion:
     """Stage and record a model version in one go (see model_stage and model_record)."""
-    staged = model_stage(tenant=project.tenant, task=task, model=model, directory=directory)
+    staged = model_stage(tenant=project.tenant, task=task, model=model, directory=directory, checked=checked)
     return model_record(staged=staged, project=project, task=task, **record)
 
 
@@ -350,31 +299,40 @@ def model_delete(*, model: ModelVersion, caller) -> None:
     serving.forget(model)
 
 
-def _import_directory(upload, work: Path) -> Path:
-    """The model directory of an uploaded archive (extracted safely) or of a local path."""
+def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
+    """The checked files of an uploaded archive, or of a local archive or directory, under `work`."""
     if isinstance(upload, Path) and upload.is_dir():
-        return archives.model_root(upload)
-    incoming = work / "incoming"
-    incoming.mkdir()
-    archive = save_upload(upload, incoming)
-    extracted = work / "extracted"
-    extracted.mkdir()
-    return archives.extract(archive, extracted, max_bytes=settings.REGISTRY_MAX_EXTRACTED_BYTES)
+        source = upload
+    else:
+        incoming = work / "incoming"
+        incoming.mkdir()
+        source = save_upload(upload, incoming)
+    return archives.unpack_model(source, work / "model", patterns=patterns, max_bytes=settings.REGISTRY_MAX_EXTRACTED_BYTES,
+                                 max_files=settings.REGISTRY_MAX_ARCHIVE_FILES)
 
 
 def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
-    found = task.recognize(root)
+    try:
+        found = task.recognize(root)
+    except Exception as exc:  # a plugin reading files it did not expect: what it says is what to fix
+        raise Refused(f"The task '{task.name}' cannot use this model: {exc}.") from exc
     if found is None:
         names = ", ".join(a.name for a in task.architectures)
-        raise archives.ArchiveRefused(
+        raise Refused(
             f"The task '{task.name}' does not recognize this model (its architectures: {names}); "
             "check config.json (Hugging Face `model_type`, or torchvision `architecture`)."
         )
+    most = settings.REGISTRY_MAX_LABELS
+    if len(found[1]) > most:  # a dataset could not hold them either; and each label is a row of the head
+        raise Refused(f"The model predicts {len(found[1])} labels; at most {most}.")
     return found
 
 
 def model_import(*, project: Project, caller, task: str, upload, name: str = "") -> ModelVersion:
-    """Import a pretrained model (archive in Hugging Face or torchvision layout, safetensors only)."""
+    """Import a pretrained model (archive in Hugging Face or torchvision layout, safetensors only).
+
+    The archive goes through the model-archive policy (registry.archives): only the files the task
+    loads are kept, each checked as it is extracted; the audit row names the files dropped."""
     from verticals.billing import quotas
 
     task_obj = task_or_error(task, tenant=project.tenant)
@@ -382,48 +340,46 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
     quotas.check_model_versions(project.tenant, ModelVersion.objects.filter(tenant=project.tenant).count())
     with storage.workspace("import") as work:
         try:
-            root = _import_directory(upload, work)
-            archives.check_model_files(root)
-            architecture, labels = _recognized(task_obj, root)
-            clean = work / "model"
-            archives.copy_model_files(root, clean)
-            task_obj.load(clean)  # proves the weights fit the architecture before anything is stored
-        except archives.ArchiveRefused as exc:
-            raise UploadRejected(str(exc)) from exc
-        except (ValueError, RuntimeError, KeyError, OSError) as exc:
-            raise UploadRejected(f"The model does not load as a '{task}' model: {exc}") from exc
+            checked = _unpack_import(upload, work, task_obj.model_files)
+            architecture, labels = _recognized(task_obj, checked.directory)
+            # Proves the weights fit the architecture before anything is stored, in a process of its own.
+            loadcheck.check_loads(task_obj, checked.directory)
+        except Refused as exc:
+            raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
         label = name or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0]) or f"imported-{task}"
         version = model_publish(project=project, task=task_obj, model=None, name=label, architecture=architecture, labels=labels,
                                 metrics={}, report={}, params={}, caller=caller, source=ModelVersion.Source.IMPORTED,
-                                directory=clean)
-    audit_record(tenant=project.tenant, actor=caller, action="model.import", target=version, details={"task": task})
+                                checked=checked)
+    audit_record(tenant=project.tenant, actor=caller, action="model.import", target=version,
+                 details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]})
     return version
 
 
 def base_model_import(*, source: Path, name: str, title: str = "", description: str = "", origin: str = "",
                       license: str = "", replace: bool = False) -> BaseModel:
-    """Add a pretrained model to the garden from a directory or an archive (staff, from the shell)."""
+    """Add a pretrained model to the garden from a directory or an archive (staff, from the shell).
+
+    The same model-archive policy as imports, keeping the files any installed task loads; the
+    returned row carries `dropped_files`, the names the policy dropped (not stored)."""
     from verticals.sdk.artifacts import read_config
 
     existing = BaseModel.objects.filter(name=name).first()
     if existing is not None and not replace:
         return existing
+    patterns = sorted({pattern for task in discovery.tasks().values() for pattern in task.model_files})
     with storage.workspace("base") as work:
-        root = _import_directory(source, work)
-        archives.check_model_files(root)
-        clean = work / "model"
-        archives.copy_model_files(root, clean)
-        config = read_config(clean)
+        checked = _unpack_import(source, work, patterns)
+        config = read_config(checked.directory)
         family = config.get("model_type") or config.get("architecture") or ""
-        users = {t.name: t.recognize(clean) for t in discovery.tasks().values()}
+        users = {t.name: t.recognize(checked.directory) for t in discovery.tasks().values()}
         users = {k: v for k, v in users.items() if v is not None}
         if not users:
-            raise archives.ArchiveRefused(f"No installed task can use '{name}' (family {family or 'unknown'}).")
+            raise Refused(f"No installed task can use '{name}' (family {family or 'unknown'}).")
         architecture, labels = next(iter(users.values()))
         public_id = new_public_id("bm")
         prefix = f"base-models/{public_id}"
         with storage.removed_on_failure(prefix):
-            fields = _artifact_fields(clean, prefix)
+            fields = _artifact_fields(checked.directory, prefix)
             with transaction.atomic():
                 if existing is not None:
                     old_prefix = existing.storage_prefix
@@ -433,6 +389,7 @@ def base_model_import(*, source: Path, name: str, title: str = "", description: 
                                                  license=license, **fields)
     if existing is not None:
         storage.delete_prefix(old_prefix)
+    model.dropped_files = checked.dropped
     return model
 
 

@@ -124,5 +124,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tree_digest(directory: Path) -> str:
+    """The digest of a stored model: sha256 of its manifest, one line `<sha256 of the file>  <path>`
+    for every file under `directory`, sorted by path (UTF-8 bytes), each line ending in a line
+    break. It is what `sha256sum` prints for those files in that order, so
+    `cd DIR && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum`
+    gives it too. Names and contents of every file count: two models differ in it if any file does."""
+    files = sorted((p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()), key=str.encode)
+    manifest = "".join(f"{sha256_of(directory / name)}  {name}\n" for name in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
 def open_stored(prefix: str, name: str):
     return artifacts().open(f"{prefix}/{name}", "rb")

@@ -10,6 +10,7 @@ from verticals.sdk.artifacts import (
     optimizer_tensors,
     read_config,
     restore_optimizer,
+    safetensors_shapes,
     save_weights,
     write_config,
 )
@@ -27,6 +28,7 @@ from verticals.sdk.contracts import (
     TrainingError,
 )
 from verticals.sdk.datasets import DatasetInvalid, DatasetSchema, LabelledImages, LabelledText, Problem
+from verticals.sdk.ingestion import upload_limits
 from verticals.sdk.inputs import image_bytes, image_input, text_input
 from verticals.sdk.local import LocalTrainContext
 from verticals.sdk.meters import CORE_METERS, Meter
@@ -36,5 +38,6 @@ __all__ = [
     "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
     "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
     "CORE_METERS", "Meter", "image_bytes", "image_input", "text_input", "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation",
-    "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "save_weights", "write_config",
+    "label_scores", "load_weights", "optimizer_tensors", "read_config", "restore_optimizer", "safetensors_shapes", "save_weights",
+    "upload_limits", "write_config",
 ]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
+from verticals.sdk.artifacts import MODEL_FILES
+
 if TYPE_CHECKING:  # pragma: no cover
     from verticals.sdk.datasets import DatasetSchema
 
@@ -166,6 +168,9 @@ class Task:
     streams: ClassVar[bool] = False
     playground: ClassVar[str] = "text"
     max_batch: ClassVar[int] = 32          # inputs one predict call (or one predictor batch) may hold
+    # The files of a model directory this task loads (patterns of names at its top, as fnmatch reads
+    # them): a stored model keeps only these, and every *.safetensors among them is checked.
+    model_files: ClassVar[Sequence[str]] = MODEL_FILES
     # Whether outputs name the dataset's labels: then a model without labels (an imported encoder)
     # has no head and cannot predict yet. A generation task says False.
     labelled: ClassVar[bool] = True

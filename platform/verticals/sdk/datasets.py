@@ -1,42 +1,49 @@
 """Dataset schemas a task declares: which uploads it accepts and how to read them.
 
-Core saves the upload to a private directory and calls `schema.ingest(upload, files_dir)`;
-the schema returns the examples (the input of a file example is its path relative to
-`files_dir`, where the schema copied it) or raises `DatasetInvalid` with the first problems,
-each naming the line or the file. Core then splits, counts and stores the version.
+Core saves the upload to a private directory and streams `schema.read(upload, files_dir)`: the
+schema yields each example as it reads it (the input of a file example is its path relative to
+`files_dir`, where the schema copied it), and raises `DatasetInvalid` with the first problems,
+each naming the line or the file. Core writes each example to the version's examples file as it
+arrives, then splits, counts and stores the version. Schemas read through
+`verticals.sdk.ingestion`, so a line, an archive member and an image are bounded as they are read.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import posixpath
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from verticals.sdk.contracts import Example
+from verticals.sdk.ingestion import (
+    IMAGE_HEAD_BYTES,
+    NOT_AN_IMAGE,
+    Budget,
+    Member,
+    Problem,
+    Refused,
+    image_format,
+    image_problem,
+    open_archive,
+    refused_at,
+    safe_member_path,
+    text_lines,
+    upload_limits,
+    write_member,
+)
+
+__all__ = ["DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem", "Problems", "csv_records",
+           "image_problem", "jsonl_records", "safe_member_path"]
 
 MAX_PROBLEMS = 20
+MAX_LABEL_CHARS = 200
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
-
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    message: str
-
-    def as_dict(self) -> dict:
-        return {"where": self.where, "message": self.message}
-
-
-class DatasetInvalid(Exception):
-    """An upload the schema refuses; `problems` are the first ones found (by line or file)."""
-
-    def __init__(self, message: str, problems: list[Problem] | None = None):
-        super().__init__(message)
-        self.problems = list(problems or [])
+# One exception for every refused upload (the ingestion layer raises it for a line too long or an
+# archive over its budget); schemas raise it by this name, with the problems they found.
+DatasetInvalid = Refused
 
 
 class Problems:
@@ -56,30 +63,62 @@ class Problems:
             raise DatasetInvalid(f"The upload has {len(self.items)} problem(s){more}; fix them and upload again.", self.items)
 
 
-def read_text(upload: Path) -> str:
-    """An upload's text (UTF-8, a byte-order mark allowed), or DatasetInvalid saying how to fix it."""
-    try:
-        return upload.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetInvalid(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again.") from exc
-
-
-def jsonl_records(text: str, problems: Problems):
-    """(`line N`, record) for each line that holds a JSON object; blank lines are skipped, and
-    every other line is a problem."""
-    for number, line in enumerate(text.splitlines(), start=1):
+def jsonl_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") -> Iterator[tuple[str, dict]]:
+    """(`line N`, record) for each line that holds a JSON object, read a line at a time; blank
+    lines are skipped, and every other line is a problem."""
+    for number, line in text_lines(source, name=name):
         if not line.strip():
             continue
-        where = f"line {number}"
+        where = f"{name} line {number}".strip()
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.add(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
             continue
+        except RecursionError:
+            problems.add(where, "the JSON is nested too deeply")
+            continue
         if not isinstance(record, dict):
             problems.add(where, "each line must be a JSON object")
             continue
         yield where, record
+
+
+def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    """The header of a CSV file and its records as (`line N`, record), read a record at a time. A
+    record (which quoted line breaks spread over lines) is bounded like a line; one with more
+    fields than the header names, and a CSV error, are problems."""
+    limit = upload_limits().line_bytes
+    pending = [0]  # characters of the record being read
+
+    def lines():
+        for number, line in text_lines(source, max_line_bytes=limit, name=name):
+            pending[0] += len(line)
+            if pending[0] > limit:
+                where = f"{name} line {number}".strip()
+                raise refused_at(where, f"a record longer than {limit} characters", "check for a quote that is never closed")
+            yield line
+
+    reader = csv.DictReader(lines())
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise DatasetInvalid(f"{name or 'The file'} is not valid CSV: {exc}.", [Problem(f"{name} line 1".strip(), str(exc))]) from None
+
+    def records():
+        pending[0] = 0
+        try:
+            for record in reader:
+                pending[0] = 0
+                where = f"{name} line {reader.line_num}".strip()
+                if None in record:
+                    problems.add(where, f"{len(header) + len(record[None])} fields, but the header names {len(header)}")
+                    continue
+                yield where, record
+        except csv.Error as exc:
+            problems.add(f"{name} line {reader.line_num}".strip(), f"not valid CSV: {exc}")
+
+    return header, records()
 
 
 class DatasetSchema:
@@ -94,8 +133,25 @@ class DatasetSchema:
         """What /api/v1/tasks/ shows of this schema."""
         return {"formats": list(self.formats), "input": self.input_kind, "min_rows": self.min_rows, "min_labels": self.min_labels}
 
-    def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
+    def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
+        """Yield the upload's examples as they are read (never the whole upload in memory); raise
+        DatasetInvalid, with the problems found, once the upload cannot be used."""
         raise NotImplementedError
+
+    def check_counts(self, rows: int, labels: int) -> None:
+        """Whether the whole upload is enough for the task (core calls it once every example is read)."""
+        if rows < self.min_rows:
+            kind = "labelled example(s)" if self.min_labels else "example(s)"
+            raise DatasetInvalid(f"The upload holds {rows} {kind}; this task needs at least {self.min_rows}.")
+        if labels < self.min_labels:
+            raise DatasetInvalid(f"The upload has {labels} distinct label(s); this task needs at least {self.min_labels}.")
+
+    def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
+        """Every example of an upload as a list, checked as core checks it: for tests and local tools
+        on small data (core streams `read` instead)."""
+        examples = list(self.read(upload, files_dir))
+        self.check_counts(len(examples), len({e.label for e in examples if e.label is not None}))
+        return examples
 
     def check_format(self, name: str) -> str:
         lowered = name.lower()
@@ -104,23 +160,22 @@ class DatasetSchema:
                 return ending
         raise DatasetInvalid(f"'{name}' is not an accepted file; this task takes {', '.join(self.formats)} files.")
 
-    def check_whole(self, examples: list[Example]) -> list[Example]:
-        if len(examples) < self.min_rows:
-            raise DatasetInvalid(f"The upload holds {len(examples)} labelled example(s); this task needs at least {self.min_rows}.")
-        labels = {e.label for e in examples}
-        if len(labels) < self.min_labels:
-            raise DatasetInvalid(f"The upload has {len(labels)} distinct label(s); this task needs at least {self.min_labels}.")
-        return examples
-
 
 def _label(value, where: str, problems: Problems) -> str | None:
     if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
         problems.add(where, "the label is empty")
         return None
-    if isinstance(value, (int, str)):
-        return str(value).strip()
-    problems.add(where, f"the label must be a string or an integer, not {type(value).__name__}")
-    return None
+    if not isinstance(value, (int, str)):
+        problems.add(where, f"the label must be a string or an integer, not {type(value).__name__}")
+        return None
+    label = str(value).strip()
+    if len(label) > MAX_LABEL_CHARS:
+        problems.add(where, f"the label has {len(label)} characters; at most {MAX_LABEL_CHARS}")
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in label):
+        problems.add(where, "the label holds a control character (a NUL byte, a tab, a line break …); remove it")
+        return None
+    return label
 
 
 class LabelledText(DatasetSchema):
@@ -140,12 +195,10 @@ class LabelledText(DatasetSchema):
                 "example": {".csv": f"{self.text_field},{self.label_field}\nGreat value,positive",
                             ".jsonl": json.dumps({self.text_field: "Great value", self.label_field: "positive"})}}
 
-    def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
+    def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         ending = self.check_format(upload.name)
-        text = read_text(upload)
         problems = Problems()
-        rows = self._csv(text, problems) if ending == ".csv" else jsonl_records(text, problems)
-        examples = []
+        rows = self._csv(upload, problems) if ending == ".csv" else jsonl_records(upload, problems)
         for where, record in rows:
             value = record.get(self.text_field)
             if not isinstance(value, str):
@@ -159,13 +212,11 @@ class LabelledText(DatasetSchema):
                 continue
             label = _label(record.get(self.label_field), where, problems)
             if label is not None:
-                examples.append(Example(input=value, label=label, ref=where))
+                yield Example(input=value, label=label, ref=where)
         problems.fail()
-        return self.check_whole(examples)
 
-    def _csv(self, text: str, problems: Problems):
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = reader.fieldnames or []
+    def _csv(self, upload: Path, problems: Problems):
+        header, records = csv_records(upload, problems)
         missing = [f for f in (self.text_field, self.label_field) if f not in header]
         if missing:
             raise DatasetInvalid(
@@ -173,21 +224,16 @@ class LabelledText(DatasetSchema):
                 f"it names {', '.join(repr(h) for h in header) or 'nothing'}.",
                 [Problem("line 1", f"missing column(s): {', '.join(missing)}")],
             )
-        try:
-            for record in reader:
-                where = f"line {reader.line_num}"
-                if None in record:
-                    problems.add(where, f"{len(header) + len(record[None])} fields, but the header names {len(header)}")
-                    continue
-                yield where, record
-        except csv.Error as exc:
-            problems.add(f"line {reader.line_num}", f"not valid CSV: {exc}")
-
+        return records
 
 
 class LabelledImages(DatasetSchema):
     """Images with a label, in a .zip: one folder per class (`cat/1.png`), or a CSV `path,label`
-    (any name ending in .csv, at the top of the archive) next to the images it names."""
+    (any name ending in .csv, at the top of the archive) next to the images it names.
+
+    The archive's listing is checked before anything is read (files, declared sizes, paths);
+    each image's declared size, then its first bytes (the format), then its header (width ×
+    height) are checked before it is decoded, from the file it was copied to."""
 
     formats = (".zip",)
     input_kind = "file"
@@ -199,127 +245,93 @@ class LabelledImages(DatasetSchema):
         self.max_pixels = max_pixels
         self.min_side = min_side
 
+    @property
+    def max_image_bytes(self) -> int:
+        """The largest file an allowed image can be: its pixels uncompressed at 8 bytes each (16-bit RGBA)."""
+        return self.max_pixels * 8 + 1024 * 1024
+
     def describe(self) -> dict:
         return {**super().describe(), "layouts": ["class folders: <label>/<image>", "labels.csv (path,label) + images"],
                 "image_types": list(IMAGE_SUFFIXES), "max_pixels": self.max_pixels}
 
-    def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
+    def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         self.check_format(upload.name)
-        try:
-            archive = zipfile.ZipFile(upload)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise DatasetInvalid(f"The file is not a readable zip archive ({exc}).") from exc
-        with archive:
-            everything = [m for m in archive.infolist() if not m.is_dir()]
-            self._check_archive(everything)
-            members = [m for m in everything if not _hidden(m.filename)]
-            csvs = [m for m in members if m.filename.lower().endswith(".csv") and "/" not in m.filename.strip("/")]
+        bounds = upload_limits()
+        budget = Budget(max_bytes=min(self.max_extracted_bytes, bounds.extracted_bytes),
+                        max_files=min(self.max_files, bounds.archive_files))
+        with open_archive(upload, budget=budget) as everything:
+            members = [m for m in everything if not _hidden(m.name)]
+            csvs = [m for m in members if m.name.lower().endswith(".csv") and "/" not in m.name]
             problems = Problems()
             if csvs:
-                pairs = self._pairs_from_csv(archive, csvs[0], members, problems)
+                pairs = self._pairs_from_csv(csvs[0], members, problems)
             else:
                 pairs = self._pairs_from_folders(members, problems)
-            examples = []
             for member, label in pairs:
-                relative = safe_member_path(member.filename)
-                data = archive.read(member)
-                problem = image_problem(data, max_pixels=self.max_pixels, min_side=self.min_side)
+                problem = self._copy_image(member, files_dir / member.name)
                 if problem:
-                    problems.add(member.filename, problem)
+                    problems.add(member.name, problem)
                     continue
-                target = files_dir / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                examples.append(Example(input=relative, label=label, ref=member.filename))
+                yield Example(input=member.name, label=label, ref=member.name)
             problems.fail()
-        return self.check_whole(examples)
 
-    def _check_archive(self, members) -> None:
-        if len(members) > self.max_files:
-            raise DatasetInvalid(f"The archive holds {len(members)} files; at most {self.max_files}.")
-        total = sum(m.file_size for m in members)
-        if total > self.max_extracted_bytes:
-            raise DatasetInvalid(f"The archive expands to {total} bytes; at most {self.max_extracted_bytes}.")
-        for m in members:
-            if safe_member_path(m.filename) is None:
-                raise DatasetInvalid(f"The archive names an unsafe path: {m.filename!r} (absolute, or leaving the archive).")
+    def _copy_image(self, member: Member, target: Path) -> str | None:
+        """Copy one image into `target` and check it (None when it is usable; nothing stays when it is not)."""
+        if member.size > self.max_image_bytes:
+            return (f"{member.size} bytes; an image of at most {self.max_pixels} pixels takes at most "
+                    f"{self.max_image_bytes} bytes")
+        with member.open() as stream:
+            head = stream.read(IMAGE_HEAD_BYTES)
+            if image_format(head) is None:
+                return NOT_AN_IMAGE
+            write_member(stream, target, head=head)
+        problem = image_problem(target, max_pixels=self.max_pixels, min_side=self.min_side)
+        if problem:
+            target.unlink()
+        return problem
 
-    def _pairs_from_folders(self, members, problems: Problems):
-        images = [m for m in members if m.filename.lower().endswith(IMAGE_SUFFIXES)]
+    def _pairs_from_folders(self, members: list[Member], problems: Problems):
+        images = [m for m in members if m.name.lower().endswith(IMAGE_SUFFIXES)]
         if not images:
             raise DatasetInvalid("The archive holds no images (.png, .jpg, …); put each class's images in a folder named after the class.")
         # One shared top folder (a zipped directory) is not a class: look one level below it.
-        parts = [m.filename.strip("/").split("/") for m in images]
+        parts = [m.name.split("/") for m in images]
         depth = 1 if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
         pairs = []
         for member, p in zip(images, parts, strict=True):
             if len(p) < depth + 2:
-                problems.add(member.filename, "an image outside a class folder; put it in a folder named after its label")
+                problems.add(member.name, "an image outside a class folder; put it in a folder named after its label")
                 continue
-            pairs.append((member, p[depth]))
-        for m in members:
-            if not m.filename.lower().endswith(IMAGE_SUFFIXES):
-                problems.add(m.filename, f"not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
-        return pairs
-
-    def _pairs_from_csv(self, archive, listing, members, problems: Problems):
-        by_name = {m.filename.strip("/"): m for m in members}
-        try:
-            text = archive.read(listing).decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetInvalid(f"{listing.filename} is not UTF-8 text.") from exc
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not {"path", "label"} <= set(reader.fieldnames or []):
-            raise DatasetInvalid(f"{listing.filename} must have the header 'path,label'.", [Problem(f"{listing.filename} line 1", "missing columns")])
-        pairs = []
-        for record in reader:
-            where = f"{listing.filename} line {reader.line_num}"
-            name = posixpath.normpath((record.get("path") or "").strip()).lstrip("./")
-            member = by_name.get(name)
-            if member is None:
-                problems.add(where, f"the archive has no file {record.get('path')!r}")
-                continue
-            if not name.lower().endswith(IMAGE_SUFFIXES):
-                problems.add(where, f"{name!r} is not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
-                continue
-            label = _label(record.get("label"), where, problems)
+            label = _label(p[depth], member.name, problems)
             if label is not None:
                 pairs.append((member, label))
+        for m in members:
+            if not m.name.lower().endswith(IMAGE_SUFFIXES):
+                problems.add(m.name, f"not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
+        return pairs
+
+    def _pairs_from_csv(self, listing: Member, members: list[Member], problems: Problems):
+        by_name = {m.name: m for m in members}
+        pairs = []
+        with listing.open() as stream:
+            header, records = csv_records(stream, problems, name=listing.name)
+            if not {"path", "label"} <= set(header):
+                raise DatasetInvalid(f"{listing.name} must have the header 'path,label'.",
+                                     [Problem(f"{listing.name} line 1", "missing columns")])
+            for where, record in records:
+                name = posixpath.normpath((record.get("path") or "").strip()).lstrip("./")
+                member = by_name.get(name)
+                if member is None:
+                    problems.add(where, f"the archive has no file {record.get('path')!r}")
+                    continue
+                if not name.lower().endswith(IMAGE_SUFFIXES):
+                    problems.add(where, f"{name!r} is not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
+                    continue
+                label = _label(record.get("label"), where, problems)
+                if label is not None:
+                    pairs.append((member, label))
         return pairs
 
 
 def _hidden(name: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/") if part)
-
-
-def safe_member_path(name: str) -> str | None:
-    """An archive member's path if it stays inside the archive, else None (absolute, a drive,
-    backslashes, or `..` leaving it). Dataset and model archives both go through it."""
-    if name.startswith(("/", "\\")) or "\\" in name or ":" in name.split("/")[0]:
-        return None
-    normal = posixpath.normpath(name)
-    if normal.startswith("..") or normal in (".", ""):
-        return None
-    return normal
-
-
-def image_problem(data: bytes, *, max_pixels: int, min_side: int = 1) -> str | None:
-    """Why these bytes are not a usable image (None when they are one). Reads the header before
-    decoding, so a decompression bomb is refused without being expanded."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            if width * height > max_pixels:
-                return f"{width}×{height} pixels; at most {max_pixels} pixels"
-            if min(width, height) < min_side:
-                return f"{width}×{height} pixels; each side needs at least {min_side}"
-            probe.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except UnidentifiedImageError:
-        return "not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP)"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"a corrupt or truncated image ({exc})"
-    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from importlib import import_module, metadata
 
 import jsonschema
@@ -116,6 +117,8 @@ def validate_task(task: Task, label: str) -> None:
             fail(f"`{attr}` is missing.")
     if not isinstance(getattr(task, "dataset", None), DatasetSchema):
         fail("`dataset` must be a DatasetSchema instance (e.g. LabelledText() or LabelledImages()).")
+    if type(task.dataset).read is DatasetSchema.read:
+        fail("`dataset` does not implement read(upload, files_dir), which yields the upload's examples as it reads them.")
     missing = [m for m in REQUIRED_METHODS if getattr(type(task), m) is getattr(Task, m)]
     if missing:
         fail(f"does not implement {', '.join(missing)}.")
@@ -166,6 +169,13 @@ def validate_task(task: Task, label: str) -> None:
         fail(f"`playground` must be one of {list(PLAYGROUNDS)}, not {task.playground!r}.")
     if not isinstance(task.max_batch, int) or task.max_batch < 1:
         fail("`max_batch` must be a positive integer.")
+    files = task.model_files
+    if (isinstance(files, str) or not isinstance(files, (list, tuple))
+            or not all(isinstance(p, str) and p and "/" not in p for p in files)):
+        fail("`model_files` must list patterns of file names (no folders), e.g. verticals.sdk.artifacts.MODEL_FILES.")
+    for needed in ("config.json", "model.safetensors"):
+        if not any(fnmatchcase(needed, p) for p in files):
+            fail(f"`model_files` must match {needed!r}: core stores and loads a model by it.")
 
 
 def _check_units(meter: str, per_input, fail) -> None:

@@ -385,7 +385,7 @@ def test_a_small_parent_continues_from_its_weights(task, splits, saved):
 def test_save_writes_a_plain_hugging_face_directory(saved):
     from verticals.registry.archives import check_model_files
 
-    check_model_files(saved)
+    check_model_files(saved, TextGenerationTask.model_files)
     names = {p.name for p in saved.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= names
     config = json.loads((saved / "config.json").read_text())

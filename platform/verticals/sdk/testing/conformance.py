@@ -19,7 +19,7 @@ from verticals.sdk.local import LocalTrainContext
 
 def local_splits(task: Task, upload: Path, work: Path, *, seed: int = 0) -> dict[str, DatasetSplit]:
     """Read an upload with the task's schema and split it the way the platform does (for tests)."""
-    from verticals.registry.services import DEFAULT_FRACTIONS, split_examples
+    from verticals.registry.datasets import DEFAULT_FRACTIONS, split_examples
 
     files = work / "files"
     files.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ class TaskConformance:
         task.save(model, saved)
         from verticals.registry.archives import check_model_files
 
-        check_model_files(saved)  # safetensors weights, no pickles, nothing core would refuse
+        check_model_files(saved, task.model_files)  # safetensors weights, no pickles, nothing core would drop
         after = task.predict(task.load(saved), inputs)
         assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
         _validate_outputs(task, after)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from verticals.registry import archives, garden, services, storage
+from verticals.registry import garden, services, storage
 from verticals.registry.models import BaseModel
+from verticals.sdk.ingestion import Refused
 
 
 class Command(BaseCommand):
@@ -73,8 +74,11 @@ class Command(BaseCommand):
         try:
             base = services.base_model_import(source=path, name=name, title=title, description=description, origin=origin,
                                               license=license, replace=replace)
-        except archives.ArchiveRefused as exc:
+        except Refused as exc:
             raise CommandError(f"{name}: {exc}") from exc
+        dropped = getattr(base, "dropped_files", [])
+        if dropped:
+            self.stderr.write(f"{name}: not stored (no installed task loads them): {', '.join(dropped)}.")
         return self._describe(base)
 
     @staticmethod

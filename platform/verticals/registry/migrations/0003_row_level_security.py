@@ -6,7 +6,7 @@ from verticals.tenancy.rls import EnableRowLevelSecurity
 
 
 class Migration(migrations.Migration):
-    dependencies = [("registry", "0001_initial")]
+    dependencies = [("registry", "0002_artifact_digest_covers_every_file")]
 
     operations = [
         EnableRowLevelSecurity("Dataset"),
