@@ -184,7 +184,7 @@ class UploadFieldsSerializer(serializers.Serializer):
     task = StrictCharField(max_length=64, required=False)
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False, default=0)
     validation_fraction = serializers.FloatField(required=False, allow_null=True, default=None)
     test_fraction = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -194,7 +194,8 @@ DATASET_UPLOAD = inline_serializer("DatasetUpload", {
     "task": serializers.CharField(help_text="The task (GET /api/v1/tasks/); not needed for a new version."),
     "name": serializers.CharField(required=False, help_text="The dataset's name (default: the file's)."),
     "description": serializers.CharField(required=False),
-    "seed": serializers.IntegerField(required=False, help_text="Seed of the train/validation/test split (default 0)."),
+    "seed": serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT,
+                                     help_text="Seed of the train/validation/test split (default 0)."),
     "validation_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
     "test_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
 })
