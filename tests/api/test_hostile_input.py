@@ -218,3 +218,16 @@ def test_numbers_no_column_holds_are_400_naming_them(world_a):
     assert_names(world_a.client().get(download, {"version": "9" * 30}), "version")
     assert_names(world_a.client().get(download, {"version": "9" * 5000}), "version")
     assert_names(world_a.partner_session().get("/api/v1/partner/growth/", {"months": "9" * 5000}), "months")
+
+
+@pytest.mark.django_db
+def test_a_brand_change_that_changes_nothing_is_400(world_a):
+    """An array, an empty object, or a multipart body whose one part has no name: nothing to do."""
+    client = world_a.partner_session()
+    for answer in (client.patch("/api/v1/partner/brand/", [], format="json"),
+                   client.patch("/api/v1/partner/brand/", {}, format="json"),
+                   client.patch("/api/v1/partner/brand/", data=b"--b\r\n\r\n[]\r\n--b--\r\n",
+                                content_type="multipart/form-data; boundary=b")):
+        assert answer.status_code == 400, answer.content[:200]
+        assert "brand_colour" in answer.json()["error"]["message"]
+    assert client.patch("/api/v1/partner/brand/", {"brand_name": "New"}, format="json").json()["brand_name"] == "New"

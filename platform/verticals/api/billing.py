@@ -1400,12 +1400,15 @@ class PartnerBrandView(PartnerConsoleViewSet):
         description="A bad colour or email, or a logo that is not a small PNG, JPEG, GIF or WebP image.")})
     def change(self, request):
         data = request.data
-        wanted = data.get("partner") if hasattr(data, "get") else None
-        partner = self.chosen_partner(wanted)
         known = {"brand_name", "brand_colour", "support_email", "logo", "partner"}
-        unknown = sorted(set(data) - known) if hasattr(data, "keys") else []
+        takes = ", ".join(sorted(known - {"partner"}))
+        # An array, or a multipart body whose parts have no names, changes nothing: it is a mistake.
+        if not hasattr(data, "keys") or not (set(data) | set(request.FILES)) - {"partner"}:
+            raise exceptions.ValidationError({"non_field_errors": [f"Send an object with what to change: {takes}."]})
+        partner = self.chosen_partner(data.get("partner"))
+        unknown = sorted(set(data) - known)
         if unknown:
-            raise exceptions.ValidationError({unknown[0]: [f"Unknown field; a brand takes {', '.join(sorted(known - {'partner'}))}."]})
+            raise exceptions.ValidationError({unknown[0]: [f"Unknown field; a brand takes {takes}."]})
         fields = {key: data[key] for key in ("brand_name", "brand_colour", "support_email") if key in data}
         payload = BrandSerializer(partner, data=fields, partial=True)
         payload.is_valid(raise_exception=True)
