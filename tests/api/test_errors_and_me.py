@@ -19,7 +19,10 @@ def assert_error(answer, status: int, code: str | None = None) -> dict:
 def test_error_shape_for_auth_missing_route_and_method(world_a):
     assert_error(APIClient().get("/api/v1/projects/"), 401, "not_authenticated")
     assert_error(world_a.client().get("/api/v1/no-such-thing"), 404, "not_found")
-    assert_error(APIClient().get("/v1/no-such-route"), 404, "not_found")
+    # The OpenAI-compatible prefix answers in OpenAI's shape, unknown routes too.
+    unknown = APIClient().get("/v1/no-such-route")
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
+    assert set(unknown.json()["error"]) == {"message", "type", "param", "code"}
     assert_error(world_a.client().delete("/api/v1/projects/"), 405, "method_not_allowed")
     assert_error(world_a.client().get("/api/v1/projects/prj_missing/"), 404, "not_found")
 
@@ -30,6 +33,8 @@ def test_session_writes_need_csrf(world_a):
     client.force_login(world_a.owner)
     error = assert_error(client.post("/api/v1/projects/", {"name": "x"}, format="json"), 403, "permission_denied")
     assert "CSRF" in error["message"]
+    # A write to no route is a 404 in the API's shape, not Django's HTML CSRF page.
+    assert_error(client.post("/api/v1/projects/prj_a.b/", {"name": "x"}, format="json"), 404, "not_found")
 
 
 @pytest.mark.django_db

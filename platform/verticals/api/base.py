@@ -1,8 +1,10 @@
 """Base classes every API view stands on: the only way an API view reaches tenant rows."""
 
 from rest_framework import viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.views import APIView
 
+from verticals.api.inputs import refusing_unstorable
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
 from verticals.tenancy.scoping import platform_scope
 
@@ -19,9 +21,23 @@ def required_action_of(view) -> str | None:
 
 
 class CallerMixin:
+    """Every API view stands on this (tests/api/test_cross_tenant_probe.py checks it)."""
+
     @property
     def caller(self):
         return self.request._request.caller
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # No parameter of the API takes several values: a repeated one is a mistake, not a choice
+        # of which to read.
+        repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
+        if repeated:
+            raise ValidationError({name: ["Give this parameter once."] for name in repeated})
+
+    def get_parsers(self):
+        # Whatever parsers a view names, a body holding a value no database holds is refused by them.
+        return [refusing_unstorable(type(parser))() for parser in super().get_parsers()]
 
 
 class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):

@@ -33,7 +33,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from verticals.api.base import CallerAPIView, CatalogViewSet, PartnerScopedViewSet, TenantScopedViewSet
+from verticals.api.filters import as_utc
 from verticals.api.pagination import Pagination
+from verticals.api.params import whole_number
 from verticals.api.serializers import PartnerTenantCreateSerializer, StrictCharField
 from verticals.billing import analytics, documents, invoicing, metering, services
 from verticals.billing.catalog import meter_keys, period_of, standing
@@ -207,9 +209,12 @@ def parse_when(name: str, value: str, *, end: bool = False) -> datetime:
             raise ValueError
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt_timezone.utc)
-        return moment.astimezone(dt_timezone.utc)
     except (ValueError, OverflowError):
         raise exceptions.ValidationError({name: [f"'{value[:40]}' is not a date or time. {hint}"]}) from None
+    try:
+        return as_utc(moment)
+    except ValueError as exc:
+        raise exceptions.ValidationError({name: [str(exc)]}) from None
 
 
 def time_range(params, default: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
@@ -221,13 +226,7 @@ def time_range(params, default: tuple[datetime, datetime]) -> tuple[datetime, da
 
 
 def months_param(params, default: int = 12) -> int:
-    raw = params.get("months")
-    if raw in (None, ""):
-        return default
-    # isdigit() alone lets '²' through to int(), which refuses it: only ASCII 0-9 are a number here.
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= MAX_MONTHS:
-        raise exceptions.ValidationError({"months": [f"Give a whole number of months from 1 to {MAX_MONTHS}."]})
-    return int(raw)
+    return whole_number(params.get("months"), name="months", low=1, high=MAX_MONTHS, default=default)
 
 
 def wants_csv(request) -> bool:
@@ -279,7 +278,7 @@ def usage_answer(view, request, tenant, *, restricted=None):
         raise exceptions.ValidationError({"format": ["Give json or csv."]})
     current = standing(tenant)
     start, end = time_range(params, current.period if current else period_of(timezone.now(), 1))
-    group_by = [name.strip() for name in params.get("group_by", "meter").split(",") if name.strip()]
+    group_by = [name.strip() for name in (params.get("group_by") or "meter").split(",") if name.strip()]
     bad = [name for name in group_by if name not in analytics.GROUPS]
     if not group_by or bad:
         raise exceptions.ValidationError({"group_by": [f"Group by any of {', '.join(analytics.GROUPS)} (comma separated); "
@@ -553,6 +552,12 @@ def validate_events(events: list) -> tuple[dict[int, Tenant], list[metering.Usag
             if occurred is None or occurred.tzinfo is None:
                 problems.add(f"{at}.occurred_at", "Give an ISO date-time with a zone, e.g. 2026-10-05T12:00:00Z.")
                 occurred = None
+            else:
+                try:
+                    occurred = as_utc(occurred)
+                except ValueError as exc:
+                    problems.add(f"{at}.occurred_at", str(exc))
+                    occurred = None
         moment = occurred or now
         if occurred is not None:
             if occurred > now + FUTURE_SLACK:
@@ -1395,12 +1400,15 @@ class PartnerBrandView(PartnerConsoleViewSet):
         description="A bad colour or email, or a logo that is not a small PNG, JPEG, GIF or WebP image.")})
     def change(self, request):
         data = request.data
-        wanted = data.get("partner") if hasattr(data, "get") else None
-        partner = self.chosen_partner(wanted)
         known = {"brand_name", "brand_colour", "support_email", "logo", "partner"}
-        unknown = sorted(set(data) - known) if hasattr(data, "keys") else []
+        takes = ", ".join(sorted(known - {"partner"}))
+        # An array, or a multipart body whose parts have no names, changes nothing: it is a mistake.
+        if not hasattr(data, "keys") or not (set(data) | set(request.FILES)) - {"partner"}:
+            raise exceptions.ValidationError({"non_field_errors": [f"Send an object with what to change: {takes}."]})
+        partner = self.chosen_partner(data.get("partner"))
+        unknown = sorted(set(data) - known)
         if unknown:
-            raise exceptions.ValidationError({unknown[0]: [f"Unknown field; a brand takes {', '.join(sorted(known - {'partner'}))}."]})
+            raise exceptions.ValidationError({unknown[0]: [f"Unknown field; a brand takes {takes}."]})
         fields = {key: data[key] for key in ("brand_name", "brand_colour", "support_email") if key in data}
         payload = BrandSerializer(partner, data=fields, partial=True)
         payload.is_valid(raise_exception=True)

@@ -2,7 +2,9 @@
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -14,6 +16,7 @@ from verticals.config.paths import is_api_path
 from verticals.tenancy.scoping import TenantContextMissing
 
 logger = logging.getLogger(__name__)
+
 
 def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
@@ -45,7 +48,21 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
     return exceptions.ValidationError({"non_field_errors": exc.messages})
 
 
+class RequestTooLarge(exceptions.APIException):
+    """A body over the size a route reads (DATA_UPLOAD_MAX_MEMORY_SIZE for JSON and form fields)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+    def __init__(self, limit: int | None = None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if limit is None else limit
+        super().__init__(f"The request body is larger than the {limit} bytes this route reads; send less "
+                         "(files go as multipart/form-data uploads).")
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):  # Django refused to read the body: nothing was parsed or done
+        exc = RequestTooLarge()
     if isinstance(exc, Refused):  # the plan said no: 429 (with Retry-After), 402 or 403
         set_rollback()
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
@@ -82,12 +99,39 @@ def exception_handler(exc, context):
     return Response(error_body("server_error", "Something went wrong on our side; it has been logged."), status=500)
 
 
-def json_or_default(default_view, status: int, code: str, message: str):
-    """A Django-level error handler: JSON in the one shape under API paths, the HTML page elsewhere."""
+# OpenAI's error type and code for our statuses (the OpenAI-compatible routes under /v1/).
+OPENAI_KINDS = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", None),
+                403: ("permission_error", None), 404: ("invalid_request_error", "not_found"),
+                429: ("rate_limit_exceeded", "rate_limit_exceeded"), 503: ("server_error", None)}
 
-    def handler(request, *args, **kwargs):
+
+def openai_body(status: int, body: dict) -> dict:
+    """Our error body in OpenAI's shape: {"error": {"message", "type", "param", "code"}}; `param` is
+    the first field a 400 names."""
+    error = body["error"]
+    type_, code = OPENAI_KINDS.get(status, ("invalid_request_error" if status < 500 else "server_error", None))
+    details = error.get("details")
+    param = next(iter(details), None) if isinstance(details, dict) and status == 400 else None
+    return {"error": {"message": error["message"], "type": type_, "param": param, "code": code or error["code"]}}
+
+
+def error_response(request, status: int, code: str, message: str, details=None) -> JsonResponse:
+    """An error answered outside DRF's views (middleware, Django's handlers) in the shape of the
+    path's API: OpenAI's under /v1/, the one shape elsewhere."""
+    body = error_body(code, message, details)
+    return JsonResponse(openai_body(status, body) if request.path.startswith("/v1/") else body, status=status)
+
+
+def json_or_default(default_view, status: int, code: str, message: str):
+    """A Django-level error handler: JSON in the API's shape under API paths, the HTML page elsewhere."""
+
+    def handler(request, exception=None, *args, **kwargs):
         if is_api_path(request.path):
-            return JsonResponse(error_body(code, message), status=status)
-        return default_view(request, *args, **kwargs)
+            if isinstance(exception, RequestDataTooBig):  # read outside a view (a middleware): still 413
+                too_large = RequestTooLarge()
+                return error_response(request, too_large.status_code, too_large.default_code, str(too_large.detail))
+            return error_response(request, status, code, message)
+        return default_view(request, *(() if exception is None else (exception,)), *args, **kwargs)
 
     return handler
+

@@ -35,6 +35,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import ProjectScopedViewSet
+from verticals.api.params import MAX_INT
 from verticals.api.serializers import StrictCharField
 from verticals.jobs import engine, queries, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
@@ -44,7 +45,8 @@ EVENT_STREAM = "text/event-stream"
 LOG_TAIL_LINES = 50
 # Events one poll reads at a time; a client far behind gets the rest in the same poll.
 EVENTS_PER_READ = 500
-MAX_EVENT_ID = 2**31 - 1
+MAX_EVENT_ID = MAX_INT
+EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 
 
 # --- request shapes -----------------------------------------------------------------------
@@ -133,7 +135,7 @@ class JobSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField()
     worker = serializers.SerializerMethodField()
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = Job
@@ -368,6 +370,18 @@ the end), or after a time limit: reconnect with the last id you received to go o
 """
 
 
+# One event of the stream, as OpenAPI (before 3.2's `itemSchema`) describes a text/event-stream.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event's id: send it back as Last-Event-ID to go on after it."},
+        "event": {"type": "string", "enum": ["status", "progress", "metric", "log"]},
+        "data": {"type": "string", "description": "The event as JSON: `{id, type, at, …}` (see above)."},
+    },
+    "required": ["id", "event", "data"],
+}
+
+
 # --- the resource -------------------------------------------------------------------------
 
 class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
@@ -468,14 +482,16 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         summary="Follow the job's events (server-sent events)",
         description=EVENTS_DESCRIPTION,
         parameters=[
-            OpenApiParameter("Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
-                             description="Send the events after this id (a reconnecting EventSource sets it)."),
-            OpenApiParameter("last_event_id", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
+            OpenApiParameter("Last-Event-ID", {"anyOf": [EVENT_ID, {"type": "string", "maxLength": 0}]},
+                             OpenApiParameter.HEADER, required=False,
+                             description="Send the events after this id (a reconnecting EventSource sets it; empty: "
+                                         "none received)."),
+            OpenApiParameter("last_event_id", EVENT_ID, OpenApiParameter.QUERY, required=False,
                              description="The same, for clients that cannot set headers; the header wins."),
         ],
         responses={
             (200, EVENT_STREAM): OpenApiResponse(
-                response=OpenApiTypes.STR, description="The event stream.",
+                response=SSE_EVENT, description="The event stream (the schema is one event's).",
                 examples=[OpenApiExample("events", value=(
                     'id: 7\nevent: progress\ndata: {"id":7,"type":"progress","at":"2026-01-01T12:00:00+00:00",'
                     '"current":3.0,"total":10.0,"description":"epoch 3","eta_seconds":12.5}\n\n'

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
+from verticals.api.params import MAX_INT, whole_number
 from verticals.api.serializers import StrictCharField
 from verticals.api.streaming import event_stream, sse
 from verticals.registry import services, storage
@@ -186,7 +187,7 @@ class DatasetSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     project = serializers.CharField(source="project.public_id", read_only=True)
     latest_version = serializers.SerializerMethodField()
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = Dataset
@@ -216,7 +217,7 @@ class UploadFieldsSerializer(serializers.Serializer):
     task = StrictCharField(max_length=64, required=False)
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False, default=0)
     validation_fraction = serializers.FloatField(required=False, allow_null=True, default=None)
     test_fraction = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -226,7 +227,8 @@ DATASET_UPLOAD = inline_serializer("DatasetUpload", {
     "task": serializers.CharField(help_text="The task (GET /api/v1/tasks/); not needed for a new version."),
     "name": serializers.CharField(required=False, help_text="The dataset's name (default: the file's)."),
     "description": serializers.CharField(required=False),
-    "seed": serializers.IntegerField(required=False, help_text="Seed of the train/validation/test split (default 0)."),
+    "seed": serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT,
+                                     help_text="Seed of the train/validation/test split (default 0)."),
     "validation_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
     "test_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
 })
@@ -286,19 +288,19 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         services.dataset_delete(dataset=self.get_object(), caller=self.caller)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
+    @extend_schema(parameters=[OpenApiParameter("version", {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                                                OpenApiParameter.QUERY, required=False,
                                                 description="Which version (default: the latest).")],
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+                   responses={(200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description=(
+                       "The file as it was uploaded, with the type its name says (text/csv, application/zip, …)."))})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def download(self, request, project_id=None, dataset_id=None):
         """The file that was uploaded for a version of this dataset."""
         dataset = self.get_object()
         versions = dataset.versions.all()
-        wanted = request.query_params.get("version")
-        if wanted:
-            if not (wanted.isascii() and wanted.isdigit()):
-                raise exceptions.ValidationError({"version": ["Give a version number."]})
-            versions = versions.filter(version=int(wanted))
+        wanted = whole_number(request.query_params.get("version"), name="version", low=1, high=MAX_INT)
+        if wanted is not None:
+            versions = versions.filter(version=wanted)
         version = versions.order_by("-version").first()
         if version is None:
             raise exceptions.NotFound("This dataset has no such version.")

@@ -7,13 +7,16 @@ from verticals.tenancy.roles import Role, Scope
 
 
 class StrictCharField(serializers.CharField):
-    """A string, and only a string: 7 or 5.5 is a wrong type, not a name."""
+    """A string, and only a string: 7 or 5.5 is a wrong type, not a name. Its length is checked as
+    sent (the document's maxLength), before the surrounding whitespace is trimmed."""
 
     default_error_messages = {"invalid": "Give a string, not a {type}."}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid", type=type(data).__name__)
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 
@@ -43,7 +46,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     name = StrictCharField(max_length=120)
     description = StrictCharField(max_length=2000, required=False, allow_blank=True)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
 
     class Meta:
         model = Project
@@ -84,8 +87,8 @@ class MemberRoleSerializer(serializers.Serializer):
 class ApiKeySerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     prefix = serializers.CharField(source="display_prefix", read_only=True)
-    project = serializers.CharField(source="project.public_id", read_only=True, default=None)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    project = serializers.CharField(source="project.public_id", read_only=True, allow_null=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
     active = serializers.SerializerMethodField()
 
     class Meta:

@@ -6,14 +6,16 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from verticals.api.errors import error_body, json_or_default
+from verticals.api.errors import error_response, json_or_default
 
 
+@csrf_exempt  # a write to no route is 404 like any other call to it, not a CSRF refusal
 def api_route_not_found(request, rest=""):
     """Unknown routes under the API prefixes answer in the API's error shape, DEBUG or not."""
-    return JsonResponse(error_body("not_found", f"No API route {request.path}: see /api/docs/."), status=404)
+    return error_response(request, 404, "not_found", f"No API route {request.path}: see /api/docs/.")
 
 
 def healthz(request):

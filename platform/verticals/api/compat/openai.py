@@ -36,19 +36,11 @@ class OpenAIError(exceptions.APIException):
 
 def openai_exception_handler(exc, context):
     """Every failure of these routes in OpenAI's error shape."""
-    from verticals.api.errors import exception_handler
+    from verticals.api.errors import exception_handler, openai_body
 
     if not isinstance(exc, OpenAIError):
         answer = exception_handler(exc, context)  # our shape, status and headers; re-worded below
-        error = answer.data["error"]
-        kinds = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", error["code"]),
-                 403: ("permission_error", error["code"]),
-                 404: ("invalid_request_error", "not_found"), 429: ("rate_limit_exceeded", "rate_limit_exceeded"),
-                 503: ("server_error", error["code"])}
-        type_, code = kinds.get(answer.status_code, ("invalid_request_error" if answer.status_code < 500 else "server_error",
-                                                     error["code"]))
-        param = next(iter(error["details"]), None) if isinstance(error.get("details"), dict) and answer.status_code == 400 else None
-        answer.data = {"error": {"message": error["message"], "type": type_, "param": param, "code": code}}
+        answer.data = openai_body(answer.status_code, answer.data)
         return answer
     return Response({"error": {"message": str(exc.detail), "type": exc.type, "param": exc.param, "code": exc.openai_code}},
                     status=exc.status_code)
