@@ -53,6 +53,12 @@ def test_a_body_over_the_predict_limit_is_413_with_what_to_do(world_a, shapes, s
     assert "at most 50000 bytes" in body["message"] and "batch_predict" in body["message"]
 
 
+@pytest.mark.parametrize("declared", ["9" * 5000, "99999999999999999999"])
+def test_a_content_length_no_number_type_holds_is_413_not_a_server_error(world_a, shapes, declared):
+    answer = world_a.client().post(predict_url(world_a, shapes), {"inputs": "hi"}, format="json", CONTENT_LENGTH=declared)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+
+
 def test_a_body_longer_than_its_content_length_said_is_413(settings):
     settings.SERVING_MAX_BODY_BYTES = 1000
     with pytest.raises(RequestTooLarge):

@@ -54,10 +54,10 @@ class RequestTooLarge(exceptions.APIException):
     status_code = 413
     default_code = "request_too_large"
 
-    def __init__(self, limit: int | None = None):
+    def __init__(self, limit: int | None = None, message: str | None = None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if limit is None else limit
-        super().__init__(f"The request body is larger than the {limit} bytes this route reads; send less "
-                         "(files go as multipart/form-data uploads).")
+        super().__init__(message or f"The request body is larger than the {limit} bytes this route reads; send less "
+                                    "(files go as multipart/form-data uploads).")
 
 
 def exception_handler(exc, context):

@@ -19,7 +19,8 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
-from verticals.api.params import MAX_INT, whole_number
+from verticals.api.errors import RequestTooLarge
+from verticals.api.params import MAX_INT, content_length, whole_number
 from verticals.api.serializers import StrictCharField
 from verticals.api.streaming import event_stream, sse
 from verticals.registry import services, storage
@@ -50,17 +51,12 @@ class InferenceRestarted(exceptions.APIException):
     default_code = "inference_restarted"
 
 
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
-
-
 def _predict_too_large(length: int | None = None) -> RequestTooLarge:
     limit = settings.SERVING_MAX_BODY_BYTES
     size = f"{length} bytes" if length is not None else f"more than {limit} bytes"
-    return RequestTooLarge(f"The request has {size}; a predict call takes at most {limit} bytes "
-                           "(SERVING_MAX_BODY_BYTES). Send fewer or smaller inputs per call, or predict a whole dataset "
-                           "with a batch_predict job.")
+    return RequestTooLarge(limit, f"The request has {size}; a predict call takes at most {limit} bytes "
+                                  "(SERVING_MAX_BODY_BYTES). Send fewer or smaller inputs per call, or predict a whole "
+                                  "dataset with a batch_predict job.")
 
 
 class PredictJSONParser(BaseParser):
@@ -83,10 +79,7 @@ PREDICT_PARSERS = [PredictJSONParser, MultiPartParser]
 
 def refuse_oversized(request) -> None:
     """Refuse a body over the upload limit before it is read (and written to temporary files)."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    length = content_length(request)
     limit = settings.REGISTRY_MAX_UPLOAD_BYTES
     if length > limit + 64 * 1024:  # room for the multipart envelope and the other fields
         raise UploadInvalid(f"The upload has {length} bytes; uploads take at most {limit} bytes.")
@@ -430,8 +423,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None, parser_classes=PREDICT_PARSERS)
     def predict(self, request, project_id=None, model_id=None):
         """Predict with this model version: one input or a list (Hugging Face pipeline output shapes)."""
-        raw_length = request.META.get("CONTENT_LENGTH") or ""
-        length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else 0
+        length = content_length(request)
         if length > settings.SERVING_MAX_BODY_BYTES:
             raise _predict_too_large(length)
         model = self.get_object()
@@ -466,9 +458,9 @@ def serving_errors():
     try:
         yield
     except RequestDataTooBig:  # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
-        raise RequestTooLarge(f"The form fields of this multipart call hold more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                              "bytes; upload images as files in `inputs`, or send JSON (up to "
-                              f"{settings.SERVING_MAX_BODY_BYTES} bytes).") from None
+        raise RequestTooLarge(message=f"The form fields of this multipart call hold more than "
+                                      f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; upload images as files in `inputs`, "
+                                      f"or send JSON (up to {settings.SERVING_MAX_BODY_BYTES} bytes).") from None
     except serving.BadInput as exc:
         raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
     except serving.ModelUnavailable as exc:
