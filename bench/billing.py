@@ -37,7 +37,6 @@ import random
 import statistics
 import shutil
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.harness import migrated_platform  # noqa: E402
 from bench.plugin_sdk import client_process, post_json, process_tree_cpu  # noqa: E402
 
 TARGET_METERING = 1.05   # time per call with metering / without, at most
@@ -56,32 +56,6 @@ REVIEWS = ["I loved this product, it works perfectly", "Terrible, it broke after
 
 
 # --- the database ---------------------------------------------------------------------------
-
-def scratch_postgres(url: str) -> tuple[str, str]:
-    """A fresh database beside the one `url` names: (its URL, its name)."""
-    import dj_database_url
-    import psycopg
-
-    config = dj_database_url.parse(url)
-    name = f"{config['NAME']}_bench_{os.getpid()}"
-    with psycopg.connect(_maintenance_dsn(config), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + "/" + name, name
-
-
-def drop_postgres(url: str, name: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    with psycopg.connect(_maintenance_dsn(dj_database_url.parse(url)), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _maintenance_dsn(config: dict) -> str:
-    parts = {"dbname": "postgres", "user": config.get("USER"), "password": config.get("PASSWORD"),
-             "host": config.get("HOST"), "port": config.get("PORT")}
-    return " ".join(f"{key}={value}" for key, value in parts.items() if value)
-
 
 def load_events(tenant, period, count: int, seed: int = 0) -> None:
     """`count` usage events of `tenant` spread over `period` and CLOSE_METERS, loaded in bulk: the
@@ -334,40 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (and the scratch PostgreSQL database)")
     args = parser.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="verticals-bench-billing-"))
-    given = os.environ.get("DATABASE_URL", "")
-    scratch = None
-    if given.startswith(("postgres://", "postgresql://")):
-        url, scratch = scratch_postgres(given)
-        database = f"PostgreSQL (scratch database {scratch})"
-    else:
-        url, database = f"sqlite:///{tmp / 'bench.sqlite3'}", "SQLite (temporary file)"
-    for name in [n for n in os.environ if n.startswith(("JOBS_", "CELERY_", "SERVING_", "TRAIN_", "BILLING_"))]:
-        del os.environ[name]
-    os.environ.update(DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=url, VERTICALS_VAR_DIR=str(tmp / "var"),
-                      TORCH_THREADS="1", HF_HUB_OFFLINE="1", TRAIN_DEVICE="cpu")
-    try:
-        import django
-
-        django.setup()
-        import torch
-        from django.core.management import call_command
-
-        torch.set_num_threads(1)
-        call_command("migrate", verbosity=0)
-        metering = measure_metering(args, tmp) if args.only != "close" else None
+    with migrated_platform("billing", keep=args.keep) as place:
+        metering = measure_metering(args, place.tmp) if args.only != "close" else None
         close = measure_close(args) if args.only != "metering" else None
-        return report(args, database, metering, close)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            print(f"kept {tmp}" + (f" and the database {scratch}" if scratch else ""))
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if scratch:
-                drop_postgres(given, scratch)
+        return report(args, place.database, metering, close)
 
 
 if __name__ == "__main__":

@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.billing import REVIEWS, SERVER_ENV, drop_postgres, scratch_postgres, served_rate, serving_tenant, warm_up  # noqa: E402
+from bench.billing import REVIEWS, SERVER_ENV, served_rate, serving_tenant, warm_up  # noqa: E402
+from bench.harness import migrated_platform  # noqa: E402
 from bench.plugin_sdk import process_tree_cpu  # noqa: E402
 
 TARGET = 1.05  # time per call with RLS / without, at most
@@ -99,7 +98,7 @@ def measure(args, tmp: Path) -> tuple[dict, dict, list[str]]:
 
 def report(args, database: str, results: dict, shape: dict, notes: list[str]) -> int:
     print()
-    print(f"rls: PostgreSQL ({database}); {args.tenants} tenants × {args.projects} projects; {max(1, args.repeat)} rounds of "
+    print(f"rls: {database}; {args.tenants} tenants × {args.projects} projects; {max(1, args.repeat)} rounds of "
           f"{shape['requests']} calls per side, {args.clients} HTTP client processes, gunicorn uvicorn, 1 web process; medians")
     print(f"  {'':10} {'RLS on':>16} {'RLS off':>16} {'ratio':>7} {'target':>8}")
     missed = []
@@ -128,32 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if not given.startswith(("postgres://", "postgresql://")):
         parser.error("row-level security is PostgreSQL's: set DATABASE_URL to a PostgreSQL server "
                      "(e.g. postgres://postgres@127.0.0.1:5432/verticals)")
-    tmp = Path(tempfile.mkdtemp(prefix="verticals-bench-rls-"))
-    url, scratch = scratch_postgres(given)
-    for name in [n for n in os.environ if n.startswith(("JOBS_", "CELERY_", "SERVING_", "TRAIN_", "BILLING_", "DATABASE_RLS"))]:
-        del os.environ[name]
-    os.environ.update(DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=url, VERTICALS_VAR_DIR=str(tmp / "var"),
-                      TORCH_THREADS="1", HF_HUB_OFFLINE="1", TRAIN_DEVICE="cpu")
-    try:
-        import django
-
-        django.setup()
-        import torch
-        from django.core.management import call_command
-
-        torch.set_num_threads(1)
-        call_command("migrate", verbosity=0)
-        results, shape, notes = measure(args, tmp)
-        return report(args, scratch, results, shape, notes)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            print(f"kept {tmp} and the database {scratch}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-            drop_postgres(given, scratch)
+    with migrated_platform("rls", keep=args.keep) as place:
+        results, shape, notes = measure(args, place.tmp)
+        return report(args, place.database, results, shape, notes)
 
 
 if __name__ == "__main__":
