@@ -189,6 +189,8 @@ def test_without_a_temperature_the_stream_samples_as_the_openai_api(world_a):
     ({"model": "GENERATOR", "messages": CHAT, "parameters": {"max_tokens": 100000}}, 400, "context"),
     ({"model": "GENERATOR", "messages": CHAT, "parameters": [1]}, 400, "parameters as an object"),
     ({"model": "SENTIMENT", "messages": CHAT}, 409, "does not generate text"),
+    ({"model": "mdl_\u0000x", "messages": CHAT}, 400, "model: Null characters"),  # PostgreSQL refuses NUL: once a 500
+    ({"model": "GENERATOR", "messages": [{"role": "user", "content": "hi \ud800"}]}, 400, "messages[0].content: Surrogate"),
 ])
 def test_bad_requests_are_refused_with_a_message_before_any_stream(world_a, body, status, fragment):
     names = {"GENERATOR": world_a.generator.public_id, "SENTIMENT": world_a.model.public_id}

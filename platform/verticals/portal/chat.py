@@ -20,6 +20,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from verticals.api.inputs import unstorable
 from verticals.api.streaming import event_stream, sse
 from verticals.portal.jobs import _project
 from verticals.portal.views import tenant_page
@@ -202,6 +203,9 @@ def chat_stream(request, project_id: str):
         body = None
     if not isinstance(body, dict):
         return _refused('Send a JSON object: {"model", "messages": [{"role", "content"}, …], "parameters"}.')
+    if found := unstorable(body):  # NUL, lone surrogates, infinity: no database holds them
+        where, problem = found
+        return _refused(f"{where}: {problem}" if where else problem, where=where.split(".")[0].split("[")[0])
     if not isinstance(body.get("model"), str) or not body["model"]:
         return _refused("Choose a model: a model version's id (mdl_…) or a garden model's name.", where="model")
     model = chat_model(project=project, value=body["model"])
