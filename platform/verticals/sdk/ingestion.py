@@ -412,15 +412,24 @@ def image_format(head: bytes) -> str | None:
     return None
 
 
-def image_problem(source: Path | bytes, *, max_pixels: int, min_side: int = 1) -> str | None:
-    """Why this file (or these bytes) is not a usable image, None when it is one. The format is
-    read from the first bytes and width × height from the header, both checked before anything
-    is decoded; only then are the pixels decoded (from the file), within Pillow's own limits."""
-    from PIL import Image, UnidentifiedImageError
+class ImageRefused(Refused):
+    """An image that cannot be used, found from its header. `too_many`: it has more pixels than
+    allowed; `size`: its width and height, when the header gave them."""
 
-    def opened():
-        return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
-                          formats=list(IMAGE_SIGNATURES))
+    def __init__(self, message: str, *, too_many: bool = False, size: tuple[int, int] | None = None):
+        super().__init__(message)
+        self.too_many, self.size = too_many, size
+
+
+_OPENED_AS = {"MPO": "JPEG"}  # a JPEG with more frames is still a JPEG here
+
+
+def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) of an image file (or its bytes), checked without decoding a pixel:
+    the format from its first bytes and then by Pillow (one of IMAGE_SIGNATURES only), at most
+    `max_pixels` pixels, and chunks that are whole (for PNG, their checksums). ImageRefused
+    (with a problem in words) otherwise. Uploads and predict inputs are checked by it alike."""
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, (bytes, bytearray)):
         head = bytes(source[:IMAGE_HEAD_BYTES])
@@ -428,21 +437,41 @@ def image_problem(source: Path | bytes, *, max_pixels: int, min_side: int = 1) -
         with open(source, "rb") as handle:
             head = handle.read(IMAGE_HEAD_BYTES)
     if image_format(head) is None:
-        return NOT_AN_IMAGE
+        raise ImageRefused(NOT_AN_IMAGE)
     try:
-        with opened() as probe:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
+                        formats=list(IMAGE_SIGNATURES)) as probe:
+            kind = _OPENED_AS.get(probe.format, probe.format)
             width, height = probe.size
             if width * height > max_pixels:
-                return f"{width}×{height} pixels; at most {max_pixels} pixels"
-            if min(width, height) < min_side:
-                return f"{width}×{height} pixels; each side needs at least {min_side}"
+                raise ImageRefused(f"{width}×{height} pixels; at most {max_pixels} pixels", too_many=True, size=(width, height))
             probe.verify()
-        with opened() as image:
-            image.load()
+    except ImageRefused:
+        raise
     except UnidentifiedImageError:
-        return NOT_AN_IMAGE
+        raise ImageRefused(NOT_AN_IMAGE) from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, checked from the header as it opens
-        return f"more than {max_pixels} pixels ({exc})"
+        raise ImageRefused(f"more than {max_pixels} pixels ({exc})", too_many=True) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRefused(f"a corrupt or truncated image ({exc})") from None
+    return kind, width, height
+
+
+def image_problem(source: Path | bytes, *, max_pixels: int, min_side: int = 1) -> str | None:
+    """Why this file (or these bytes) is not a usable image, None when it is one: its header
+    checked (image_header) before its pixels are decoded, once, to prove them."""
+    from PIL import Image
+
+    try:
+        _format, width, height = image_header(source, max_pixels=max_pixels)
+    except ImageRefused as refused:
+        return str(refused)
+    if min(width, height) < min_side:
+        return f"{width}×{height} pixels; each side needs at least {min_side}"
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
+                        formats=list(IMAGE_SIGNATURES)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         return f"a corrupt or truncated image ({exc})"
     return None

@@ -15,14 +15,13 @@ import re
 from pathlib import Path
 
 from verticals.sdk.contracts import InputError
-from verticals.sdk.ingestion import IMAGE_HEAD_BYTES, IMAGE_SIGNATURES, NOT_AN_IMAGE, image_format
+from verticals.sdk.ingestion import IMAGE_SIGNATURES, ImageRefused, image_header
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[\w=.-]+)*;base64,", re.I)
 
 # The formats an image may have, as datasets take them (Pillow's names; a camera's multi-picture
 # JPEG opens as MPO).
 IMAGE_FORMATS = tuple(IMAGE_SIGNATURES)
-_OPENED_AS = {"MPO": "JPEG"}
 
 # Decoding towards a size keeps at least this many times that size on each side (Pillow's own
 # `reducing_gap` of thumbnail()): a later resize to the size looks as it would from the full image.
@@ -126,33 +125,18 @@ def _reduced_rgb(image, factor: tuple[int, int]):
 
 
 def read_image(source: bytes | Path, *, max_pixels: int) -> EncodedImage:
-    """The image's header, read and checked without decoding it: a format of IMAGE_FORMATS (by its
-    first bytes, then by Pillow), at most `max_pixels` pixels, and chunks that are whole (for PNG,
-    their checksums). InputError otherwise."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(source, bytes):
-        head = source[:IMAGE_HEAD_BYTES]
-    else:
-        with open(source, "rb") as handle:
-            head = handle.read(IMAGE_HEAD_BYTES)
-    if image_format(head) is None:
-        raise InputError(f"The image cannot be used: {NOT_AN_IMAGE}.")
+    """The image's header, read and checked without decoding it (ingestion.image_header: a format of
+    IMAGE_FORMATS, at most `max_pixels` pixels, whole chunks). InputError otherwise."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS) as probe:
-            kind = _OPENED_AS.get(probe.format, probe.format)
-            width, height = probe.size
-            if width * height <= max_pixels:
-                probe.verify()
-    except UnidentifiedImageError as exc:
-        raise InputError(f"The image cannot be used: {NOT_AN_IMAGE}.") from exc
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, from the header as it opens
-        raise InputError(f"The image has too many pixels; at most {max_pixels:,}.") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"The image cannot be used: a corrupt or truncated image ({exc}).") from exc
-    if width * height > max_pixels:
-        raise InputError(f"The image has {width}×{height} = {width * height:,} pixels; at most {max_pixels:,}. "
-                         "Send a smaller image.")
+        kind, width, height = image_header(source, max_pixels=max_pixels)
+    except ImageRefused as refused:
+        if refused.size is not None:
+            width, height = refused.size
+            raise InputError(f"The image has {width}×{height} = {width * height:,} pixels; at most {max_pixels:,}. "
+                             "Send a smaller image.") from None
+        if refused.too_many:
+            raise InputError(f"The image has too many pixels; at most {max_pixels:,}.") from None
+        raise InputError(f"The image cannot be used: {refused}.") from None
     return EncodedImage(source, kind, width, height)
 
 
