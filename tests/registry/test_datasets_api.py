@@ -115,11 +115,11 @@ def test_unusable_files_get_a_message(world_a, name, content, fragment):
 def test_an_oversized_upload_is_refused_before_it_is_stored(world_a, settings, artifacts_dir):
     settings.REGISTRY_MAX_UPLOAD_BYTES = 1000
     answer = upload(world_a.client(), world_a, "big.csv", csv_bytes(many_reviews(40)) + b"x" * 70_000, task="sentiment")
-    assert answer.status_code == 400
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
     assert "at most 1000 bytes" in answer.json()["error"]["message"]
     # Just over the limit (the envelope allowance lets the body in): the file itself is checked.
     answer = upload(world_a.client(), world_a, "big.csv", csv_bytes(many_reviews(40)), task="sentiment")
-    assert answer.status_code == 400 and "1000" in answer.json()["error"]["message"]
+    assert answer.status_code == 413 and "1000" in answer.json()["error"]["message"]
     assert Dataset.dangerously_unscoped.count() == 0 and stored_prefixes(artifacts_dir) == []
 
 

@@ -82,7 +82,8 @@ def refuse_oversized(request) -> None:
     length = content_length(request)
     limit = settings.REGISTRY_MAX_UPLOAD_BYTES
     if length > limit + 64 * 1024:  # room for the multipart envelope and the other fields
-        raise UploadInvalid(f"The upload has {length} bytes; uploads take at most {limit} bytes.")
+        raise RequestTooLarge(limit, f"The upload has {length} bytes; uploads take at most {limit} bytes "
+                                     "(REGISTRY_MAX_UPLOAD_BYTES).")
 
 
 def uploaded_file(request, field: str = "file"):
@@ -95,6 +96,8 @@ def uploaded_file(request, field: str = "file"):
 
 
 def rejected(exc: services.UploadRejected):
+    if isinstance(exc, services.UploadTooLarge):
+        return RequestTooLarge(settings.REGISTRY_MAX_UPLOAD_BYTES, exc.message_text)
     return UploadInvalid(exc.message_text, exc.problems)
 
 

@@ -1,12 +1,28 @@
 """ASGI entry point (`gunicorn -k uvicorn_worker.UvicornWorker verticals.config.asgi:application`)."""
 
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "verticals.config.settings")
+
+# A multipart upload carries its envelope and form fields beside the file (as refuse_oversized allows).
+UPLOAD_ENVELOPE = 64 * 1024
+
+
+def largest_body() -> int:
+    """The largest body any route reads: an upload, a predict call, or another route's JSON."""
+    return max(settings.REGISTRY_MAX_UPLOAD_BYTES + UPLOAD_ENVELOPE, settings.SERVING_MAX_BODY_BYTES,
+               settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+
+
+class BodyTooLarge(Exception):
+    """A body over largest(): refused before (or while) it is read, never spooled to disk whole."""
 
 
 class PooledThreadsASGIHandler(ASGIHandler):
@@ -30,15 +46,54 @@ class PooledThreadsASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)  # Django's own refusal
+        if _declared_length(scope) > largest_body():
+            return await self._too_large(scope, send)
         executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
+        except BodyTooLarge:  # read_body stopped at the limit (a body longer than declared, or chunked)
+            await self._too_large(scope, send)
         finally:
             if len(self._idle) < self.max_idle_threads:
                 self._idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+
+    async def read_body(self, receive):
+        """Django's, stopping at largest_body(): Django spools the whole body to a temporary file
+        before any middleware or view runs, so a route's own limit would come after the disk has
+        filled."""
+        limit, read = largest_body(), 0
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            read += len(chunk)
+            if read > limit:
+                body_file.close()
+                raise BodyTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    async def _too_large(self, scope, send) -> None:
+        from django.http import HttpRequest
+
+        from verticals.api.errors import error_response
+
+        request = HttpRequest()
+        request.path = scope.get("path", "")
+        response = error_response(request, 413, "request_too_large",
+                                  f"The request body is larger than {largest_body()} bytes, more than any route reads "
+                                  "(an upload takes REGISTRY_MAX_UPLOAD_BYTES, a predict call SERVING_MAX_BODY_BYTES).")
+        response["Connection"] = "close"  # the rest of the body is not read
+        await self.send_response(response, send)
 
     async def listen_for_disconnect(self, receive):
         """Django's, returning on a disconnect instead of raising RequestAborted.
@@ -56,6 +111,13 @@ class PooledThreadsASGIHandler(ASGIHandler):
         if message["type"] == "http.disconnect":
             return
         assert False, "Invalid ASGI message after request body: %s" % message["type"]  # noqa: B011  (Django's check)
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else (0 if not value.isdigit() else 2**63)
+    return 0
 
 
 def get_application() -> PooledThreadsASGIHandler:

@@ -52,25 +52,29 @@ def safe_filename(name: str) -> str:
     return cleaned[-200:]
 
 
+class UploadTooLarge(UploadRejected):
+    """An upload over REGISTRY_MAX_UPLOAD_BYTES (HTTP 413)."""
+
+
 def save_upload(upload, directory: Path) -> Path:
     """Write an uploaded file (Django UploadedFile or a local Path) into `directory`, capped in size."""
     limit = settings.REGISTRY_MAX_UPLOAD_BYTES
     if isinstance(upload, Path):
         size = upload.stat().st_size
         if size > limit:
-            raise UploadRejected(f"The file has {size} bytes; uploads take at most {limit}.")
+            raise UploadTooLarge(f"The file has {size} bytes; uploads take at most {limit}.")
         target = directory / safe_filename(upload.name)
         shutil.copyfile(upload, target)
         return target
     if upload.size is not None and upload.size > limit:
-        raise UploadRejected(f"The file has {upload.size} bytes; uploads take at most {limit}.")
+        raise UploadTooLarge(f"The file has {upload.size} bytes; uploads take at most {limit}.")
     target = directory / safe_filename(upload.name)
     written = 0
     with target.open("wb") as sink:
         for chunk in upload.chunks():
             written += len(chunk)
             if written > limit:
-                raise UploadRejected(f"The file is larger than {limit} bytes, the most an upload may hold.")
+                raise UploadTooLarge(f"The file is larger than {limit} bytes, the most an upload may hold.")
             sink.write(chunk)
     if written == 0:
         raise UploadRejected("The file is empty.")
