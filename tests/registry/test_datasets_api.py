@@ -189,3 +189,15 @@ def test_tenant_files_are_not_under_the_served_media_root(world_a, settings):
     assert prefix.startswith(f"datasets/{world_a.tenant.public_id}/")
     stored = Path(storage.artifacts().path(prefix)).resolve()
     assert stored.is_dir() and Path(settings.MEDIA_ROOT).resolve() not in stored.parents
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"text": "Great value", "label": ' + "1" * 5001 + "}", "more digits than any value holds"),  # once a 500
+    ('{"text": "Great value", "label": "pos\\ud800"}', "half of a surrogate pair"),  # once a 500 on PostgreSQL
+])
+def test_a_jsonl_value_no_database_holds_is_a_problem_of_its_line(world_a, line, problem):
+    rows = [json.dumps({"text": text, "label": label}) for text, label in REVIEWS] + [line]
+    answer = upload(world_a.client(), world_a, "reviews.jsonl", "\n".join(rows).encode(), task="sentiment")
+    assert answer.status_code == 400, answer.json()
+    found = answer.json()["error"]["details"]["problems"]
+    assert found == [{"where": f"line {len(rows)}", "message": found[0]["message"]}] and problem in found[0]["message"]

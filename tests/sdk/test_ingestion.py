@@ -131,6 +131,7 @@ def raw_header(text: str, data: int = 0) -> bytes:
     (safetensors_file({"w": ("F32", [2])}) + b"extra", "the file holds 13 after the header"),
     (raw_header('{"__metadata__": {"a": 1}}'), "__metadata__ must map names to strings"),
     (raw_header("[" * 50_000 + "]" * 50_000), "not a JSON object"),
+    (raw_header('{"w": {"dtype": "U8", "shape": [' + "9" * 5000 + '], "data_offsets": [0, 1]}}', 1), "not a JSON object"),
 ])
 def test_malformed_safetensors_headers_say_what_is_wrong(data, fragment):
     with pytest.raises(NotSafetensors) as refused:

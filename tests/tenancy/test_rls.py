@@ -220,3 +220,11 @@ def test_platform_tasks_reach_every_tenants_rows_by_themselves(world_a, world_b)
     assert prune_rate_windows_task() == 2
     with platform_scope("the test reads both tenants' jobs"):
         assert set(Job.dangerously_unscoped.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)) == {"failed"}
+
+
+@postgresql
+def test_an_unscoped_aggregate_over_a_distinct_or_sliced_query_sees_every_tenant(world_a, world_b):
+    # Django builds such an aggregate as a query of its own (the mark of the unscoped manager does not follow).
+    assert Project.dangerously_unscoped.values("tenant_id").distinct().count() == 2  # every tenant's, on purpose
+    assert Project.dangerously_unscoped.order_by("pk")[:5].count() == 2  # likewise
+    assert len(list(Project.dangerously_unscoped.iterator())) == 2  # likewise

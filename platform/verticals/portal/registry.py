@@ -452,6 +452,7 @@ def model_detail(request, project_id: str, model_id: str):
 
 def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, str, int]:
     """(bars, or None and the raw output, a message for refused input, the HTTP status)."""
+    upload = None
     if task is not None and task.playground == "image":
         upload = request.FILES.get("image")
         if upload is None:
@@ -459,12 +460,12 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
         limit = settings.SERVING_MAX_BODY_BYTES
         if upload.size > limit:
             return None, None, f"'{upload.name}' has {upload.size} bytes; the playground takes at most {limit}.", 400
-        raw = upload.read()
-    else:
-        raw = request.POST.get("text", "")
     try:
-        outputs = serving.predict(model_version=model, inputs=[raw], options={}, single=True, caller=request.caller,
-                                  route="portal.predict")
+        # Read and decoded within the bound on what concurrent predict calls hold, as the API's are.
+        with serving.reading_body(upload.size if upload is not None else 0):
+            raw = upload.read() if upload is not None else request.POST.get("text", "")
+            outputs = serving.predict(model_version=model, inputs=[raw], options={}, single=True, caller=request.caller,
+                                      route="portal.predict")
     except serving.BadInput as refused:
         return None, None, str(refused), 400
     except Refused as refused:

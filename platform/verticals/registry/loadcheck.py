@@ -11,6 +11,7 @@ answers whether the model loads. A model that loads there is one the inference p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -21,6 +22,8 @@ from django.conf import settings
 
 from verticals.sdk.contracts import Task
 from verticals.sdk.ingestion import Refused
+
+log = logging.getLogger(__name__)
 
 LOADS, DOES_NOT_LOAD, NEEDS_MORE_MEMORY = 0, 2, 3
 
@@ -44,7 +47,11 @@ def check_loads(task: Task, directory: Path) -> None:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         reason = json.loads(lines[-1])["message"] if lines else "no reason given"
         raise Refused(f"The model does not load as a '{task.name}' model: {reason}")
-    raise RuntimeError(f"the process loading the model ended with {done.returncode}: {done.stderr[-2000:]}")
+    # Killed by a signal (the kernel's OOM killer, an allocator that aborts, a crash in a native
+    # library) or an exit code it never gives: the weights could not be loaded within the limits.
+    log.warning("the process loading an imported model ended with %s: %s", done.returncode, done.stderr[-2000:])
+    raise Refused("The model could not be loaded within the limits an import has (its process ended with "
+                  f"{done.returncode}); check that its weights and config are those of a '{task.name}' model.")
 
 
 def _address_space() -> int:

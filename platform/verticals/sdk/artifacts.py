@@ -91,7 +91,7 @@ def safetensors_header(handle: BinaryIO, *, size: int) -> tuple[SafetensorsHeade
         raise NotSafetensors(f"the file ends inside its header ({len(raw)} of {length} bytes)")
     try:
         header = json.loads(raw.decode("utf-8")) if raw.startswith(b"{") else None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # (ValueError: bad JSON, or an integer of thousands of digits)
         header = None
     if not isinstance(header, dict):
         raise NotSafetensors("its header is not a JSON object", pickle_like=pickle_like)

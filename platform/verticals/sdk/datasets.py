@@ -75,6 +75,9 @@ def jsonl_records(source: Path | BinaryIO, problems: Problems, *, name: str = ""
         except json.JSONDecodeError as exc:
             problems.add(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
             continue
+        except ValueError:  # an integer of thousands of digits (Python reads at most 4,300)
+            problems.add(where, "a number in it has more digits than any value holds")
+            continue
         except RecursionError:
             problems.add(where, "the JSON is nested too deeply")
             continue
@@ -174,6 +177,9 @@ def _label(value, where: str, problems: Problems) -> str | None:
         return None
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in label):
         problems.add(where, "the label holds a control character (a NUL byte, a tab, a line break …); remove it")
+        return None
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in label):  # JSON's "\ud800" alone: no database stores it
+        problems.add(where, "the label holds half of a surrogate pair, which is no character; fix its encoding")
         return None
     return label
 

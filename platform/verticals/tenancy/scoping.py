@@ -39,10 +39,11 @@ class TenantScopedManager(models.Manager):
 
 
 class UnscopedQuerySet(models.QuerySet):
-    """Every tenant's rows, in the application and (through `platform_scope`) in the database: the
-    queries it builds carry a mark that the PostgreSQL backend's compilers run under a platform
-    scope; the writes Django builds afresh (create, bulk_create, the delete collector) run inside
-    one here."""
+    """Every tenant's rows, in the application and (through `platform_scope`) in the database.
+    What evaluates it (iteration, count, aggregate, exists …) and the writes Django builds afresh
+    (create, bulk_create, the delete collector) run inside a platform scope here; the queries it
+    builds also carry a mark that the PostgreSQL backend's compilers honour (an update, a subquery
+    of another unscoped query)."""
 
     REASON = "a dangerously_unscoped query (its reason is the comment where it is made)"
 
@@ -53,6 +54,23 @@ class UnscopedQuerySet(models.QuerySet):
     def _unscoped(self, method: str, *args, **kwargs):
         with platform_scope(self.REASON):
             return getattr(super(), method)(*args, **kwargs)
+
+    def _fetch_all(self):
+        with platform_scope(self.REASON):
+            super()._fetch_all()
+
+    def count(self):
+        return self._unscoped("count")
+
+    def aggregate(self, *args, **kwargs):
+        return self._unscoped("aggregate", *args, **kwargs)
+
+    def exists(self):
+        return self._unscoped("exists")
+
+    def iterator(self, *args, **kwargs):
+        with platform_scope(self.REASON):
+            yield from super().iterator(*args, **kwargs)
 
     def create(self, **kwargs):
         return self._unscoped("create", **kwargs)

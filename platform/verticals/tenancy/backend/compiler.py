@@ -19,12 +19,9 @@ class SQLCompiler(_PlatformAware, django.SQLCompiler):
     pass
 
 
-class SQLInsertCompiler(_PlatformAware, django.SQLInsertCompiler):
-    pass
-
-
-class SQLDeleteCompiler(_PlatformAware, django.SQLDeleteCompiler):
-    pass
+# Inserts and deletes are built afresh by Django (no mark to honour): UnscopedQuerySet scopes them.
+SQLInsertCompiler = django.SQLInsertCompiler
+SQLDeleteCompiler = django.SQLDeleteCompiler
 
 
 class SQLUpdateCompiler(_PlatformAware, django.SQLUpdateCompiler):
