@@ -172,3 +172,24 @@ def test_wrong_secrets_for_one_key_are_throttled_per_key_and_audited_in_its_tena
     row = AuditEvent.dangerously_unscoped.get(tenant=world_a.tenant, action="api_key.throttled")
     assert row.target_id == world_a.key.public_id and row.details["address"] == "203.0.113.34"
     assert _api("203.0.113.30", world_a.secret).get("/api/v1/me").status_code == 200
+
+
+def test_attempts_that_begin_together_cannot_all_have_their_password_checked(world_a, settings, rf):
+    # Sent at once, no attempt has failed yet when the others begin: each takes its place first.
+    from django.core.exceptions import PermissionDenied
+
+    backend, checked = throttle.LoginThrottleBackend(), 0
+    for _ in range(12):
+        try:
+            backend.authenticate(rf.post("/login/", REMOTE_ADDR="203.0.113.77"), username=world_a.owner.email, password="x")
+            checked += 1  # the next backend would check this one's password
+        except PermissionDenied:
+            pass
+    assert checked == settings.AUTH_THROTTLE_ACCOUNT_FAILURES
+
+
+def test_sign_ins_that_succeed_are_not_counted(world_a, settings):
+    for _ in range(settings.AUTH_THROTTLE_ACCOUNT_FAILURES * 2):
+        client = Client(REMOTE_ADDR="203.0.113.78")
+        assert _login(client, world_a.owner.email, PASSWORD).status_code == 302
+    assert _login(Client(REMOTE_ADDR="203.0.113.78"), world_a.owner.email, "wrong").status_code == 200

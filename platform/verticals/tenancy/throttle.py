@@ -9,7 +9,10 @@ with Retry-After). Subjects are stored hashed: no typed account name or address 
 
 * sign-in (portal and admin, anything that calls `django.contrib.auth.authenticate`): counted per
   account name typed and per address; while either is over its limit, even the right password
-  is refused. `LoginThrottleBackend` refuses, `login_failed` (on `user_login_failed`) counts.
+  is refused. `LoginThrottleBackend` takes each attempt's place in the windows before any password
+  is checked (so attempts sent at once cannot all pass a check made before any was counted), a
+  sign-in that succeeds gives its place back (`login_succeeded`), and `login_failed` records a
+  limit reached.
 * API keys: a key that is malformed, unknown or has a wrong secret counts per address (and per
   key, when the key's lookup part names one). A correct key is never counted nor refused.
 
@@ -30,6 +33,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -40,6 +44,7 @@ log = logging.getLogger("verticals.security")
 ACCOUNT, ADDRESS, KEY = "account", "address", "key"
 _EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 REQUEST_LOCKOUT = "auth_lockout"  # the attribute a refused sign-in leaves on its request
+REQUEST_TAKEN = "auth_attempt_taken"  # the places a sign-in attempt took: {subject: (reason, count, limit)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,26 @@ def _count(subject: str, limit: int, now: datetime) -> int | None:
     return row[0] if row else None
 
 
+def _release(subjects: list[str], now: datetime) -> None:
+    """Give back one counted place of each subject in this window (a sign-in that succeeded)."""
+    if subjects:
+        AuthFailureWindow.objects.filter(subject__in=subjects, window_start=_window(now)[0], count__gt=0).update(
+            count=F("count") - 1)
+
+
+def _take(checks: list[tuple[str, str, int]], now: datetime) -> tuple[Lockout | None, dict[str, tuple[str, int, int]]]:
+    """Count one attempt against every subject while each is under its limit: (None, the places
+    taken), or (the lockout in force, nothing taken) when one of them is full."""
+    taken: dict[str, tuple[str, int, int]] = {}
+    for reason, subject, limit in checks:
+        count = _count(subject, limit, now)
+        if count is None:
+            _release(list(taken), now)
+            return Lockout(reason, _window(now)[1], now), {}
+        taken[subject] = (reason, count, limit)
+    return None, taken
+
+
 def _fail(checks: list[tuple[str, str, int]], now: datetime) -> tuple[Lockout | None, list[str]]:
     """Count a failure against every subject: (the lockout now in force, if any; the reasons whose
     subject reached its limit with this very failure)."""
@@ -161,10 +186,11 @@ class LoginThrottleBackend:
     def authenticate(self, request, username=None, password=None, **kwargs):
         if request is None:  # not a request (a management command, a test helper): nothing to count by
             return None
-        lockout = _over(_login_checks(request, username), timezone.now())
+        lockout, taken = _take(_login_checks(request, username), timezone.now())
         if lockout is not None:
             setattr(request, REQUEST_LOCKOUT, lockout)
             raise PermissionDenied(lockout.login_message())  # authenticate() stops here and reports a failure
+        setattr(request, REQUEST_TAKEN, taken)
         return None
 
 
@@ -182,17 +208,31 @@ class ThrottledLoginForm:
 
 
 def login_failed(sender, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
-    """Receiver of `user_login_failed`: count the failure (unless it was a refusal by the throttle)."""
+    """Receiver of `user_login_failed`: the attempt was counted when it began; a limit it reached is
+    recorded, and the form says until when (nothing for a refusal by the throttle itself)."""
     if request is None or getattr(request, REQUEST_LOCKOUT, None) is not None:
         return
     username = credentials.get("username") or ""
     now = timezone.now()
-    lockout, reached = _fail(_login_checks(request, username), now)
+    taken = getattr(request, REQUEST_TAKEN, None)
+    if taken is None:  # the throttle's backend did not see this attempt: count it now
+        lockout, reached = _fail(_login_checks(request, username), now)
+    else:
+        reached = [reason for reason, count, limit in taken.values() if count >= limit]
+        lockout = Lockout(reached[0], _window(now)[1], now) if reached else None
     if lockout is not None:
         setattr(request, REQUEST_LOCKOUT, lockout)  # this failure reached a limit: the form says until when
     address = client_address(request)
     for reason in reached:
         _record_login_lockout(reason, username, address, Lockout(reason, _window(now)[1], now))
+
+
+def login_succeeded(sender, request: HttpRequest | None = None, user=None, **kwargs) -> None:
+    """Receiver of `user_logged_in`: the attempt's places go back (only failures count)."""
+    taken = getattr(request, REQUEST_TAKEN, None) if request is not None else None
+    if taken:
+        _release(list(taken), timezone.now())
+        setattr(request, REQUEST_TAKEN, {})
 
 
 def _record_login_lockout(reason: str, username: str, address: str, lockout: Lockout) -> None:
