@@ -137,3 +137,29 @@ def test_malformed_safetensors_headers_say_what_is_wrong(data, fragment):
     with pytest.raises(NotSafetensors) as refused:
         header_of(data)
     assert fragment in str(refused.value)
+
+
+def png_with_chunk(kind: bytes, size: int) -> bytes:
+    """A 16×16 PNG carrying one extra chunk of `size` bytes before its image data."""
+    import zlib
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(out, "PNG")
+    data = out.getvalue()
+    at = data.index(b"IDAT") - 4
+    body = bytes(size)
+    chunk = struct.pack(">I", size) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return data[:at] + chunk + data[at:]
+
+
+def test_a_small_png_carrying_a_huge_chunk_is_refused_before_pillow_reads_it(tmp_path):
+    # Pillow reads a chunk whole (twice, for a moment): a 16×16 image with 100 MB of text took the
+    # process 200 MB up before it was accepted.
+    from verticals.sdk.ingestion import image_problem
+
+    path = tmp_path / "text.png"
+    path.write_bytes(png_with_chunk(b"prVt", 3 * 1024 * 1024))
+    assert image_problem(path, max_pixels=10**6) == "a PNG chunk 'prVt' of 3145728 bytes; at most 1048576"
+    assert image_problem(png_with_chunk(b"tEXt", 1000), max_pixels=10**6) is None  # small ones are fine

@@ -424,6 +424,33 @@ class ImageRefused(Refused):
 _OPENED_AS = {"MPO": "JPEG"}  # a JPEG with more frames is still a JPEG here
 
 
+# Pillow reads each PNG chunk whole into memory (twice, briefly) when it opens or verifies a file:
+# a small image may carry one huge chunk. Chunks are walked first, by their 8-byte headers.
+PNG_MAX_CHUNK = 1024 * 1024          # an ancillary chunk (text, ICC profile, EXIF …)
+PNG_MAX_DATA_CHUNK = 64 * 1024 * 1024  # one IDAT chunk (encoders write them in pieces of 8 KiB to 1 MiB)
+
+
+def _png_chunk_problem(source: Path | bytes) -> str | None:
+    """Why a PNG's chunk layout is refused (one over its size above), or None; reads headers only."""
+    import struct
+
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
+    with handle:
+        handle.seek(8)  # the signature
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return None  # a truncated file: Pillow says so
+            length, kind = struct.unpack(">I4s", header)
+            limit = PNG_MAX_DATA_CHUNK if kind == b"IDAT" else PNG_MAX_CHUNK
+            if length > limit:
+                name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+                return f"a PNG chunk '{name}' of {length} bytes; at most {limit}"
+            if kind == b"IEND":
+                return None
+            handle.seek(length + 4, io.SEEK_CUR)  # the data and its checksum
+
+
 def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, int]:
     """(format, width, height) of an image file (or its bytes), checked without decoding a pixel:
     the format from its first bytes and then by Pillow (one of IMAGE_SIGNATURES only), at most
@@ -436,8 +463,11 @@ def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, in
     else:
         with open(source, "rb") as handle:
             head = handle.read(IMAGE_HEAD_BYTES)
-    if image_format(head) is None:
+    kind = image_format(head)
+    if kind is None:
         raise ImageRefused(NOT_AN_IMAGE)
+    if kind == "PNG" and (problem := _png_chunk_problem(source)):
+        raise ImageRefused(problem)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
                         formats=list(IMAGE_SIGNATURES)) as probe:
