@@ -12,7 +12,7 @@ from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 
 from verticals.tenancy.models import Project, Tenant
-from verticals.tenancy.scoping import platform_scope, tenant_context
+from verticals.tenancy.scoping import partner_scope, platform_scope, tenant_context
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_every_tenant_owned_table_has_its_forced_policy(db):
         table = model._meta.db_table
         (enabled, forced), = raw("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table])
         policies = raw("SELECT qual, with_check FROM pg_policies WHERE tablename = %s AND policyname = 'tenant_isolation'", [table])
-        expected = "app.tenant_id" if parent is None else model._meta.get_field(parent.name).column
+        expected = "app.tenant_ids" if parent is None else model._meta.get_field(parent.name).column
         if not (enabled and forced and policies and all(expected in (p or "") for p in policies[0])):
             missing.append(f"{model._meta.label} ({table}): enabled={enabled} forced={forced} policy={policies}")
     assert not missing, ("tenant-owned tables without their row-level security (add EnableRowLevelSecurity to a "
@@ -140,6 +140,27 @@ def test_a_failed_transaction_leaves_no_scope_behind(world_a, world_b):
                     raw("SELECT 1 / 0")
             project_names()  # the transaction has failed: its next statement (and the scope's change) fails as Django raises it
         assert project_names() == ["Project A"]
+
+
+@postgresql
+def test_a_partners_console_sees_its_tenants_and_its_own_invoices_only(world_a, world_b):
+    from verticals.billing.models import Invoice
+    from verticals.tenancy.models import Partner
+
+    with platform_scope("the test issues a wholesale invoice to each partner"):
+        for world in (world_a, world_b):
+            Invoice.objects.create(number=f"WHS-{world.partner.pk}", kind=Invoice.Kind.WHOLESALE, issuer=Partner.objects.get(parent=None),
+                                   partner=world.partner, currency="USD", period_start=world.tenant.created_at,
+                                   period_end=world.tenant.created_at, total_minor=100, issued_at=world.tenant.created_at)
+    with partner_scope(world_a.partner.descendant_ids()):
+        assert project_names() == ["Project A"]
+        assert [n for (n,) in raw("SELECT number FROM billing_invoice")] == [f"WHS-{world_a.partner.pk}"]
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            raw("INSERT INTO tenancy_project (public_id, tenant_id, name, description, created_at, updated_at) "
+                "VALUES ('prj_smuggled', %s, 'smuggled', '', now(), now())", [world_b.tenant.pk])
+        with tenant_context(world_a.tenant):  # a write for one of its tenants narrows to it
+            assert project_names() == ["Project A"]
+    assert project_names() == []
 
 
 def test_an_escape_needs_a_reason():

@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from verticals.api.inputs import refusing_unstorable
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
-from verticals.tenancy.scoping import platform_scope
+from verticals.tenancy.scoping import partner_scope
 
 
 def required_action_of(view) -> str | None:
@@ -128,7 +128,11 @@ class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
         return required_action_of(self)
 
     def dispatch(self, request, *args, **kwargs):
-        with platform_scope("a partner's console reads its tenants' rows; every query filters by the caller's partners"):
+        # The database lets through the rows of the caller's partners' tenants only (the second
+        # wall); each query below still filters by the partners the action allows.
+        caller = getattr(request, "caller", None)
+        partner_ids = [pid for m in (caller.partner_memberships() if caller else []) for pid in m.partner.descendant_ids()]
+        with partner_scope(partner_ids):
             return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self):

@@ -268,9 +268,10 @@ class RateWindow(models.Model):
 class Issued(models.Model):
     """Written once: an issued invoice and its lines are never changed or deleted (a correction is a credit note).
 
-    A retail invoice and its lines carry their tenant; a wholesale one bills a partner and carries
-    none. `objects` gives what the database lets through (row-level security: the current tenant's
-    invoices); partner views, staff and the close read across tenants through `dangerously_unscoped`."""
+    A retail invoice carries its tenant; a wholesale one bills a partner and carries none; a line
+    is its invoice's. `objects` gives what the database lets through (row-level security): the
+    current tenant's invoices, a partner console's tenants' and its own (partner_scope), every one
+    in a platform scope (the close, staff) or through `dangerously_unscoped`."""
 
     objects = models.Manager()
     dangerously_unscoped = UnscopedManager()

@@ -35,7 +35,7 @@ from verticals.portal.billing import (
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
 from verticals.tenancy.models import Partner, Tenant
-from verticals.tenancy.scoping import platform_scope, tenant_context
+from verticals.tenancy.scoping import partner_scope, tenant_context
 
 GROWTH_MONTHS = 12
 MAX_MONTHS = 36
@@ -114,7 +114,9 @@ def partner_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str |
             request.brand_partner = console.partner  # the console wears the partner's own brand
             if not console.can(action):
                 return _refuse(request, f"Your role at {console.partner.name} ({console.role()}) does not allow {action}.")
-            with platform_scope("a partner's console reads its tenants' rows; every query filters by the console's partners"):
+            # The database lets through the rows of this partner's (and its sub-partners') tenants (the
+            # second wall); each query still filters by the partners the action allows.
+            with partner_scope(console.partner.descendant_ids()):
                 return view(request, console, *args, **kwargs)
 
         wrapped.partner_actions = page_actions(action, methods, writes)

@@ -1,13 +1,16 @@
-"""The scope of the work under way: which tenant it is for, or why it is platform-wide.
+"""The scope of the work under way: the tenant it is for, the partners whose console it serves,
+or why it is platform-wide.
 
-Context variables only (no models), so the database backend can read them for every statement;
-`verticals.tenancy.scoping` builds the managers on them.
+Context variables only (no models at import), so the database backend can read them for every
+statement; `verticals.tenancy.scoping` builds the managers on them.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import threading
+import time
 from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Iterator
@@ -20,6 +23,14 @@ log = logging.getLogger("verticals.platform_scope")
 _current_tenant: contextvars.ContextVar["Tenant | None"] = contextvars.ContextVar("tenant", default=None)
 # Why the work under way may see every tenant's rows (None: it may not). Set by platform_scope().
 _platform_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("platform_scope", default=None)
+# (partner ids, their tenants' ids) of a partner's console (None: none). Set by partner_scope().
+_partners: contextvars.ContextVar[tuple[tuple[int, ...], tuple[int, ...]] | None] = contextvars.ContextVar("partners", default=None)
+
+# Each reason's entries into the escape hatch are logged at INFO at most once a minute per process,
+# with how many there were since (the audit trail of platform-wide work; DEBUG has every one).
+AUDIT_EVERY_SECONDS = 60.0
+_audited: dict[str, list] = {}  # reason -> [monotonic time of its last line, entries since]
+_audit_lock = threading.Lock()
 
 
 class TenantContextMissing(RuntimeError):
@@ -36,9 +47,11 @@ def tenant_context(tenant: "Tenant | None") -> Iterator["Tenant | None"]:
     view to this tenant again, so one tenant's step of platform-wide work sees that tenant only."""
     token = _current_tenant.set(tenant)
     platform = _platform_reason.set(None)
+    partners = _partners.set(None)
     try:
         yield tenant
     finally:
+        _partners.reset(partners)
         _platform_reason.reset(platform)
         _current_tenant.reset(token)
 
@@ -51,12 +64,43 @@ def platform_scope(reason: str) -> Iterator[None]:
     stays: querysets of `objects` are still filtered by it in the application."""
     if not reason or not reason.strip():
         raise ValueError("platform_scope() needs a reason: say why this work may see every tenant's rows.")
-    log.debug("platform scope entered: %s", reason)
+    _audit(reason)
     token = _platform_reason.set(reason)
     try:
         yield
     finally:
         _platform_reason.reset(token)
+
+
+def _audit(reason: str) -> None:
+    log.debug("platform scope entered: %s", reason)
+    now = time.monotonic()
+    with _audit_lock:
+        seen = _audited.setdefault(reason, [float("-inf"), 0])
+        seen[1] += 1
+        if now - seen[0] < AUDIT_EVERY_SECONDS:
+            return
+        count, seen[0], seen[1] = seen[1], now, 0
+    log.info("platform scope: %s (%d entr%s since the last line)", reason, count, "y" if count == 1 else "ies")
+
+
+@contextmanager
+def partner_scope(partner_ids) -> Iterator[None]:
+    """A partner's console: the database lets through the rows of the tenants of these partners
+    (the caller's partners and their sub-partners) and the partners' own invoices, none other.
+    The console's queries filter by partner in the application too; writes for one tenant narrow
+    to it (`tenant_context`, `for_tenant`)."""
+    from verticals.tenancy.models import Tenant
+
+    partner_ids = tuple(sorted(set(partner_ids)))
+    tenant_ids = tuple(Tenant.objects.filter(partner_id__in=partner_ids).order_by("pk").values_list("pk", flat=True))
+    token = _partners.set((partner_ids, tenant_ids))
+    platform = _platform_reason.set(None)
+    try:
+        yield
+    finally:
+        _platform_reason.reset(platform)
+        _partners.reset(token)
 
 
 def for_tenant(function):
@@ -72,13 +116,17 @@ def for_tenant(function):
     return in_context
 
 
-def database_scope() -> tuple[str, str]:
-    """What the database is told for the statement about to run: (`app.tenant_id`, `app.platform`).
-    ("", "") lets no tenant-owned row through."""
+def database_scope() -> tuple[str, str, str]:
+    """What the database is told for the statement about to run: (`app.tenant_ids`,
+    `app.partner_ids`, `app.platform`), ids comma-separated. ("", "", "") lets no tenant-owned
+    row through."""
     if _platform_reason.get() is not None:
-        return "", "on"
+        return "", "", "on"
+    partners = _partners.get()
+    if partners is not None:
+        return ",".join(map(str, partners[1])), ",".join(map(str, partners[0])), ""
     tenant = _current_tenant.get()
-    return ("" if tenant is None else str(tenant.pk)), ""
+    return ("" if tenant is None else str(tenant.pk)), "", ""
 
 
 def get_current_tenant() -> "Tenant | None":

@@ -1,10 +1,11 @@
 """Row-level security on PostgreSQL: the policy every tenant-owned table carries, the migration
 operation that puts it there, and the application's database role.
 
-A tenant-owned table (it has `tenant_id`) lets a row through when it is the tenant's of the
-session (`app.tenant_id`) or when the session works platform-wide (`app.platform = 'on'`); a table
-whose rows belong to a tenant through a parent row (a contract's prices) lets a row through when
-its parent is visible. The policy is FORCEd, so it holds for the table's owner too; only a
+A tenant-owned table (it has `tenant_id`) lets a row through when its tenant is one of the
+session's (`app.tenant_ids`: the tenant of the work under way, or a partner console's tenants) or
+when the session works platform-wide (`app.platform = 'on'`); a table whose rows belong to a tenant
+through a parent row (a contract's prices, an invoice's lines) lets a row through when its parent
+is visible; a partner's own invoices pass for its console (`app.partner_ids`). The policy is FORCEd, so it holds for the table's owner too; only a
 superuser or a BYPASSRLS role passes it, and the application's role is neither. SQLite (the
 embedded default) has no such thing: the application's scoping is its only wall there.
 """
@@ -16,7 +17,8 @@ from django.db.migrations.operations.base import Operation
 
 POLICY = "tenant_isolation"
 VISIBLE = ("(current_setting('app.platform', true) = 'on' "
-           "OR {column} = NULLIF(current_setting('app.tenant_id', true), '')::bigint)")
+           "OR {column} = ANY (string_to_array(current_setting('app.tenant_ids', true), ',')::bigint[]){partner})")
+PARTNER = " OR {column} = ANY (string_to_array(current_setting('app.partner_ids', true), ',')::bigint[])"
 
 
 def policy_sql(table: str, condition: str, quote) -> list[str]:
@@ -31,18 +33,20 @@ def policy_sql(table: str, condition: str, quote) -> list[str]:
 class EnableRowLevelSecurity(Operation):
     """Give a tenant-owned table its policy (PostgreSQL only; nothing on other databases).
 
-    `through`: for a table without `tenant_id`, the foreign key to the tenant-owned parent whose
-    visibility its rows share."""
+    `through`: for a table without `tenant_id` (or whose `tenant_id` is not its owner), the foreign
+    key to the tenant-owned parent whose visibility its rows share. `partner`: a foreign key to a
+    partner whose console may see the row too."""
 
     reversible = True
     reduces_to_sql = True
 
-    def __init__(self, model_name: str, through: str | None = None):
+    def __init__(self, model_name: str, through: str | None = None, partner: str | None = None):
         self.model_name = model_name
         self.through = through
+        self.partner = partner  # a foreign key to the partner a row also belongs to (a wholesale invoice)
 
     def deconstruct(self):
-        kwargs = {"through": self.through} if self.through else {}
+        kwargs = {key: value for key, value in (("through", self.through), ("partner", self.partner)) if value}
         return self.__class__.__qualname__, [self.model_name], kwargs
 
     def state_forwards(self, app_label, state):
@@ -50,7 +54,8 @@ class EnableRowLevelSecurity(Operation):
 
     def _condition(self, model, quote) -> str:
         if self.through is None:
-            return VISIBLE.format(column=quote(model._meta.get_field("tenant").column))
+            partner = PARTNER.format(column=quote(model._meta.get_field(self.partner).column)) if self.partner else ""
+            return VISIBLE.format(column=quote(model._meta.get_field("tenant").column), partner=partner)
         field = model._meta.get_field(self.through)
         parent = field.related_model._meta
         return (f"(EXISTS (SELECT 1 FROM {quote(parent.db_table)} AS parent "

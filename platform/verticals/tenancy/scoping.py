@@ -20,6 +20,7 @@ from verticals.tenancy.context import (  # noqa: F401  (the scoping API is impor
     database_scope,
     for_tenant,
     get_current_tenant,
+    partner_scope,
     platform_scope,
     require_current_tenant,
     tenant_context,

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         EnableRowLevelSecurity("UsageEvent"),
         EnableRowLevelSecurity("UsageCounter"),
         EnableRowLevelSecurity("RateWindow"),
-        EnableRowLevelSecurity("Invoice"),
+        EnableRowLevelSecurity("Invoice", partner="partner"),
         EnableRowLevelSecurity("InvoiceLine", through="invoice"),
         EnableRowLevelSecurity("ContractPrice", through="contract"),
     ]

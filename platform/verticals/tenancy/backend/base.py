@@ -5,12 +5,13 @@ before each statement, whose rows it may see.
   BYPASSRLS, so the row-level security policies of tenant-owned tables hold for it (they are
   FORCEd, so they would hold for the owner too). Schema work (migrate, flush, creating and
   dropping test databases) logs in as the settings' own USER, the owner (`as_owner()`).
-- Before a statement runs, the session's `app.tenant_id` and `app.platform` are made to match
-  the scope of the work under way (`verticals.tenancy.scoping.database_scope`). The values are set
-  at session level with `set_config` and remembered, so a request costs one extra round trip when
-  its scope changes, not one per statement. A rollback (of the transaction or of a savepoint)
-  undoes a `set_config` made inside it, so after one the session's values are unknown and are
-  set again before the next statement.
+- Before a statement runs, the session's `app.tenant_ids`, `app.partner_ids` and `app.platform`
+  are made to match the scope of the work under way (`verticals.tenancy.context.database_scope`).
+  They are set at session level with `set_config` and remembered, so a request costs one extra
+  round trip when its scope changes, not one per statement. A rollback (of the transaction or of
+  a savepoint) undoes a `set_config` made inside it, so after one the session's values are
+  unknown and are set again before the next statement. (One server session per connection: a
+  pooler in front must pool sessions, not transactions.)
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from psycopg.pq import ExecStatus
 
 from verticals.tenancy.context import database_scope, platform_scope
 
-SET_SCOPE = "SELECT set_config('app.tenant_id', %s, false), set_config('app.platform', %s, false)"
-SET_SCOPE_LIBPQ = b"SELECT set_config('app.tenant_id', $1, false), set_config('app.platform', $2, false)"
+SET_SCOPE = ("SELECT set_config('app.tenant_ids', %s, false), set_config('app.partner_ids', %s, false), "
+             "set_config('app.platform', %s, false)")
+SET_SCOPE_LIBPQ = (b"SELECT set_config('app.tenant_ids', $1, false), set_config('app.partner_ids', $2, false), "
+                   b"set_config('app.platform', $3, false)")
 TUPLES_OK = ExecStatus.TUPLES_OK
 
 
@@ -42,7 +45,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self.app_user: str = options.get("app_user") or ""
         self.app_password: str = options.get("app_password") or ""
         self._as_owner = False
-        self._scope_sent: tuple[str, str] | None = None  # what the session holds; None: unknown
+        self._scope_sent: tuple[str, str, str] | None = None  # what the session holds; None: unknown
         self.execute_wrappers.append(self._scoped_execute)
 
     # --- who logs in ---------------------------------------------------------------------------
