@@ -1,6 +1,7 @@
 """verticals.sdk — the contract between core and domain plugins (DESIGN §4).
 
-Plugins import from here only:
+Plugins import from the SDK only: the names below, and the SDK's own modules for what a plugin
+needs more rarely (`verticals.sdk.ingestion`, `.datasets`, `.artifacts`, `.generation`):
 
     from verticals.sdk import Plugin, Task, Architecture, LabelledText, InputError, ...
 """
