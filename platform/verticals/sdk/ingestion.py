@@ -106,23 +106,24 @@ def _raw_lines(handle: BinaryIO, limit: int) -> Iterator[bytes]:
     """The lines of a binary stream with their endings (\n, \r\n, or a lone \r as old Mac
     spreadsheets write), read a block at a time; a line over `limit` is yielded as it stands
     (cut there), for the caller to refuse."""
-    pending = b""
+    pending = bytearray()
     while True:
         block = handle.read(64 * 1024)
+        scanned = max(0, len(pending) - 1)  # what was pending holds no line end (but a last \r may pair with a \n)
         pending += block
         start = 0
-        for end in _LINE_END.finditer(pending):
+        for end in _LINE_END.finditer(pending, scanned):
             if block and end.end() == len(pending) and pending.endswith(b"\r"):
                 break  # a \n may follow in the next block
-            yield pending[start:end.end()]
+            yield bytes(pending[start:end.end()])
             start = end.end()
-        pending = pending[start:]
+        del pending[:start]
         if not block:
             if pending:
-                yield pending
+                yield bytes(pending)
             return
         if len(pending) > limit:
-            yield pending
+            yield bytes(pending)
             return
 
 
