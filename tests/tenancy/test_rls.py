@@ -70,9 +70,12 @@ def test_every_tenant_owned_table_has_its_forced_policy(db):
         table = model._meta.db_table
         (enabled, forced), = raw("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", [table])
         policies = raw("SELECT qual, with_check FROM pg_policies WHERE tablename = %s AND policyname = 'tenant_isolation'", [table])
-        expected = "app.tenant_ids" if parent is None else model._meta.get_field(parent.name).column
+        expected = "app.tenant_id'" if parent is None else model._meta.get_field(parent.name).column
         if not (enabled and forced and policies and all(expected in (p or "") for p in policies[0])):
             missing.append(f"{model._meta.label} ({table}): enabled={enabled} forced={forced} policy={policies}")
+        consoles = raw("SELECT roles::text, qual FROM pg_policies WHERE tablename = %s AND policyname = 'partner_console'", [table])
+        if parent is None and consoles != [("{verticals_partner_console}", consoles[0][1] if consoles else "")]:
+            missing.append(f"{model._meta.label} ({table}): no partner_console policy of its own role: {consoles}")
     assert not missing, ("tenant-owned tables without their row-level security (add EnableRowLevelSecurity to a "
                          "migration of the app):\n" + "\n".join(missing))
 

@@ -116,17 +116,22 @@ def for_tenant(function):
     return in_context
 
 
-def database_scope() -> tuple[str, str, str]:
-    """What the database is told for the statement about to run: (`app.tenant_ids`,
-    `app.partner_ids`, `app.platform`), ids comma-separated. ("", "", "") lets no tenant-owned
-    row through."""
+# The database role a partner's console works as (verticals.tenancy.rls.PARTNER_ROLE); "none": the login's own.
+PARTNER_ROLE = "verticals_partner_console"
+UNSCOPED = ("", "", "", "", "none")
+
+
+def database_scope() -> tuple[str, str, str, str, str]:
+    """What the database is told for the statement about to run: (`app.tenant_id`,
+    `app.tenant_ids`, `app.partner_ids`, `app.platform`, `role`), ids comma-separated. UNSCOPED
+    lets no tenant-owned row through."""
     if _platform_reason.get() is not None:
-        return "", "", "on"
+        return "", "", "", "on", "none"
     partners = _partners.get()
     if partners is not None:
-        return ",".join(map(str, partners[1])), ",".join(map(str, partners[0])), ""
+        return "", ",".join(map(str, partners[1])), ",".join(map(str, partners[0])), "", PARTNER_ROLE
     tenant = _current_tenant.get()
-    return ("" if tenant is None else str(tenant.pk)), "", ""
+    return ("" if tenant is None else str(tenant.pk)), "", "", "", "none"
 
 
 def get_current_tenant() -> "Tenant | None":

@@ -25,10 +25,11 @@ from psycopg.pq import ExecStatus
 
 from verticals.tenancy.context import database_scope, platform_scope
 
-SET_SCOPE = ("SELECT set_config('app.tenant_ids', %s, false), set_config('app.partner_ids', %s, false), "
-             "set_config('app.platform', %s, false)")
-SET_SCOPE_LIBPQ = (b"SELECT set_config('app.tenant_ids', $1, false), set_config('app.partner_ids', $2, false), "
-                   b"set_config('app.platform', $3, false)")
+SET_SCOPE = ("SELECT set_config('app.tenant_id', %s, false), set_config('app.tenant_ids', %s, false), "
+             "set_config('app.partner_ids', %s, false), set_config('app.platform', %s, false), set_config('role', %s, false)")
+SET_SCOPE_LIBPQ = (b"SELECT set_config('app.tenant_id', $1, false), set_config('app.tenant_ids', $2, false), "
+                   b"set_config('app.partner_ids', $3, false), set_config('app.platform', $4, false), "
+                   b"set_config('role', $5, false)")
 TUPLES_OK = ExecStatus.TUPLES_OK
 
 
@@ -45,7 +46,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         self.app_user: str = options.get("app_user") or ""
         self.app_password: str = options.get("app_password") or ""
         self._as_owner = False
-        self._scope_sent: tuple[str, str, str] | None = None  # what the session holds; None: unknown
+        self._scope_sent: tuple[str, ...] | None = None  # what the session holds; None: unknown
         self.execute_wrappers.append(self._scoped_execute)
 
     # --- who logs in ---------------------------------------------------------------------------
