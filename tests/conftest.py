@@ -52,7 +52,8 @@ def ledger(tenant=None) -> list:
     """The usage events of a tenant (of every tenant with None), oldest first, after this
     process's ledger spool wrote what it holds (the calls this test made, also through a live server)."""
     spool.flush()
-    events = UsageEvent.dangerously_unscoped.order_by("id")  # a test reads any tenant's ledger
+    # A test reads any tenant's ledger, with what each event refers to (read along, in the same scope).
+    events = UsageEvent.dangerously_unscoped.select_related("project", "model_version", "api_key", "user").order_by("id")
     return list(events if tenant is None else events.filter(tenant_id=tenant.pk))
 
 

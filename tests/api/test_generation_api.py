@@ -8,7 +8,7 @@ import pytest
 from tests.registry.factories import make_model_version
 from tests.conftest import ledger
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.rls]  # streams are consumed here, after the view: they set their own scope
 
 
 @pytest.fixture

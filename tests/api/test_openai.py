@@ -11,7 +11,7 @@ from tests.conftest import ledger, make_key
 from tests.registry.factories import make_model_version
 from verticals.tenancy.roles import Role, Scope
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.rls]  # streams are consumed here, after the view: they set their own scope
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from verticals.tenancy.roles import Role
 
 ROOT = Path(__file__).resolve().parents[2]
 Status = Job.Status
+# The streams are read here, after their view returned: they must set their own scope (row-level security).
+pytestmark = pytest.mark.rls
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from verticals.portal import chat
 from verticals.registry.models import BaseModel
 from verticals.tenancy.roles import Role
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.rls]  # streams are consumed here, after the view: they set their own scope
 
 GARDEN = "tiny-garden"
 CHAT = [{"role": "user", "content": "What colour is snow?"}]
