@@ -34,8 +34,8 @@ import argparse
 import multiprocessing
 import os
 import random
-import statistics
 import shutil
+import statistics
 import sys
 import time
 from datetime import timedelta
@@ -48,14 +48,27 @@ if str(REPO) not in sys.path:
 from bench.harness import migrated_platform  # noqa: E402
 from bench.plugin_sdk import client_process, post_json, process_tree_cpu  # noqa: E402
 
-TARGET_METERING = 1.05   # time per call with metering / without, at most
-TARGET_CLOSE = 10.0      # seconds to invoice a period of 1,000,000 events, at most (scaled by --events)
-CLOSE_METERS = ("inference.requests", "textgen.tokens", "vision.images", "training.cpu_seconds", "storage.gb_days")
-REVIEWS = ["I loved this product, it works perfectly", "Terrible, it broke after one day", "Fantastic quality and a great price",
-           "Very disappointing, do not buy", "Absolutely wonderful, would buy again", "Awful quality and a waste of money"]
+TARGET_METERING = 1.05  # time per call with metering / without, at most
+TARGET_CLOSE = 10.0  # seconds to invoice a period of 1,000,000 events, at most (scaled by --events)
+CLOSE_METERS = (
+    "inference.requests",
+    "textgen.tokens",
+    "vision.images",
+    "training.cpu_seconds",
+    "storage.gb_days",
+)
+REVIEWS = [
+    "I loved this product, it works perfectly",
+    "Terrible, it broke after one day",
+    "Fantastic quality and a great price",
+    "Very disappointing, do not buy",
+    "Absolutely wonderful, would buy again",
+    "Awful quality and a waste of money",
+]
 
 
 # --- the database ---------------------------------------------------------------------------
+
 
 def load_events(tenant, period, count: int, seed: int = 0) -> None:
     """`count` usage events of `tenant` spread over `period` and CLOSE_METERS, loaded in bulk: the
@@ -67,8 +80,15 @@ def load_events(tenant, period, count: int, seed: int = 0) -> None:
     from verticals.tenancy import rls
 
     fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
-    template = UsageEvent(tenant_id=tenant.pk, meter=CLOSE_METERS[0], quantity=1, source="external:bench", idempotency_key="",
-                          occurred_at=period[0], recorded_at=period[0])
+    template = UsageEvent(
+        tenant_id=tenant.pk,
+        meter=CLOSE_METERS[0],
+        quantity=1,
+        source="external:bench",
+        idempotency_key="",
+        occurred_at=period[0],
+        recorded_at=period[0],
+    )
     base = [f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields]
     at = {f.column: i for i, f in enumerate(fields)}
     rng = random.Random(seed)
@@ -83,9 +103,13 @@ def load_events(tenant, period, count: int, seed: int = 0) -> None:
             for i in range(start, min(count, start + chunk)):
                 row = list(base)
                 row[at["meter"]] = CLOSE_METERS[i % len(CLOSE_METERS)]
-                row[at["quantity"]] = rng.randrange(1, 3_000_000)  # micro-units: up to 3 units with 6 decimals
+                row[at["quantity"]] = rng.randrange(
+                    1, 3_000_000
+                )  # micro-units: up to 3 units with 6 decimals
                 row[at["idempotency_key"]] = f"bench-{i}"
-                row[at["occurred_at"]] = adapt(period[0] + timedelta(microseconds=rng.randrange(span_us)))
+                row[at["occurred_at"]] = adapt(
+                    period[0] + timedelta(microseconds=rng.randrange(span_us))
+                )
                 rows.append(row)
             with transaction.atomic(), connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
@@ -93,22 +117,39 @@ def load_events(tenant, period, count: int, seed: int = 0) -> None:
                         for row in rows:
                             copy.write_row(row)
                 else:
-                    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})", rows)
+                    cursor.executemany(
+                        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})",
+                        rows,
+                    )
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {table}")  # as autovacuum (PostgreSQL) or a maintenance job (SQLite) would
+            cursor.execute(
+                f"ANALYZE {table}"
+            )  # as autovacuum (PostgreSQL) or a maintenance job (SQLite) would
 
 
 # --- metering ON and OFF --------------------------------------------------------------------
 
-def served_rate(port: int, path: str, headers: dict, requests: int, clients: int, texts: list[str] | None = REVIEWS) -> float:
+
+def served_rate(
+    port: int,
+    path: str,
+    headers: dict,
+    requests: int,
+    clients: int,
+    texts: list[str] | None = REVIEWS,
+) -> float:
     """Requests/s of C client processes released together, each sending its share one after
     another on a kept-alive connection (bench/plugin_sdk.py's client): predict calls with `texts`,
     or GETs of `path` with None."""
     ctx = multiprocessing.get_context("fork")
     per_client = requests // clients
     start, done = ctx.Barrier(clients + 1), ctx.Queue()
-    workers = [ctx.Process(target=client_process, args=(port, path, headers, texts, c * 7, per_client, start, done))
-               for c in range(clients)]
+    workers = [
+        ctx.Process(
+            target=client_process, args=(port, path, headers, texts, c * 7, per_client, start, done)
+        )
+        for c in range(clients)
+    ]
     for process in workers:
         process.start()
     start.wait()
@@ -124,8 +165,13 @@ def served_rate(port: int, path: str, headers: dict, requests: int, clients: int
 
 
 # Plain HTTP on loopback; persistent database connections, as production sets them.
-SERVER_ENV = {"DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-" + "x" * 50, "SECURE_SSL_REDIRECT": "0",
-              "DB_CONN_MAX_AGE": "600"}
+SERVER_ENV = {
+    "DEBUG": "0",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "SECRET_KEY": "bench-" + "x" * 50,
+    "SECURE_SSL_REDIRECT": "0",
+    "DB_CONN_MAX_AGE": "600",
+}
 
 
 def serving_tenant(tmp: Path, name: str):
@@ -138,7 +184,12 @@ def serving_tenant(tmp: Path, name: str):
     from verticals.tenancy.models import Membership, User
     from verticals.tenancy.roles import Role, Scope
     from verticals.tenancy.scoping import tenant_context
-    from verticals.tenancy.services import api_key_create, partner_root, project_create, tenant_create
+    from verticals.tenancy.services import (
+        api_key_create,
+        partner_root,
+        project_create,
+        tenant_create,
+    )
 
     tenant = tenant_create(partner=partner_root(), name=f"{name.capitalize()} benchmark")
     owner = User.objects.create_user(email=f"bench-{name}@example.com", password=None)
@@ -150,10 +201,21 @@ def serving_tenant(tmp: Path, name: str):
         Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
         caller = Caller(user=owner, tenant=tenant, role=Role.OWNER)
         project = project_create(tenant=tenant, name=name)
-        _key, secret = api_key_create(caller=caller, name="bench", scopes=[Scope.PREDICT, Scope.READ], role=Role.OWNER)
-        model = services.model_publish(project=project, task=task, model=None, name="tiny", architecture=tiny_architecture("sentiment"),
-                                       labels=(saved.parent / "labels.txt").read_text().splitlines(), metrics={}, report={},
-                                       params={}, directory=copy)
+        _key, secret = api_key_create(
+            caller=caller, name="bench", scopes=[Scope.PREDICT, Scope.READ], role=Role.OWNER
+        )
+        model = services.model_publish(
+            project=project,
+            task=task,
+            model=None,
+            name="tiny",
+            architecture=tiny_architecture("sentiment"),
+            labels=(saved.parent / "labels.txt").read_text().splitlines(),
+            metrics={},
+            report={},
+            params={},
+            directory=copy,
+        )
     return tenant, project, model, secret
 
 
@@ -178,7 +240,12 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
     from verticals.tenancy.scoping import platform_scope
 
     tenant, project, model, secret = serving_tenant(tmp, "metering")
-    plan = Plan.objects.create(code="bench-soft", name="Bench soft cap", cap=Plan.Cap.SOFT, requests_per_minute=1_000_000_000)
+    plan = Plan.objects.create(
+        code="bench-soft",
+        name="Bench soft cap",
+        cap=Plan.Cap.SOFT,
+        requests_per_minute=1_000_000_000,
+    )
     billing.subscribe(tenant, plan)
 
     path = f"/api/v1/projects/{project.public_id}/models/{model.public_id}/predict"
@@ -186,7 +253,9 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
     common = SERVER_ENV
 
     def events() -> int:
-        return UsageEvent.dangerously_unscoped.filter(tenant_id=tenant.pk).count()  # the benchmark tenant's
+        return UsageEvent.dangerously_unscoped.filter(
+            tenant_id=tenant.pk
+        ).count()  # the benchmark tenant's
 
     def rate_counted() -> int:
         with platform_scope("the benchmark reads its tenant's rate counter"):
@@ -206,12 +275,14 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
         ports = {side: int(url.rsplit(":", 1)[1]) for side, url in servers.items()}
         admitted_off = 0
         for round_ in range(max(1, args.repeat)):
-            for side in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
+            for side in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
                 before_events, before_rate = events(), rate_counted()
                 before_cpu = process_tree_cpu(pids[side])
-                rates[side].append(served_rate(ports[side], path, headers, args.requests, args.clients))
+                rates[side].append(
+                    served_rate(ports[side], path, headers, args.requests, args.clients)
+                )
                 used = process_tree_cpu(pids[side])
-                cpu[side].append((used.get("web process", 0.0) - before_cpu.get("web process", 0.0)))
+                cpu[side].append(used.get("web process", 0.0) - before_cpu.get("web process", 0.0))
                 requests = args.requests // args.clients * args.clients
                 recorded = events() - before_events
                 waited = time.monotonic()
@@ -219,7 +290,9 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
                     time.sleep(0.05)  # the server's ledger spool writes its last batch
                     recorded = events() - before_events
                 if side == "on" and recorded != requests:
-                    raise RuntimeError(f"metering ON recorded {recorded} events for {requests} calls")
+                    raise RuntimeError(
+                        f"metering ON recorded {recorded} events for {requests} calls"
+                    )
                 if side == "off":
                     if recorded:
                         raise RuntimeError(f"metering OFF recorded {recorded} events")
@@ -230,23 +303,31 @@ def measure_metering(args, tmp: Path) -> tuple[tuple, list[str]]:
     ratios = sorted(off / on for on, off in zip(rates["on"], rates["off"], strict=True))
     ratio = statistics.median(ratios)
     on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
-    cpu_on, cpu_off = (sum(cpu[side]) / (requests * len(cpu[side])) * 1000 for side in ("on", "off"))
+    cpu_on, cpu_off = (
+        sum(cpu[side]) / (requests * len(cpu[side])) * 1000 for side in ("on", "off")
+    )
     notes.append(f"ratio per round: {', '.join(f'{r:.3f}' for r in ratios)} (sorted)")
-    notes.append(f"web process CPU per call: {cpu_on:.2f} ms with metering, {cpu_off:.2f} ms without "
-                 f"(+{cpu_on - cpu_off:.2f} ms)")
+    notes.append(
+        f"web process CPU per call: {cpu_on:.2f} ms with metering, {cpu_off:.2f} ms without "
+        f"(+{cpu_on - cpu_off:.2f} ms)"
+    )
     if admitted_off:
-        notes.append(f"note: with BILLING_METERING=false the rate limit still counted {admitted_off} calls "
-                     "(quotas.admit does not read the setting), so 'without' still pays for admission")
+        notes.append(
+            f"note: with BILLING_METERING=false the rate limit still counted {admitted_off} calls "
+            "(quotas.admit does not read the setting), so 'without' still pays for admission"
+        )
     return (on, off, ratio, requests), notes
 
 
 # --- closing a period -----------------------------------------------------------------------
 
+
 def measure_close(args) -> tuple[float, float, int, int]:
     """(seconds to load the events, seconds to issue the invoice, its lines, events)."""
     from django.utils import timezone
 
-    from verticals.billing import invoicing, services as billing
+    from verticals.billing import invoicing
+    from verticals.billing import services as billing
     from verticals.billing.catalog import period_of, previous_period
     from verticals.billing.models import Plan, PlanPrice
     from verticals.tenancy.scoping import tenant_context
@@ -256,7 +337,9 @@ def measure_close(args) -> tuple[float, float, int, int]:
     tenant = tenant_create(partner=partner_root(), name="Close benchmark")
     plan = Plan.objects.create(code="bench-close", name="Bench close", monthly_fee=49)
     for index, meter in enumerate(CLOSE_METERS):
-        PlanPrice.objects.create(plan=plan, meter_id=meter, included=1000 * index, unit_price=f"0.00{index + 1}")
+        PlanPrice.objects.create(
+            plan=plan, meter_id=meter, included=1000 * index, unit_price=f"0.00{index + 1}"
+        )
     billing.subscribe(tenant, plan, now=period[0])
     started = time.perf_counter()
     load_events(tenant, period, args.events)
@@ -271,6 +354,7 @@ def measure_close(args) -> tuple[float, float, int, int]:
 
 # --- the table ------------------------------------------------------------------------------
 
+
 def report(args, database: str, metering, close) -> int:
     print()
     print(f"billing: {database}")
@@ -279,11 +363,15 @@ def report(args, database: str, metering, close) -> int:
         (on, off, ratio, requests), notes = metering
         if ratio > TARGET_METERING:
             missed.append("metering")
-        print(f"  metering  {max(1, args.repeat)} rounds of {requests} predict calls per side, {args.clients} HTTP client "
-              "processes, gunicorn uvicorn, 1 web process, tiny sentiment model; medians")
+        print(
+            f"  metering  {max(1, args.repeat)} rounds of {requests} predict calls per side, {args.clients} HTTP client "
+            "processes, gunicorn uvicorn, 1 web process, tiny sentiment model; medians"
+        )
         print(f"  {'':10} {'with metering':>16} {'without':>16} {'ratio':>7} {'target':>8}")
-        print(f"  {'predict':10} {on:>10.1f} req/s {off:>10.1f} req/s {ratio:>7.3f} {'≤ ' + str(TARGET_METERING):>8}"
-              "   (time per call with ÷ without)")
+        print(
+            f"  {'predict':10} {on:>10.1f} req/s {off:>10.1f} req/s {ratio:>7.3f} {'≤ ' + str(TARGET_METERING):>8}"
+            "   (time per call with ÷ without)"
+        )
         for note in notes:
             print("  " + note)
     if close is not None:
@@ -291,22 +379,48 @@ def report(args, database: str, metering, close) -> int:
         target = TARGET_CLOSE * max(1.0, events / 1_000_000)
         if closed > target:
             missed.append("close")
-        print(f"  close     one tenant's period of {events:,} usage events over {len(CLOSE_METERS)} meters")
-        print(f"  {'':10} {'events':>12} {'load (set-up)':>14} {'close':>9} {'lines':>6} {'target':>9}")
-        print(f"  {'issue':10} {events:>12,} {loaded:>12.1f} s {closed:>7.2f} s {lines:>6} {'≤ ' + format(target, 'g') + ' s':>9}")
+        print(
+            f"  close     one tenant's period of {events:,} usage events over {len(CLOSE_METERS)} meters"
+        )
+        print(
+            f"  {'':10} {'events':>12} {'load (set-up)':>14} {'close':>9} {'lines':>6} {'target':>9}"
+        )
+        print(
+            f"  {'issue':10} {events:>12,} {loaded:>12.1f} s {closed:>7.2f} s {lines:>6} {'≤ ' + format(target, 'g') + ' s':>9}"
+        )
     print("  targets: " + ("met" if not missed else "MISSED: " + ", ".join(missed)))
     return 1 if args.check and missed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="predict calls per side in each round (default 400)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients (default 4)")
-    parser.add_argument("--repeat", type=int, default=10, help="rounds, each measuring both sides (default 10)")
-    parser.add_argument("--events", type=int, default=1_000_000, help="usage events in the closed period (default 1,000,000)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=400,
+        help="predict calls per side in each round (default 400)",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=4, help="concurrent HTTP clients (default 4)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="rounds, each measuring both sides (default 10)"
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=1_000_000,
+        help="usage events in the closed period (default 1,000,000)",
+    )
     parser.add_argument("--only", choices=("metering", "close"), help="measure one part only")
-    parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (and the scratch PostgreSQL database)")
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary folder (and the scratch PostgreSQL database)",
+    )
     args = parser.parse_args(argv)
 
     with migrated_platform("billing", keep=args.keep) as place:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 # Settings a benchmark must not inherit from the shell (it measures the defaults).
 CLEARED = ("JOBS_", "CELERY_", "SERVING_", "TRAIN_", "BILLING_", "DATABASE_RLS")
@@ -41,8 +41,13 @@ def drop_postgres(url: str, name: str) -> None:
 
 
 def _maintenance_dsn(config: dict) -> str:
-    parts = {"dbname": "postgres", "user": config.get("USER"), "password": config.get("PASSWORD"),
-             "host": config.get("HOST"), "port": config.get("PORT")}
+    parts = {
+        "dbname": "postgres",
+        "user": config.get("USER"),
+        "password": config.get("PASSWORD"),
+        "host": config.get("HOST"),
+        "port": config.get("PORT"),
+    }
     return " ".join(f"{key}={value}" for key, value in parts.items() if value)
 
 
@@ -61,8 +66,14 @@ def migrated_platform(label: str, *, keep: bool = False) -> Iterator[Place]:
         url, database = f"sqlite:///{tmp / 'bench.sqlite3'}", "SQLite (temporary file)"
     for name in [n for n in os.environ if n.startswith(CLEARED)]:
         del os.environ[name]
-    os.environ.update(DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=url, VERTICALS_VAR_DIR=str(tmp / "var"),
-                      TORCH_THREADS="1", HF_HUB_OFFLINE="1", TRAIN_DEVICE="cpu")
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="verticals.config.settings",
+        DATABASE_URL=url,
+        VERTICALS_VAR_DIR=str(tmp / "var"),
+        TORCH_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRAIN_DEVICE="cpu",
+    )
     try:
         import django
 

@@ -63,11 +63,16 @@ def ensure_postgres_database(url: str) -> str:
     config = dj_database_url.parse(url)
     name = config["NAME"]
     conninfo = psycopg.conninfo.make_conninfo(
-        host=config.get("HOST") or None, port=str(config.get("PORT") or "") or None,
-        user=config.get("USER") or None, password=config.get("PASSWORD") or None, dbname="postgres",
+        host=config.get("HOST") or None,
+        port=str(config.get("PORT") or "") or None,
+        user=config.get("USER") or None,
+        password=config.get("PASSWORD") or None,
+        dbname="postgres",
     )
     with psycopg.connect(conninfo, autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        if not connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone():
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             print(f"created PostgreSQL database {name}")
     return name
@@ -76,11 +81,24 @@ def ensure_postgres_database(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200, help="jobs to measure (default 200)")
-    parser.add_argument("--warmup", type=int, default=5, help="jobs run first and not counted (default 5)")
-    parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes (default 2)")
-    parser.add_argument("--poll", type=float, default=0.002, help="seconds between reads of the job row (default 0.002)")
-    parser.add_argument("--check", action="store_true", help="exit with status 1 when the target is missed")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, worker log)")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="jobs run first and not counted (default 5)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="worker pool processes (default 2)"
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.002,
+        help="seconds between reads of the job row (default 0.002)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when the target is missed"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (database, worker log)"
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -92,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     given_url = os.environ.get("DATABASE_URL", "").strip()
     if given_url:
         if not given_url.startswith(("postgres://", "postgresql://")):
-            parser.error("DATABASE_URL must name a PostgreSQL database (or leave it unset for a temporary SQLite file)")
+            parser.error(
+                "DATABASE_URL must name a PostgreSQL database (or leave it unset for a temporary SQLite file)"
+            )
         database_url = given_url
         database_label = f"PostgreSQL database {ensure_postgres_database(given_url)}"
     else:
@@ -111,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in [n for n in os.environ if n.startswith(("JOBS_", "CELERY_"))]:
         del os.environ[name]
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=database_url,
-        CELERY_BROKER_URL=redis_db.url, VERTICALS_VAR_DIR=str(var_dir), JOBS_RUNNER_MODULES="bench.runners",
+        DJANGO_SETTINGS_MODULE="verticals.config.settings",
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=redis_db.url,
+        VERTICALS_VAR_DIR=str(var_dir),
+        JOBS_RUNNER_MODULES="bench.runners",
     )
     worker = None
     tenant = None
@@ -137,8 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         with tenant_context(tenant):
             project = project_create(tenant=tenant, name="dispatch benchmark")
 
-        worker = LiveWorker(broker_url=redis_db.url, database_url=database_url, var_dir=var_dir, beat=False,
-                            concurrency=args.concurrency, runner_modules="bench.runners", timings={})
+        worker = LiveWorker(
+            broker_url=redis_db.url,
+            database_url=database_url,
+            var_dir=var_dir,
+            beat=False,
+            concurrency=args.concurrency,
+            runner_modules="bench.runners",
+            timings={},
+        )
         started = time.perf_counter()
         worker.start()
         print(f"worker ready in {time.perf_counter() - started:.1f} s (log: {worker.log_path})")
@@ -151,21 +181,30 @@ def main(argv: list[str] | None = None) -> int:
             submitted = time.perf_counter() - t0
             deadline = t0 + 30
             while True:
-                status, created, began, ended = rows.filter(pk=job.pk).values_list(
-                    "status", "created_at", "started_at", "finished_at").get()
+                status, created, began, ended = (
+                    rows.filter(pk=job.pk)
+                    .values_list("status", "created_at", "started_at", "finished_at")
+                    .get()
+                )
                 if status in Job.TERMINAL:
                     break
                 if time.perf_counter() > deadline:
-                    raise RuntimeError(f"job {job.public_id} still {status} after 30 s; worker log: {worker.log_path}")
+                    raise RuntimeError(
+                        f"job {job.public_id} still {status} after 30 s; worker log: {worker.log_path}"
+                    )
                 time.sleep(args.poll)
             round_trip = time.perf_counter() - t0
             if status != Job.Status.SUCCEEDED:
-                raise RuntimeError(f"job {job.public_id} ended {status}; worker log: {worker.log_path}")
+                raise RuntimeError(
+                    f"job {job.public_id} ended {status}; worker log: {worker.log_path}"
+                )
             return (began - created).total_seconds(), round_trip, submitted
 
         def one_in_process() -> float:
             sent = engine.send
-            engine.send = lambda public_id, queue: None  # dispatched (the row says so) but not published
+            engine.send = lambda public_id, queue: (
+                None
+            )  # dispatched (the row says so) but not published
             try:
                 t0 = time.perf_counter()
                 job = engine.job_create(project=project, kind=BenchNoop.kind, params={})
@@ -195,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
             direct.append(time.perf_counter() - t0)
 
         print()
-        print(f"jobs_dispatch: {args.jobs} no-op jobs (kind {BenchNoop.kind}, queue {BenchNoop.queue}) submitted one "
-              f"after another through engine.job_create, after {args.warmup} warm-up jobs")
+        print(
+            f"jobs_dispatch: {args.jobs} no-op jobs (kind {BenchNoop.kind}, queue {BenchNoop.queue}) submitted one "
+            f"after another through engine.job_create, after {args.warmup} warm-up jobs"
+        )
         print(f"  broker   Redis {redis_db.url}")
         print(f"  database {database_label}")
-        print(f"  worker   celery -A verticals worker, prefork, concurrency {args.concurrency}; "
-              f"row polled every {args.poll * 1e3:g} ms")
+        print(
+            f"  worker   celery -A verticals worker, prefork, concurrency {args.concurrency}; "
+            f"row polled every {args.poll * 1e3:g} ms"
+        )
         print()
         table = [
             ("submit → running (dispatch)", dispatch, "created_at → started_at of the job row"),
@@ -211,17 +254,25 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(f"  {'':30} {'p50':>10} {'p95':>10}   what")
         for label, values, what in table:
-            print(f"  {label:30} {fmt(percentile(values, 50)):>10} {fmt(percentile(values, 95)):>10}   {what}")
+            print(
+                f"  {label:30} {fmt(percentile(values, 50)):>10} {fmt(percentile(values, 95)):>10}   {what}"
+            )
         direct_p50 = percentile(direct, 50)
         print()
-        print(f"  ratios to the direct call (p50): dispatch ×{percentile(dispatch, 50) / direct_p50:,.0f}, "
-              f"round trip ×{percentile(round_trip, 50) / direct_p50:,.0f}, in-process ×{percentile(in_process, 50) / direct_p50:,.0f}")
-        print(f"  round trip p50 / in-process p50: ×{percentile(round_trip, 50) / percentile(in_process, 50):.1f} "
-              "(what the broker and the worker add)")
+        print(
+            f"  ratios to the direct call (p50): dispatch ×{percentile(dispatch, 50) / direct_p50:,.0f}, "
+            f"round trip ×{percentile(round_trip, 50) / direct_p50:,.0f}, in-process ×{percentile(in_process, 50) / direct_p50:,.0f}"
+        )
+        print(
+            f"  round trip p50 / in-process p50: ×{percentile(round_trip, 50) / percentile(in_process, 50):.1f} "
+            "(what the broker and the worker add)"
+        )
         p50_ms = percentile(dispatch, 50) * 1e3
         met = p50_ms <= TARGET_DISPATCH_P50_MS
         print()
-        print(f"target: dispatch p50 ≤ {TARGET_DISPATCH_P50_MS:g} ms — {'MET' if met else 'MISSED'} ({p50_ms:.1f} ms)")
+        print(
+            f"target: dispatch p50 ≤ {TARGET_DISPATCH_P50_MS:g} ms — {'MET' if met else 'MISSED'} ({p50_ms:.1f} ms)"
+        )
         return 1 if args.check and not met else 0
     finally:
         if worker is not None:
@@ -230,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 tenant.delete()
             except Exception as exc:  # leave it; say so
-                print(f"(could not delete the benchmark tenant {tenant.public_id}: {exc})", file=sys.stderr)
+                print(
+                    f"(could not delete the benchmark tenant {tenant.public_id}: {exc})",
+                    file=sys.stderr,
+                )
         redis_db.release()
         if args.keep:
             print(f"kept {tmp}")

@@ -35,16 +35,28 @@ if str(REPO) not in sys.path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("predict", "uploads"), help="send one group of inputs only")
-    parser.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+    parser.add_argument(
+        "--only", choices=("predict", "uploads"), help="send one group of inputs only"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="verticals-bench-memory-"))
-    for name in [n for n in os.environ if n.startswith(("SERVING_", "REGISTRY_", "DATA_UPLOAD_", "DJANGO_"))]:
+    for name in [
+        n for n in os.environ if n.startswith(("SERVING_", "REGISTRY_", "DATA_UPLOAD_", "DJANGO_"))
+    ]:
         del os.environ[name]
-    os.environ.update(DJANGO_SETTINGS_MODULE="verticals.config.settings", DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
-                      VERTICALS_VAR_DIR=str(tmp / "var"), TORCH_THREADS="1", HF_HUB_OFFLINE="1", TRAIN_DEVICE="cpu")
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="verticals.config.settings",
+        DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
+        VERTICALS_VAR_DIR=str(tmp / "var"),
+        TORCH_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRAIN_DEVICE="cpu",
+    )
     try:
         import django
 
@@ -55,14 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         from tests.registry.factories import tiny_model_dir
 
         torch.set_num_threads(1)
-        model_dir = tiny_model_dir("image-classification")  # trained through the task, no database needed
-        cases = (predict_cases() if args.only != "uploads" else []) + \
-                (upload_cases(tmp / "hostile", model_dir) if args.only != "predict" else [])
+        model_dir = tiny_model_dir(
+            "image-classification"
+        )  # trained through the task, no database needed
+        cases = (predict_cases() if args.only != "uploads" else []) + (
+            upload_cases(tmp / "hostile", model_dir) if args.only != "predict" else []
+        )
         with LivePlatform(tmp / "platform", model_dir) as live:
             idle = live.idle()
-            print(f"\nmemory: gunicorn + uvicorn, 1 web process and its inference process; idle RSS "
-                  f"web {idle['web'] / MB:.0f} MB, inference {idle['inference'] / MB:.0f} MB")
-            print(f"  {'input':58} {'status':>6} {'peak above idle (MB)':>21} {'after (MB)':>13} {'time':>7}  target")
+            print(
+                f"\nmemory: gunicorn + uvicorn, 1 web process and its inference process; idle RSS "
+                f"web {idle['web'] / MB:.0f} MB, inference {idle['inference'] / MB:.0f} MB"
+            )
+            print(
+                f"  {'input':58} {'status':>6} {'peak above idle (MB)':>21} {'after (MB)':>13} {'time':>7}  target"
+            )
             print(f"  {'':58} {'':>6} {'web':>10} {'inference':>10} {'web':>6} {'inf.':>6}")
             missed = []
             for case in cases:
@@ -70,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                 problems = result.problems()
                 if problems:
                     missed.append((case.name, problems))
-                print(f"  {case.name:58} {result.status:>6} {result.above('peak', 'web') / MB:>10.0f} "
-                      f"{result.above('peak', 'inference') / MB:>10.0f} {result.above('after', 'web') / MB:>6.0f} "
-                      f"{result.above('after', 'inference') / MB:>6.0f} {result.seconds:>6.1f}s  "
-                      f"{'met' if not problems else 'MISSED'}", flush=True)
-        print(f"  targets: peak above idle < {BUDGET // MB} MB and after < {SETTLED // MB} MB, in both processes, "
-              f"with the expected status: " + ("met" if not missed else "MISSED"))
+                print(
+                    f"  {case.name:58} {result.status:>6} {result.above('peak', 'web') / MB:>10.0f} "
+                    f"{result.above('peak', 'inference') / MB:>10.0f} {result.above('after', 'web') / MB:>6.0f} "
+                    f"{result.above('after', 'inference') / MB:>6.0f} {result.seconds:>6.1f}s  "
+                    f"{'met' if not problems else 'MISSED'}",
+                    flush=True,
+                )
+        print(
+            f"  targets: peak above idle < {BUDGET // MB} MB and after < {SETTLED // MB} MB, in both processes, "
+            f"with the expected status: " + ("met" if not missed else "MISSED")
+        )
         for name, problems in missed:
             print(f"    {name}: {'; '.join(problems)}")
         return 1 if args.check and missed else 0

@@ -14,10 +14,25 @@ from verticals.billing.models import UsageEvent
 from verticals.jobs import engine
 from verticals.jobs.models import Job
 from verticals.tenancy.caller import Caller
-from verticals.tenancy.models import ApiKey, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User
+from verticals.tenancy.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    Partner,
+    PartnerMembership,
+    Project,
+    Tenant,
+    User,
+)
 from verticals.tenancy.roles import PartnerRole, Role, Scope
 from verticals.tenancy.scoping import platform_scope, tenant_context
-from verticals.tenancy.services import api_key_create, invite, partner_root, project_create, tenant_create
+from verticals.tenancy.services import (
+    api_key_create,
+    invite,
+    partner_root,
+    project_create,
+    tenant_create,
+)
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -53,7 +68,9 @@ def ledger(tenant=None) -> list:
     process's ledger spool wrote what it holds (the calls this test made, also through a live server)."""
     spool.flush()
     # A test reads any tenant's ledger, with what each event refers to (read along, in the same scope).
-    events = UsageEvent.dangerously_unscoped.select_related("project", "model_version", "api_key", "user").order_by("id")
+    events = UsageEvent.dangerously_unscoped.select_related(
+        "project", "model_version", "api_key", "user"
+    ).order_by("id")
     return list(events if tenant is None else events.filter(tenant_id=tenant.pk))
 
 
@@ -62,7 +79,7 @@ def pdf_text(pdf: bytes) -> str:
     inflated; a stream is cut by its /Length, never by searching for `endstream` in binary data)."""
     found = [pdf.decode("latin-1")]
     for head in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", pdf):
-        stream = pdf[head.end():head.end() + int(head.group(1))]
+        stream = pdf[head.end() : head.end() + int(head.group(1))]
         try:
             found.append(zlib.decompress(stream).decode("latin-1"))
         except zlib.error:
@@ -83,7 +100,9 @@ def _ledger_spool_written(request):
     """Served calls outside a transaction go through the ledger spool (billing.spool): a test whose
     calls commit has what the spool holds written at its end, before its tables are emptied."""
     marker = request.node.get_closest_marker("django_db")
-    committing = {"transactional_db", "live_server"} & set(request.fixturenames) or (marker and marker.kwargs.get("transaction"))
+    committing = {"transactional_db", "live_server"} & set(request.fixturenames) or (
+        marker and marker.kwargs.get("transaction")
+    )
     if not committing:
         yield
         return
@@ -107,11 +126,18 @@ def make_member(tenant: Tenant, email: str, role: str) -> Membership:
         return Membership.objects.create(tenant=tenant, user=make_user(email), role=role)
 
 
-def make_key(tenant: Tenant, *, role: str = Role.OWNER, scopes=None, project=None, user=None, **extra) -> tuple[ApiKey, str]:
+def make_key(
+    tenant: Tenant, *, role: str = Role.OWNER, scopes=None, project=None, user=None, **extra
+) -> tuple[ApiKey, str]:
     with tenant_context(tenant):
         caller = Caller(user=user, tenant=tenant, role=Role.OWNER)
         return api_key_create(
-            caller=caller, name=f"key-{role}", scopes=list(scopes or Scope.values), role=role, project=project, **extra
+            caller=caller,
+            name=f"key-{role}",
+            scopes=list(scopes or Scope.values),
+            role=role,
+            project=project,
+            **extra,
         )
 
 
@@ -147,7 +173,9 @@ class World:
         if self._dataset_version is None:
             from tests.registry.factories import make_dataset_version
 
-            self._dataset_version = make_dataset_version(self, "sentiment", name=f"reviews-{self.tenant.public_id[-6:]}")
+            self._dataset_version = make_dataset_version(
+                self, "sentiment", name=f"reviews-{self.tenant.public_id[-6:]}"
+            )
         return self._dataset_version
 
     @property
@@ -156,7 +184,9 @@ class World:
         if self._model is None:
             from tests.registry.factories import make_model_version
 
-            self._model = make_model_version(self, "sentiment", name=f"model-{self.tenant.public_id[-6:]}")
+            self._model = make_model_version(
+                self, "sentiment", name=f"model-{self.tenant.public_id[-6:]}"
+            )
         return self._model
 
     @property
@@ -165,7 +195,9 @@ class World:
         if self._generator is None:
             from tests.registry.factories import make_model_version
 
-            self._generator = make_model_version(self, "text-generation", name=f"chat-{self.tenant.public_id[-6:]}")
+            self._generator = make_model_version(
+                self, "text-generation", name=f"chat-{self.tenant.public_id[-6:]}"
+            )
         return self._generator
 
     def client(self) -> APIClient:
@@ -186,7 +218,9 @@ class World:
 
 def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
     root = partner_root()
-    partner = Partner.objects.create(name=f"Partner {label}", brand_name=f"Brand {label}", parent=root, brand_colour=brand_colour)
+    partner = Partner.objects.create(
+        name=f"Partner {label}", brand_name=f"Brand {label}", parent=root, brand_colour=brand_colour
+    )
     tenant = tenant_create(partner=partner, name=f"Tenant {label}")
     owner_membership = make_member(tenant, f"owner-{label.lower()}@example.com", Role.OWNER)
     with tenant_context(tenant):
@@ -194,8 +228,20 @@ def build_world(label: str, brand_colour: str = "#1f6feb") -> World:
     key, secret = make_key(tenant, user=owner_membership.user)
     partner_admin = make_user(f"partner-admin-{label.lower()}@example.com")
     PartnerMembership.objects.create(partner=partner, user=partner_admin, role=PartnerRole.ADMIN)
-    invitation = invite(tenant=tenant, email=f"invitee-{label.lower()}@example.com", role=Role.VIEWER, actor=None)
-    return World(partner, tenant, owner_membership.user, owner_membership, project, key, secret, partner_admin, invitation)
+    invitation = invite(
+        tenant=tenant, email=f"invitee-{label.lower()}@example.com", role=Role.VIEWER, actor=None
+    )
+    return World(
+        partner,
+        tenant,
+        owner_membership.user,
+        owner_membership,
+        project,
+        key,
+        secret,
+        partner_admin,
+        invitation,
+    )
 
 
 def make_finished_job(tenant: Tenant, project: Project, user: User) -> Job:
@@ -204,7 +250,9 @@ def make_finished_job(tenant: Tenant, project: Project, user: User) -> Job:
     # broker or worker ever hears of it.
     with tenant_context(tenant), transaction.atomic():
         caller = Caller(user=user, tenant=tenant, role=Role.OWNER)
-        job = engine.job_create(project=project, kind="test.steps", params={"steps": 2}, caller=caller)
+        job = engine.job_create(
+            project=project, kind="test.steps", params={"steps": 2}, caller=caller
+        )
         return engine.request_cancel(job, caller)
 
 

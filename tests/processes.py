@@ -56,7 +56,7 @@ def process_table() -> dict[int, tuple[int, str, list[str]]]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
+        fields = raw[raw.rindex(")") + 2 :].split()
         table[int(entry.name)] = (int(fields[1]), command, fields)
     return table
 
@@ -71,8 +71,13 @@ def free_port() -> int:
 
 def fresh_env(tmp_path, **extra) -> dict:
     """The environment of a platform of its own: a SQLite file and a var folder under tmp_path."""
-    env = {**os.environ, "VERTICALS_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-           "DEBUG": "1", **extra}
+    env = {
+        **os.environ,
+        "VERTICALS_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DEBUG": "1",
+        **extra,
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
 
@@ -81,8 +86,14 @@ def manage(env: dict, *args) -> str:
     """`manage.py ARGS` in that environment; its standard output."""
     import sys
 
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 class production_server:
@@ -100,9 +111,20 @@ class production_server:
         port = free_port()
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         self.process = subprocess.Popen(
-            [gunicorn, "verticals.config.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}",
-             "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                gunicorn,
+                "verticals.config.asgi:application",
+                "-k",
+                "uvicorn_worker.UvicornWorker",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.timeout

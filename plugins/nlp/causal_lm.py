@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from nlp.text_models import default_epochs, epoch_order, warmup_then_decay
-from verticals.sdk import TrainingError, optimizer_tensors, read_config, restore_optimizer, write_config
+from verticals.sdk import (
+    TrainingError,
+    optimizer_tensors,
+    read_config,
+    restore_optimizer,
+    write_config,
+)
 
 TASK = "text-generation"
 SMALL = "causal-lm-small"
@@ -31,11 +38,14 @@ FINETUNE = "causal-lm-finetune"
 FAMILIES = ("llama", "mistral", "qwen2")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FORMAT_VERSION = 1
-MAX_CONTEXT = 8192          # the longest context served, whatever a model's config claims
+MAX_CONTEXT = 8192  # the longest context served, whatever a model's config claims
 MAX_GRAD_NORM = 1.0
 
 # epochs=null: enough epochs for about `steps` optimizer steps, within [low, high].
-AUTO_EPOCHS = {SMALL: {"steps": 300, "low": 5, "high": 100}, FINETUNE: {"steps": 30, "low": 1, "high": 5}}
+AUTO_EPOCHS = {
+    SMALL: {"steps": 300, "low": 5, "high": 100},
+    FINETUNE: {"steps": 30, "low": 1, "high": 5},
+}
 DEFAULT_LEARNING_RATE = {SMALL: 3e-3, "full": 5e-5, "lora": 5e-4}
 
 # --- the byte-level tokenizer of causal-lm-small -----------------------------------------------------
@@ -43,13 +53,19 @@ DEFAULT_LEARNING_RATE = {SMALL: 3e-3, "full": 5e-5, "lora": 5e-4}
 ENDOFTEXT, IM_START, IM_END, PAD = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, PAD]
 # ChatML, as SmolLM2 writes it (without its default system prompt).
-CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
-                 "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 def _byte_symbols() -> list[str]:
     """The printable character GPT-2's byte-level scheme gives each byte 0..255, by byte."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     symbols, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -76,8 +92,13 @@ def byte_tokenizer():
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     raw.decoder = decoders.ByteLevel()
     raw.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=IM_START, eos_token=IM_END, pad_token=PAD,
-                                        unk_token=ENDOFTEXT)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token=IM_START,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=ENDOFTEXT,
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -94,9 +115,12 @@ def prompt_ids(tokenizer, decoded: dict) -> list[int]:
     assistant's turn opening), or a plain prompt string as the tokenizer encodes text."""
     if "messages" in decoded:
         if not getattr(tokenizer, "chat_template", None):
-            raise NoChatTemplate("This model has no chat template; send the prompt as a string instead of messages.")
-        ids = tokenizer.apply_chat_template(list(decoded["messages"]), add_generation_prompt=True, tokenize=True,
-                                            return_dict=False)
+            raise NoChatTemplate(
+                "This model has no chat template; send the prompt as a string instead of messages."
+            )
+        ids = tokenizer.apply_chat_template(
+            list(decoded["messages"]), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
         return [int(i) for i in ids]
     return [int(i) for i in tokenizer(decoded["prompt"], add_special_tokens=True)["input_ids"]]
 
@@ -108,14 +132,18 @@ def end_token_id(tokenizer, eos_token_ids: Sequence[int]) -> int:
     return int(eos_token_ids[0])
 
 
-def encode_example(tokenizer, example: dict, end_id: int, max_length: int) -> tuple[list[int], list[int], bool]:
+def encode_example(
+    tokenizer, example: dict, end_id: int, max_length: int
+) -> tuple[list[int], list[int], bool]:
     """(prompt ids, completion ids ending with `end_id`, truncated?) of one dataset example, at most
     `max_length` tokens together: a long completion keeps its start, a long prompt its end."""
     prompt = prompt_ids(tokenizer, example)
-    completion = [int(i) for i in tokenizer(example["completion"], add_special_tokens=False)["input_ids"]] + [end_id]
+    completion = [
+        int(i) for i in tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
+    ] + [end_id]
     truncated = len(prompt) + len(completion) > max_length
     if truncated:
-        completion = completion[:max(1, max_length - min(len(prompt), max_length // 2))]
+        completion = completion[: max(1, max_length - min(len(prompt), max_length // 2))]
         room = max_length - len(completion)
         prompt = prompt[-room:] if room > 0 else []
     return prompt, completion, truncated
@@ -134,7 +162,7 @@ class CausalLM:
     context_length: int
     eos_token_ids: list[int]
     device: str = "cpu"
-    facts: dict = field(default_factory=dict)   # what training found (initial_validation_loss …)
+    facts: dict = field(default_factory=dict)  # what training found (initial_validation_loss …)
     _engine: Any = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
@@ -144,7 +172,9 @@ class CausalLM:
 
     @property
     def pad_id(self) -> int:
-        return int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_id)
+        return int(
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_id
+        )
 
     def engine(self, *, max_batch: int):
         """This model's one generation engine (continuous batching), made at the first call."""
@@ -152,9 +182,14 @@ class CausalLM:
             if self._engine is None:
                 from verticals.sdk.generation import ContinuousBatcher
 
-                self._engine = ContinuousBatcher(self.model, self.tokenizer, eos_token_ids=list(self.eos_token_ids),
-                                                 max_batch=max_batch, max_batch_tokens=max(8192, self.context_length),
-                                                 name=f"generation-{self.architecture}")
+                self._engine = ContinuousBatcher(
+                    self.model,
+                    self.tokenizer,
+                    eos_token_ids=list(self.eos_token_ids),
+                    max_batch=max_batch,
+                    max_batch_tokens=max(8192, self.context_length),
+                    name=f"generation-{self.architecture}",
+                )
             return self._engine
 
     def close(self) -> None:
@@ -167,9 +202,12 @@ class CausalLM:
 
 def eos_ids(model: nn.Module, tokenizer) -> list[int]:
     found: list[int] = []
-    for value in (getattr(getattr(model, "generation_config", None), "eos_token_id", None),
-                  getattr(model.config, "eos_token_id", None), tokenizer.eos_token_id):
-        for token in (value if isinstance(value, (list, tuple)) else [value]):
+    for value in (
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+        tokenizer.eos_token_id,
+    ):
+        for token in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(token, int) and token not in found:
                 found.append(token)
     return found
@@ -190,8 +228,12 @@ class LoRALinear(nn.Module):
         self.base = base
         for parameter in base.parameters():
             parameter.requires_grad_(False)
-        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device))
+        self.lora_a = nn.Parameter(
+            torch.empty(rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device)
+        )
+        self.lora_b = nn.Parameter(
+            torch.zeros(base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device)
+        )
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -215,7 +257,9 @@ def add_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float) -> in
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if child_name in LORA_TARGETS and isinstance(child, nn.Linear):
-                setattr(module, child_name, LoRALinear(child, rank=rank, alpha=alpha, dropout=dropout))
+                setattr(
+                    module, child_name, LoRALinear(child, rank=rank, alpha=alpha, dropout=dropout)
+                )
                 wrapped += 1
     return wrapped
 
@@ -236,13 +280,25 @@ def merge_lora(model: nn.Module) -> None:
 def small_config(params: dict, tokenizer) -> dict:
     d_model, heads = int(params["d_model"]), int(params["num_heads"])
     if d_model % heads or (d_model // heads) % 2:
-        raise TrainingError(f"d_model ({d_model}) must be a multiple of num_heads ({heads}) with an even head size; "
-                            f"choose other values.")
-    return {"vocab_size": len(tokenizer), "hidden_size": d_model, "intermediate_size": 4 * d_model,
-            "num_hidden_layers": int(params["num_layers"]), "num_attention_heads": heads, "num_key_value_heads": heads,
-            "max_position_embeddings": int(params["context_length"]), "attention_dropout": float(params["dropout"]),
-            "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+        raise TrainingError(
+            f"d_model ({d_model}) must be a multiple of num_heads ({heads}) with an even head size; "
+            f"choose other values."
+        )
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": d_model,
+        "intermediate_size": 4 * d_model,
+        "num_hidden_layers": int(params["num_layers"]),
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "max_position_embeddings": int(params["context_length"]),
+        "attention_dropout": float(params["dropout"]),
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
 
 
 def build_small(config: dict, seed: int) -> CausalLM:
@@ -252,24 +308,42 @@ def build_small(config: dict, seed: int) -> CausalLM:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**config))
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id, do_sample=False)
-    return CausalLM(SMALL, model, tokenizer, int(config["max_position_embeddings"]), [int(tokenizer.eos_token_id)])
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+    )
+    return CausalLM(
+        SMALL,
+        model,
+        tokenizer,
+        int(config["max_position_embeddings"]),
+        [int(tokenizer.eos_token_id)],
+    )
 
 
 def _build(ctx, params: dict, architecture: str, checkpoint) -> CausalLM:
     """The model training starts from: new (causal-lm-small), or the base model / parent version."""
     if architecture == SMALL and ctx.base is None:
         tokenizer = byte_tokenizer()
-        config = dict(checkpoint.state["model_config"]) if checkpoint is not None else small_config(params, tokenizer)
+        config = (
+            dict(checkpoint.state["model_config"])
+            if checkpoint is not None
+            else small_config(params, tokenizer)
+        )
         return build_small(config, ctx.seed)
     if ctx.base is None:
-        raise TrainingError(f"{FINETUNE} fine-tunes a pretrained causal language model: choose a base model (or a parent "
-                            f"version) for this job, or train {SMALL!r} from scratch.")
+        raise TrainingError(
+            f"{FINETUNE} fine-tunes a pretrained causal language model: choose a base model (or a parent "
+            f"version) for this job, or train {SMALL!r} from scratch."
+        )
     found = recognize(Path(ctx.base))
     if found is None:
-        raise TrainingError(f"The base model is not a causal language model this task can fine-tune (model_type "
-                            f"{', '.join(FAMILIES)}, safetensors weights, a tokenizer.json).")
+        raise TrainingError(
+            f"The base model is not a causal language model this task can fine-tune (model_type "
+            f"{', '.join(FAMILIES)}, safetensors weights, a tokenizer.json)."
+        )
     if architecture == SMALL and found[0] != SMALL:
         raise TrainingError(f"The parent is not a {SMALL} model; {SMALL} continues only those.")
     try:
@@ -283,17 +357,23 @@ def _build(ctx, params: dict, architecture: str, checkpoint) -> CausalLM:
 # --- batches and losses ----------------------------------------------------------------------------
 
 
-def encode_split(model: CausalLM, examples: Sequence, max_length: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+def encode_split(
+    model: CausalLM, examples: Sequence, max_length: int
+) -> tuple[list[tuple[list[int], list[int]]], int]:
     """(prompt, completion) token ids per example, and how many were truncated."""
     pairs, truncated = [], 0
     for example in examples:
-        prompt, completion, cut = encode_example(model.tokenizer, example.input, model.end_id, max_length)
+        prompt, completion, cut = encode_example(
+            model.tokenizer, example.input, model.end_id, max_length
+        )
         pairs.append((prompt, completion))
         truncated += int(cut)
     return pairs, truncated
 
 
-def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device: str) -> dict[str, torch.Tensor]:
+def collate(
+    pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device: str
+) -> dict[str, torch.Tensor]:
     """Right-padded ids, the attention mask, and labels: the completion's ids, -100 elsewhere."""
     longest = max(len(p) + len(c) for p, c in pairs)
     ids = torch.full((len(pairs), longest), pad_id, dtype=torch.long)
@@ -301,25 +381,35 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device: s
     labels = torch.full((len(pairs), longest), -100, dtype=torch.long)
     for row, (prompt, completion) in enumerate(pairs):
         sequence = prompt + completion
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
-        labels[row, len(prompt):len(sequence)] = torch.tensor(completion)
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+        labels[row, len(prompt) : len(sequence)] = torch.tensor(completion)
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "labels": labels.to(device),
+    }
 
 
-def completion_loss(module: nn.Module, batch: dict[str, torch.Tensor], *, reduction: str = "mean") -> torch.Tensor:
+def completion_loss(
+    module: nn.Module, batch: dict[str, torch.Tensor], *, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy of the completion tokens only. The vocabulary projection runs on the
     positions that predict a completion token, not on the whole batch (a 49k vocabulary × every
     prompt position would dominate memory)."""
     decoder = getattr(module, module.base_model_prefix)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).last_hidden_state
+    hidden = decoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state
     targets = batch["labels"][:, 1:]
     chosen = targets != -100
     logits = module.get_output_embeddings()(hidden[:, :-1][chosen])
     return nn.functional.cross_entropy(logits.float(), targets[chosen], reduction=reduction)
 
 
-def split_loss(model: CausalLM, pairs: Sequence[tuple[list[int], list[int]]], *, batch_size: int) -> float | None:
+def split_loss(
+    model: CausalLM, pairs: Sequence[tuple[list[int], list[int]]], *, batch_size: int
+) -> float | None:
     """Mean cross-entropy per completion token over a split (None when the split is empty)."""
     if not pairs:
         return None
@@ -330,8 +420,12 @@ def split_loss(model: CausalLM, pairs: Sequence[tuple[list[int], list[int]]], *,
     try:
         with torch.inference_mode():
             for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start:start + batch_size]
-                total += float(completion_loss(module, collate(chunk, model.pad_id, model.device), reduction="sum"))
+                chunk = pairs[start : start + batch_size]
+                total += float(
+                    completion_loss(
+                        module, collate(chunk, model.pad_id, model.device), reduction="sum"
+                    )
+                )
                 count += sum(len(c) for _, c in chunk)
     finally:
         module.train(was_training)
@@ -342,7 +436,9 @@ def perplexity(loss: float) -> float:
     return float(math.exp(min(loss, 50.0)))
 
 
-def evaluate(model: CausalLM, examples: Sequence, *, max_length: int | None = None, batch_size: int = 8) -> dict:
+def evaluate(
+    model: CausalLM, examples: Sequence, *, max_length: int | None = None, batch_size: int = 8
+) -> dict:
     pairs, _ = encode_split(model, examples, max_length or model.context_length)
     loss = split_loss(model, pairs, batch_size=batch_size)
     metrics = {"validation_loss": loss, "perplexity": perplexity(loss)} if loss is not None else {}
@@ -357,10 +453,14 @@ def train(ctx) -> CausalLM:
     params = ctx.params
     architecture = ctx.architecture or SMALL
     if architecture not in (SMALL, FINETUNE):
-        raise TrainingError(f"Unknown architecture {architecture!r}; text-generation has {SMALL!r} and {FINETUNE!r}.")
+        raise TrainingError(
+            f"Unknown architecture {architecture!r}; text-generation has {SMALL!r} and {FINETUNE!r}."
+        )
     method = str(params.get("method") or "lora") if architecture == FINETUNE else "full"
     if not len(ctx.train):
-        raise TrainingError("The training split holds no examples; upload a dataset with more rows.")
+        raise TrainingError(
+            "The training split holds no examples; upload a dataset with more rows."
+        )
 
     torch.manual_seed(ctx.seed)
     checkpoint = _usable_checkpoint(ctx, architecture, method)
@@ -371,42 +471,66 @@ def train(ctx) -> CausalLM:
     if method == "lora":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            wrapped = add_lora(module, rank=int(params["lora_rank"]), alpha=float(params["lora_alpha"]),
-                               dropout=float(params["lora_dropout"]))
+            wrapped = add_lora(
+                module,
+                rank=int(params["lora_rank"]),
+                alpha=float(params["lora_alpha"]),
+                dropout=float(params["lora_dropout"]),
+            )
         if not wrapped:
-            raise TrainingError(f"The model has none of the layers LoRA adapts ({', '.join(LORA_TARGETS)}); "
-                                f"train with method 'full'.")
+            raise TrainingError(
+                f"The model has none of the layers LoRA adapts ({', '.join(LORA_TARGETS)}); "
+                f"train with method 'full'."
+            )
         module.to(ctx.device)
     trainable = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
 
     train_pairs, cut = encode_split(model, ctx.train.examples, max_length)
     validation_pairs, _ = encode_split(model, ctx.validation.examples, max_length)
     if cut:
-        ctx.log(f"{cut} training example(s) are longer than max_length ({max_length} tokens) and were truncated.", "warning")
+        ctx.log(
+            f"{cut} training example(s) are longer than max_length ({max_length} tokens) and were truncated.",
+            "warning",
+        )
 
     batch_size = int(params["batch_size"])
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
     epochs = int(params.get("epochs") or default_epochs(architecture, steps_per_epoch, AUTO_EPOCHS))
-    learning_rate = float(params.get("learning_rate") or DEFAULT_LEARNING_RATE[SMALL if architecture == SMALL else method])
+    learning_rate = float(
+        params.get("learning_rate")
+        or DEFAULT_LEARNING_RATE[SMALL if architecture == SMALL else method]
+    )
     weight_decay = float(params["weight_decay"])
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(total_steps * float(params["warmup_ratio"]))
     size = sum(p.numel() for _, p in trainable)
-    ctx.log(f"Training {architecture}" + (f" ({method})" if architecture == FINETUNE else "")
-            + f": {size:,} trainable parameters, {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}), "
-            f"peak learning rate {learning_rate:g}.")
+    ctx.log(
+        f"Training {architecture}"
+        + (f" ({method})" if architecture == FINETUNE else "")
+        + f": {size:,} trainable parameters, {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}), "
+        f"peak learning rate {learning_rate:g}."
+    )
 
     decay = [p for name, p in trainable if p.ndim >= 2 and "norm" not in name.lower()]
     no_decay = [p for name, p in trainable if not (p.ndim >= 2 and "norm" not in name.lower())]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+    )
 
     start_epoch = 0
     if checkpoint is not None:
-        state = {k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
+        state = {
+            k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")
+        }
         named = dict(trainable)
         if set(state) != set(named):
-            raise TrainingError("The checkpoint does not fit the model being trained; start a new job.")
+            raise TrainingError(
+                "The checkpoint does not fit the model being trained; start a new job."
+            )
         with torch.no_grad():
             for name, value in state.items():
                 named[name].copy_(value)
@@ -417,8 +541,15 @@ def train(ctx) -> CausalLM:
     elif validation_pairs:
         initial = split_loss(model, validation_pairs, batch_size=max(batch_size, 8))
         model.facts["initial_validation_loss"] = initial
-        ctx.log(f"Validation loss before training: {initial:.4f} (perplexity {perplexity(initial):.2f}).")
-        ctx.report(0, total_steps, {"val_loss": initial, "val_perplexity": perplexity(initial)}, description="starting")
+        ctx.log(
+            f"Validation loss before training: {initial:.4f} (perplexity {perplexity(initial):.2f})."
+        )
+        ctx.report(
+            0,
+            total_steps,
+            {"val_loss": initial, "val_perplexity": perplexity(initial)},
+            description="starting",
+        )
 
     rate = warmup_then_decay(learning_rate, warmup_steps, total_steps)
 
@@ -428,7 +559,7 @@ def train(ctx) -> CausalLM:
         module.train()
         total_loss, tokens = 0.0, 0
         for start in range(0, len(order), batch_size):
-            chosen = [train_pairs[i] for i in order[start:start + batch_size].tolist()]
+            chosen = [train_pairs[i] for i in order[start : start + batch_size].tolist()]
             batch = collate(chosen, model.pad_id, ctx.device)
             for group in optimizer.param_groups:
                 group["lr"] = rate(step)
@@ -436,7 +567,8 @@ def train(ctx) -> CausalLM:
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged. "
-                    f"Lower the learning_rate (it was {learning_rate:g}) and train again.")
+                    f"Lower the learning_rate (it was {learning_rate:g}) and train again."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
@@ -446,14 +578,24 @@ def train(ctx) -> CausalLM:
             total_loss += loss.item() * count
             tokens += count
             ctx.count_samples(len(chosen))
-            ctx.report(step, total_steps, {"train_loss": loss.item()}, description=f"epoch {epoch + 1}/{epochs}")
+            ctx.report(
+                step,
+                total_steps,
+                {"train_loss": loss.item()},
+                description=f"epoch {epoch + 1}/{epochs}",
+            )
         metrics = {"epoch_train_loss": total_loss / max(tokens, 1)}
         if validation_pairs:
             val = split_loss(model, validation_pairs, batch_size=max(batch_size, 8))
             metrics.update({"val_loss": val, "val_perplexity": perplexity(val)})
         ctx.report(step, total_steps, metrics, description=f"epoch {epoch + 1}/{epochs} done")
-        state = {"epoch": epoch + 1, "step": step, "architecture": architecture, "method": method,
-                 "facts": dict(model.facts)}
+        state = {
+            "epoch": epoch + 1,
+            "step": step,
+            "architecture": architecture,
+            "method": method,
+            "facts": dict(model.facts),
+        }
         if architecture == SMALL and ctx.base is None:
             state["model_config"] = _small_config_of(module)
         ctx.checkpoint(epoch + 1, _checkpoint_tensors(trainable, optimizer), state)
@@ -465,10 +607,24 @@ def train(ctx) -> CausalLM:
 
 def _small_config_of(module) -> dict:
     config = module.config
-    return {key: getattr(config, key) for key in (
-        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-        "max_position_embeddings", "attention_dropout", "rms_norm_eps", "tie_word_embeddings", "bos_token_id",
-        "eos_token_id", "pad_token_id")}
+    return {
+        key: getattr(config, key)
+        for key in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "max_position_embeddings",
+            "attention_dropout",
+            "rms_norm_eps",
+            "tie_word_embeddings",
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+        )
+    }
 
 
 def _usable_checkpoint(ctx, architecture: str, method: str):
@@ -477,13 +633,19 @@ def _usable_checkpoint(ctx, architecture: str, method: str):
         return None
     state = checkpoint.state or {}
     if state.get("architecture") != architecture or state.get("method") != method:
-        ctx.log("The saved checkpoint belongs to another architecture or method; training starts over.", "warning")
+        ctx.log(
+            "The saved checkpoint belongs to another architecture or method; training starts over.",
+            "warning",
+        )
         return None
     return checkpoint
 
 
 def _checkpoint_tensors(trainable, optimizer) -> dict:
-    return {**{f"model.{name}": p.detach() for name, p in trainable}, **optimizer_tensors(optimizer)}
+    return {
+        **{f"model.{name}": p.detach() for name, p in trainable},
+        **optimizer_tensors(optimizer),
+    }
 
 
 # --- artifacts -------------------------------------------------------------------------------------
@@ -492,14 +654,24 @@ def _checkpoint_tensors(trainable, optimizer) -> dict:
 def save(model: CausalLM, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.model.save_pretrained(str(directory))       # transformers 5 writes safetensors (and generation_config.json)
-    model.tokenizer.save_pretrained(str(directory))   # tokenizer.json, tokenizer_config.json, the chat template
+    model.model.save_pretrained(
+        str(directory)
+    )  # transformers 5 writes safetensors (and generation_config.json)
+    model.tokenizer.save_pretrained(
+        str(directory)
+    )  # tokenizer.json, tokenizer_config.json, the chat template
     if not (directory / "model.safetensors").is_file():
         raise RuntimeError("save_pretrained did not write model.safetensors")
     config = read_config(directory)
     config.pop("quantization_config", None)
-    config.update({"verticals_task": TASK, "verticals_architecture": model.architecture,
-                   "verticals_context_length": int(model.context_length), "verticals_format": FORMAT_VERSION})
+    config.update(
+        {
+            "verticals_task": TASK,
+            "verticals_architecture": model.architecture,
+            "verticals_context_length": int(model.context_length),
+            "verticals_format": FORMAT_VERSION,
+        }
+    )
     if model.facts:
         config["verticals_training"] = dict(model.facts)
     write_config(directory, config)
@@ -513,19 +685,38 @@ def load(directory: Path, *, device: str = "cpu") -> CausalLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = read_config(directory)
-    module = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32, use_safetensors=True,
-                                                  trust_remote_code=False, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
-    context = config.get("verticals_context_length") or getattr(module.config, "max_position_embeddings", None) or 2048
-    model = CausalLM(recognized[0], module, tokenizer, min(int(context), MAX_CONTEXT), eos_ids(module, tokenizer),
-                     facts={})
+    module = AutoModelForCausalLM.from_pretrained(
+        str(directory),
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=False,
+        local_files_only=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(directory), trust_remote_code=False, local_files_only=True
+    )
+    context = (
+        config.get("verticals_context_length")
+        or getattr(module.config, "max_position_embeddings", None)
+        or 2048
+    )
+    model = CausalLM(
+        recognized[0],
+        module,
+        tokenizer,
+        min(int(context), MAX_CONTEXT),
+        eos_ids(module, tokenizer),
+        facts={},
+    )
     module.to(device).eval()
     model.device = device
     return model
 
 
 def _has_safetensors(directory: Path) -> bool:
-    return (directory / "model.safetensors").is_file() or (directory / "model.safetensors.index.json").is_file()
+    return (directory / "model.safetensors").is_file() or (
+        directory / "model.safetensors.index.json"
+    ).is_file()
 
 
 def recognize(directory: Path) -> tuple[str, list[str]] | None:

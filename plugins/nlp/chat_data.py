@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from verticals.sdk import DatasetSchema, Example
 from verticals.sdk.datasets import Problems, jsonl_records
@@ -43,15 +43,35 @@ class ChatJsonl(DatasetSchema):
         self.max_chars = max_chars  # characters of one example (prompt and completion together)
 
     def describe(self) -> dict:
-        return {**super().describe(), "labels": False, "max_chars": self.max_chars, "max_messages": MAX_MESSAGES,
-                "fields": {"messages": "array of {role: system|user|assistant, content: string}; the last is the "
-                                       "assistant's answer the model learns",
-                           "prompt": "string (with completion, instead of messages)",
-                           "completion": "string: the text the model learns to write after the prompt"},
-                "example": {".jsonl": "\n".join([
-                    json.dumps({"messages": [{"role": "user", "content": "What is the capital of France?"},
-                                             {"role": "assistant", "content": "Paris."}]}),
-                    json.dumps({"prompt": "Translate to French: cheese\n", "completion": "fromage"})])}}
+        return {
+            **super().describe(),
+            "labels": False,
+            "max_chars": self.max_chars,
+            "max_messages": MAX_MESSAGES,
+            "fields": {
+                "messages": "array of {role: system|user|assistant, content: string}; the last is the "
+                "assistant's answer the model learns",
+                "prompt": "string (with completion, instead of messages)",
+                "completion": "string: the text the model learns to write after the prompt",
+            },
+            "example": {
+                ".jsonl": "\n".join(
+                    [
+                        json.dumps(
+                            {
+                                "messages": [
+                                    {"role": "user", "content": "What is the capital of France?"},
+                                    {"role": "assistant", "content": "Paris."},
+                                ]
+                            }
+                        ),
+                        json.dumps(
+                            {"prompt": "Translate to French: cheese\n", "completion": "fromage"}
+                        ),
+                    ]
+                )
+            },
+        }
 
     def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         self.check_format(upload.name)
@@ -88,8 +108,10 @@ def read_record(record) -> dict | str:
                 return problem
             clean.append({"role": message["role"], "content": message["content"]})
         if clean[-1]["role"] != "assistant":
-            return (f"the last message is the {clean[-1]['role']}'s; it must be the assistant's "
-                    f"(the answer the model learns to write)")
+            return (
+                f"the last message is the {clean[-1]['role']}'s; it must be the assistant's "
+                f"(the answer the model learns to write)"
+            )
         if len(clean) < 2:
             return "the conversation needs at least one message before the assistant's answer"
         return {"messages": clean[:-1], "completion": clean[-1]["content"]}
@@ -111,8 +133,11 @@ def message_problem(message, where: str) -> str | None:
         return f"{where} must be an object {{role, content}}, not {_kind(message)}"
     role, content = message.get("role"), message.get("content")
     if role not in ROLES:
-        return (f"{where}: 'role' is missing" if role is None
-                else f"{where}: the role {role!r} is not one of {', '.join(ROLES)}")
+        return (
+            f"{where}: 'role' is missing"
+            if role is None
+            else f"{where}: the role {role!r} is not one of {', '.join(ROLES)}"
+        )
     if content is None:
         return f"{where}: 'content' is missing"
     if not isinstance(content, str):
@@ -123,25 +148,63 @@ def message_problem(message, where: str) -> str | None:
 
 
 def _chars(example: dict) -> int:
-    return sum(len(m["content"]) for m in example.get("messages", [])) + len(example.get("prompt", "")) + len(example["completion"])
+    return (
+        sum(len(m["content"]) for m in example.get("messages", []))
+        + len(example.get("prompt", ""))
+        + len(example["completion"])
+    )
 
 
 def _kind(value) -> str:
     if value is None:
         return "null"
-    return {list: "an array", dict: "an object", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__)
+    return {
+        list: "an array",
+        dict: "an object",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 # --- example data ------------------------------------------------------------------------------
 
-_CAPITALS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"), ("Japan", "Tokyo"),
-             ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi"), ("Canada", "Ottawa"), ("Norway", "Oslo"),
-             ("Greece", "Athens"), ("Chile", "Santiago")]
-_COLOURS = [("grass", "green"), ("the sky", "blue"), ("snow", "white"), ("coal", "black"), ("a banana", "yellow"),
-            ("a tomato", "red"), ("an orange", "orange"), ("a plum", "purple")]
-_WORDS = [("cheese", "fromage"), ("bread", "pain"), ("water", "eau"), ("cat", "chat"), ("dog", "chien"),
-          ("house", "maison"), ("book", "livre"), ("apple", "pomme"), ("sun", "soleil"), ("moon", "lune")]
+_CAPITALS = [
+    ("France", "Paris"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Germany", "Berlin"),
+    ("Japan", "Tokyo"),
+    ("Egypt", "Cairo"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Canada", "Ottawa"),
+    ("Norway", "Oslo"),
+    ("Greece", "Athens"),
+    ("Chile", "Santiago"),
+]
+_COLOURS = [
+    ("grass", "green"),
+    ("the sky", "blue"),
+    ("snow", "white"),
+    ("coal", "black"),
+    ("a banana", "yellow"),
+    ("a tomato", "red"),
+    ("an orange", "orange"),
+    ("a plum", "purple"),
+]
+_WORDS = [
+    ("cheese", "fromage"),
+    ("bread", "pain"),
+    ("water", "eau"),
+    ("cat", "chat"),
+    ("dog", "chien"),
+    ("house", "maison"),
+    ("book", "livre"),
+    ("apple", "pomme"),
+    ("sun", "soleil"),
+    ("moon", "lune"),
+]
 _SYSTEM = "You are a concise assistant."
 
 
@@ -153,15 +216,23 @@ def example_records(rows: int, seed: int = 0) -> list[dict]:
         kind = i % 3
         if kind == 0:
             country, capital = generator.choice(_CAPITALS)
-            messages = [{"role": "user", "content": f"What is the capital of {country}?"},
-                        {"role": "assistant", "content": f"The capital of {country} is {capital}."}]
+            messages = [
+                {"role": "user", "content": f"What is the capital of {country}?"},
+                {"role": "assistant", "content": f"The capital of {country} is {capital}."},
+            ]
             if generator.random() < 0.5:
                 messages.insert(0, {"role": "system", "content": _SYSTEM})
             records.append({"messages": messages})
         elif kind == 1:
             thing, colour = generator.choice(_COLOURS)
-            records.append({"messages": [{"role": "user", "content": f"What colour is {thing}?"},
-                                         {"role": "assistant", "content": f"It is {colour}."}]})
+            records.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"What colour is {thing}?"},
+                        {"role": "assistant", "content": f"It is {colour}."},
+                    ]
+                }
+            )
         else:
             word, french = generator.choice(_WORDS)
             records.append({"prompt": f"English: {word}\nFrench:", "completion": f" {french}"})

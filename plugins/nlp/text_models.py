@@ -7,14 +7,24 @@ at start-up without loading torch or transformers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from verticals.sdk import TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer, save_weights, upload_limits, write_config
+from verticals.sdk import (
+    TrainingError,
+    load_weights,
+    optimizer_tensors,
+    read_config,
+    restore_optimizer,
+    save_weights,
+    upload_limits,
+    write_config,
+)
 
 SMALL = "transformer-small"
 BERT = "bert-finetune"
@@ -28,7 +38,10 @@ SPECIAL_TOKENS = [PAD, UNK, CLS, SEP]
 
 # epochs=null: enough epochs for about `steps` optimizer steps, within [low, high] — many passes
 # over a tiny dataset, few over a large one.
-AUTO_EPOCHS = {SMALL: {"steps": 300, "low": 5, "high": 40}, BERT: {"steps": 100, "low": 3, "high": 20}}
+AUTO_EPOCHS = {
+    SMALL: {"steps": 300, "low": 5, "high": 40},
+    BERT: {"steps": 100, "low": 3, "high": 20},
+}
 DEFAULT_LEARNING_RATE = {SMALL: 1e-3, BERT: 5e-5}
 MAX_GRAD_NORM = 1.0
 
@@ -40,16 +53,33 @@ class TinyEncoder(nn.Module):
     """A small pre-norm transformer encoder: token + learned position embeddings, mean pooling
     over the non-pad tokens, a linear head."""
 
-    def __init__(self, *, vocab_size: int, num_labels: int, d_model: int = 128, num_layers: int = 2,
-                 num_heads: int = 4, ff_dim: int | None = None, max_length: int = 128, dropout: float = 0.1,
-                 pad_id: int = 0):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        num_labels: int,
+        d_model: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        ff_dim: int | None = None,
+        max_length: int = 128,
+        dropout: float = 0.1,
+        pad_id: int = 0,
+    ):
         super().__init__()
         self.pad_id = pad_id
         self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         self.positions = nn.Embedding(max_length, d_model)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward=ff_dim or 4 * d_model, dropout=dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            num_heads,
+            dim_feedforward=ff_dim or 4 * d_model,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_labels)
@@ -65,10 +95,17 @@ class TinyEncoder(nn.Module):
 
 
 def small_config(params: dict, vocab_size: int, num_labels: int) -> dict:
-    return {"vocab_size": vocab_size, "num_labels": num_labels, "d_model": int(params["d_model"]),
-            "num_layers": int(params["num_layers"]), "num_heads": int(params["num_heads"]),
-            "ff_dim": 4 * int(params["d_model"]), "max_length": int(params["max_length"]),
-            "dropout": float(params["dropout"]), "pad_id": 0}
+    return {
+        "vocab_size": vocab_size,
+        "num_labels": num_labels,
+        "d_model": int(params["d_model"]),
+        "num_layers": int(params["num_layers"]),
+        "num_heads": int(params["num_heads"]),
+        "ff_dim": 4 * int(params["d_model"]),
+        "max_length": int(params["max_length"]),
+        "dropout": float(params["dropout"]),
+        "pad_id": 0,
+    }
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, *, limit_alphabet: int = 1000):
@@ -84,15 +121,21 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, *, limit_alphabet: in
 
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, lowercase=True
+    )
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     words: Counter = Counter()
     for text in texts:
-        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        words.update(
+            word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+        )
     characters: Counter = Counter()
     for word, count in words.items():
         characters.update({c: count for c in set(word)})
-    alphabet = [c for c, _ in sorted(characters.items(), key=lambda item: (-item[1], item[0]))][:limit_alphabet]
+    alphabet = [c for c, _ in sorted(characters.items(), key=lambda item: (-item[1], item[0]))][
+        :limit_alphabet
+    ]
     vocab: dict[str, int] = {}
     for token in [*SPECIAL_TOKENS, *alphabet, *(f"##{c}" for c in alphabet)]:
         vocab.setdefault(token, len(vocab))
@@ -102,7 +145,9 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, *, limit_alphabet: in
         shared: Counter = Counter()
         piece_scores: Counter = Counter()
         for word, count in words.items():
-            pieces = {word[:i] for i in range(2, len(word))} | {f"##{word[i:]}" for i in range(1, len(word) - 1)}
+            pieces = {word[:i] for i in range(2, len(word))} | {
+                f"##{word[i:]}" for i in range(1, len(word) - 1)
+            }
             for piece in pieces:
                 shared[piece] += 1
                 piece_scores[piece] += count
@@ -112,7 +157,9 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, *, limit_alphabet: in
         ranked = sorted(scores.items(), key=lambda item: (-item[1], -len(item[0]), item[0]))
         for token, _ in ranked[:budget]:
             vocab.setdefault(token, len(vocab))
-    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=100))
+    tokenizer = Tokenizer(
+        models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=100)
+    )
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
@@ -125,12 +172,16 @@ def _add_template(tokenizer) -> None:
     from tokenizers import processors
 
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{CLS} $A {SEP}", special_tokens=[(CLS, tokenizer.token_to_id(CLS)), (SEP, tokenizer.token_to_id(SEP))])
+        single=f"{CLS} $A {SEP}",
+        special_tokens=[(CLS, tokenizer.token_to_id(CLS)), (SEP, tokenizer.token_to_id(SEP))],
+    )
 
 
 def _fit_tokenizer(tokenizer, max_length: int):
     tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(PAD), pad_token=PAD)  # to the batch's longest
+    tokenizer.enable_padding(
+        pad_id=tokenizer.token_to_id(PAD), pad_token=PAD
+    )  # to the batch's longest
     return tokenizer
 
 
@@ -143,7 +194,7 @@ class SentimentModel:
 
     architecture: str
     module: nn.Module
-    tokenizer: Any          # tokenizers.Tokenizer (transformer-small) or a transformers tokenizer (bert)
+    tokenizer: Any  # tokenizers.Tokenizer (transformer-small) or a transformers tokenizer (bert)
     labels: list[str]
     max_length: int
     config: dict = field(default_factory=dict)  # transformer-small: TinyEncoder's arguments
@@ -153,11 +204,22 @@ class SentimentModel:
         texts = list(texts)
         if self.architecture == SMALL:
             encodings = self.tokenizer.encode_batch(texts)
-            batch = {"input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
-                     "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)}
+            batch = {
+                "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
+                "attention_mask": torch.tensor(
+                    [e.attention_mask for e in encodings], dtype=torch.long
+                ),
+            }
         else:
-            batch = dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                        return_tensors="pt"))
+            batch = dict(
+                self.tokenizer(
+                    texts,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+            )
         return {key: value.to(self.device) for key, value in batch.items()}
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -176,7 +238,7 @@ class SentimentModel:
         try:
             with torch.inference_mode():
                 for start in range(0, len(texts), batch_size):
-                    logits = self.logits(self.encode(texts[start:start + batch_size]))
+                    logits = self.logits(self.encode(texts[start : start + batch_size]))
                     rows.append(torch.softmax(logits.float(), dim=-1).cpu())
         finally:
             self.module.train(was_training)
@@ -190,21 +252,29 @@ def train(ctx) -> SentimentModel:
     params = ctx.params
     labels = list(ctx.labels)
     if len(labels) < 2:
-        raise TrainingError(f"Sentiment training needs at least 2 labels; the dataset has {len(labels)}.")
+        raise TrainingError(
+            f"Sentiment training needs at least 2 labels; the dataset has {len(labels)}."
+        )
     index = {label: i for i, label in enumerate(labels)}
     train_pairs = [(e.input, index[e.label]) for e in ctx.train if e.label in index]
     if not train_pairs:
-        raise TrainingError("The training split holds no labelled rows; upload a dataset with more rows.")
+        raise TrainingError(
+            "The training split holds no labelled rows; upload a dataset with more rows."
+        )
     architecture = ctx.architecture or SMALL
     if architecture not in (SMALL, BERT):
-        raise TrainingError(f"Unknown architecture {architecture!r}; sentiment has {SMALL!r} and {BERT!r}.")
+        raise TrainingError(
+            f"Unknown architecture {architecture!r}; sentiment has {SMALL!r} and {BERT!r}."
+        )
     batch_size = int(params["batch_size"])
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
     epochs = int(params.get("epochs") or default_epochs(architecture, steps_per_epoch))
     learning_rate = float(params.get("learning_rate") or DEFAULT_LEARNING_RATE[architecture])
     weight_decay = float(params["weight_decay"])
-    ctx.log(f"Training {architecture}: {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}), "
-            f"peak learning rate {learning_rate:g}.")
+    ctx.log(
+        f"Training {architecture}: {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}), "
+        f"peak learning rate {learning_rate:g}."
+    )
     warmup_ratio = float(params["warmup_ratio"])
 
     torch.manual_seed(ctx.seed)
@@ -220,12 +290,19 @@ def train(ctx) -> SentimentModel:
     for name, parameter in module.named_parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+    )
 
     start_epoch = 0
     if checkpoint is not None:
-        module.load_state_dict({k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")})
+        module.load_state_dict(
+            {k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
+        )
         restore_optimizer(optimizer, checkpoint.tensors)
         start_epoch = min(int(checkpoint.state.get("epoch", 0)), epochs)
         ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
@@ -242,16 +319,19 @@ def train(ctx) -> SentimentModel:
         module.train()
         total_loss, seen = 0.0, 0
         for start in range(0, len(order), batch_size):
-            chosen = [train_pairs[i] for i in order[start:start + batch_size].tolist()]
+            chosen = [train_pairs[i] for i in order[start : start + batch_size].tolist()]
             batch = model.encode([text for text, _ in chosen])
-            targets = torch.tensor([label for _, label in chosen], dtype=torch.long, device=ctx.device)
+            targets = torch.tensor(
+                [label for _, label in chosen], dtype=torch.long, device=ctx.device
+            )
             for group in optimizer.param_groups:
                 group["lr"] = rate(step)
             loss = loss_fn(model.logits(batch).float(), targets)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged. "
-                    f"Lower the learning_rate (it was {learning_rate:g}) and train again.")
+                    f"Lower the learning_rate (it was {learning_rate:g}) and train again."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
@@ -260,13 +340,26 @@ def train(ctx) -> SentimentModel:
             total_loss += loss.item() * len(chosen)
             seen += len(chosen)
             ctx.count_samples(len(chosen))
-            ctx.report(step, total_steps, {"train_loss": loss.item()}, description=f"epoch {epoch + 1}/{epochs}")
+            ctx.report(
+                step,
+                total_steps,
+                {"train_loss": loss.item()},
+                description=f"epoch {epoch + 1}/{epochs}",
+            )
         metrics = {"epoch_train_loss": total_loss / max(seen, 1)}
         metrics.update(validation_metrics(model, ctx.validation, batch_size=max(batch_size, 32)))
         ctx.report(step, total_steps, metrics, description=f"epoch {epoch + 1}/{epochs} done")
-        ctx.checkpoint(epoch + 1, _checkpoint_tensors(model, optimizer),
-                       {"epoch": epoch + 1, "step": step, "architecture": architecture, "labels": labels,
-                        "model_config": model.config})
+        ctx.checkpoint(
+            epoch + 1,
+            _checkpoint_tensors(model, optimizer),
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "architecture": architecture,
+                "labels": labels,
+                "model_config": model.config,
+            },
+        )
     module.eval()
     return model
 
@@ -286,15 +379,19 @@ def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
     """Seed the epoch's dropout and return its shuffled row order: both depend on (seed, epoch)
     only, so a resumed run repeats exactly what the lost one would have done."""
     torch.manual_seed(epoch_seed(seed, epoch))
-    return torch.randperm(rows, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch) + 1))
+    return torch.randperm(
+        rows, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch) + 1)
+    )
 
 
 def warmup_then_decay(learning_rate: float, warmup_steps: int, total_steps: int):
     """The learning rate by step: a linear warm-up, then a linear decay to zero."""
+
     def rate(step: int) -> float:
         if step < warmup_steps:
             return learning_rate * (step + 1) / warmup_steps
         return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
     return rate
 
 
@@ -320,32 +417,47 @@ def _usable_checkpoint(ctx, architecture: str, labels: list[str]):
     if checkpoint is None:
         return None
     state = checkpoint.state or {}
-    if state.get("architecture", architecture) != architecture or state.get("labels", labels) != labels:
-        ctx.log("The saved checkpoint belongs to another architecture or label set; training starts over.", "warning")
+    if (
+        state.get("architecture", architecture) != architecture
+        or state.get("labels", labels) != labels
+    ):
+        ctx.log(
+            "The saved checkpoint belongs to another architecture or label set; training starts over.",
+            "warning",
+        )
         return None
     return checkpoint
 
 
 def _checkpoint_tensors(model: SentimentModel, optimizer) -> dict:
-    tensors = {**{f"model.{key}": value for key, value in model.module.state_dict().items()}, **optimizer_tensors(optimizer)}
+    tensors = {
+        **{f"model.{key}": value for key, value in model.module.state_dict().items()},
+        **optimizer_tensors(optimizer),
+    }
     if model.architecture == SMALL:
         data = model.tokenizer.to_str().encode("utf-8")
         tensors["tokenizer.json"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return tensors
 
 
-def _build_small(ctx, params: dict, labels: list[str], texts: list[str], checkpoint) -> SentimentModel:
+def _build_small(
+    ctx, params: dict, labels: list[str], texts: list[str], checkpoint
+) -> SentimentModel:
     from tokenizers import Tokenizer
 
     parent_state = None
     if checkpoint is not None and "tokenizer.json" in checkpoint.tensors:
-        tokenizer = Tokenizer.from_str(bytes(checkpoint.tensors["tokenizer.json"].tolist()).decode("utf-8"))
+        tokenizer = Tokenizer.from_str(
+            bytes(checkpoint.tensors["tokenizer.json"].tolist()).decode("utf-8")
+        )
         config = dict(checkpoint.state["model_config"])
     elif ctx.base is not None:
         # A parent version: keep its vocabulary and shape (the size params do not apply), and its
         # head when it predicts the same labels.
         if (recognize(Path(ctx.base)) or ("",))[0] != SMALL:
-            raise TrainingError(f"The parent is not a {SMALL} sentiment model; {SMALL} continues only those.")
+            raise TrainingError(
+                f"The parent is not a {SMALL} sentiment model; {SMALL} continues only those."
+            )
         parent = load(Path(ctx.base))
         tokenizer, config = parent.tokenizer, {**parent.config, "num_labels": len(labels)}
         parent_state = parent.module.state_dict()
@@ -359,39 +471,58 @@ def _build_small(ctx, params: dict, labels: list[str], texts: list[str], checkpo
     module = TinyEncoder(**config)
     if parent_state is not None:
         result = module.load_state_dict(parent_state, strict=False)
-        if result.unexpected_keys or not all(key.startswith("head.") for key in result.missing_keys):
-            raise TrainingError("The parent's weights do not fit its own configuration; the parent version is damaged.")
+        if result.unexpected_keys or not all(
+            key.startswith("head.") for key in result.missing_keys
+        ):
+            raise TrainingError(
+                "The parent's weights do not fit its own configuration; the parent version is damaged."
+            )
     return SentimentModel(SMALL, module, tokenizer, labels, config["max_length"], config)
 
 
 def _build_bert(ctx, params: dict, labels: list[str]) -> SentimentModel:
     if ctx.base is None:
-        raise TrainingError(f"{BERT} fine-tunes a pretrained BERT model: choose a base model (or a parent version) "
-                            f"for this job, or train {SMALL!r} from scratch.")
+        raise TrainingError(
+            f"{BERT} fine-tunes a pretrained BERT model: choose a base model (or a parent version) "
+            f"for this job, or train {SMALL!r} from scratch."
+        )
     base = Path(ctx.base)
     config = read_config(base)
     if config.get("model_type") not in BERT_FAMILIES or not _has_safetensors(base):
-        raise TrainingError(f"The base model is not a BERT model with safetensors weights ({BERT} takes "
-                            f"model_type {', '.join(BERT_FAMILIES)}).")
+        raise TrainingError(
+            f"The base model is not a BERT model with safetensors weights ({BERT} takes "
+            f"model_type {', '.join(BERT_FAMILIES)})."
+        )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     head = head_labels(config)
     keep_head = bool(head) and head == labels
     if ctx.base_labels and (list(ctx.base_labels) == labels) != keep_head:
-        ctx.log(f"The parent's labels {list(ctx.base_labels)} and the labels of its head {head} differ; "
-                f"the head's own labels decide whether it is kept.", "warning")
+        ctx.log(
+            f"The parent's labels {list(ctx.base_labels)} and the labels of its head {head} differ; "
+            f"the head's own labels decide whether it is kept.",
+            "warning",
+        )
     try:
         module = AutoModelForSequenceClassification.from_pretrained(
-            str(base), id2label=dict(enumerate(labels)),  # sets num_labels (passing both warns when a parent's differ)
-            label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-            use_safetensors=True, trust_remote_code=False)
+            str(base),
+            id2label=dict(
+                enumerate(labels)
+            ),  # sets num_labels (passing both warns when a parent's differ)
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+            trust_remote_code=False,
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(base), trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"The base model could not be loaded: {exc}") from exc
     if head and not keep_head:
         _reset_head(module)
         ctx.log(f"The base model's head predicts {head}; a new head is trained for {labels}.")
-    max_length = min(int(params["max_length"]), int(getattr(module.config, "max_position_embeddings", 512)))
+    max_length = min(
+        int(params["max_length"]), int(getattr(module.config, "max_position_embeddings", 512))
+    )
     return SentimentModel(BERT, module, tokenizer, labels, max_length, {})
 
 
@@ -413,10 +544,15 @@ def _reset_head(module) -> None:
 def save(model: SentimentModel, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    common = {"verticals_architecture": model.architecture, "verticals_task": TASK, "verticals_labels": list(model.labels),
-              "verticals_max_length": int(model.max_length), "verticals_format": FORMAT_VERSION,
-              "id2label": {str(i): label for i, label in enumerate(model.labels)},
-              "label2id": {label: i for i, label in enumerate(model.labels)}}
+    common = {
+        "verticals_architecture": model.architecture,
+        "verticals_task": TASK,
+        "verticals_labels": list(model.labels),
+        "verticals_max_length": int(model.max_length),
+        "verticals_format": FORMAT_VERSION,
+        "id2label": {str(i): label for i, label in enumerate(model.labels)},
+        "label2id": {label: i for i, label in enumerate(model.labels)},
+    }
     if model.architecture == SMALL:
         save_weights(model.module.state_dict(), directory)
         model.tokenizer.save(str(directory / "tokenizer.json"))
@@ -442,7 +578,9 @@ def load(directory: Path, *, device: str = "cpu") -> SentimentModel:
         settings = dict(config["model"])
         module = TinyEncoder(**settings)
         module.load_state_dict(load_weights(directory))
-        tokenizer = _fit_tokenizer(Tokenizer.from_file(str(directory / "tokenizer.json")), settings["max_length"])
+        tokenizer = _fit_tokenizer(
+            Tokenizer.from_file(str(directory / "tokenizer.json")), settings["max_length"]
+        )
         model = SentimentModel(SMALL, module, tokenizer, labels, settings["max_length"], settings)
     else:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -450,8 +588,9 @@ def load(directory: Path, *, device: str = "cpu") -> SentimentModel:
         # A headless encoder gets a new head: seed it so every load predicts alike.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            module = AutoModelForSequenceClassification.from_pretrained(str(directory), use_safetensors=True,
-                                                                        trust_remote_code=False)
+            module = AutoModelForSequenceClassification.from_pretrained(
+                str(directory), use_safetensors=True, trust_remote_code=False
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
         labels = labels or [module.config.id2label[i] for i in range(module.config.num_labels)]
         limit = int(getattr(module.config, "max_position_embeddings", 512))
@@ -463,13 +602,17 @@ def load(directory: Path, *, device: str = "cpu") -> SentimentModel:
 
 
 def _has_safetensors(directory: Path) -> bool:
-    return (directory / "model.safetensors").is_file() or (directory / "model.safetensors.index.json").is_file()
+    return (directory / "model.safetensors").is_file() or (
+        directory / "model.safetensors.index.json"
+    ).is_file()
 
 
 def head_labels(config: dict) -> list[str]:
     """The labels of a Hugging Face classification head, by class id ([] for a base encoder)."""
     architectures = config.get("architectures") or []
-    if not any(isinstance(a, str) and a.endswith("ForSequenceClassification") for a in architectures):
+    if not any(
+        isinstance(a, str) and a.endswith("ForSequenceClassification") for a in architectures
+    ):
         return []
     id2label = config.get("id2label")
     if isinstance(id2label, dict) and id2label:
@@ -477,13 +620,19 @@ def head_labels(config: dict) -> list[str]:
             by_id = {int(key): value for key, value in id2label.items()}
         except (TypeError, ValueError):
             return []
-        if sorted(by_id) != list(range(len(by_id))) or not all(isinstance(v, str) and v for v in by_id.values()):
+        if sorted(by_id) != list(range(len(by_id))) or not all(
+            isinstance(v, str) and v for v in by_id.values()
+        ):
             return []
         labels = [by_id[i] for i in range(len(by_id))]
     else:
         count = config.get("num_labels", 2)
-        if isinstance(count, int) and count > upload_limits().labels:  # refused before millions of names are made
-            raise ValueError(f"config.json's num_labels is {count}; at most {upload_limits().labels}")
+        if (
+            isinstance(count, int) and count > upload_limits().labels
+        ):  # refused before millions of names are made
+            raise ValueError(
+                f"config.json's num_labels is {count}; at most {upload_limits().labels}"
+            )
         labels = [f"LABEL_{i}" for i in range(count)] if isinstance(count, int) else []
     return labels if len(labels) >= 2 and len(set(labels)) == len(labels) else []
 
@@ -498,10 +647,18 @@ def recognize(directory: Path) -> tuple[str, list[str]] | None:
     if config.get("verticals_task", TASK) != TASK:
         architecture = None  # another task's artifact: only its Hugging Face layout may be of use
     saved_labels = config.get("verticals_labels")
-    own_labels = list(saved_labels) if isinstance(saved_labels, list) and all(isinstance(x, str) for x in saved_labels) else None
+    own_labels = (
+        list(saved_labels)
+        if isinstance(saved_labels, list) and all(isinstance(x, str) for x in saved_labels)
+        else None
+    )
     if architecture == SMALL:
-        if (own_labels and isinstance(config.get("model"), dict) and (directory / "model.safetensors").is_file()
-                and (directory / "tokenizer.json").is_file()):
+        if (
+            own_labels
+            and isinstance(config.get("model"), dict)
+            and (directory / "model.safetensors").is_file()
+            and (directory / "tokenizer.json").is_file()
+        ):
             return SMALL, own_labels
         return None
     if config.get("model_type") in BERT_FAMILIES and _has_safetensors(directory):

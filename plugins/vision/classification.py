@@ -38,44 +38,67 @@ PARAMS_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "epochs": {
-            "type": "integer", "minimum": 1, "maximum": 1000, "default": 15,
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 15,
             "description": "Passes over the training images.",
         },
         "batch_size": {
-            "type": "integer", "minimum": 2, "maximum": 1024, "default": 32,
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 1024,
+            "default": 32,
             "description": "Images per optimization step.",
         },
         "learning_rate": {
-            "type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": None,
+            "type": ["number", "null"],
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "default": None,
             "description": "Peak AdamW learning rate (linear warm-up, then the schedule). null: the architecture's "
-                           "default — from scratch resnet18 1e-3, mobilenet_v3_small 3e-3, simple-cnn 3e-3; "
-                           "fine-tuning resnet18 3e-4, mobilenet_v3_small 1e-3, simple-cnn 1e-3.",
+            "default — from scratch resnet18 1e-3, mobilenet_v3_small 3e-3, simple-cnn 3e-3; "
+            "fine-tuning resnet18 3e-4, mobilenet_v3_small 1e-3, simple-cnn 1e-3.",
         },
         "schedule": {
-            "enum": ["cosine", "constant"], "default": "cosine",
+            "enum": ["cosine", "constant"],
+            "default": "cosine",
             "description": "After a 5 % warm-up: cosine decay to 0, or the peak rate throughout.",
         },
         "weight_decay": {
-            "type": "number", "minimum": 0, "maximum": 1, "default": 0.01,
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.01,
             "description": "AdamW weight decay (not applied to biases and normalization weights).",
         },
         "label_smoothing": {
-            "type": "number", "minimum": 0, "maximum": 0.5, "default": 0.0,
+            "type": "number",
+            "minimum": 0,
+            "maximum": 0.5,
+            "default": 0.0,
             "description": "Cross-entropy label smoothing.",
         },
         "image_size": {
-            "type": "integer", "minimum": 16, "maximum": 512, "default": 64,
+            "type": "integer",
+            "minimum": 16,
+            "maximum": 512,
+            "default": 64,
             "description": "Side in pixels each image is resized to (training and prediction alike).",
         },
         "horizontal_flip": {
-            "type": "boolean", "default": True,
+            "type": "boolean",
+            "default": True,
             "description": "Augment with mirrored images (turn off for text, digits, or anything that is not "
-                           "symmetric left to right).",
+            "symmetric left to right).",
         },
         "crop_scale": {
-            "type": "number", "minimum": 0.05, "maximum": 1, "default": 0.6,
+            "type": "number",
+            "minimum": 0.05,
+            "maximum": 1,
+            "default": 0.6,
             "description": "Random resized crops keep between this fraction of the image's area and all of it "
-                           "(aspect ratio 3/4 to 4/3); 1 turns cropping off.",
+            "(aspect ratio 3/4 to 4/3); 1 turns cropping off.",
         },
     },
 }
@@ -113,7 +136,7 @@ class ImageClassificationTask(Task):
         "minLength": 1,
         "title": "Image",
         "description": "An image file (PNG, JPEG, BMP, GIF or WebP) encoded as base64, or as a data: URL "
-                       "(data:image/png;base64,…); at most 10 MB and 40 million pixels.",
+        "(data:image/png;base64,…); at most 10 MB and 40 million pixels.",
         "contentMediaType": "image/*",
     }
     output_schema = CLASSIFICATION_OUTPUT
@@ -149,7 +172,9 @@ class ImageClassificationTask(Task):
                 aligned[j] = value
             scores.append(aligned)
         predicted = [max(range(len(row)), key=row.__getitem__) for row in scores]
-        return classification_evaluation(split.label_ids, predicted, labels, scores=scores, top_k=(3,))
+        return classification_evaluation(
+            split.label_ids, predicted, labels, scores=scores, top_k=(3,)
+        )
 
     # --- artifacts ------------------------------------------------------------------------
 
@@ -164,11 +189,15 @@ class ImageClassificationTask(Task):
         directory = Path(directory)
         recognized = self.recognize(directory)
         if recognized is None:
-            raise ValueError(f"{directory} holds no image classifier this task can load "
-                             f"(config.json naming one of {', '.join(HEADS)}, and model.safetensors).")
+            raise ValueError(
+                f"{directory} holds no image classifier this task can load "
+                f"(config.json naming one of {', '.join(HEADS)}, and model.safetensors)."
+            )
         architecture, labels = recognized
         if not labels:
-            raise ValueError(f"The model in {directory} has no classifier head; fine-tune it on a dataset first.")
+            raise ValueError(
+                f"The model in {directory} has no classifier head; fine-tune it on a dataset first."
+            )
         config = read_config(directory)
         network = build_network(architecture, len(labels))
         missing, unexpected = network.load_state_dict(load_weights(directory), strict=False)
@@ -178,7 +207,9 @@ class ImageClassificationTask(Task):
         mean, std = config.get("mean"), config.get("std")
         if not (_floats(mean) and _floats(std) and min(std) > 0):
             mean, std = IMAGENET_MEAN, IMAGENET_STD
-        model = ImageClassifier(network, architecture=architecture, labels=labels, image_size=size, mean=mean, std=std)
+        model = ImageClassifier(
+            network, architecture=architecture, labels=labels, image_size=size, mean=mean, std=std
+        )
         return model.to(device).eval()
 
     def recognize(self, directory: Path) -> tuple[str, list[str]] | None:
@@ -199,7 +230,9 @@ class ImageClassificationTask(Task):
         expected = expected_shapes(architecture)
         head_weight, head_bias = head_keys(architecture)
         for key, shape in expected.items():
-            if key in (head_weight, head_bias) or (key.endswith("num_batches_tracked") and key not in shapes):
+            if key in (head_weight, head_bias) or (
+                key.endswith("num_batches_tracked") and key not in shapes
+            ):
                 continue
             if shapes.get(key) != shape:
                 return None
@@ -210,17 +243,30 @@ class ImageClassificationTask(Task):
         classes = 0
         if head_weight in shapes:
             weight, bias = shapes[head_weight], shapes[head_bias]
-            if len(weight) != 2 or weight[1] != expected[head_weight][1] or bias != (weight[0],) or weight[0] < 1:
+            if (
+                len(weight) != 2
+                or weight[1] != expected[head_weight][1]
+                or bias != (weight[0],)
+                or weight[0] < 1
+            ):
                 return None
             classes = weight[0]
-            if classes > upload_limits().labels:  # each class gets a label below: refuse before naming millions
-                raise ValueError(f"its head has {classes} classes; at most {upload_limits().labels}")
+            if (
+                classes > upload_limits().labels
+            ):  # each class gets a label below: refuse before naming millions
+                raise ValueError(
+                    f"its head has {classes} classes; at most {upload_limits().labels}"
+                )
         declared = config.get("num_classes")
         if declared is not None and declared != classes:
             return None
         labels = config.get("labels")
-        if isinstance(labels, list) and labels and all(isinstance(x, str) and x for x in labels) \
-                and len(set(labels)) == len(labels):
+        if (
+            isinstance(labels, list)
+            and labels
+            and all(isinstance(x, str) and x for x in labels)
+            and len(set(labels)) == len(labels)
+        ):
             return (architecture, list(labels)) if len(labels) == classes else None
         return architecture, [str(i) for i in range(classes)]
 
@@ -240,15 +286,24 @@ class ImageClassificationTask(Task):
 
         top_k = (options or {}).get("top_k", self.default_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InputError("top_k must be a positive integer (the number of labels to return per image).")
+            raise InputError(
+                "top_k must be a positive integer (the number of labels to return per image)."
+            )
         fit = (model.image_size, model.image_size)
         # Served calls bring PIL images (core decoded them in the web process, towards input_size);
         # batch_predict jobs and direct calls bring what decode_input returns, or raw inputs.
-        images = [rgb_image(item if isinstance(item, (Image.Image, EncodedImage)) else self.decode_input(item), fit=fit)
-                  for item in inputs]
+        images = [
+            rgb_image(
+                item if isinstance(item, (Image.Image, EncodedImage)) else self.decode_input(item),
+                fit=fit,
+            )
+            for item in inputs
+        ]
         if not images:
             return []
-        return [label_scores(row, model.labels, top_k=top_k) for row in probabilities(model, images)]
+        return [
+            label_scores(row, model.labels, top_k=top_k) for row in probabilities(model, images)
+        ]
 
     # --- test kit -------------------------------------------------------------------------
 
@@ -272,5 +327,8 @@ def _image_size(config: dict) -> int:
 
 
 def _floats(value) -> bool:
-    return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )

@@ -30,12 +30,20 @@ class SimpleCNN(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
-            *block(3, width), nn.MaxPool2d(2),
-            *block(width, width * 2), nn.MaxPool2d(2),
-            *block(width * 2, width * 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *block(3, width),
+            nn.MaxPool2d(2),
+            *block(width, width * 2),
+            nn.MaxPool2d(2),
+            *block(width * 2, width * 4),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(width * 4, num_classes)
 
@@ -84,8 +92,16 @@ class ImageClassifier(nn.Module):
     model.safetensors holds; the rest is config.json.
     """
 
-    def __init__(self, network: nn.Module, *, architecture: str, labels: Sequence[str], image_size: int,
-                 mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        architecture: str,
+        labels: Sequence[str],
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ):
         super().__init__()
         self.network = network
         self.architecture = architecture
@@ -102,8 +118,15 @@ class ImageClassifier(nn.Module):
         return next(self.network.parameters()).device
 
     def config(self) -> dict:
-        return {"architecture": self.architecture, "labels": self.labels, "num_classes": len(self.labels),
-                "image_size": self.image_size, "mean": self.mean, "std": self.std, "resize": "bilinear"}
+        return {
+            "architecture": self.architecture,
+            "labels": self.labels,
+            "num_classes": len(self.labels),
+            "image_size": self.image_size,
+            "mean": self.mean,
+            "std": self.std,
+            "resize": "bilinear",
+        }
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 [N, 3, H, W] -> normalized float32 on the model's device."""
@@ -145,11 +168,15 @@ def channel_stats(batches) -> tuple[list[float], list[float]]:
     if not count:
         return list(IMAGENET_MEAN), list(IMAGENET_STD)
     mean = total / count
-    std = (squares / count - mean * mean).clamp(min=0).sqrt().clamp(min=1e-2)  # a flat channel must not divide by 0
+    std = (
+        (squares / count - mean * mean).clamp(min=0).sqrt().clamp(min=1e-2)
+    )  # a flat channel must not divide by 0
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, *, min_scale: float, flip: bool) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, generator: torch.Generator, *, min_scale: float, flip: bool
+) -> torch.Tensor:
     """Random resized crop (area in [min_scale, 1], aspect ratio in [3/4, 4/3]) and horizontal
     flip of a batch, in one bilinear resampling; every draw comes from `generator`."""
     n = x.shape[0]
@@ -177,7 +204,9 @@ def augment(x: torch.Tensor, generator: torch.Generator, *, min_scale: float, fl
     theta[:, 1, 2] = cy
     theta = theta.to(x.device)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return torch.nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
 
 
 PREDICT_BATCH = 64
@@ -192,8 +221,10 @@ def probabilities(model: ImageClassifier, images) -> list[list[float]]:
     rows: list[list[float]] = []
     with torch.inference_mode():
         for start in range(0, len(images), PREDICT_BATCH):
-            chunk = [item if isinstance(item, Image.Image) else open_rgb(Path(item), model.image_size)
-                     for item in images[start:start + PREDICT_BATCH]]
+            chunk = [
+                item if isinstance(item, Image.Image) else open_rgb(Path(item), model.image_size)
+                for item in images[start : start + PREDICT_BATCH]
+            ]
             pixels = torch.stack([to_pixels(image, model.image_size) for image in chunk])
             logits = model(model.normalize(pixels)).float()
             rows.extend(torch.softmax(logits, dim=1).cpu().tolist())

@@ -9,21 +9,21 @@ ARCHITECTURES = (
         name="resnet18",
         title="ResNet-18",
         description="torchvision's ResNet-18 (11 M parameters). The default: learns from scratch on a few hundred "
-                    "images and fine-tunes from an imported torchvision resnet18.",
+        "images and fine-tunes from an imported torchvision resnet18.",
         families=("resnet18",),
     ),
     Architecture(
         name="mobilenet_v3_small",
         title="MobileNetV3 Small",
         description="torchvision's MobileNetV3-Small (1.5 M parameters): a fast, small model for CPU serving; "
-                    "fine-tunes from an imported torchvision mobilenet_v3_small.",
+        "fine-tunes from an imported torchvision mobilenet_v3_small.",
         families=("mobilenet_v3_small",),
     ),
     Architecture(
         name="simple-cnn",
         title="Simple CNN",
         description="Three convolution blocks and a linear head (0.1 M parameters): trains in seconds, for small "
-                    "or simple images and quick trials.",
+        "or simple images and quick trials.",
         families=("simple-cnn",),
     ),
 )

@@ -9,7 +9,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from verticals.sdk import TrainContext, TrainingError, load_weights, optimizer_tensors, read_config, restore_optimizer
+from verticals.sdk import (
+    TrainContext,
+    TrainingError,
+    load_weights,
+    optimizer_tensors,
+    read_config,
+    restore_optimizer,
+)
 from vision.networks import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -55,7 +62,9 @@ class ImageStore:
         try:
             return to_pixels(open_rgb(Path(item), self.size), self.size)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise TrainingError(f"The image {Path(item).name} of the dataset cannot be read ({exc}).") from exc
+            raise TrainingError(
+                f"The image {Path(item).name} of the dataset cannot be read ({exc})."
+            ) from exc
 
     def get(self, indices) -> torch.Tensor:
         if self.pixels is not None:
@@ -92,19 +101,27 @@ def train(ctx: TrainContext) -> ImageClassifier:
     params = ctx.params
     architecture = ctx.architecture
     if architecture not in LEARNING_RATES:
-        raise TrainingError(f"Unknown architecture {architecture!r}; choose one of {', '.join(LEARNING_RATES)}.")
+        raise TrainingError(
+            f"Unknown architecture {architecture!r}; choose one of {', '.join(LEARNING_RATES)}."
+        )
     labels = list(ctx.labels)
     if len(ctx.train) < 2:
-        raise TrainingError(f"The training split holds {len(ctx.train)} image(s); training needs at least 2.")
+        raise TrainingError(
+            f"The training split holds {len(ctx.train)} image(s); training needs at least 2."
+        )
     if len(labels) < 2:
         raise TrainingError("The dataset has fewer than 2 labels; a classifier needs at least 2.")
     device = torch.device(ctx.device)
     size = int(params["image_size"])
     epochs = int(params["epochs"])
 
-    ctx.log(f"Decoding {len(ctx.train)} training and {len(ctx.validation)} validation images at {size}×{size} pixels.")
+    ctx.log(
+        f"Decoding {len(ctx.train)} training and {len(ctx.validation)} validation images at {size}×{size} pixels."
+    )
 
-    def decoding(done: int, count: int) -> None:  # long decodes show progress (and can be cancelled)
+    def decoding(
+        done: int, count: int
+    ) -> None:  # long decodes show progress (and can be cancelled)
         ctx.report(0, None, description=f"decoding images: {done} of {count}")
 
     train_images = ImageStore(ctx.train.inputs, size, progress=decoding)
@@ -120,7 +137,9 @@ def train(ctx: TrainContext) -> ImageClassifier:
     else:
         mean, std = channel_stats(train_images.batches())
         peak = params["learning_rate"] or LEARNING_RATES[architecture]["scratch"]
-    model = ImageClassifier(network, architecture=architecture, labels=labels, image_size=size, mean=mean, std=std).to(device)
+    model = ImageClassifier(
+        network, architecture=architecture, labels=labels, image_size=size, mean=mean, std=std
+    ).to(device)
     optimizer = _optimizer(model, peak, params["weight_decay"])
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(params["label_smoothing"]))
 
@@ -130,8 +149,10 @@ def train(ctx: TrainContext) -> ImageClassifier:
     start_epoch = _resume(ctx, model, optimizer)
     if start_epoch:
         ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
-    ctx.log(f"Training {architecture} on {len(train_images)} images, {len(labels)} labels: {epochs} epochs of "
-            f"{steps_per_epoch} steps, peak learning rate {peak:g}, normalization mean {model.mean} std {model.std}.")
+    ctx.log(
+        f"Training {architecture} on {len(train_images)} images, {len(labels)} labels: {epochs} epochs of "
+        f"{steps_per_epoch} steps, peak learning rate {peak:g}, normalization mean {model.mean} std {model.std}."
+    )
 
     flip = bool(params["horizontal_flip"])
     min_scale = float(params["crop_scale"])
@@ -151,8 +172,10 @@ def train(ctx: TrainContext) -> ImageClassifier:
             loss = loss_fn(model(inputs), train_targets[indices].to(device))
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise TrainingError(f"The training loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
-                                    f"diverged. Lower learning_rate (it was {peak:g}) and train again.")
+                raise TrainingError(
+                    f"The training loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
+                    f"diverged. Lower learning_rate (it was {peak:g}) and train again."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -161,17 +184,33 @@ def train(ctx: TrainContext) -> ImageClassifier:
             ctx.report(step, total, {"train_loss": value})
         if len(val_images):
             val_loss, val_accuracy = validation_metrics(model, val_images, val_targets)
-            ctx.report(step, total, {"val_loss": val_loss, "val_accuracy": val_accuracy},
-                       description=f"epoch {epoch + 1} of {epochs}")
-        ctx.checkpoint(epoch + 1, _checkpoint_tensors(model, optimizer),
-                       {"epoch": epoch + 1, "step": step, "architecture": architecture, "labels": labels,
-                        "image_size": size, "mean": model.mean, "std": model.std})
+            ctx.report(
+                step,
+                total,
+                {"val_loss": val_loss, "val_accuracy": val_accuracy},
+                description=f"epoch {epoch + 1} of {epochs}",
+            )
+        ctx.checkpoint(
+            epoch + 1,
+            _checkpoint_tensors(model, optimizer),
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "architecture": architecture,
+                "labels": labels,
+                "image_size": size,
+                "mean": model.mean,
+                "std": model.std,
+            },
+        )
     recalibrate_batch_norm(model, train_images, batch_size, seed=ctx.seed)
     model.eval()
     return model
 
 
-def recalibrate_batch_norm(model: ImageClassifier, images: ImageStore, batch_size: int, *, seed: int) -> None:
+def recalibrate_batch_norm(
+    model: ImageClassifier, images: ImageStore, batch_size: int, *, seed: int
+) -> None:
     """Set every batch-norm layer's running mean and variance to those of the final weights
     over (up to RECALIBRATION_IMAGES of) the training images, without augmentation.
 
@@ -190,7 +229,9 @@ def recalibrate_batch_norm(model: ImageClassifier, images: ImageStore, batch_siz
         layer.reset_running_stats()
         layer.momentum = None  # a cumulative average over every batch seen
         layer.train()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:RECALIBRATION_IMAGES]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[
+        :RECALIBRATION_IMAGES
+    ]
     with torch.no_grad():
         for indices in split_batches(order, batch_size):
             model(model.normalize(images.get(indices)))
@@ -203,17 +244,23 @@ def _targets(split, labels: list[str]) -> torch.Tensor:
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({e.label for e in split.examples if e.label not in index})
     if unknown:
-        raise TrainingError(f"The {split.name} split has labels the training split lacks: {', '.join(unknown[:5])}.")
+        raise TrainingError(
+            f"The {split.name} split has labels the training split lacks: {', '.join(unknown[:5])}."
+        )
     return torch.tensor([index[e.label] for e in split.examples], dtype=torch.long)
 
 
-def validation_metrics(model: ImageClassifier, images: ImageStore, targets: torch.Tensor) -> tuple[float, float]:
+def validation_metrics(
+    model: ImageClassifier, images: ImageStore, targets: torch.Tensor
+) -> tuple[float, float]:
     model.eval()
     loss_sum, correct = 0.0, 0
     with torch.inference_mode():
-        for start, pixels in zip(range(0, len(images), EVAL_BATCH), images.batches(EVAL_BATCH), strict=False):
+        for start, pixels in zip(
+            range(0, len(images), EVAL_BATCH), images.batches(EVAL_BATCH), strict=False
+        ):
             logits = model(model.normalize(pixels)).float().cpu()
-            batch_targets = targets[start:start + len(pixels)]
+            batch_targets = targets[start : start + len(pixels)]
             loss_sum += float(nn.functional.cross_entropy(logits, batch_targets, reduction="sum"))
             correct += int((logits.argmax(dim=1) == batch_targets).sum())
     return loss_sum / len(images), correct / len(images)
@@ -225,13 +272,18 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
     8 ms instead of 56 ms, a sixth of a 32-pixel training step)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=lr, fused=True)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=lr,
+        fused=True,
+    )
 
 
 def _checkpoint_tensors(model: ImageClassifier, optimizer: torch.optim.Optimizer) -> dict:
-    return {**{f"model.{key}": value for key, value in model.network.state_dict().items()},
-            **optimizer_tensors(optimizer, prefix="optimizer.")}
+    return {
+        **{f"model.{key}": value for key, value in model.network.state_dict().items()},
+        **optimizer_tensors(optimizer, prefix="optimizer."),
+    }
 
 
 def _resume(ctx: TrainContext, model: ImageClassifier, optimizer: torch.optim.Optimizer) -> int:
@@ -241,17 +293,27 @@ def _resume(ctx: TrainContext, model: ImageClassifier, optimizer: torch.optim.Op
         return 0
     state = checkpoint.state or {}
     if (state.get("architecture"), state.get("labels"), state.get("image_size")) != (
-            model.architecture, model.labels, model.image_size):
-        ctx.log("The checkpoint found was made for another architecture, label set or image size; starting over.", "warning")
+        model.architecture,
+        model.labels,
+        model.image_size,
+    ):
+        ctx.log(
+            "The checkpoint found was made for another architecture, label set or image size; starting over.",
+            "warning",
+        )
         return 0
-    weights = {k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
+    weights = {
+        k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")
+    }
     model.network.load_state_dict(weights, strict=True)
     model.mean, model.std = list(state["mean"]), list(state["std"])
     restore_optimizer(optimizer, checkpoint.tensors, prefix="optimizer.", device=model.device)
     return int(state.get("epoch", checkpoint.step))
 
 
-def _start_from_base(ctx: TrainContext, network: nn.Module, architecture: str, labels: list[str]) -> tuple[list, list]:
+def _start_from_base(
+    ctx: TrainContext, network: nn.Module, architecture: str, labels: list[str]
+) -> tuple[list, list]:
     """Load the base model's (or parent version's) weights into `network`; keep the rows of the
     head for labels the base also predicts, start the others fresh. Returns mean and std."""
     from vision.classification import ImageClassificationTask  # the directory checks live there
@@ -259,12 +321,16 @@ def _start_from_base(ctx: TrainContext, network: nn.Module, architecture: str, l
     directory = Path(ctx.base)
     recognized = ImageClassificationTask().recognize(directory)
     if recognized is None:
-        raise TrainingError("The base model is not a torchvision-layout image classifier this task can use "
-                            "(config.json naming a known architecture, and model.safetensors with its weights).")
+        raise TrainingError(
+            "The base model is not a torchvision-layout image classifier this task can use "
+            "(config.json naming a known architecture, and model.safetensors with its weights)."
+        )
     base_architecture, _ = recognized
     if base_architecture != architecture:
-        raise TrainingError(f"The base model is a {base_architecture}; it cannot start a {architecture}. "
-                            f"Choose the architecture {base_architecture}.")
+        raise TrainingError(
+            f"The base model is a {base_architecture}; it cannot start a {architecture}. "
+            f"Choose the architecture {base_architecture}."
+        )
     config = read_config(directory)
     weights = load_weights(directory)
     # The labels the base's head predicts, by name: the parent version's, or the config's. An
@@ -276,33 +342,56 @@ def _start_from_base(ctx: TrainContext, network: nn.Module, architecture: str, l
     own = network.state_dict()
     body = {key: value for key, value in weights.items() if key not in (head_weight, head_bias)}
     missing, unexpected = network.load_state_dict(body, strict=False)
-    missing = [key for key in missing if key not in (head_weight, head_bias) and not key.endswith("num_batches_tracked")]
+    missing = [
+        key
+        for key in missing
+        if key not in (head_weight, head_bias) and not key.endswith("num_batches_tracked")
+    ]
     if missing or unexpected:
-        raise TrainingError(f"The base model's weights do not fit {architecture}: "
-                            f"missing {missing[:5]}, unexpected {unexpected[:5]}.")
+        raise TrainingError(
+            f"The base model's weights do not fit {architecture}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}."
+        )
     if head_weight in weights and head_bias in weights:
         if list(base_labels) == labels and weights[head_weight].shape == own[head_weight].shape:
-            network.load_state_dict({head_weight: weights[head_weight], head_bias: weights[head_bias]}, strict=False)
+            network.load_state_dict(
+                {head_weight: weights[head_weight], head_bias: weights[head_bias]}, strict=False
+            )
         else:
-            shared = [(labels.index(label), i) for i, label in enumerate(base_labels)
-                      if label in labels and i < weights[head_weight].shape[0]]
+            shared = [
+                (labels.index(label), i)
+                for i, label in enumerate(base_labels)
+                if label in labels and i < weights[head_weight].shape[0]
+            ]
             if shared:
                 new_weight, new_bias = own[head_weight].clone(), own[head_bias].clone()
                 for new_row, old_row in shared:
                     new_weight[new_row] = weights[head_weight][old_row]
                     new_bias[new_row] = weights[head_bias][old_row]
-                network.load_state_dict({head_weight: new_weight, head_bias: new_bias}, strict=False)
-            ctx.log(f"The base model predicts other labels: the classifier head was replaced "
-                    f"({len(shared)} of {len(labels)} labels carried over).")
+                network.load_state_dict(
+                    {head_weight: new_weight, head_bias: new_bias}, strict=False
+                )
+            ctx.log(
+                f"The base model predicts other labels: the classifier head was replaced "
+                f"({len(shared)} of {len(labels)} labels carried over)."
+            )
     else:
         ctx.log("The base model has no classifier head: training a new one.")
     mean, std = config.get("mean"), config.get("std")
     if _is_triple(mean) and _is_triple(std) and min(std) > 0:
         return [float(v) for v in mean], [float(v) for v in std]
-    ctx.log("The base model's config gives no mean/std: normalizing with torchvision's ImageNet statistics.")
+    ctx.log(
+        "The base model's config gives no mean/std: normalizing with torchvision's ImageNet statistics."
+    )
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 def _is_triple(value) -> bool:
-    return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )

@@ -31,8 +31,11 @@ def api_schema(request, db):
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        yield schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler(),
-                                             config=schemathesis.Config.from_dict(SCHEMATHESIS_CONFIG))
+        yield schemathesis.openapi.from_wsgi(
+            "/api/schema/?format=json",
+            WSGIHandler(),
+            config=schemathesis.Config.from_dict(SCHEMATHESIS_CONFIG),
+        )
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)

@@ -14,11 +14,27 @@ from tests.processes import fresh_env, manage, production_server
 def test_concurrent_tenants_under_asgi(tmp_path):
     env = fresh_env(tmp_path)
     manage(env, "migrate", "--noinput")
-    worlds = [json.loads(manage(env, "bootstrap", "--partner", f"P{i}", "--tenant", f"T{i}", "--email", f"o{i}@example.com")) for i in (1, 2)]
+    worlds = [
+        json.loads(
+            manage(
+                env,
+                "bootstrap",
+                "--partner",
+                f"P{i}",
+                "--tenant",
+                f"T{i}",
+                "--email",
+                f"o{i}@example.com",
+            )
+        )
+        for i in (1, 2)
+    ]
     with production_server(env, workers=2) as base:
 
         def projects(world) -> tuple[str, set[str]]:
-            request = urllib.request.Request(f"{base}/api/v1/projects/", headers={"Authorization": f"Bearer {world['api_key']}"})
+            request = urllib.request.Request(
+                f"{base}/api/v1/projects/", headers={"Authorization": f"Bearer {world['api_key']}"}
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 return world["tenant"]["id"], {p["id"] for p in json.load(response)["results"]}
 

@@ -9,7 +9,7 @@ be unchanged afterwards. A route that is neither probed nor exempted with a reas
 """
 
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -22,7 +22,15 @@ from verticals.billing.models import Invoice, Plan, PriceBookEntry, Subscription
 from verticals.config.paths import is_api_path
 from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
 from verticals.registry.models import Dataset, DatasetVersion, ModelVersion
-from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Partner,
+    Project,
+    Tenant,
+)
 from verticals.tenancy.roles import Role
 
 METHODS = ["get", "head", "options", "post", "put", "patch", "delete"]
@@ -44,15 +52,18 @@ EXEMPT = {
     "<unnamed>^media/(?P<path>.*)": "Partner logos (public branding); tenant files are never served from MEDIA_URL.",
 }
 
+
 def invoice_of(world: World) -> Invoice:
     """The world's retail invoice for a closed month (made on first use, with its partner's wholesale invoice)."""
     if getattr(world, "_invoice", None) is None:
         from verticals.billing import invoicing, services
 
-        plan, _ = Plan.objects.get_or_create(code="probe-plan", defaults={"name": "Probe plan", "monthly_fee": Decimal(10)})
-        start = datetime(2026, 1, 1, tzinfo=dt_timezone.utc)
+        plan, _ = Plan.objects.get_or_create(
+            code="probe-plan", defaults={"name": "Probe plan", "monthly_fee": Decimal(10)}
+        )
+        start = datetime(2026, 1, 1, tzinfo=UTC)
         services.subscribe(world.tenant, plan, now=start)
-        invoicing.close_period(datetime(2026, 2, 1, 1, tzinfo=dt_timezone.utc), tenants=[world.tenant])
+        invoicing.close_period(datetime(2026, 2, 1, 1, tzinfo=UTC), tenants=[world.tenant])
         world._invoice = Invoice.objects.get(kind=Invoice.Kind.RETAIL, tenant=world.tenant)
     return world._invoice
 
@@ -73,16 +84,26 @@ PARAM_FILLERS = {
     "job_id": lambda w: w.job.public_id,
     "dataset_id": lambda w: w.dataset_version.dataset.public_id,
     "model_id": lambda w: w.model.public_id,
-    "model": lambda w: w.generator.public_id,  # the OpenAI-compatible routes' model: a text-generation model
+    "model": lambda w: (
+        w.generator.public_id
+    ),  # the OpenAI-compatible routes' model: a text-generation model
     # Tenant routes take A's retail invoice; partner routes the same (one of A's partner's), so a
     # route that mixed up whose invoice it serves shows here.
     "invoice_id": lambda w: invoice_of(w).public_id,
 }
-BOGUS = {"project_id": "prj_doesnotexist000000", "member_id": "mem_doesnotexist000000",
-         "key_id": "key_doesnotexist000000", "tenant_id": "ten_doesnotexist000000", "event_id": "aud_doesnotexist000000",
-         "invitation_id": "inv_doesnotexist000000", "job_id": "job_doesnotexist000000",
-         "dataset_id": "ds_doesnotexist0000000", "model_id": "mdl_doesnotexist000000",
-         "model": "mdl_doesnotexist000000", "invoice_id": "invc_doesnotexist00000"}
+BOGUS = {
+    "project_id": "prj_doesnotexist000000",
+    "member_id": "mem_doesnotexist000000",
+    "key_id": "key_doesnotexist000000",
+    "tenant_id": "ten_doesnotexist000000",
+    "event_id": "aud_doesnotexist000000",
+    "invitation_id": "inv_doesnotexist000000",
+    "job_id": "job_doesnotexist000000",
+    "dataset_id": "ds_doesnotexist0000000",
+    "model_id": "mdl_doesnotexist000000",
+    "model": "mdl_doesnotexist000000",
+    "invoice_id": "invc_doesnotexist00000",
+}
 
 
 class Route(NamedTuple):
@@ -115,39 +136,93 @@ def exemption(name: str) -> str | None:
 def markers(world: World) -> list[str]:
     """Strings that would betray A's rows in an answer."""
     return [
-        world.tenant.public_id, world.tenant.name, world.project.public_id, world.project.name,
-        world.membership.public_id, world.key.public_id, world.key.lookup, world.owner.email,
-        world.partner.public_id, world.invitation.public_id, world.invitation.email, world.job.public_id,
-        world.dataset_version.public_id, world.dataset_version.dataset.public_id, world.dataset_version.dataset.name,
-        world.model.public_id, world.model.name, world.generator.public_id, world.generator.name,
-        invoice_of(world).public_id, invoice_of(world).number, wholesale_of(world).public_id, wholesale_of(world).number,
+        world.tenant.public_id,
+        world.tenant.name,
+        world.project.public_id,
+        world.project.name,
+        world.membership.public_id,
+        world.key.public_id,
+        world.key.lookup,
+        world.owner.email,
+        world.partner.public_id,
+        world.invitation.public_id,
+        world.invitation.email,
+        world.job.public_id,
+        world.dataset_version.public_id,
+        world.dataset_version.dataset.public_id,
+        world.dataset_version.dataset.name,
+        world.model.public_id,
+        world.model.name,
+        world.generator.public_id,
+        world.generator.name,
+        invoice_of(world).public_id,
+        invoice_of(world).number,
+        wholesale_of(world).public_id,
+        wholesale_of(world).number,
     ]
 
 
 def snapshot(world: World) -> dict:
     # The probe looks at A's rows from outside any request: it checks them by A's id directly.
-    _ = world.job, world.dataset_version, world.model, world.generator  # made now, so that they are in the picture before the probe
+    _ = (
+        world.job,
+        world.dataset_version,
+        world.model,
+        world.generator,
+    )  # made now, so that they are in the picture before the probe
     invoice_of(world)
     return {
         "tenant": Tenant.objects.filter(pk=world.tenant.pk).values().get(),
-        "projects": list(Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "members": list(Membership.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "keys": list(ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "audit": list(AuditEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "invitations": list(Invitation.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "projects": list(
+            Project.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "members": list(
+            Membership.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "keys": list(
+            ApiKey.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "audit": list(
+            AuditEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "invitations": list(
+            Invitation.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
         "jobs": list(Job.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "job_events": list(JobEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "job_effects": list(JobEffect.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "deliveries": list(WebhookDelivery.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "datasets": list(Dataset.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "dataset_versions": list(DatasetVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "models": list(ModelVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
+        "job_events": list(
+            JobEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "job_effects": list(
+            JobEffect.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "deliveries": list(
+            WebhookDelivery.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "datasets": list(
+            Dataset.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "dataset_versions": list(
+            DatasetVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "models": list(
+            ModelVersion.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
         "files": stored_files(world),
         "partner": Partner.objects.filter(pk=world.partner.pk).values().get(),
-        "subscriptions": list(Subscription.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "usage": list(UsageEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")),
-        "invoices": list(Invoice.objects.filter(Q(tenant=world.tenant) | Q(partner=world.partner)).values().order_by("pk")),
-        "price_book": list(PriceBookEntry.objects.filter(price_book__partner=world.partner).values().order_by("pk")),
+        "subscriptions": list(
+            Subscription.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "usage": list(
+            UsageEvent.dangerously_unscoped.filter(tenant=world.tenant).values().order_by("pk")
+        ),
+        "invoices": list(
+            Invoice.objects.filter(Q(tenant=world.tenant) | Q(partner=world.partner))
+            .values()
+            .order_by("pk")
+        ),
+        "price_book": list(
+            PriceBookEntry.objects.filter(price_book__partner=world.partner).values().order_by("pk")
+        ),
     }
 
 
@@ -161,22 +236,39 @@ def stored_files(world: World) -> list[str]:
     for top in ("datasets", "models"):
         root = Path(storage.artifacts().path(f"{top}/{world.tenant.public_id}"))
         if root.exists():
-            found += sorted(f"{p.relative_to(root)}:{p.stat().st_size}" for p in root.rglob("*") if p.is_file())
+            found += sorted(
+                f"{p.relative_to(root)}:{p.stat().st_size}" for p in root.rglob("*") if p.is_file()
+            )
     return found
 
 
 def principals(world_b: World):
-    return {"b-api-key": world_b.client(), "b-owner-session": world_b.session(), "b-partner-admin": world_b.partner_session()}
+    return {
+        "b-api-key": world_b.client(),
+        "b-owner-session": world_b.session(),
+        "b-partner-admin": world_b.partner_session(),
+    }
 
 
 def body_for(world_a: World) -> dict:
     """A write body that points at A's objects wherever a field takes an id."""
     return {
-        "name": "probe", "description": "probe", "role": Role.VIEWER, "reason": "probe", "scopes": ["read"],
-        "project": world_a.project.public_id, "tenant": world_a.tenant.public_id, "partner": world_a.partner.public_id,
-        "kind": "test.noop", "params": {}, "job": world_a.job.public_id,
-        "task": "sentiment", "dataset": world_a.dataset_version.public_id, "model": world_a.model.public_id,
-        "inputs": "probe", "parent": world_a.model.public_id,
+        "name": "probe",
+        "description": "probe",
+        "role": Role.VIEWER,
+        "reason": "probe",
+        "scopes": ["read"],
+        "project": world_a.project.public_id,
+        "tenant": world_a.tenant.public_id,
+        "partner": world_a.partner.public_id,
+        "kind": "test.noop",
+        "params": {},
+        "job": world_a.job.public_id,
+        "task": "sentiment",
+        "dataset": world_a.dataset_version.public_id,
+        "model": world_a.model.public_id,
+        "inputs": "probe",
+        "parent": world_a.model.public_id,
     }
 
 
@@ -205,7 +297,10 @@ def test_every_route_is_probed_or_exempted(world_a, world_b):
         if missing:
             unknown_params.append(f"{name} ({regex}): no filler for {missing}")
         probed += 1
-    assert not unknown_params, "Routes the probe cannot fill; add a PARAM_FILLERS entry or an EXEMPT reason:\n" + "\n".join(unknown_params)
+    assert not unknown_params, (
+        "Routes the probe cannot fill; add a PARAM_FILLERS entry or an EXEMPT reason:\n"
+        + "\n".join(unknown_params)
+    )
     assert probed >= 15
 
 
@@ -231,16 +326,26 @@ def test_tenant_b_cannot_reach_tenant_a(world_a, world_b):
                 if params:
                     bogus = call(client, method, path_bogus, body_for(world_a))
                     if answer.status_code != bogus.status_code:
-                        betrayals.append(f"{method.upper()} {path_a} as {who}: {answer.status_code}, but {bogus.status_code} for a missing id")
+                        betrayals.append(
+                            f"{method.upper()} {path_a} as {who}: {answer.status_code}, but {bogus.status_code} for a missing id"
+                        )
                     saw_404 |= answer.status_code == 404
                     to_login = answer.status_code == 302 and "/login/" in answer.get("Location", "")
                     if answer.status_code < 400 and not to_login:
-                        leaks.append(f"{method.upper()} {path_a} as {who}: {answer.status_code} on A's object")
+                        leaks.append(
+                            f"{method.upper()} {path_a} as {who}: {answer.status_code} on A's object"
+                        )
                 # What the caller sent (in the body or the path) may come back in a message; nothing else of A's may.
-                found = [m for m in markers(world_a) if m in text and m not in str(body_for(world_a)) and m not in path_a]
+                found = [
+                    m
+                    for m in markers(world_a)
+                    if m in text and m not in str(body_for(world_a)) and m not in path_a
+                ]
                 if found:
                     leaks.append(f"{method.upper()} {path_a} as {who}: answer shows {found}")
-                assert answer.status_code < 500, f"{method.upper()} {path_a} as {who}: {answer.status_code} {text[:300]}"
+                assert answer.status_code < 500, (
+                    f"{method.upper()} {path_a} as {who}: {answer.status_code} {text[:300]}"
+                )
         if params and not saw_404:
             unreached.append(f"{name}: no principal got 404")
     assert not betrayals, "\n".join(betrayals)
@@ -254,34 +359,82 @@ def test_b_lists_show_none_of_a(world_a, world_b):
     own_jobs = f"/api/v1/projects/{world_b.project.public_id}/jobs/"
     own_datasets = f"/api/v1/projects/{world_b.project.public_id}/datasets/"
     own_models = f"/api/v1/projects/{world_b.project.public_id}/models/"
-    _ = world_a.job, world_b.job, world_a.model, world_b.model, world_a.dataset_version, world_b.dataset_version
+    _ = (
+        world_a.job,
+        world_b.job,
+        world_a.model,
+        world_b.model,
+        world_a.dataset_version,
+        world_b.dataset_version,
+    )
     invoice_of(world_a), invoice_of(world_b)
-    billing_lists = ["/api/v1/plans/", "/api/v1/usage/", "/api/v1/usage/?group_by=project,task",
-                     "/api/v1/invoices/", "/api/v1/partner/invoices/", "/api/v1/partner/price-book/",
-                     "/api/v1/partner/revenue/?start=2025-12-01", "/api/v1/partner/growth/?months=36"]
-    for path in ["/api/v1/projects/", "/api/v1/members/", "/api/v1/api-keys/", "/api/v1/audit-events/", "/api/v1/partner/tenants/",
-                 own_jobs, own_datasets, own_models, "/api/v1/tasks/", "/api/v1/base-models/", *billing_lists]:
+    billing_lists = [
+        "/api/v1/plans/",
+        "/api/v1/usage/",
+        "/api/v1/usage/?group_by=project,task",
+        "/api/v1/invoices/",
+        "/api/v1/partner/invoices/",
+        "/api/v1/partner/price-book/",
+        "/api/v1/partner/revenue/?start=2025-12-01",
+        "/api/v1/partner/growth/?months=36",
+    ]
+    for path in [
+        "/api/v1/projects/",
+        "/api/v1/members/",
+        "/api/v1/api-keys/",
+        "/api/v1/audit-events/",
+        "/api/v1/partner/tenants/",
+        own_jobs,
+        own_datasets,
+        own_models,
+        "/api/v1/tasks/",
+        "/api/v1/base-models/",
+        *billing_lists,
+    ]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             if answer.status_code == 200:
                 assert "results" in answer.json(), (path, who, answer.json())
-                assert not [m for m in markers(world_a) if m in answer.content.decode()], (path, who)
+                assert not [m for m in markers(world_a) if m in answer.content.decode()], (
+                    path,
+                    who,
+                )
     # Billing answers that are one object, not a list, and the usage download.
-    for path in ["/api/v1/subscription/", "/api/v1/partner/brand/", "/api/v1/usage/?format=csv&group_by=project"]:
+    for path in [
+        "/api/v1/subscription/",
+        "/api/v1/partner/brand/",
+        "/api/v1/usage/?format=csv&group_by=project",
+    ]:
         for who, client in principals(world_b).items():
             answer = client.get(path)
             assert answer.status_code in (200, 403), (path, who, answer.status_code)
             assert not [m for m in markers(world_a) if m in answer.content.decode()], (path, who)
     # B's own rows are there, so the emptiness of A's is not an accident of empty lists.
     assert world_b.project.public_id in world_b.client().get("/api/v1/projects/").content.decode()
-    assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
+    assert (
+        world_b.tenant.public_id
+        in world_b.partner_session().get("/api/v1/partner/tenants/").content.decode()
+    )
     assert world_b.job.public_id in world_b.client().get(own_jobs).content.decode()
-    assert world_b.dataset_version.dataset.public_id in world_b.client().get(own_datasets).content.decode()
+    assert (
+        world_b.dataset_version.dataset.public_id
+        in world_b.client().get(own_datasets).content.decode()
+    )
     assert world_b.model.public_id in world_b.client().get(own_models).content.decode()
-    assert invoice_of(world_b).public_id in world_b.client().get("/api/v1/invoices/").content.decode()
+    assert (
+        invoice_of(world_b).public_id in world_b.client().get("/api/v1/invoices/").content.decode()
+    )
     b_partner_invoices = world_b.partner_session().get("/api/v1/partner/invoices/").content.decode()
-    assert invoice_of(world_b).public_id in b_partner_invoices and wholesale_of(world_b).public_id in b_partner_invoices
-    assert world_b.tenant.public_id in world_b.partner_session().get("/api/v1/partner/revenue/?start=2025-12-01").content.decode()
+    assert (
+        invoice_of(world_b).public_id in b_partner_invoices
+        and wholesale_of(world_b).public_id in b_partner_invoices
+    )
+    assert (
+        world_b.tenant.public_id
+        in world_b.partner_session()
+        .get("/api/v1/partner/revenue/?start=2025-12-01")
+        .content.decode()
+    )
 
 
 @pytest.mark.django_db
@@ -314,7 +467,12 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
         assert client.get(f"{jobs}{other_job.public_id}/{tail}").status_code == 404, tail
     assert client.post(f"{jobs}{other_job.public_id}/cancel/").status_code == 404
     # Nor does naming its own project reach the other project's job.
-    assert client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/{other_job.public_id}/").status_code == 404
+    assert (
+        client.get(
+            f"/api/v1/projects/{world_a.project.public_id}/jobs/{other_job.public_id}/"
+        ).status_code
+        == 404
+    )
     own = client.get(f"/api/v1/projects/{world_a.project.public_id}/jobs/")
     assert [j["id"] for j in own.json()["results"]] == [own_job.public_id]
     # Datasets and models of the other project: 404 too, under their own project and under the key's.
@@ -325,22 +483,43 @@ def test_key_restricted_to_one_project_sees_only_that_project(world_a):
     for project_id in (other.public_id, world_a.project.public_id):
         base = f"/api/v1/projects/{project_id}"
         assert client.get(f"{base}/models/{other_model.public_id}/").status_code == 404
-        assert client.post(f"{base}/models/{other_model.public_id}/predict", {"inputs": "hi"}, format="json").status_code == 404
+        assert (
+            client.post(
+                f"{base}/models/{other_model.public_id}/predict", {"inputs": "hi"}, format="json"
+            ).status_code
+            == 404
+        )
         assert client.get(f"{base}/models/{other_model.public_id}/download/").status_code == 404
         assert client.get(f"{base}/datasets/{other_dataset.public_id}/").status_code == 404
         assert client.get(f"{base}/datasets/{other_dataset.public_id}/download/").status_code == 404
-    assert client.post(f"/api/v1/projects/{world_a.project.public_id}/jobs/",
-                       {"kind": "evaluate", "params": {"model": other_model.public_id, "dataset": other_dataset.public_id}},
-                       format="json").status_code == 400
-
+    assert (
+        client.post(
+            f"/api/v1/projects/{world_a.project.public_id}/jobs/",
+            {
+                "kind": "evaluate",
+                "params": {"model": other_model.public_id, "dataset": other_dataset.public_id},
+            },
+            format="json",
+        ).status_code
+        == 400
+    )
 
 
 def test_every_api_view_stands_on_a_scoping_base():
     """API views reach rows only through the scoped bases; a new view that does not is caught here."""
-    from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+    from drf_spectacular.views import (
+        SpectacularAPIView,
+        SpectacularRedocView,
+        SpectacularSwaggerView,
+    )
     from rest_framework.views import APIView
 
-    from verticals.api.base import CallerAPIView, CatalogViewSet, PartnerScopedViewSet, TenantScopedViewSet
+    from verticals.api.base import (
+        CallerAPIView,
+        CatalogViewSet,
+        PartnerScopedViewSet,
+        TenantScopedViewSet,
+    )
 
     bases = (TenantScopedViewSet, PartnerScopedViewSet, CallerAPIView, CatalogViewSet)
     schema_views = (SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView)

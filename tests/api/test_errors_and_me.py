@@ -31,10 +31,14 @@ def test_error_shape_for_auth_missing_route_and_method(world_a):
 def test_session_writes_need_csrf(world_a):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(world_a.owner)
-    error = assert_error(client.post("/api/v1/projects/", {"name": "x"}, format="json"), 403, "permission_denied")
+    error = assert_error(
+        client.post("/api/v1/projects/", {"name": "x"}, format="json"), 403, "permission_denied"
+    )
     assert "CSRF" in error["message"]
     # A write to no route is a 404 in the API's shape, not Django's HTML CSRF page.
-    assert_error(client.post("/api/v1/projects/prj_a.b/", {"name": "x"}, format="json"), 404, "not_found")
+    assert_error(
+        client.post("/api/v1/projects/prj_a.b/", {"name": "x"}, format="json"), 404, "not_found"
+    )
 
 
 @pytest.mark.django_db
@@ -46,12 +50,18 @@ def test_me_for_a_user_in_two_tenants_and_the_tenant_header(world_a, world_b):
         Membership.objects.create(tenant=world_b.tenant, user=world_a.owner, role=Role.VIEWER)
     client = world_a.session()
     me = client.get("/api/v1/me").json()
-    assert me["type"] == "user" and me["tenant"]["id"] == world_a.tenant.public_id and me["role"] == "owner"
+    assert (
+        me["type"] == "user"
+        and me["tenant"]["id"] == world_a.tenant.public_id
+        and me["role"] == "owner"
+    )
     assert {t["id"] for t in me["tenants"]} == {world_a.tenant.public_id, world_b.tenant.public_id}
     other = client.get("/api/v1/me", HTTP_X_TENANT=world_b.tenant.public_id).json()
     assert other["tenant"]["id"] == world_b.tenant.public_id and other["role"] == "viewer"
     assert "project.create" not in other["permissions"]
-    listed = client.get("/api/v1/projects/", HTTP_X_TENANT=world_b.tenant.public_id).json()["results"]
+    listed = client.get("/api/v1/projects/", HTTP_X_TENANT=world_b.tenant.public_id).json()[
+        "results"
+    ]
     assert [p["id"] for p in listed] == [world_b.project.public_id]
     assert_error(client.get("/api/v1/me", HTTP_X_TENANT="ten_notmine"), 404, "not_found")
 
@@ -59,29 +69,48 @@ def test_me_for_a_user_in_two_tenants_and_the_tenant_header(world_a, world_b):
 @pytest.mark.django_db
 def test_suspended_tenant_refuses_users_and_keys_with_a_message(world_a):
     partner = world_a.partner_session()
-    suspended = partner.post(f"/api/v1/partner/tenants/{world_a.tenant.public_id}/suspend/", {"reason": "invoice overdue"}, format="json")
+    suspended = partner.post(
+        f"/api/v1/partner/tenants/{world_a.tenant.public_id}/suspend/",
+        {"reason": "invoice overdue"},
+        format="json",
+    )
     assert suspended.status_code == 200 and suspended.json()["status"] == "suspended"
     for client in (world_a.client(), world_a.session()):
         error = assert_error(client.get("/api/v1/projects/"), 403, "tenant_suspended")
         assert "suspended" in error["message"] and "invoice overdue" in error["message"]
     page = world_a.session().get("/projects/")
     assert page.status_code == 403 and b"is suspended" in page.content
-    assert partner.post(f"/api/v1/partner/tenants/{world_a.tenant.public_id}/reactivate/").json()["status"] == "active"
+    assert (
+        partner.post(f"/api/v1/partner/tenants/{world_a.tenant.public_id}/reactivate/").json()[
+            "status"
+        ]
+        == "active"
+    )
     assert world_a.client().get("/api/v1/projects/").status_code == 200
 
 
 @pytest.mark.django_db
-def test_partner_creates_tenant_with_owner_who_gets_an_email(world_a, mailoutbox, django_capture_on_commit_callbacks):
+def test_partner_creates_tenant_with_owner_who_gets_an_email(
+    world_a, mailoutbox, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         answer = world_a.partner_session().post(
-            "/api/v1/partner/tenants/", {"name": "Initech", "owner_email": "Boss@Initech.example"}, format="json"
+            "/api/v1/partner/tenants/",
+            {"name": "Initech", "owner_email": "Boss@Initech.example"},
+            format="json",
         )
     assert answer.status_code == 201, answer.content
     body = answer.json()
     assert body["partner"]["id"] == world_a.partner.public_id and body["status"] == "active"
-    assert mailoutbox and mailoutbox[0].to == ["boss@initech.example"] and "/invitations/" in mailoutbox[0].body
+    assert (
+        mailoutbox
+        and mailoutbox[0].to == ["boss@initech.example"]
+        and "/invitations/" in mailoutbox[0].body
+    )
     assert "as owner" in mailoutbox[0].body
-    listed = world_a.partner_session().get("/api/v1/partner/tenants/?status=active").json()["results"]
+    listed = (
+        world_a.partner_session().get("/api/v1/partner/tenants/?status=active").json()["results"]
+    )
     assert {"Initech", world_a.tenant.name} <= {t["name"] for t in listed}
 
 
@@ -92,7 +121,10 @@ def test_partner_sees_sub_partner_tenants_but_not_siblings(world_a, world_b):
 
     sub = Partner.objects.create(name="Sub of A", parent=world_a.partner)
     sub_tenant = tenant_create(partner=sub, name="Sub tenant")
-    names = {t["name"] for t in world_a.partner_session().get("/api/v1/partner/tenants/").json()["results"]}
+    names = {
+        t["name"]
+        for t in world_a.partner_session().get("/api/v1/partner/tenants/").json()["results"]
+    }
     assert sub_tenant.name in names and world_b.tenant.name not in names
 
 
@@ -110,4 +142,8 @@ def test_openapi_schema_and_docs_served_offline(db):
     docs = APIClient().get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()
-    assert "swagger-ui" in html and "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
+    assert (
+        "swagger-ui" in html
+        and "cdn" not in html.lower()
+        and "/static/drf_spectacular_sidecar/" in html
+    )

@@ -45,13 +45,20 @@ def principals(world_a, world_b):
     session = Client()
     session.force_login(world_a.partner_admin)
     csrf = secrets.token_hex(16)
-    partner = {"headers": {"X-CSRFToken": csrf}, "cookies": {"sessionid": session.cookies["sessionid"].value, "csrftoken": csrf},
-               # That check sends the call again without the key it knows of; a session is no key.
-               "excluded_checks": [ignored_auth]}
-    return {"callers": {"a": {"headers": {"Authorization": f"Bearer {world_a.secret}"}},
-                        "b": {"headers": {"Authorization": f"Bearer {world_b.secret}"}},
-                        "a-partner-admin": partner},
-            "ids": {name: fill(world_a) for name, fill in PARAM_FILLERS.items()}}
+    partner = {
+        "headers": {"X-CSRFToken": csrf},
+        "cookies": {"sessionid": session.cookies["sessionid"].value, "csrftoken": csrf},
+        # That check sends the call again without the key it knows of; a session is no key.
+        "excluded_checks": [ignored_auth],
+    }
+    return {
+        "callers": {
+            "a": {"headers": {"Authorization": f"Bearer {world_a.secret}"}},
+            "b": {"headers": {"Authorization": f"Bearer {world_b.secret}"}},
+            "a-partner-admin": partner,
+        },
+        "ids": {name: fill(world_a) for name, fill in PARAM_FILLERS.items()},
+    }
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -59,9 +66,18 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @schema.given(data=st.data())
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 def test_the_api_answers_as_its_document_says(case, data, principals):
     # Real ids go only into paths generated as valid: a path generated invalid on purpose stays so.
     path = case.meta.components.get(ParameterLocation.PATH) if case.meta else None
@@ -69,7 +85,9 @@ def test_the_api_answers_as_its_document_says(case, data, principals):
         for name in case.path_parameters:
             if name in principals["ids"] and data.draw(st.booleans(), label=f"{name}: tenant A's"):
                 case.path_parameters[name] = principals["ids"][name]
-    caller = principals["callers"][data.draw(st.sampled_from(sorted(principals["callers"])), label="caller")]
+    caller = principals["callers"][
+        data.draw(st.sampled_from(sorted(principals["callers"])), label="caller")
+    ]
     with transaction.atomic():
         try:
             case.call_and_validate(**caller)

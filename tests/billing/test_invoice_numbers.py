@@ -2,7 +2,7 @@
 partner can count the invoices its issuer wrote to others."""
 
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,17 +20,21 @@ def _months(*tenants, months=(8, 9, 10)):
     """Subscribe the tenants in August 2026 and close each month in turn."""
     fee = plan("numbers", fee="10")
     for tenant in tenants:
-        services.subscribe(tenant, fee, now=datetime(2026, 8, 1, tzinfo=dt_timezone.utc))
+        services.subscribe(tenant, fee, now=datetime(2026, 8, 1, tzinfo=UTC))
     for month in months:
-        invoicing.close_period(datetime(2026, month + 1, 1, 1, tzinfo=dt_timezone.utc))
+        invoicing.close_period(datetime(2026, month + 1, 1, 1, tzinfo=UTC))
 
 
 def _series(invoices) -> list[int]:
-    return [int(i.number.rsplit("-", 1)[1]) for i in sorted(invoices, key=lambda i: (i.issued_at, i.pk))]
+    return [
+        int(i.number.rsplit("-", 1)[1]) for i in sorted(invoices, key=lambda i: (i.issued_at, i.pk))
+    ]
 
 
 @pytest.mark.django_db
-def test_each_partner_s_wholesale_numbers_run_from_one_without_the_others_in_between(world_a, world_b):
+def test_each_partner_s_wholesale_numbers_run_from_one_without_the_others_in_between(
+    world_a, world_b
+):
     _months(world_a.tenant, world_b.tenant)
     for world, other in ((world_a, world_b), (world_b, world_a)):
         wholesale = list(Invoice.objects.filter(kind=Invoice.Kind.WHOLESALE, partner=world.partner))
@@ -65,14 +69,21 @@ def test_each_tenant_s_retail_numbers_and_credit_notes_are_its_own_gapless_serie
 @pytest.mark.django_db
 def test_a_series_starts_again_each_year(world_a):
     fee = plan("yearly", fee="10")
-    services.subscribe(world_a.tenant, fee, now=datetime(2026, 12, 1, tzinfo=dt_timezone.utc))
-    invoicing.close_period(datetime(2027, 1, 1, 1, tzinfo=dt_timezone.utc))
+    services.subscribe(world_a.tenant, fee, now=datetime(2026, 12, 1, tzinfo=UTC))
+    invoicing.close_period(datetime(2027, 1, 1, 1, tzinfo=UTC))
     first = Invoice.objects.get(kind=Invoice.Kind.RETAIL, tenant=world_a.tenant)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(invoicing.timezone, "now", lambda: datetime(2028, 2, 1, 2, tzinfo=dt_timezone.utc))
-        invoicing.close_period(datetime(2027, 2, 1, 1, tzinfo=dt_timezone.utc))
-    later = Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant=world_a.tenant).exclude(pk=first.pk).get()
-    assert NUMBER.match(later.number).group(4) == "2028" and NUMBER.match(later.number).group(5) == "0001"
+        patch.setattr(invoicing.timezone, "now", lambda: datetime(2028, 2, 1, 2, tzinfo=UTC))
+        invoicing.close_period(datetime(2027, 2, 1, 1, tzinfo=UTC))
+    later = (
+        Invoice.objects.filter(kind=Invoice.Kind.RETAIL, tenant=world_a.tenant)
+        .exclude(pk=first.pk)
+        .get()
+    )
+    assert (
+        NUMBER.match(later.number).group(4) == "2028"
+        and NUMBER.match(later.number).group(5) == "0001"
+    )
 
 
 @pytest.mark.django_db

@@ -41,7 +41,9 @@ def predict_url(world, model) -> str:
 def plan(code: str, *, name: str | None = None, included: int | None = None, **fields) -> Plan:
     made = Plan.objects.create(code=code, name=name or code.replace("-", " ").title(), **fields)
     if included is not None:
-        PlanPrice.objects.create(plan=made, meter_id=METER, included=Decimal(included), unit_price=Decimal("0.001"))
+        PlanPrice.objects.create(
+            plan=made, meter_id=METER, included=Decimal(included), unit_price=Decimal("0.001")
+        )
     return made
 
 
@@ -74,7 +76,11 @@ def burst(world, model, calls: int = CALLS, body=None) -> list:
         try:
             client = world.client()
             start.wait(timeout=30)
-            answers[index] = client.post(predict_url(world, model), body or {"inputs": f"I love it, number {index}"}, format="json")
+            answers[index] = client.post(
+                predict_url(world, model),
+                body or {"inputs": f"I love it, number {index}"},
+                format="json",
+            )
         except BaseException as exc:  # noqa: B036 - the assertions below show it
             answers[index] = exc
         finally:
@@ -99,6 +105,7 @@ def by_status(answers) -> dict[int, list]:
 
 # --- rate limit and hard cap under concurrency ----------------------------------------------
 
+
 def test_concurrent_calls_over_the_rate_limit_get_429_with_retry_after(world_a):
     model = warm(world_a)
     services.subscribe(world_a.tenant, plan("rate-5", requests_per_minute=LIMIT))
@@ -106,14 +113,18 @@ def test_concurrent_calls_over_the_rate_limit_get_429_with_retry_after(world_a):
 
     answers = by_status(burst(world_a, model))
 
-    assert sorted(answers) == [200, 429], {code: [a.json() for a in found][:1] for code, found in answers.items()}
+    assert sorted(answers) == [200, 429], {
+        code: [a.json() for a in found][:1] for code, found in answers.items()
+    }
     assert len(answers[200]) == LIMIT and len(answers[429]) == CALLS - LIMIT
     for refused in answers[429]:
         retry = refused.headers["Retry-After"]
         assert retry.isdigit() and 1 <= int(retry) <= 60
         error = refused.json()["error"]
         assert error["code"] == "rate_limited"
-        assert "'Rate 5'" in error["message"] and f"{LIMIT} metered calls a minute" in error["message"]
+        assert (
+            "'Rate 5'" in error["message"] and f"{LIMIT} metered calls a minute" in error["message"]
+        )
         assert re.search(r"retry in (\d+) s", error["message"]).group(1) == retry
     for served in answers[200]:
         assert {"label", "score"} <= set(served.json()[0])
@@ -123,11 +134,15 @@ def test_concurrent_calls_over_the_rate_limit_get_429_with_retry_after(world_a):
 
 def test_concurrent_calls_past_a_hard_cap_get_402_naming_the_meter_and_the_plan(world_a):
     model = warm(world_a)
-    services.subscribe(world_a.tenant, plan("capped-5", name="Capped Five", cap=Plan.Cap.HARD, included=LIMIT))
+    services.subscribe(
+        world_a.tenant, plan("capped-5", name="Capped Five", cap=Plan.Cap.HARD, included=LIMIT)
+    )
 
     answers = by_status(burst(world_a, model))
 
-    assert sorted(answers) == [200, 402], {code: [a.json() for a in found][:1] for code, found in answers.items()}
+    assert sorted(answers) == [200, 402], {
+        code: [a.json() for a in found][:1] for code, found in answers.items()
+    }
     assert len(answers[200]) == LIMIT and len(answers[402]) == CALLS - LIMIT
     for refused in answers[402]:
         error = refused.json()["error"]
@@ -135,8 +150,12 @@ def test_concurrent_calls_past_a_hard_cap_get_402_naming_the_meter_and_the_plan(
         assert METER in error["message"] and "'Capped Five'" in error["message"], error["message"]
         assert "Retry-After" not in refused.headers
     assert usage_events(world_a) == LIMIT
-    counter = UsageCounter.dangerously_unscoped.get(tenant_id=world_a.tenant.pk, meter=METER)  # the world's tenant's
-    assert counter.quantity == LIMIT  # every reservation settled: nothing left reserved, nothing counted twice
+    counter = UsageCounter.dangerously_unscoped.get(
+        tenant_id=world_a.tenant.pk, meter=METER
+    )  # the world's tenant's
+    assert (
+        counter.quantity == LIMIT
+    )  # every reservation settled: nothing left reserved, nothing counted twice
 
 
 def test_a_tenant_without_a_plan_is_not_limited(world_a):
@@ -149,24 +168,38 @@ def test_a_tenant_without_a_plan_is_not_limited(world_a):
 
 # --- tasks, failures, jobs ------------------------------------------------------------------
 
+
 def test_a_task_outside_the_plan_is_403_naming_the_plan(world_a):
     model = warm(world_a)
-    services.subscribe(world_a.tenant, plan("vision-only", name="Vision Only", enabled_tasks=["image-classification"]))
-    answer = world_a.client().post(predict_url(world_a, model), {"inputs": "I love it"}, format="json")
+    services.subscribe(
+        world_a.tenant,
+        plan("vision-only", name="Vision Only", enabled_tasks=["image-classification"]),
+    )
+    answer = world_a.client().post(
+        predict_url(world_a, model), {"inputs": "I love it"}, format="json"
+    )
     assert answer.status_code == 403
     error = answer.json()["error"]
     assert error["code"] == "task_not_in_plan"
-    assert "'sentiment'" in error["message"] and "'Vision Only'" in error["message"], error["message"]
+    assert "'sentiment'" in error["message"] and "'Vision Only'" in error["message"], error[
+        "message"
+    ]
     assert usage_events(world_a) == 0
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"inputs": ""}, "inputs"),                                 # refused by the task's decoder
-    ({"inputs": ["fine", 3]}, "inputs[1]"),                     # one bad input of a list
-    ({"inputs": ["x"] * 65}, "inputs"),                         # more than the task's max_batch (64)
-    ({"inputs": "fine", "parameters": {"top_k": 0}}, "top_k"),  # refused by the API's parameters
-    ({"text": "fine"}, "inputs"),                              # no inputs at all
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"inputs": ""}, "inputs"),  # refused by the task's decoder
+        ({"inputs": ["fine", 3]}, "inputs[1]"),  # one bad input of a list
+        ({"inputs": ["x"] * 65}, "inputs"),  # more than the task's max_batch (64)
+        (
+            {"inputs": "fine", "parameters": {"top_k": 0}},
+            "top_k",
+        ),  # refused by the API's parameters
+        ({"text": "fine"}, "inputs"),  # no inputs at all
+    ],
+)
 def test_a_failed_predict_records_nothing_and_uses_no_hard_cap_units(world_a, body, field):
     model = warm(world_a)
     services.subscribe(world_a.tenant, plan("capped-2", cap=Plan.Cap.HARD, included=2))
@@ -176,7 +209,10 @@ def test_a_failed_predict_records_nothing_and_uses_no_hard_cap_units(world_a, bo
         assert answer.status_code == 400, answer.json()
         assert field in answer.json()["error"]["message"]
     assert usage_events(world_a) == 0
-    served = [client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code for _ in range(3)]
+    served = [
+        client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code
+        for _ in range(3)
+    ]
     assert served == [200, 200, 402]  # the cap's two units were all still there
 
 
@@ -188,9 +224,14 @@ def test_a_call_that_fails_after_admission_gives_its_units_back(world_a):
     caller = Caller(user=world_a.owner, api_key=world_a.key, tenant=world_a.tenant, role=Role.OWNER)
     for _ in range(2):
         with pytest.raises(serving.BadInput, match="top_k"):
-            serving.predict(model_version=model, inputs=["I love it"], options={"top_k": 0}, caller=caller)
+            serving.predict(
+                model_version=model, inputs=["I love it"], options={"top_k": 0}, caller=caller
+            )
     assert usage_events(world_a) == 0
-    assert UsageCounter.dangerously_unscoped.get(tenant_id=world_a.tenant.pk, meter=METER).quantity == 0  # the world's tenant's
+    assert (
+        UsageCounter.dangerously_unscoped.get(tenant_id=world_a.tenant.pk, meter=METER).quantity
+        == 0
+    )  # the world's tenant's
     assert len(serving.predict(model_version=model, inputs=["I love it"], caller=caller)) == 1
     with pytest.raises(Refused) as refused:
         serving.predict(model_version=model, inputs=["I love it"], caller=caller)
@@ -202,11 +243,18 @@ def jobs_url(world) -> str:
 
 
 def train_body(world) -> dict:
-    return {"kind": "train", "task": "sentiment", "params": {"dataset": world.dataset_version.public_id, "epochs": 1}}
+    return {
+        "kind": "train",
+        "task": "sentiment",
+        "params": {"dataset": world.dataset_version.public_id, "epochs": 1},
+    }
 
 
 def test_a_train_job_for_a_task_outside_the_plan_is_403(world_a):
-    services.subscribe(world_a.tenant, plan("vision-jobs", name="Vision Jobs", enabled_tasks=["image-classification"]))
+    services.subscribe(
+        world_a.tenant,
+        plan("vision-jobs", name="Vision Jobs", enabled_tasks=["image-classification"]),
+    )
     with mock.patch("verticals.jobs.engine.send") as send:
         answer = world_a.client().post(jobs_url(world_a), train_body(world_a), format="json")
     assert answer.status_code == 403, answer.json()
@@ -229,7 +277,11 @@ def test_a_train_job_past_the_plans_model_versions_is_402(world_a):
         answer = world_a.client().post(jobs_url(world_a), train_body(world_a), format="json")
     assert answer.status_code == 402, answer.json()
     error = answer.json()["error"]
-    assert error["code"] == "model_versions_limit" and "'One Model'" in error["message"] and "1 model versions" in error["message"]
+    assert (
+        error["code"] == "model_versions_limit"
+        and "'One Model'" in error["message"]
+        and "1 model versions" in error["message"]
+    )
     assert not send.called
 
 
@@ -246,6 +298,7 @@ def test_the_plans_concurrent_jobs_is_the_running_limit(world_a, settings):
 
 # --- a generation model is not a predict, and model jobs check the model's task --------------
 
+
 def test_a_metered_predict_on_a_generation_model_is_refused_before_any_work(world_a):
     """serving.predict would bill one unit per input for a whole generation: a metered call is
     ModelUnavailable (the API answers generation models before reaching it; batch_predict jobs
@@ -255,11 +308,19 @@ def test_a_metered_predict_on_a_generation_model_is_refused_before_any_work(worl
     services.subscribe(world_a.tenant, plan("gen-capped", cap=Plan.Cap.HARD, requests_per_minute=1))
     with pytest.raises(serving.ModelUnavailable) as refused:
         serving.predict(model_version=model, inputs=["Once upon a time"], caller=caller)
-    assert str(refused.value) == ("This model generates text; send a prompt to its predict route with the generation "
-                                  "shape, or use /v1/chat/completions.")
-    assert usage_events(world_a) == 0 and not RateWindow.objects.filter(tenant=world_a.tenant).exists(), "refused before admission"
+    assert str(refused.value) == (
+        "This model generates text; send a prompt to its predict route with the generation "
+        "shape, or use /v1/chat/completions."
+    )
+    assert (
+        usage_events(world_a) == 0 and not RateWindow.objects.filter(tenant=world_a.tenant).exists()
+    ), "refused before admission"
     # The API's predict route generates (and bills tokens), as before.
-    answer = world_a.client().post(predict_url(world_a, model), {"inputs": "Once", "parameters": {"max_tokens": 2}}, format="json")
+    answer = world_a.client().post(
+        predict_url(world_a, model),
+        {"inputs": "Once", "parameters": {"max_tokens": 2}},
+        format="json",
+    )
     assert answer.status_code == 200, answer.json()
     assert "generated_text" in answer.json()
     assert [event.meter for event in ledger(world_a.tenant)] == ["textgen.tokens"]
@@ -267,13 +328,23 @@ def test_a_metered_predict_on_a_generation_model_is_refused_before_any_work(worl
 
 @pytest.mark.parametrize("kind", ["batch_predict", "evaluate"])
 def test_a_model_job_without_task_is_checked_against_the_models_task(world_a, kind):
-    body = {"kind": kind, "params": {"model": world_a.model.public_id, "dataset": world_a.dataset_version.public_id}}
-    services.subscribe(world_a.tenant, plan("vision-models", name="Vision Models", enabled_tasks=["image-classification"]))
+    body = {
+        "kind": kind,
+        "params": {"model": world_a.model.public_id, "dataset": world_a.dataset_version.public_id},
+    }
+    services.subscribe(
+        world_a.tenant,
+        plan("vision-models", name="Vision Models", enabled_tasks=["image-classification"]),
+    )
     with mock.patch("verticals.jobs.engine.send") as send:
         answer = world_a.client().post(jobs_url(world_a), body, format="json")
     assert answer.status_code == 403, answer.json()
     error = answer.json()["error"]
-    assert error["code"] == "task_not_in_plan" and "'sentiment'" in error["message"] and "'Vision Models'" in error["message"]
+    assert (
+        error["code"] == "task_not_in_plan"
+        and "'sentiment'" in error["message"]
+        and "'Vision Models'" in error["message"]
+    )
     assert not send.called
     services.subscribe(world_a.tenant, plan("nlp-models", enabled_tasks=["sentiment"]))
     with mock.patch("verticals.jobs.engine.send"):

@@ -20,13 +20,14 @@ import threading
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 from django.db import connection
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from verticals.billing import invoicing, services
 from verticals.billing.metering import Usage, record
@@ -34,11 +35,17 @@ from verticals.billing.models import Invoice, InvoiceLine, Plan, PlanPrice, Usag
 from verticals.tenancy.models import Partner
 from verticals.tenancy.services import partner_root, tenant_create
 
-UTC = dt_timezone.utc
+UTC = UTC
 PERIOD = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 CLOSE_AT = PERIOD[1] + timedelta(hours=1)
 PERIOD_US = int((PERIOD[1] - PERIOD[0]).total_seconds()) * 10**6
-METERS = ("inference.requests", "textgen.tokens", "vision.images", "training.cpu_seconds", "storage.gb_days")
+METERS = (
+    "inference.requests",
+    "textgen.tokens",
+    "vision.images",
+    "training.cpu_seconds",
+    "storage.gb_days",
+)
 SOURCES = ("serving", "jobs", "external:crm")
 CURRENCY = {0: "JPY", 2: "USD", 3: "KWD"}
 DISTINCT_EVENTS = 10_000
@@ -47,6 +54,7 @@ MICRO, NANO = 10**6, 10**9
 
 
 # --- the arithmetic, done independently -----------------------------------------------------
+
 
 def half_up(value: Fraction) -> int:
     """The integer nearest to a non-negative fraction, halves up."""
@@ -80,25 +88,42 @@ def channel_partner() -> Partner:
 
 
 def make_plan(*, places: int, fee_nano: int, cap: str, prices: dict[str, tuple[int, int]]) -> Plan:
-    plan = Plan.objects.create(code=unique_code("prop"), name=unique_code("Plan"), currency=CURRENCY[places],
-                               monthly_fee=nano_dec(fee_nano), cap=cap)
+    plan = Plan.objects.create(
+        code=unique_code("prop"),
+        name=unique_code("Plan"),
+        currency=CURRENCY[places],
+        monthly_fee=nano_dec(fee_nano),
+        cap=cap,
+    )
     for meter, (included_micro, price_nano) in prices.items():
-        PlanPrice.objects.create(plan=plan, meter_id=meter, included=micro_dec(included_micro), unit_price=nano_dec(price_nano))
+        PlanPrice.objects.create(
+            plan=plan,
+            meter_id=meter,
+            included=micro_dec(included_micro),
+            unit_price=nano_dec(price_nano),
+        )
     return plan
 
 
-def check_invoice_adds_up(invoice: Invoice, lines: list[InvoiceLine], shares: dict | None = None) -> None:
+def check_invoice_adds_up(
+    invoice: Invoice, lines: list[InvoiceLine], shares: dict | None = None
+) -> None:
     """Lines sum to the total; each line is its units times its unit price, rounded once, half up."""
     places = {"JPY": 0, "USD": 2, "KWD": 3}[invoice.currency]
     assert invoice.total_minor == sum(line.amount_minor for line in lines), invoice.number
     for line in lines:
         if line.kind == InvoiceLine.Kind.USAGE:
             assert line.billable == max(Decimal(0), line.quantity - line.included)
-            assert line.amount_minor == minor_of(frac(line.billable) * frac(line.unit_price), places), (invoice.number, line.meter)
+            assert line.amount_minor == minor_of(
+                frac(line.billable) * frac(line.unit_price), places
+            ), (invoice.number, line.meter)
         elif line.kind == InvoiceLine.Kind.FEE:
             # A prorated fee is the exact share times the fee; the line shows the share to 6 decimals.
             share = (shares or {}).get((line.plan_id, line.tenant_id), Fraction(1))
-            assert line.amount_minor == minor_of(share * frac(line.unit_price), places), (invoice.number, line.description)
+            assert line.amount_minor == minor_of(share * frac(line.unit_price), places), (
+                invoice.number,
+                line.description,
+            )
             assert line.quantity == micro_dec(half_up(share * MICRO))
     if invoice.kind == Invoice.Kind.WHOLESALE:
         assert invoice.retail_total_minor == sum(line.retail_amount_minor for line in lines)
@@ -106,20 +131,21 @@ def check_invoice_adds_up(invoice: Invoice, lines: list[InvoiceLine], shares: di
 
 # --- (a) 10,000 distinct events, duplicated, shuffled, sent concurrently ------------------------
 
+
 @dataclass
 class TenantShape:
     places: int
     cap: str
     fee_nano: int
-    meters: list[str]                      # the meters its events use
-    prices: dict[str, tuple[int, int]]     # meter -> (included micro-units, unit price in nano-units)
+    meters: list[str]  # the meters its events use
+    prices: dict[str, tuple[int, int]]  # meter -> (included micro-units, unit price in nano-units)
 
 
 @dataclass
 class LedgerShape:
     seed: int
     tenants: list[TenantShape]
-    copy_weights: list[int]                # how often an event is sent 1, 2, 3, 4, 5 times
+    copy_weights: list[int]  # how often an event is sent 1, 2, 3, 4, 5 times
     threads: int
     batch: int
 
@@ -127,10 +153,20 @@ class LedgerShape:
 @st.composite
 def tenant_shapes(draw) -> TenantShape:
     meters = draw(st.lists(st.sampled_from(METERS), min_size=1, max_size=4, unique=True))
-    priced = draw(st.lists(st.sampled_from(METERS), max_size=len(METERS), unique=True))  # some used meters unpriced
-    prices = {meter: (draw(st.integers(0, 3000 * MICRO)), draw(st.integers(0, 5 * NANO))) for meter in priced}
-    return TenantShape(places=draw(st.sampled_from(sorted(CURRENCY))), cap=draw(st.sampled_from(["soft", "hard"])),
-                       fee_nano=draw(st.integers(0, 10**5 * NANO)), meters=meters, prices=prices)
+    priced = draw(
+        st.lists(st.sampled_from(METERS), max_size=len(METERS), unique=True)
+    )  # some used meters unpriced
+    prices = {
+        meter: (draw(st.integers(0, 3000 * MICRO)), draw(st.integers(0, 5 * NANO)))
+        for meter in priced
+    }
+    return TenantShape(
+        places=draw(st.sampled_from(sorted(CURRENCY))),
+        cap=draw(st.sampled_from(["soft", "hard"])),
+        fee_nano=draw(st.integers(0, 10**5 * NANO)),
+        meters=meters,
+        prices=prices,
+    )
 
 
 @st.composite
@@ -140,7 +176,9 @@ def ledger_shapes(draw) -> LedgerShape:
         tenants=draw(st.lists(tenant_shapes(), min_size=2, max_size=4)),
         copy_weights=draw(st.lists(st.integers(0, 10), min_size=5, max_size=5).filter(any)),
         threads=draw(st.integers(2, 6)),
-        batch=draw(st.sampled_from([100, 300, 700])),  # 700: one record() call inserts in two statements
+        batch=draw(
+            st.sampled_from([100, 300, 700])
+        ),  # 700: one record() call inserts in two statements
     )
 
 
@@ -162,17 +200,26 @@ def generate_events(shape: LedgerShape) -> tuple[dict, dict]:
     tenants = len(shape.tenants)
     while len(inside) < DISTINCT_EVENTS:
         # Keys are drawn from a small space, so that one key often names events of several tenants and sources.
-        event = (rng.randrange(tenants), rng.choice(SOURCES), f"ev-{rng.randrange(2 * DISTINCT_EVENTS)}")
+        event = (
+            rng.randrange(tenants),
+            rng.choice(SOURCES),
+            f"ev-{rng.randrange(2 * DISTINCT_EVENTS)}",
+        )
         if event in inside:
             continue
         roll = rng.random()
         at_us = 0 if roll < 0.002 else PERIOD_US - 1 if roll < 0.004 else rng.randrange(PERIOD_US)
-        inside[event] = (rng.choice(shape.tenants[event[0]].meters), random_quantity(rng),
-                         PERIOD[0] + timedelta(microseconds=at_us))
+        inside[event] = (
+            rng.choice(shape.tenants[event[0]].meters),
+            random_quantity(rng),
+            PERIOD[0] + timedelta(microseconds=at_us),
+        )
     outside: dict[tuple, tuple] = {}
     for index, tenant in enumerate(shape.tenants):
         if tenant.cap == "soft":
-            for n, at in enumerate((PERIOD[0] - timedelta(microseconds=1), PERIOD[1], PERIOD[1] + timedelta(days=3))):
+            for n, at in enumerate(
+                (PERIOD[0] - timedelta(microseconds=1), PERIOD[1], PERIOD[1] + timedelta(days=3))
+            ):
                 outside[(index, "serving", f"out-{n}")] = (tenant.meters[0], 7 * MICRO, at)
     return inside, outside
 
@@ -185,7 +232,7 @@ def send_concurrently(tenants, events: dict, shape: LedgerShape) -> list[tuple]:
     for event in events:
         sends.extend([event] * rng.choices(range(1, 6), weights=shape.copy_weights)[0])
     rng.shuffle(sends)
-    chunks = [sends[i::shape.threads] for i in range(shape.threads)]
+    chunks = [sends[i :: shape.threads] for i in range(shape.threads)]
     start = threading.Barrier(shape.threads)
     new: list[tuple] = []
     failures: list[BaseException] = []
@@ -196,8 +243,10 @@ def send_concurrently(tenants, events: dict, shape: LedgerShape) -> list[tuple]:
             pending: dict[tuple, list] = defaultdict(list)
 
             def flush(index, source):
-                items = [Usage(meter, micro_dec(micro), idempotency_key=key, occurred_at=at)
-                         for key, (meter, micro, at) in pending.pop((index, source))]
+                items = [
+                    Usage(meter, micro_dec(micro), idempotency_key=key, occurred_at=at)
+                    for key, (meter, micro, at) in pending.pop((index, source))
+                ]
                 for key in record(tenants[index], items, source=source):
                     new.append((index, source, key))
 
@@ -225,15 +274,25 @@ def send_concurrently(tenants, events: dict, shape: LedgerShape) -> list[tuple]:
 
 @pytest.mark.django_db(transaction=True)
 # No shrinking: an example is 10,000 events and seconds of work; the falsifying shape is printed as drawn.
-@settings(max_examples=2, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=2,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(shape=ledger_shapes())
 def test_duplicated_shuffled_concurrent_events_are_billed_exactly_once(shape):
     partner = channel_partner()
     tenants, plans = [], []
     for index, tenant_shape in enumerate(shape.tenants):
         tenant = tenant_create(partner=partner, name=f"Tenant {index}")
-        plan = make_plan(places=tenant_shape.places, fee_nano=tenant_shape.fee_nano, cap=tenant_shape.cap, prices=tenant_shape.prices)
+        plan = make_plan(
+            places=tenant_shape.places,
+            fee_nano=tenant_shape.fee_nano,
+            cap=tenant_shape.cap,
+            prices=tenant_shape.prices,
+        )
         services.subscribe(tenant, plan, now=PERIOD[0])
         tenants.append(tenant)
         plans.append(plan)
@@ -248,12 +307,16 @@ def test_duplicated_shuffled_concurrent_events_are_billed_exactly_once(shape):
     ids = [tenant.pk for tenant in tenants]
     assert UsageEvent.dangerously_unscoped.filter(tenant_id__in=ids).count() == len(events)
 
-    used: dict[tuple[int, str], int] = defaultdict(int)  # (tenant index, meter) -> micro-units in the period
+    used: dict[tuple[int, str], int] = defaultdict(
+        int
+    )  # (tenant index, meter) -> micro-units in the period
     for (index, _source, _key), (meter, micro, _at) in inside.items():
         used[(index, meter)] += micro
 
     issued = invoicing.close_period(CLOSE_AT, tenants=tenants)
-    retail = {invoice.tenant_id: invoice for invoice in issued if invoice.kind == Invoice.Kind.RETAIL}
+    retail = {
+        invoice.tenant_id: invoice for invoice in issued if invoice.kind == Invoice.Kind.RETAIL
+    }
     assert sorted(retail) == sorted(ids)
     retail_by_currency: dict[str, int] = defaultdict(int)
     for index, (tenant, tenant_shape) in enumerate(zip(tenants, shape.tenants, strict=True)):
@@ -261,42 +324,63 @@ def test_duplicated_shuffled_concurrent_events_are_billed_exactly_once(shape):
         places = tenant_shape.places
         lines = list(invoice.lines.order_by("position"))
         check_invoice_adds_up(invoice, lines)
-        assert invoice.currency == CURRENCY[places] and (invoice.period_start, invoice.period_end) == PERIOD
+        assert (
+            invoice.currency == CURRENCY[places]
+            and (invoice.period_start, invoice.period_end) == PERIOD
+        )
         fee, usage = lines[0], lines[1:]
-        assert fee.kind == InvoiceLine.Kind.FEE and fee.amount_minor == minor_of(Fraction(tenant_shape.fee_nano, NANO), places)
+        assert fee.kind == InvoiceLine.Kind.FEE and fee.amount_minor == minor_of(
+            Fraction(tenant_shape.fee_nano, NANO), places
+        )
         expected = {}
         for meter in sorted(m for (i, m) in used if i == index):
             included, price = tenant_shape.prices.get(meter, (0, 0))
             billable = max(0, used[(index, meter)] - included)
-            expected[meter] = (micro_dec(used[(index, meter)]), micro_dec(billable), minor_of(Fraction(billable * price, MICRO * NANO), places))
+            expected[meter] = (
+                micro_dec(used[(index, meter)]),
+                micro_dec(billable),
+                minor_of(Fraction(billable * price, MICRO * NANO), places),
+            )
         billed = {line.meter: (line.quantity, line.billable, line.amount_minor) for line in usage}
         assert billed == expected
-        assert invoice.total_minor == fee.amount_minor + sum(amount for _, _, amount in expected.values())
+        assert invoice.total_minor == fee.amount_minor + sum(
+            amount for _, _, amount in expected.values()
+        )
         retail_by_currency[invoice.currency] += invoice.total_minor
 
         # Usage of an ended period is billed, and moves no hard-cap counter: a cap counts the segment
         # the tenant is in now (its counters under concurrency: tests/billing/test_limits.py).
-        assert not UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, period_start__lt=PERIOD[1]).exists()
+        assert not UsageCounter.dangerously_unscoped.filter(
+            tenant_id=tenant.pk, period_start__lt=PERIOD[1]
+        ).exists()
 
     # The partner's price book is empty: it pays list prices, so its wholesale invoice per currency
     # is what it billed its tenants.
     wholesale = [invoice for invoice in issued if invoice.kind == Invoice.Kind.WHOLESALE]
-    assert {invoice.currency: invoice.total_minor for invoice in wholesale} == dict(retail_by_currency)
+    assert {invoice.currency: invoice.total_minor for invoice in wholesale} == dict(
+        retail_by_currency
+    )
     for invoice in wholesale:
         check_invoice_adds_up(invoice, list(invoice.lines.all()))
-        assert invoice.partner_id == partner.pk and invoice.retail_total_minor == invoice.total_minor
+        assert (
+            invoice.partner_id == partner.pk and invoice.retail_total_minor == invoice.total_minor
+        )
     assert invoicing.close_period(CLOSE_AT, tenants=tenants) == []
 
 
 def test_an_event_twice_in_one_call_moves_the_hard_cap_counter_once(world_a):
     """Found by the test above: record() raises the counter once per row whose key was new, so a key
     sent twice in one call (or in two of its insert batches) counts twice against the hard cap."""
-    plan = make_plan(places=2, fee_nano=0, cap="hard", prices={"inference.requests": (10 * MICRO, 0)})
+    plan = make_plan(
+        places=2, fee_nano=0, cap="hard", prices={"inference.requests": (10 * MICRO, 0)}
+    )
     services.subscribe(world_a.tenant, plan)
     again = Usage("inference.requests", Decimal(1), idempotency_key="k")
     assert record(world_a.tenant, [again, again], source="external:crm") == ["k"]
     assert UsageEvent.dangerously_unscoped.filter(tenant_id=world_a.tenant.pk).count() == 1
-    assert UsageCounter.dangerously_unscoped.get(tenant_id=world_a.tenant.pk).quantity == 1  # 2 before the fix
+    assert (
+        UsageCounter.dangerously_unscoped.get(tenant_id=world_a.tenant.pk).quantity == 1
+    )  # 2 before the fix
 
 
 @pytest.mark.django_db(transaction=True)
@@ -306,7 +390,9 @@ def test_two_calls_sending_the_same_events_in_another_order_both_succeed(monkeyp
     detected", a 500 for one sender). The insert statements are made one row each and held at a
     gate until both transactions have inserted their first row, which makes the crossing certain."""
     if connection.vendor != "postgresql":
-        pytest.skip("SQLite takes the write lock at BEGIN (IMMEDIATE): its writers never interleave")
+        pytest.skip(
+            "SQLite takes the write lock at BEGIN (IMMEDIATE): its writers never interleave"
+        )
     from verticals.billing import metering
 
     plan = make_plan(places=2, fee_nano=0, cap="soft", prices={})
@@ -317,7 +403,9 @@ def test_two_calls_sending_the_same_events_in_another_order_both_succeed(monkeyp
     def insert_then_wait(rows):
         keys = insert(rows)
         try:
-            gate.wait(timeout=3)  # with keys locked in one order for everyone, the second sender waits on the first instead
+            gate.wait(
+                timeout=3
+            )  # with keys locked in one order for everyone, the second sender waits on the first instead
         except threading.BrokenBarrierError:
             pass
         return keys
@@ -328,7 +416,13 @@ def test_two_calls_sending_the_same_events_in_another_order_both_succeed(monkeyp
 
     def send(keys):
         try:
-            new.extend(record(tenant, [Usage("inference.requests", Decimal(1), idempotency_key=key) for key in keys], source="serving"))
+            new.extend(
+                record(
+                    tenant,
+                    [Usage("inference.requests", Decimal(1), idempotency_key=key) for key in keys],
+                    source="serving",
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - the assertion names it
             failures.append(exc)
         finally:
@@ -350,14 +444,23 @@ def test_two_hard_capped_calls_raising_counters_in_another_order_both_succeed(mo
     meters, so two calls whose events name two meters in opposite orders can wait on each other.
     Each call is held at a gate after its first counter UPDATE."""
     if connection.vendor != "postgresql":
-        pytest.skip("SQLite takes the write lock at BEGIN (IMMEDIATE): its writers never interleave")
+        pytest.skip(
+            "SQLite takes the write lock at BEGIN (IMMEDIATE): its writers never interleave"
+        )
     from verticals.billing import metering
 
-    plan = make_plan(places=2, fee_nano=0, cap="hard", prices={"inference.requests": (100 * MICRO, 0), "vision.images": (100 * MICRO, 0)})
+    plan = make_plan(
+        places=2,
+        fee_nano=0,
+        cap="hard",
+        prices={"inference.requests": (100 * MICRO, 0), "vision.images": (100 * MICRO, 0)},
+    )
     tenant = tenant_create(partner=partner_root(), name="Crossing counters")
     services.subscribe(tenant, plan)
     for meter in ("inference.requests", "vision.images"):  # both counters exist before the race
-        record(tenant, [Usage(meter, Decimal(1), idempotency_key=f"first-{meter}")], source="serving")
+        record(
+            tenant, [Usage(meter, Decimal(1), idempotency_key=f"first-{meter}")], source="serving"
+        )
     to_micro, gate, calls = metering.to_micro, threading.Barrier(2), threading.local()
 
     def to_micro_then_wait(value):  # called once per counter UPDATE, just before it
@@ -374,21 +477,36 @@ def test_two_hard_capped_calls_raising_counters_in_another_order_both_succeed(mo
 
     def send(meters):
         try:
-            record(tenant, [Usage(meter, Decimal(1), idempotency_key=f"{meters[0]}-{n}") for n, meter in enumerate(meters)],
-                   source="serving")
+            record(
+                tenant,
+                [
+                    Usage(meter, Decimal(1), idempotency_key=f"{meters[0]}-{n}")
+                    for n, meter in enumerate(meters)
+                ],
+                source="serving",
+            )
         except Exception as exc:  # noqa: BLE001 - the assertion names it
             failures.append(exc)
         finally:
             connection.close()
 
-    senders = [threading.Thread(target=send, args=(meters,))
-               for meters in (["inference.requests", "vision.images"], ["vision.images", "inference.requests"])]
+    senders = [
+        threading.Thread(target=send, args=(meters,))
+        for meters in (
+            ["inference.requests", "vision.images"],
+            ["vision.images", "inference.requests"],
+        )
+    ]
     for sender in senders:
         sender.start()
     for sender in senders:
         sender.join()
     assert failures == []  # before the fix: [OperationalError('deadlock detected …')]
-    counters = dict(UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk).values_list("meter", "quantity"))
+    counters = dict(
+        UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk).values_list(
+            "meter", "quantity"
+        )
+    )
     assert counters == {"inference.requests": 3, "vision.images": 3}
 
 
@@ -399,7 +517,12 @@ def test_a_price_is_stored_exactly_and_one_too_precise_to_be_is_refused():
     from django.core.exceptions import ValidationError
 
     exact = Decimal("123456.123456789")  # 15 significant digits
-    plan = make_plan(places=2, fee_nano=int(exact * NANO), cap="soft", prices={"inference.requests": (0, int(exact * NANO))})
+    plan = make_plan(
+        places=2,
+        fee_nano=int(exact * NANO),
+        cap="soft",
+        prices={"inference.requests": (0, int(exact * NANO))},
+    )
     assert Plan.objects.get(pk=plan.pk).monthly_fee == exact
     assert PlanPrice.objects.get(plan=plan).unit_price == exact
     plan.monthly_fee = Decimal("1234567.123456789")  # 16: SQLite would give back 1234567.123456790
@@ -409,13 +532,14 @@ def test_a_price_is_stored_exactly_and_one_too_precise_to_be_is_refused():
 
 # --- (b) each line rounds once; lines add up to the total, in 0-, 2- and 3-decimal currencies ------
 
+
 @dataclass
 class MeterCase:
     meter: str
     included_micro: int
     price_nano: int
-    events: list[tuple[int, int]]          # (micro-units, second of the period)
-    wholesale_nano: int | None             # the partner's price book (channel tenants), None: no entry
+    events: list[tuple[int, int]]  # (micro-units, second of the period)
+    wholesale_nano: int | None  # the partner's price book (channel tenants), None: no entry
     retail_nano: int | None
 
 
@@ -425,15 +549,21 @@ class InvoiceCase:
     fee_nano: int
     meters: list[MeterCase]
     channel: bool
-    change_at: int | None                  # second of the period the tenant moves to a second plan
+    change_at: int | None  # second of the period the tenant moves to a second plan
     second_fee_nano: int
     second_prices: dict[str, tuple[int, int]]
 
 
 PERIOD_SECONDS = PERIOD_US // 10**6
 # Up to 15 significant digits: SQLite keeps no more of a decimal column (Django reads it through a float).
-prices_nano = st.one_of(st.integers(0, 10 * NANO), st.integers(0, 999_999 * NANO + NANO - 1), st.integers(0, 1000))
-quantities_micro = st.one_of(st.integers(0, 10 * MICRO), st.integers(0, 10**7 * MICRO), st.sampled_from([MICRO // 2, 5, 500_000_001]))
+prices_nano = st.one_of(
+    st.integers(0, 10 * NANO), st.integers(0, 999_999 * NANO + NANO - 1), st.integers(0, 1000)
+)
+quantities_micro = st.one_of(
+    st.integers(0, 10 * MICRO),
+    st.integers(0, 10**7 * MICRO),
+    st.sampled_from([MICRO // 2, 5, 500_000_001]),
+)
 
 
 @st.composite
@@ -443,9 +573,16 @@ def meter_cases(draw, meter: str, channel: bool) -> MeterCase:
     if channel and draw(st.booleans()):
         wholesale = draw(st.integers(0, price))
         retail = draw(st.one_of(st.none(), st.integers(wholesale, wholesale + 10 * NANO)))
-    return MeterCase(meter=meter, included_micro=draw(quantities_micro), price_nano=price,
-                     events=draw(st.lists(st.tuples(quantities_micro, st.integers(0, PERIOD_SECONDS - 1)), max_size=4)),
-                     wholesale_nano=wholesale, retail_nano=retail)
+    return MeterCase(
+        meter=meter,
+        included_micro=draw(quantities_micro),
+        price_nano=price,
+        events=draw(
+            st.lists(st.tuples(quantities_micro, st.integers(0, PERIOD_SECONDS - 1)), max_size=4)
+        ),
+        wholesale_nano=wholesale,
+        retail_nano=retail,
+    )
 
 
 @st.composite
@@ -454,25 +591,48 @@ def invoice_cases(draw) -> InvoiceCase:
     meters = draw(st.lists(st.sampled_from(METERS), min_size=1, max_size=3, unique=True))
     changes = draw(st.booleans())
     return InvoiceCase(
-        places=draw(st.sampled_from(sorted(CURRENCY))), fee_nano=draw(prices_nano),
-        meters=[draw(meter_cases(meter, channel)) for meter in meters], channel=channel,
-        change_at=draw(st.integers(1, PERIOD_SECONDS - 1)) if changes else None, second_fee_nano=draw(prices_nano),
-        second_prices={meter: (draw(quantities_micro), draw(prices_nano)) for meter in meters if draw(st.booleans())},
+        places=draw(st.sampled_from(sorted(CURRENCY))),
+        fee_nano=draw(prices_nano),
+        meters=[draw(meter_cases(meter, channel)) for meter in meters],
+        channel=channel,
+        change_at=draw(st.integers(1, PERIOD_SECONDS - 1)) if changes else None,
+        second_fee_nano=draw(prices_nano),
+        second_prices={
+            meter: (draw(quantities_micro), draw(prices_nano))
+            for meter in meters
+            if draw(st.booleans())
+        },
     )
 
 
 def expected_retail_lines(case: InvoiceCase) -> list[tuple]:
     """(kind, meter, quantity, included, billable, unit price, amount) of each line, as the docs say."""
     places = case.places
-    segments = [(0, case.change_at or PERIOD_SECONDS, case.fee_nano, {m.meter: (m.included_micro, m.price_nano) for m in case.meters})]
+    segments = [
+        (
+            0,
+            case.change_at or PERIOD_SECONDS,
+            case.fee_nano,
+            {m.meter: (m.included_micro, m.price_nano) for m in case.meters},
+        )
+    ]
     if case.change_at is not None:
         segments.append((case.change_at, PERIOD_SECONDS, case.second_fee_nano, case.second_prices))
     book = {m.meter: m for m in case.meters}
     lines = []
     for index, (start, end, fee_nano, prices) in enumerate(segments):
         share = Fraction(end - start, PERIOD_SECONDS)
-        lines.append(("fee", "", micro_dec(half_up(share * MICRO)), Decimal(0), Decimal(0), nano_dec(fee_nano),
-                      minor_of(share * Fraction(fee_nano, NANO), places)))
+        lines.append(
+            (
+                "fee",
+                "",
+                micro_dec(half_up(share * MICRO)),
+                Decimal(0),
+                Decimal(0),
+                nano_dec(fee_nano),
+                minor_of(share * Fraction(fee_nano, NANO), places),
+            )
+        )
         used: dict[str, int] = defaultdict(int)
         for m in case.meters:
             for micro, second in m.events:
@@ -482,50 +642,106 @@ def expected_retail_lines(case: InvoiceCase) -> list[tuple]:
             included_micro, list_nano = prices.get(meter, (0, 0))
             price = list_nano
             entry = book[meter]
-            if case.channel and index == 0 and entry.wholesale_nano is not None:  # the price book prices the first plan only
-                price = max(entry.retail_nano if entry.retail_nano is not None else list_nano, entry.wholesale_nano)
+            if (
+                case.channel and index == 0 and entry.wholesale_nano is not None
+            ):  # the price book prices the first plan only
+                price = max(
+                    entry.retail_nano if entry.retail_nano is not None else list_nano,
+                    entry.wholesale_nano,
+                )
             included = half_up(share * included_micro)
             billable = max(0, used[meter] - included)
-            lines.append(("usage", meter, micro_dec(used[meter]), micro_dec(included), micro_dec(billable), nano_dec(price),
-                          minor_of(Fraction(billable * price, MICRO * NANO), places)))
+            lines.append(
+                (
+                    "usage",
+                    meter,
+                    micro_dec(used[meter]),
+                    micro_dec(included),
+                    micro_dec(billable),
+                    nano_dec(price),
+                    minor_of(Fraction(billable * price, MICRO * NANO), places),
+                )
+            )
     return lines
 
 
 @pytest.mark.django_db
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=invoice_cases())
 def test_every_invoice_line_is_rounded_once_and_the_lines_add_up(case):
     partner = channel_partner() if case.channel else partner_root()
     tenant = tenant_create(partner=partner, name=unique_code("Tenant"))
-    first = make_plan(places=case.places, fee_nano=case.fee_nano, cap="soft",
-                      prices={m.meter: (m.included_micro, m.price_nano) for m in case.meters})
+    first = make_plan(
+        places=case.places,
+        fee_nano=case.fee_nano,
+        cap="soft",
+        prices={m.meter: (m.included_micro, m.price_nano) for m in case.meters},
+    )
     for m in case.meters:
         if case.channel and m.wholesale_nano is not None:
             services.set_wholesale(partner, first, m.meter, nano_dec(m.wholesale_nano))
-            services.set_retail(partner, first, m.meter, None if m.retail_nano is None else nano_dec(m.retail_nano))
+            services.set_retail(
+                partner, first, m.meter, None if m.retail_nano is None else nano_dec(m.retail_nano)
+            )
     services.subscribe(tenant, first, now=PERIOD[0])
     shares = {(first.pk, None): Fraction(1)}
     if case.change_at is not None:
-        second = make_plan(places=case.places, fee_nano=case.second_fee_nano, cap="soft", prices=case.second_prices)
+        second = make_plan(
+            places=case.places, fee_nano=case.second_fee_nano, cap="soft", prices=case.second_prices
+        )
         services.subscribe(tenant, second, now=PERIOD[0] + timedelta(seconds=case.change_at))
-        shares = {(first.pk, None): Fraction(case.change_at, PERIOD_SECONDS),
-                  (second.pk, None): Fraction(PERIOD_SECONDS - case.change_at, PERIOD_SECONDS)}
+        shares = {
+            (first.pk, None): Fraction(case.change_at, PERIOD_SECONDS),
+            (second.pk, None): Fraction(PERIOD_SECONDS - case.change_at, PERIOD_SECONDS),
+        }
     for m in case.meters:
-        record(tenant, [Usage(m.meter, micro_dec(micro), idempotency_key=f"{m.meter}-{n}", occurred_at=PERIOD[0] + timedelta(seconds=s))
-                        for n, (micro, s) in enumerate(m.events)], source="external:prop")
+        record(
+            tenant,
+            [
+                Usage(
+                    m.meter,
+                    micro_dec(micro),
+                    idempotency_key=f"{m.meter}-{n}",
+                    occurred_at=PERIOD[0] + timedelta(seconds=s),
+                )
+                for n, (micro, s) in enumerate(m.events)
+            ],
+            source="external:prop",
+        )
 
     issued = invoicing.close_period(CLOSE_AT, tenants=[tenant])
     retail = [invoice for invoice in issued if invoice.kind == Invoice.Kind.RETAIL]
     assert len(retail) == 1
     lines = list(retail[0].lines.order_by("position"))
     check_invoice_adds_up(retail[0], lines, shares)
-    assert [(line.kind, line.meter, line.quantity, line.included, line.billable, line.unit_price, line.amount_minor)
-            for line in lines] == expected_retail_lines(case)
+    assert [
+        (
+            line.kind,
+            line.meter,
+            line.quantity,
+            line.included,
+            line.billable,
+            line.unit_price,
+            line.amount_minor,
+        )
+        for line in lines
+    ] == expected_retail_lines(case)
 
     wholesale = [invoice for invoice in issued if invoice.kind == Invoice.Kind.WHOLESALE]
     assert len(wholesale) == (1 if case.channel else 0)
     for invoice in wholesale:
         wholesale_lines = list(invoice.lines.order_by("position"))
-        check_invoice_adds_up(invoice, wholesale_lines, {(plan, tenant.pk): share for (plan, _), share in shares.items()})
+        check_invoice_adds_up(
+            invoice,
+            wholesale_lines,
+            {(plan, tenant.pk): share for (plan, _), share in shares.items()},
+        )
         assert invoice.retail_total_minor == retail[0].total_minor
-        assert invoice.total_minor <= retail[0].total_minor  # a retail price is never below wholesale
+        assert (
+            invoice.total_minor <= retail[0].total_minor
+        )  # a retail price is never below wholesale

@@ -37,13 +37,29 @@ def release(request):
     return JsonResponse({"thread": thread_mark()})
 
 
-urlpatterns = [path("who", who), path("wait", wait), path("release", release), path("admin/", admin.site.urls)]
+urlpatterns = [
+    path("who", who),
+    path("wait", wait),
+    path("release", release),
+    path("admin/", admin.site.urls),
+]
 
 
 async def get(app, url: str) -> tuple[int, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": url, "raw_path": url.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 5000), "server": ("testserver", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": url,
+        "raw_path": url.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
     incoming = [{"type": "http.request", "body": b"", "more_body": False}]
     sent = []
 
@@ -72,11 +88,15 @@ def test_requests_reuse_threads_and_run_concurrently(settings):
 
     first, second = asyncio.run(_one_after_another(app))
     assert first[0] == second[0] == 200
-    assert json.loads(first[1])["thread"] == json.loads(second[1])["thread"], "one idle thread serves one request after another"
+    assert json.loads(first[1])["thread"] == json.loads(second[1])["thread"], (
+        "one idle thread serves one request after another"
+    )
 
     waited, freed = asyncio.run(concurrent())
     assert waited[0] == freed[0] == 200
-    assert json.loads(waited[1])["released"] is True, "a request blocked in its view held up the other one"
+    assert json.loads(waited[1])["released"] is True, (
+        "a request blocked in its view held up the other one"
+    )
     assert json.loads(waited[1])["thread"] != json.loads(freed[1])["thread"]
 
 
@@ -106,10 +126,24 @@ async def post(app, url: str, chunks: list[bytes], declared: int | None) -> tupl
     headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
     if declared is not None:
         headers.append((b"content-length", str(declared).encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": url, "raw_path": url.encode(), "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 5000), "server": ("testserver", 80)}
-    queue = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": url,
+        "raw_path": url.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    queue = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
     read, sent = 0, []
 
     async def receive():
@@ -132,12 +166,18 @@ def test_a_body_over_what_any_route_reads_is_413_before_it_is_read(settings):
     settings.ROOT_URLCONF = __name__
     settings.REGISTRY_MAX_UPLOAD_BYTES = 100_000
     app = PooledThreadsASGIHandler()
-    status, body, read = asyncio.run(post(app, "/api/v1/projects/", [b"x" * 1000] * 3, declared=10**12))
+    status, body, read = asyncio.run(
+        post(app, "/api/v1/projects/", [b"x" * 1000] * 3, declared=10**12)
+    )
     assert (status, read) == (413, 0)
     error = json.loads(body)["error"]
     assert error["code"] == "request_too_large" and "larger than" in error["message"]
-    status, body, read = asyncio.run(post(app, "/v1/chat/completions", [b"x"], declared=int("9" * 30)))
-    assert status == 413 and json.loads(body)["error"]["type"] == "invalid_request_error"  # OpenAI's shape under /v1/
+    status, body, read = asyncio.run(
+        post(app, "/v1/chat/completions", [b"x"], declared=int("9" * 30))
+    )
+    assert (
+        status == 413 and json.loads(body)["error"]["type"] == "invalid_request_error"
+    )  # OpenAI's shape under /v1/
 
 
 def test_a_chunked_body_stops_being_read_at_the_limit(settings):
@@ -147,6 +187,8 @@ def test_a_chunked_body_stops_being_read_at_the_limit(settings):
     app = PooledThreadsASGIHandler()
     status, body, read = asyncio.run(post(app, "/who", [b"x" * 50_000] * 100, declared=None))
     assert status == 413 and json.loads(body)["error"]["code"] == "request_too_large"
-    assert read == 4, "it read past the limit"  # 4 × 50,000 bytes > 100,000 + the envelope allowance
+    assert read == 4, (
+        "it read past the limit"
+    )  # 4 × 50,000 bytes > 100,000 + the envelope allowance
     status, _, read = asyncio.run(post(app, "/who", [b"{}"], declared=2))
     assert status != 413 and read == 1  # a small body goes on to the view (here, its CSRF check)

@@ -198,7 +198,10 @@ def _check_celery(args: list[str]) -> list[str]:
                 return [f"celery -A {app_name} finds {app!r}, not a celery.Celery"]
             # The subcommand and its options, parsed by Celery's own command line.
             ctx.obj = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
-            rest = [*ctx.__dict__.get("_protected_args", ctx.__dict__.get("protected_args", [])), *ctx.args]
+            rest = [
+                *ctx.__dict__.get("_protected_args", ctx.__dict__.get("protected_args", [])),
+                *ctx.args,
+            ]
             if not rest:
                 return [f"celery -A {app_name} is run without a subcommand (worker, beat, ...)"]
             name, command, rest = celery_cli.resolve_command(ctx, rest)
@@ -250,7 +253,9 @@ def command_problems(where: str, argv: list[str]) -> list[str]:
     executable, *args = argv
     problems = []
     if venv_which(executable) is None:
-        problems.append(f"executable {executable!r} is not installed in this environment ({sys.prefix})")
+        problems.append(
+            f"executable {executable!r} is not installed in this environment ({sys.prefix})"
+        )
     checker = CHECKERS.get(executable)
     if checker is None:
         problems.append(
@@ -286,7 +291,9 @@ def test_compose_declares_the_services():
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_commands_name_entry_points_that_exist(service):
     svc = load_compose()["services"][service]
-    assert "command" in svc, f"service {service!r} has no command (the image's CMD is the web server)"
+    assert "command" in svc, (
+        f"service {service!r} has no command (the image's CMD is the web server)"
+    )
     problems = command_problems(f"service {service!r}", as_argv(svc["command"]))
     health = svc.get("healthcheck", {})
     if not health.get("disable") and "test" in health:
@@ -299,7 +306,12 @@ def test_service_commands_name_entry_points_that_exist(service):
 def test_the_checks_catch_commands_that_name_nothing():
     """The checks above fail, naming the service, when a command names nothing real."""
     wrong = {
-        "web": ["gunicorn", "verticals.config.asgi:no_such_app", "-k", "uvicorn_worker.UvicornWorker"],
+        "web": [
+            "gunicorn",
+            "verticals.config.asgi:no_such_app",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+        ],
         "web2": ["gunicorn", "verticals.config.asgi:application", "-k", "no_such_module.Worker"],
         "web3": ["gunicorn", "verticals.config.asgi:application", "--no-such-flag"],
         "worker": ["celery", "-A", "no_such_package_xyz", "worker"],
@@ -325,31 +337,44 @@ def test_web_runs_gunicorn_with_uvicorn_workers_and_worker_takes_every_queue():
     worker = as_argv(services["worker"]["command"])
     assert worker[:4] == ["celery", "-A", "verticals", "worker"], worker
     queues = set(worker[worker.index("-Q") + 1].split(","))
-    assert WORKER_QUEUES <= queues, f"service 'worker' does not consume {sorted(WORKER_QUEUES - queues)}"
+    assert WORKER_QUEUES <= queues, (
+        f"service 'worker' does not consume {sorted(WORKER_QUEUES - queues)}"
+    )
     beat = as_argv(services["beat"]["command"])
     assert beat[:4] == ["celery", "-A", "verticals", "beat"], beat
     system = as_argv(services["system-worker"]["command"])
-    assert system[:4] == ["celery", "-A", "verticals", "worker"] and system[system.index("-Q") + 1] == "system", system
+    assert (
+        system[:4] == ["celery", "-A", "verticals", "worker"]
+        and system[system.index("-Q") + 1] == "system"
+    ), system
 
 
 def test_migrations_run_before_the_platform_starts():
     compose = load_compose()
     ours = our_services(compose)
-    runners = [name for name, svc in ours.items() if as_argv(svc["command"])[:3] == ["python", "manage.py", "migrate"]]
+    runners = [
+        name
+        for name, svc in ours.items()
+        if as_argv(svc["command"])[:3] == ["python", "manage.py", "migrate"]
+    ]
     web_argv = as_argv(ours["web"]["command"])
     if not runners:
         assert "migrate" in " ".join(web_argv), "nothing runs `python manage.py migrate`"
         return
     (migrate,) = runners
     for name in ("web", "worker", "system-worker", "beat"):
-        assert migrate in ours[name].get("depends_on", {}), f"service {name!r} does not wait for {migrate!r}"
+        assert migrate in ours[name].get("depends_on", {}), (
+            f"service {name!r} does not wait for {migrate!r}"
+        )
 
 
 def test_backing_services_have_health_checks_and_volumes():
     services = load_compose()["services"]
     for name, probe in (("postgres", "pg_isready"), ("redis", "redis-cli ping")):
         svc = services[name]
-        assert "healthcheck" in svc and not svc["healthcheck"].get("disable"), f"service {name!r} has no health check"
+        assert "healthcheck" in svc and not svc["healthcheck"].get("disable"), (
+            f"service {name!r} has no health check"
+        )
         argv = healthcheck_argv(svc["healthcheck"]["test"])
         assert probe in " ".join(argv or []), f"service {name!r}: health check does not run {probe}"
         assert svc.get("volumes"), f"service {name!r} keeps its data in no volume"
@@ -371,10 +396,14 @@ def test_dependencies_wait_until_healthy():
             f"service {name!r}: depends_on is a list; give each dependency a condition"
         )
         for dep, spec in depends_on.items():
-            assert dep in services, f"service {name!r} depends on {dep!r}, which compose does not define"
+            assert dep in services, (
+                f"service {name!r} depends on {dep!r}, which compose does not define"
+            )
             condition = (spec or {}).get("condition")
             target = services[dep]
-            one_shot = str(target.get("restart", "no")) == "no" and target.get("healthcheck", {}).get("disable")
+            one_shot = str(target.get("restart", "no")) == "no" and target.get(
+                "healthcheck", {}
+            ).get("disable")
             if one_shot:
                 # A one-shot (migrate) is never "healthy": wait until it has finished, successfully.
                 assert condition == "service_completed_successfully", (
@@ -402,10 +431,18 @@ def test_shared_environment_and_volumes():
         assert name in env, f"x-env does not set {name}"
     declared = set(compose.get("volumes") or {})
     for name, svc in our_services(compose).items():
-        own = {key: value for key, value in svc["environment"].items() if key not in env or value != env[key]}
-        assert {key: svc["environment"].get(key) for key in env} == env, f"service {name!r} does not use the shared x-env environment"
+        own = {
+            key: value
+            for key, value in svc["environment"].items()
+            if key not in env or value != env[key]
+        }
+        assert {key: svc["environment"].get(key) for key in env} == env, (
+            f"service {name!r} does not use the shared x-env environment"
+        )
         # Only web adds to it: its request threads are long-lived, so it keeps database connections.
-        assert own == ({"DB_CONN_MAX_AGE": "60"} if name == "web" else {}), f"service {name!r} adds {own}"
+        assert own == ({"DB_CONN_MAX_AGE": "60"} if name == "web" else {}), (
+            f"service {name!r} adds {own}"
+        )
         mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in svc.get("volumes", [])}
         for variable in ("VERTICALS_VAR_DIR", "MEDIA_ROOT"):
             path = env.get(variable) or dockerfile_env()[variable]
@@ -414,7 +451,9 @@ def test_shared_environment_and_volumes():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
             if not source.startswith((".", "/")):
-                assert source in declared, f"service {name!r} mounts volume {source!r}, not declared"
+                assert source in declared, (
+                    f"service {name!r} mounts volume {source!r}, not declared"
+                )
 
 
 # --- the Dockerfile ---------------------------------------------------------------------
@@ -447,7 +486,9 @@ def test_dockerfile_copies_everything_the_project_needs():
     needed.update(pyproject["tool"]["setuptools"]["packages"]["find"]["where"])
     missing = needed - copied
     assert not missing, f"docker/Dockerfile does not COPY {sorted(missing)} into the image"
-    assert "." not in copied, "COPY . would put .venv and var/ (a development secret key) in the image"
+    assert "." not in copied, (
+        "COPY . would put .venv and var/ (a development secret key) in the image"
+    )
 
 
 def test_dockerfile_cmd_and_health_check_name_entry_points_that_exist():
@@ -462,7 +503,11 @@ def test_dockerfile_cmd_and_health_check_name_entry_points_that_exist():
 
 
 def _build_secret_key() -> str:
-    (run,) = [args for keyword, args in dockerfile_instructions() if keyword == "RUN" and "collectstatic" in args]
+    (run,) = [
+        args
+        for keyword, args in dockerfile_instructions()
+        if keyword == "RUN" and "collectstatic" in args
+    ]
     match = re.search(r"\bSECRET_KEY=(\S+)", run)
     assert match, "collectstatic runs without a build-time SECRET_KEY"
     return match.group(1)
@@ -481,7 +526,11 @@ def test_build_time_secret_key_is_fit_for_debug_off():
 
 def _base_env(tmp_path: Path) -> dict[str, str]:
     """The image's ENV on top of a bare process environment, with files under tmp_path."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT") if name in os.environ}
+    env = {
+        name: os.environ[name]
+        for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+        if name in os.environ
+    }
     env.update(dockerfile_env())
     env.update(
         VERTICALS_VAR_DIR=str(tmp_path / "var"),
@@ -507,7 +556,12 @@ def compose_web_env(tmp_path: Path) -> dict[str, str]:
 
 def manage(env: dict[str, str], *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -516,7 +570,9 @@ def test_check_deploy_reports_nothing_with_the_compose_environment(tmp_path):
     assert env["DEBUG"] == "0" and len(env["SECRET_KEY"]) == 64
     result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"manage.py check --deploy with docker/compose.yaml's environment:\n{output}"
+    assert result.returncode == 0, (
+        f"manage.py check --deploy with docker/compose.yaml's environment:\n{output}"
+    )
     assert "no issues" in output, output
 
 
@@ -532,7 +588,9 @@ def test_debug_off_refuses_a_development_secret_key(tmp_path, secret_key):
     if secret_key is not None:
         env["SECRET_KEY"] = secret_key
     result = manage(env, "check")
-    assert result.returncode != 0, f"manage.py check accepted a development key with DEBUG=0:\n{result.stdout}"
+    assert result.returncode != 0, (
+        f"manage.py check accepted a development key with DEBUG=0:\n{result.stdout}"
+    )
     assert "SECRET_KEY is unfit for production" in result.stderr, result.stderr
 
 
@@ -542,7 +600,9 @@ def test_collectstatic_runs_as_the_dockerfile_runs_it(tmp_path):
     env["SECRET_KEY"] = _build_secret_key()
     result = manage(env, "collectstatic", "--noinput", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "static" / "staticfiles.json").is_file(), "no manifest: DEBUG=0 storage was not used"
+    assert (tmp_path / "static" / "staticfiles.json").is_file(), (
+        "no manifest: DEBUG=0 storage was not used"
+    )
 
 
 @pytest.mark.slow
@@ -559,16 +619,22 @@ def test_web_command_serves_healthz_to_the_health_check(tmp_path):
     health = healthcheck_argv(services["web"]["healthcheck"]["test"])
     probe = [sys.executable, "-c", health[2].replace("127.0.0.1:8000", f"127.0.0.1:{port}")]
     assert probe[2] != health[2], "the health check does not call http://127.0.0.1:8000"
-    server = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
-            result = subprocess.run(probe, cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                probe, cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+            )
             if result.returncode == 0:
                 break
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                pytest.fail(f"the health check never passed:\n{result.stderr}\nserver:\n{server.communicate()[0]}")
+                pytest.fail(
+                    f"the health check never passed:\n{result.stderr}\nserver:\n{server.communicate()[0]}"
+                )
             time.sleep(0.5)
         # And /healthz is the route the image and compose probe: it answers JSON.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:

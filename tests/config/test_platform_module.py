@@ -25,14 +25,20 @@ def test_no_init_in_source_root():
 
 
 def test_import_platform_from_repository_root():
-    out = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     _assert_stdlib(out.stdout)
 
 
 def test_import_platform_from_manage_py():
     code = "import platform; print(platform.__file__)"
     out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     _assert_stdlib(out.stdout)
 
@@ -57,9 +63,26 @@ def test_import_platform_in_a_celery_worker(tmp_path):
     (tmp_path / "results").mkdir()
     celery = str(Path(sys.executable).with_name("celery"))
     worker = subprocess.Popen(
-        [celery, "-A", "verticals", "worker", "-P", "solo", "-c", "1", "-l", "warning", "--without-heartbeat",
-         "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            celery,
+            "-A",
+            "verticals",
+            "worker",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-l",
+            "warning",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         client = (
@@ -67,7 +90,14 @@ def test_import_platform_in_a_celery_worker(tmp_path):
             "result = celery_app.send_task('verticals.health.ping')\n"
             "print(result.get(timeout=60)['platform_module'])\n"
         )
-        out = subprocess.run([sys.executable, "-c", client], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+        out = subprocess.run(
+            [sys.executable, "-c", client],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         _assert_stdlib(out.stdout)
     finally:

@@ -44,8 +44,12 @@ def long_seed(world, model) -> int:
     with tenant_context(world.tenant):
         caller = Caller(user=world.owner, tenant=world.tenant, role=Role.OWNER)
         for seed in range(40):
-            out = serving.complete(model=model, caller=caller, raw_inputs=[{"messages": [{"role": "user", "content": QUESTION}]}],
-                                   options={**LONG, "seed": seed})
+            out = serving.complete(
+                model=model,
+                caller=caller,
+                raw_inputs=[{"messages": [{"role": "user", "content": QUESTION}]}],
+                options={**LONG, "seed": seed},
+            )
             if out[0]["usage"]["completion_tokens"] >= 150:
                 return seed
     pytest.skip("no seed makes the tiny model write 150 tokens")
@@ -57,18 +61,39 @@ def test_chat_streams_then_stops(live_server, chromium):  # noqa: F811
     world = build_world("A")
     model = make_model_version(world, "text-generation", name="tiny-chat")
     seed = long_seed(world, model)
-    call_command("import_base_model", str(tiny_model_dir("text-generation")), "--name", "tiny-garden", "--title", "Tiny garden chat")
+    call_command(
+        "import_base_model",
+        str(tiny_model_dir("text-generation")),
+        "--name",
+        "tiny-garden",
+        "--title",
+        "Tiny garden chat",
+    )
     before = len(ledger())  # (long_seed's calls are in it)
     problems: list[str] = []
 
     with chromium() as page, mock.patch.object(chat, "_events", paced(chat._events)):
         page.set_viewport_size({"width": 1280, "height": 1000})
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("console", lambda message: message.type == "error" and "Failed to load resource" not in message.text
-                and problems.append(f"console: {message.text}"))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
+                and "Failed to load resource" not in message.text
+                and problems.append(f"console: {message.text}")
+            ),
+        )
         refusals: list[int] = []  # the stream's 400s, one expected below
-        page.on("response", lambda response: response.status >= 400 and not response.url.endswith("/favicon.ico")
-                and (refusals if response.url.endswith("/chat/stream") else problems).append(response.status))
+        page.on(
+            "response",
+            lambda response: (
+                response.status >= 400
+                and not response.url.endswith("/favicon.ico")
+                and (refusals if response.url.endswith("/chat/stream") else problems).append(
+                    response.status
+                )
+            ),
+        )
 
         page.goto(live_server.url + "/login/")
         page.fill("#id_username", world.owner.email)
@@ -93,22 +118,33 @@ def test_chat_streams_then_stops(live_server, chromium):  # noqa: F811
         page.click("[data-testid=chat-send]")
         page.wait_for_selector("[data-chat][data-state=done]", timeout=30000)
 
-        roles = page.eval_on_selector_all(".chat-message", "items => items.map(li => li.dataset.role)")
+        roles = page.eval_on_selector_all(
+            ".chat-message", "items => items.map(li => li.dataset.role)"
+        )
         assert roles == ["user", "assistant"]
         answer = page.inner_text(".chat-assistant .chat-content")
         assert answer.strip(), "the assistant answered"
         grown = [t for t in dict.fromkeys(page.evaluate("window.answerTexts")) if t]
-        assert len(grown) > 2 and grown[-1] == answer and all(answer.startswith(t) for t in grown), grown
+        assert (
+            len(grown) > 2 and grown[-1] == answer and all(answer.startswith(t) for t in grown)
+        ), grown
         status = page.inner_text("[data-testid=chat-status]")
         assert re.search(r"(stop|length).* \d+ prompt \+ \d+ completion tokens", status), status
         assert page.is_hidden("[data-testid=chat-stop]") and page.input_value("#chat-input") == ""
 
         # The snippets hold the conversation, the parameters and the model, as the server writes them.
         page.click("[data-testid=chat-snippets] summary")
-        messages = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": answer},
-                    {"role": "user", "content": "Your next message"}]
-        expected = chat.snippets(api_base=f"{live_server.url}/v1", model=model.public_id, messages=messages,
-                                 parameters={"max_tokens": 24, "temperature": 0})
+        messages = [
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "Your next message"},
+        ]
+        expected = chat.snippets(
+            api_base=f"{live_server.url}/v1",
+            model=model.public_id,
+            messages=messages,
+            parameters={"max_tokens": 24, "temperature": 0},
+        )
         assert page.text_content("#chat-curl") == expected["curl"]
         assert page.text_content("#chat-python") == expected["python"]
         page.screenshot(path=os.path.join(SCREENSHOT_DIR, "chat-playground.png"), full_page=True)
@@ -124,11 +160,15 @@ def test_chat_streams_then_stops(live_server, chromium):  # noqa: F811
 
         # Another model (from the garden) goes on with the same conversation.
         page.select_option("#chat-model", "tiny-garden")
-        assert page.get_attribute("[data-testid=chat-page-link]", "href").endswith("/chat/?model=tiny-garden")
+        assert page.get_attribute("[data-testid=chat-page-link]", "href").endswith(
+            "/chat/?model=tiny-garden"
+        )
         page.fill("#chat-max-tokens", "8")
         page.click("[data-testid=chat-send]")
         page.wait_for_selector("[data-chat][data-state=done]", timeout=30000)
-        roles = page.eval_on_selector_all(".chat-message", "items => items.map(li => li.dataset.role)")
+        roles = page.eval_on_selector_all(
+            ".chat-message", "items => items.map(li => li.dataset.role)"
+        )
         assert roles == ["user", "assistant", "user", "assistant"]
         assert "Tiny garden chat" in page.inner_text(".chat-assistant:last-child .chat-who")
         assert '"model": "tiny-garden"' in page.text_content("#chat-curl")
@@ -154,7 +194,9 @@ def test_chat_streams_then_stops(live_server, chromium):  # noqa: F811
         page.wait_for_selector("[data-chat][data-state=stopped]")
         assert "Stopped." in page.inner_text("[data-testid=chat-status]")
         assert page.inner_text(".chat-assistant .chat-content").strip()
-        assert page.is_visible("[data-testid=chat-send]") and not page.is_disabled("[data-testid=chat-send]")
+        assert page.is_visible("[data-testid=chat-send]") and not page.is_disabled(
+            "[data-testid=chat-send]"
+        )
     assert not problems, problems
 
     deadline = time.monotonic() + 20

@@ -46,7 +46,12 @@ def test_job_page_is_live_and_cancel_stops_the_job(live_server, chromium, monkey
     monkeypatch.setattr(engine, "send", lambda public_id, queue: None)
     world = build_world("A")
     with tenant_context(world.tenant):
-        job = engine.job_create(project=world.project, kind="test.steps", params={"steps": STEPS, "delay": DELAY}, caller=None)
+        job = engine.job_create(
+            project=world.project,
+            kind="test.steps",
+            params={"steps": STEPS, "delay": DELAY},
+            caller=None,
+        )
     job_url = f"{live_server.url}/projects/{world.project.public_id}/jobs/{job.public_id}/"
     runner, outcome = run_in_thread(job.public_id)
     problems: list[str] = []
@@ -56,11 +61,26 @@ def test_job_page_is_live_and_cancel_stops_the_job(live_server, chromium, monkey
         with chromium() as page:
             page.set_viewport_size({"width": 1280, "height": 900})
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("console", lambda message: message.type == "error" and "Failed to load resource" not in message.text
-                    and problems.append(f"console: {message.text}"))
-            page.on("response", lambda response: response.status >= 400 and not response.url.endswith("/favicon.ico")
-                    and problems.append(f"{response.status} for {response.url}"))
-            page.on("request", lambda request: "/live" in request.url and live_calls.append(time.monotonic()))
+            page.on(
+                "console",
+                lambda message: (
+                    message.type == "error"
+                    and "Failed to load resource" not in message.text
+                    and problems.append(f"console: {message.text}")
+                ),
+            )
+            page.on(
+                "response",
+                lambda response: (
+                    response.status >= 400
+                    and not response.url.endswith("/favicon.ico")
+                    and problems.append(f"{response.status} for {response.url}")
+                ),
+            )
+            page.on(
+                "request",
+                lambda request: "/live" in request.url and live_calls.append(time.monotonic()),
+            )
 
             page.goto(live_server.url + "/login/")
             page.fill("#id_username", world.owner.email)
@@ -73,22 +93,34 @@ def test_job_page_is_live_and_cancel_stops_the_job(live_server, chromium, monkey
             page.click(f"text={job.public_id}")
             page.wait_for_url(job_url)
             assert page.inner_text("[data-testid=job-status]") == "Queued"
-            assert page.evaluate("typeof window.Chart") == "function", "Chart.js loads from the vendored file"
+            assert page.evaluate("typeof window.Chart") == "function", (
+                "Chart.js loads from the vendored file"
+            )
 
             runner.start()
             page.wait_for_selector("#job-live[data-status=running]")
-            page.wait_for_function("+document.querySelector('[data-testid=progress]').getAttribute('aria-valuenow') >= 5")
+            page.wait_for_function(
+                "+document.querySelector('[data-testid=progress]').getAttribute('aria-valuenow') >= 5"
+            )
             first = percent(page)
-            page.wait_for_function(f"+document.querySelector('[data-testid=progress]').getAttribute('aria-valuenow') > {first}")
+            page.wait_for_function(
+                f"+document.querySelector('[data-testid=progress]').getAttribute('aria-valuenow') > {first}"
+            )
             assert percent(page) > first, "the bar advances"
             assert re.search(r"\d+ / 100", page.inner_text("[data-testid=steps]"))
             assert re.search(r"(seconds|s|min) left", page.inner_text("[data-testid=eta]"))
-            page.wait_for_function("document.querySelectorAll('#job-log-lines li.log-info').length >= 5")
+            page.wait_for_function(
+                "document.querySelectorAll('#job-log-lines li.log-info').length >= 5"
+            )
             assert "step 1 of 100" in page.inner_text("[data-testid=log]")
             page.wait_for_function("+document.getElementById('job-chart').dataset.points >= 5")
             points = int(page.get_attribute("#job-chart", "data-points"))
-            page.wait_for_function(f"+document.getElementById('job-chart').dataset.points > {points}")
-            page.screenshot(path=os.path.join(SCREENSHOT_DIR, "job-page-running.png"), full_page=True)
+            page.wait_for_function(
+                f"+document.getElementById('job-chart').dataset.points > {points}"
+            )
+            page.screenshot(
+                path=os.path.join(SCREENSHOT_DIR, "job-page-running.png"), full_page=True
+            )
 
             page.on("dialog", lambda dialog: dialog.accept())
             clicked = time.monotonic()
@@ -100,14 +132,18 @@ def test_job_page_is_live_and_cancel_stops_the_job(live_server, chromium, monkey
             assert 0 < stopped_at < 100
             assert "Cancelled while running." in page.inner_text("#job-live")
             assert "Cancellation requested by" in page.inner_text("[data-testid=log]")
-            assert not page.query_selector("[data-testid=cancel]"), "no Cancel button on a finished job"
+            assert not page.query_selector("[data-testid=cancel]"), (
+                "no Cancel button on a finished job"
+            )
 
             # The polling has stopped: no request for the fragment in the next 2.5 s.
             calls = len(live_calls)
             page.wait_for_timeout(2500)
             assert len(live_calls) == calls, "the page still polls a finished job"
             assert percent(page) == stopped_at
-            page.screenshot(path=os.path.join(SCREENSHOT_DIR, "job-page-cancelled.png"), full_page=True)
+            page.screenshot(
+                path=os.path.join(SCREENSHOT_DIR, "job-page-cancelled.png"), full_page=True
+            )
 
             # The project's list shows where it stopped.
             page.click(".crumbs >> text=Jobs")

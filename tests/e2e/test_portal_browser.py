@@ -4,9 +4,9 @@ import json
 import os
 import re
 import shutil
-from contextlib import contextmanager
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from io import StringIO
 
 import pytest
@@ -16,8 +16,14 @@ from verticals.tenancy.models import Partner
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -28,7 +34,9 @@ def chromium():
     """Opens a page in Chromium. Start it after the test's own ORM work: Playwright runs an
     event loop in this thread, and Django refuses ORM calls from a thread with a running loop."""
     if not os.path.exists(CHROMIUM):
-        message = f"Chromium not found at {CHROMIUM}: `apt-get install chromium` to run the browser test."
+        message = (
+            f"Chromium not found at {CHROMIUM}: `apt-get install chromium` to run the browser test."
+        )
         if os.environ.get("VERTICALS_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -52,11 +60,17 @@ def chromium():
 def test_portal_in_chromium(live_server, chromium):
     out = StringIO()
     call_command(
-        "bootstrap", partner="Acme Resellers", tenant="Globex", email="owner@globex.example",
-        password="Browser-pass-2026", stdout=out,
+        "bootstrap",
+        partner="Acme Resellers",
+        tenant="Globex",
+        email="owner@globex.example",
+        password="Browser-pass-2026",
+        stdout=out,
     )
     boot = json.loads(out.getvalue())
-    Partner.objects.filter(name="Acme Resellers").update(brand_name="Acme Cloud", brand_colour="#d1242f")
+    Partner.objects.filter(name="Acme Resellers").update(
+        brand_name="Acme Cloud", brand_colour="#d1242f"
+    )
     with chromium() as page:
         drive_portal(page, live_server.url, boot)
 
@@ -92,7 +106,9 @@ def drive_portal(page, base_url: str, boot: dict) -> None:
     assert "from the browser" in page.inner_text("[data-testid=keys]")
 
     # The secret works against the API ...
-    request = urllib.request.Request(base_url + "/api/v1/projects/", headers={"Authorization": f"Bearer {secret}"})
+    request = urllib.request.Request(
+        base_url + "/api/v1/projects/", headers={"Authorization": f"Bearer {secret}"}
+    )
     with urllib.request.urlopen(request) as response:
         names = {p["name"] for p in json.load(response)["results"]}
     assert "Churn prediction" in names
@@ -106,7 +122,9 @@ def drive_portal(page, base_url: str, boot: dict) -> None:
     page.on("dialog", lambda dialog: dialog.accept())
     row = page.locator("tr", has_text="from the browser")
     row.locator("text=Revoke").click()
-    page.wait_for_function("[...document.querySelectorAll('tr')].some(r => r.innerText.includes('from the browser') && r.innerText.includes('revoked'))")
+    page.wait_for_function(
+        "[...document.querySelectorAll('tr')].some(r => r.innerText.includes('from the browser') && r.innerText.includes('revoked'))"
+    )
     assert page.url.endswith("/api-keys/")
     try:
         urllib.request.urlopen(request)
@@ -118,7 +136,9 @@ def drive_portal(page, base_url: str, boot: dict) -> None:
     page.click("nav >> text=Audit log")
     assert "project.create" in page.inner_text("[data-testid=audit]")
     page.select_option("#audit-action", "api_key.revoke")
-    page.wait_for_function("!document.querySelector('[data-testid=audit]').innerText.includes('project.create')")
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=audit]').innerText.includes('project.create')"
+    )
     log = page.inner_text("[data-testid=audit]")
     assert "api_key.revoke" in log and boot["user"]["email"] in log
     assert page.url.endswith("/audit/?action=api_key.revoke")

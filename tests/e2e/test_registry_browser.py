@@ -19,7 +19,10 @@ SCREENSHOT_DIR = os.environ.get("VERTICALS_SCREENSHOT_DIR", "/tmp")
 POSITIVE = "I loved this product, it works perfectly and the battery lasts for days"
 NEGATIVE = "Terrible, it broke after one day and support never answered my emails"
 ROWS = 2000
-CSV = ("text,label\n" + "".join(f'"{POSITIVE} #{i}",positive\n"{NEGATIVE} #{i}",negative\n' for i in range(ROWS // 2))).encode()
+CSV = (
+    "text,label\n"
+    + "".join(f'"{POSITIVE} #{i}",positive\n"{NEGATIVE} #{i}",negative\n' for i in range(ROWS // 2))
+).encode()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -33,10 +36,22 @@ def test_upload_with_progress_then_the_playground(live_server, chromium):  # noq
     with chromium() as page:
         page.set_viewport_size({"width": 1280, "height": 900})
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("console", lambda message: message.type == "error" and "Failed to load resource" not in message.text
-                and problems.append(f"console: {message.text}"))
-        page.on("response", lambda response: response.status >= 400 and not response.url.endswith("/favicon.ico")
-                and problems.append(f"{response.status} for {response.url}"))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
+                and "Failed to load resource" not in message.text
+                and problems.append(f"console: {message.text}")
+            ),
+        )
+        page.on(
+            "response",
+            lambda response: (
+                response.status >= 400
+                and not response.url.endswith("/favicon.ico")
+                and problems.append(f"{response.status} for {response.url}")
+            ),
+        )
 
         page.goto(live_server.url + "/login/")
         page.fill("#id_username", world.owner.email)
@@ -48,7 +63,9 @@ def test_upload_with_progress_then_the_playground(live_server, chromium):  # noq
         page.goto(project_url)
         page.click("[data-testid=project-datasets]")
         page.wait_for_url(project_url + "datasets/")
-        assert page.is_hidden("[data-testid=upload-progress]"), "the bar shows once an upload starts"
+        assert page.is_hidden("[data-testid=upload-progress]"), (
+            "the bar shows once an upload starts"
+        )
 
         # Record every value the bar takes, to see it move and end full.
         page.evaluate("""() => {
@@ -58,26 +75,38 @@ def test_upload_with_progress_then_the_playground(live_server, chromium):  # noq
         }""")
         page.select_option("#id_task", "sentiment")
         page.fill("#id_name", "browser-reviews")
-        page.set_input_files("#id_file", files=[{"name": "reviews.csv", "mimeType": "text/csv", "buffer": CSV}])
+        page.set_input_files(
+            "#id_file", files=[{"name": "reviews.csv", "mimeType": "text/csv", "buffer": CSV}]
+        )
         page.click("[data-testid=upload-submit]")
         page.wait_for_selector("form[data-upload][data-state=done]", timeout=30000)
 
         assert page.is_visible("[data-testid=upload-progress]")
-        assert page.eval_on_selector("[data-upload-bar]", "bar => [bar.value, bar.max]") == [100, 100]
+        assert page.eval_on_selector("[data-upload-bar]", "bar => [bar.value, bar.max]") == [
+            100,
+            100,
+        ]
         assert page.inner_text("[data-upload-percent]") == "100%"
         values = page.evaluate("window.barValues")
         assert values and values[-1] == 100 and values == sorted(values), values
-        assert f"Dataset 'browser-reviews' v1 uploaded: {ROWS} examples, 2 labels." in page.inner_text("[data-testid=upload-done]")
+        assert (
+            f"Dataset 'browser-reviews' v1 uploaded: {ROWS} examples, 2 labels."
+            in page.inner_text("[data-testid=upload-done]")
+        )
         split_rows = page.inner_text("[data-testid=upload-done] [data-testid=split-rows]")
         assert re.search(r"train\s+1600 \(80\.0%\)", split_rows), split_rows
         labels = page.inner_text("[data-testid=upload-done] [data-testid=label-distribution]")
         assert "negative" in labels and "positive" in labels and "800" in labels
-        assert "browser-reviews" in page.inner_text("[data-testid=datasets]"), "the list now holds it"
+        assert "browser-reviews" in page.inner_text("[data-testid=datasets]"), (
+            "the list now holds it"
+        )
         page.screenshot(path=os.path.join(SCREENSHOT_DIR, "dataset-uploaded.png"), full_page=True)
 
         page.click("[data-testid=open-dataset]")
         page.wait_for_selector("[data-testid=preview]")
-        assert POSITIVE in page.inner_text("[data-testid=preview]") or NEGATIVE in page.inner_text("[data-testid=preview]")
+        assert POSITIVE in page.inner_text("[data-testid=preview]") or NEGATIVE in page.inner_text(
+            "[data-testid=preview]"
+        )
 
         # The model's playground: type, predict, see a bar per label.
         page.click("nav >> text=Models")
@@ -89,7 +118,8 @@ def test_upload_with_progress_then_the_playground(live_server, chromium):  # noq
         bars = page.eval_on_selector_all(
             "[data-testid=label-bars] li",
             "items => items.map(li => [li.dataset.label, li.querySelector('.score').textContent, "
-            "li.querySelector('.bar span').getBoundingClientRect().width / li.querySelector('.bar').getBoundingClientRect().width])")
+            "li.querySelector('.bar span').getBoundingClientRect().width / li.querySelector('.bar').getBoundingClientRect().width])",
+        )
         assert sorted(label for label, _, _ in bars) == sorted(model.labels)
         for _label, score, width in bars:
             assert score.endswith("%") and abs(float(score[:-1]) / 100 - width) < 0.02, bars

@@ -34,7 +34,9 @@ def in_process(settings):
 def service_down(reason: str):
     """Skip (fail under VERTICALS_REQUIRE_SERVICES=1, as CI sets it) when a broker is missing."""
     if services_required():
-        pytest.fail(f"{reason} (VERTICALS_REQUIRE_SERVICES=1: the service is required here)", pytrace=False)
+        pytest.fail(
+            f"{reason} (VERTICALS_REQUIRE_SERVICES=1: the service is required here)", pytrace=False
+        )
     pytest.skip(reason)
 
 
@@ -99,9 +101,17 @@ def worker_factory(test_database_url, tmp_path_factory):
 
     started: list[LiveWorker] = []
 
-    def start(broker_url: str, *, beat: bool = True, env: dict | None = None, **kwargs) -> LiveWorker:
-        worker = LiveWorker(broker_url=broker_url, database_url=test_database_url,
-                            var_dir=tmp_path_factory.mktemp("worker-var"), beat=beat, env=env, **kwargs)
+    def start(
+        broker_url: str, *, beat: bool = True, env: dict | None = None, **kwargs
+    ) -> LiveWorker:
+        worker = LiveWorker(
+            broker_url=broker_url,
+            database_url=test_database_url,
+            var_dir=tmp_path_factory.mktemp("worker-var"),
+            beat=beat,
+            env=env,
+            **kwargs,
+        )
         started.append(worker)
         worker.start()
         return worker
@@ -168,5 +178,9 @@ def pytest_runtest_makereport(item, call):
     if factory is not None and not workers:
         workers = {id(v): v for v in getattr(factory, "started", [])}
     for worker in workers.values():
-        report.sections.append((f"Celery worker log ({report.when}, pid {worker.pid})",
-                                worker.log_tail(int(os.environ.get("VERTICALS_WORKER_LOG_LINES", "150")))))
+        report.sections.append(
+            (
+                f"Celery worker log ({report.when}, pid {worker.pid})",
+                worker.log_tail(int(os.environ.get("VERTICALS_WORKER_LOG_LINES", "150"))),
+            )
+        )

@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from tests.processes import kill_group, stop_process_group
@@ -33,7 +33,9 @@ from tests.processes import kill_group, stop_process_group
 REPO = Path(__file__).resolve().parents[2]
 QUEUES = ("train", "optimize", "inference", "default", "system")  # one test worker serves them all
 REDIS_DBS = range(10, 16)  # the Redis databases tests may use
-RABBITMQ_URL = os.environ.get("VERTICALS_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+RABBITMQ_URL = (
+    os.environ.get("VERTICALS_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+)
 
 # Timings short enough for tests: a silent worker is noticed within about TTL + reaper period.
 FAST_TIMINGS = {
@@ -53,7 +55,12 @@ class ServiceDown(Exception):
 
 def services_required() -> bool:
     """CI sets VERTICALS_REQUIRE_SERVICES=1: a missing broker fails the tests instead of skipping them."""
-    return os.environ.get("VERTICALS_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get("VERTICALS_REQUIRE_SERVICES", "").strip().lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
@@ -70,6 +77,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 
 # --- the database the worker opens --------------------------------------------------------
 
+
 def database_url(settings_dict: dict) -> str:
     """A DATABASE_URL naming the very database of `settings_dict` (django.db.connection.settings_dict:
     inside tests, the test database)."""
@@ -77,9 +85,15 @@ def database_url(settings_dict: dict) -> str:
     if engine == "django.db.backends.sqlite3":
         name = str(settings_dict["NAME"])
         if name == ":memory:" or name.startswith("file:"):
-            raise RuntimeError("a worker process cannot open an in-memory SQLite database; the tests' database must be a file")
+            raise RuntimeError(
+                "a worker process cannot open an in-memory SQLite database; the tests' database must be a file"
+            )
         return f"sqlite:///{Path(name).resolve()}"
-    if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis", "verticals.tenancy.backend"):
+    if engine in (
+        "django.db.backends.postgresql",
+        "django.contrib.gis.db.backends.postgis",
+        "verticals.tenancy.backend",
+    ):
         # (with row-level security the URL names the owner, as DATABASE_URL does; the process logs in as
         # DATABASE_APP_USER, which it inherits from this one's environment)
         user = quote(settings_dict.get("USER") or "", safe="")
@@ -95,6 +109,7 @@ def database_url(settings_dict: dict) -> str:
 
 
 # --- brokers ------------------------------------------------------------------------------
+
 
 def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
@@ -114,7 +129,9 @@ class RedisDatabase:
 
     def __init__(self, host: str | None = None, port: int | None = None):
         # VERTICALS_TEST_REDIS=host:port points the tests (and the benchmark) at another server.
-        default_host, _, default_port = (os.environ.get("VERTICALS_TEST_REDIS") or "127.0.0.1:6379").rpartition(":")
+        default_host, _, default_port = (
+            os.environ.get("VERTICALS_TEST_REDIS") or "127.0.0.1:6379"
+        ).rpartition(":")
         self.host, self.port = host or default_host, port or int(default_port)
         self.number: int | None = None
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -124,7 +141,7 @@ class RedisDatabase:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/{self.number}"
 
-    def acquire(self, ttl: int = 1800) -> "RedisDatabase":
+    def acquire(self, ttl: int = 1800) -> RedisDatabase:
         import redis
 
         if not tcp_open(self.host, self.port):
@@ -134,13 +151,17 @@ class RedisDatabase:
             try:
                 client.ping()
             except redis.RedisError as exc:
-                raise ServiceDown(f"Redis on {self.host}:{self.port} does not answer PING: {exc}") from exc
+                raise ServiceDown(
+                    f"Redis on {self.host}:{self.port} does not answer PING: {exc}"
+                ) from exc
             if client.set(self.LOCK, self.token, nx=True, ex=ttl):
                 self.number, self._client = number, client
                 self.flush()
                 return self
             client.close()
-        raise ServiceDown(f"every Redis database {REDIS_DBS.start}–{REDIS_DBS.stop - 1} is held by another test run")
+        raise ServiceDown(
+            f"every Redis database {REDIS_DBS.start}–{REDIS_DBS.stop - 1} is held by another test run"
+        )
 
     def flush(self) -> None:
         """Delete every key but the lock (queues, bindings, unacked messages of earlier runs)."""
@@ -186,27 +207,50 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceDown("redis-server is not installed (apt-get install redis-server)")
-        return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.var_dir), "--logfile", str(self.var_dir / "redis.log")]
+        return [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.var_dir),
+            "--logfile",
+            str(self.var_dir / "redis.log"),
+        ]
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 15) -> "RedisServer":
+    def start(self, timeout: float = 15) -> RedisServer:
         """Start it and wait until it answers PING."""
         import redis
 
         if self.running:
             raise RuntimeError("this Redis server is already running")
-        self.process = subprocess.Popen(self.argv(), cwd=self.var_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            self.argv(),
+            cwd=self.var_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
         try:
+
             def answers():
                 if self.process.poll() is not None:
-                    raise ServiceDown(f"redis-server exited with status {self.process.returncode} on port {self.port}; "
-                                      f"see {self.var_dir / 'redis.log'}")
+                    raise ServiceDown(
+                        f"redis-server exited with status {self.process.returncode} on port {self.port}; "
+                        f"see {self.var_dir / 'redis.log'}"
+                    )
                 try:
                     return client.ping()
                 except redis.RedisError:
@@ -242,7 +286,7 @@ class RabbitVhost:
         parts = urlsplit(self.base_url)
         return f"{parts.scheme}://{parts.netloc}/{quote(self.name, safe='')}"
 
-    def acquire(self) -> "RabbitVhost":
+    def acquire(self) -> RabbitVhost:
         parts = urlsplit(self.base_url)
         if not tcp_open(parts.hostname or "127.0.0.1", parts.port or 5672):
             raise ServiceDown(f"RabbitMQ does not answer on {parts.hostname}:{parts.port or 5672}")
@@ -251,9 +295,15 @@ class RabbitVhost:
         name = f"verticals_worker_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         if ctl and parts.hostname in ("127.0.0.1", "localhost"):
             try:
-                subprocess.run([ctl, "add_vhost", name], check=True, capture_output=True, timeout=30)
-                subprocess.run([ctl, "set_permissions", "-p", name, user, ".*", ".*", ".*"], check=True,
-                               capture_output=True, timeout=30)
+                subprocess.run(
+                    [ctl, "add_vhost", name], check=True, capture_output=True, timeout=30
+                )
+                subprocess.run(
+                    [ctl, "set_permissions", "-p", name, user, ".*", ".*", ".*"],
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
                 self.name = name
             except (subprocess.SubprocessError, OSError):
                 self.name = None
@@ -308,10 +358,22 @@ def use_broker(app, broker_url: str, transport_options: dict) -> Iterator[None]:
     """Make this process's Celery app publish to `broker_url` (it read its broker from the
     settings at import), and put the previous broker back afterwards."""
     conf = app.conf
-    saved = {name: conf.get(name) for name in ("broker_url", "broker_read_url", "broker_write_url", "broker_transport_options")}
+    saved = {
+        name: conf.get(name)
+        for name in (
+            "broker_url",
+            "broker_read_url",
+            "broker_write_url",
+            "broker_transport_options",
+        )
+    }
     _reset_producers(app)
-    conf.update(broker_url=broker_url, broker_read_url=None, broker_write_url=None,
-                broker_transport_options=dict(transport_options))
+    conf.update(
+        broker_url=broker_url,
+        broker_read_url=None,
+        broker_write_url=None,
+        broker_transport_options=dict(transport_options),
+    )
     try:
         yield
     finally:
@@ -337,6 +399,7 @@ def group_members(pgid: int) -> list[int]:
 
 # --- the worker ---------------------------------------------------------------------------
 
+
 def die_with_parent() -> None:
     """In the worker's child process before exec (Linux): stop when the test run that started it
     dies. A test run killed from outside (a timeout) would otherwise leave a worker consuming a
@@ -357,9 +420,20 @@ class LiveWorker:
     """`celery -A verticals worker` (prefork; every queue unless `queues` names some) as a subprocess in
     its own process group."""
 
-    def __init__(self, *, broker_url: str, database_url: str, var_dir: Path, beat: bool = True,
-                 concurrency: int = 2, runner_modules: str = "tests.jobs.runners", env: dict | None = None,
-                 timings: dict | None = None, log_path: Path | None = None, queues: tuple[str, ...] = QUEUES):
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        database_url: str,
+        var_dir: Path,
+        beat: bool = True,
+        concurrency: int = 2,
+        runner_modules: str = "tests.jobs.runners",
+        env: dict | None = None,
+        timings: dict | None = None,
+        log_path: Path | None = None,
+        queues: tuple[str, ...] = QUEUES,
+    ):
         self.broker_url = broker_url
         self.queues = tuple(queues)
         self.database_url = database_url
@@ -379,8 +453,12 @@ class LiveWorker:
     # --- the process ----------------------------------------------------------------------
 
     def environment(self) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(("JOBS_", "CELERY_", "PYTEST_")) and name not in {"DATABASE_URL", "VERTICALS_VAR_DIR"}}
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("JOBS_", "CELERY_", "PYTEST_"))
+            and name not in {"DATABASE_URL", "VERTICALS_VAR_DIR"}
+        }
         env.update(
             DJANGO_SETTINGS_MODULE="verticals.config.settings",
             DATABASE_URL=self.database_url,
@@ -396,27 +474,44 @@ class LiveWorker:
 
     def argv(self) -> list[str]:
         argv = [
-            sys.executable, "-m", "celery", "-A", "verticals", "worker",
-            "-Q", ",".join(self.queues), "-P", "prefork", "-c", str(self.concurrency),
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", self.nodename, "-l", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "verticals",
+            "worker",
+            "-Q",
+            ",".join(self.queues),
+            "-P",
+            "prefork",
+            "-c",
+            str(self.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            self.nodename,
+            "-l",
+            "INFO",
         ]
         if self.beat:
             argv += ["-B", "-s", str(self.var_dir / "celerybeat-schedule")]
         return argv
 
-    def start(self, timeout: float = 30) -> "LiveWorker":
+    def start(self, timeout: float = 30) -> LiveWorker:
         """Start a worker and wait until it consumes (its log says "ready.")."""
         self.launch()
         deadline = time.monotonic() + timeout
         while not self.ready():
             if time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"the Celery worker was not ready within {timeout:g} s:\n" + self.log_tail())
+                raise RuntimeError(
+                    f"the Celery worker was not ready within {timeout:g} s:\n" + self.log_tail()
+                )
             time.sleep(0.05)
         return self
 
-    def launch(self) -> "LiveWorker":
+    def launch(self) -> LiveWorker:
         """Start a worker without waiting for it (`ready()` says when it consumes)."""
         if self.running:
             raise RuntimeError("the worker is already running")
@@ -427,8 +522,14 @@ class LiveWorker:
             log.write(f"\n===== start {self.starts}: {' '.join(self.argv())}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                self.argv(), cwd=REPO, env=self.environment(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+                self.argv(),
+                cwd=REPO,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         return self
 
@@ -437,8 +538,10 @@ class LiveWorker:
         if re.search(re.escape(self.nodename) + r" ready\.", self.log_since_start()):
             return True
         if self.process.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited with status {self.process.returncode} before it was ready:\n"
-                               + self.log_tail())
+            raise RuntimeError(
+                f"the Celery worker exited with status {self.process.returncode} before it was ready:\n"
+                + self.log_tail()
+            )
         return False
 
     @property
@@ -459,7 +562,7 @@ class LiveWorker:
         if self.process is not None:
             kill_group(self.process)
 
-    def restart(self, timeout: float = 30) -> "LiveWorker":
+    def restart(self, timeout: float = 30) -> LiveWorker:
         self.stop()
         return self.start(timeout=timeout)
 
@@ -481,7 +584,9 @@ class LiveWorker:
 
     def log_tail(self, lines: int = 120) -> str:
         text = self.log_text().splitlines()
-        return f"--- last {min(lines, len(text))} lines of {self.log_path}\n" + "\n".join(text[-lines:])
+        return f"--- last {min(lines, len(text))} lines of {self.log_path}\n" + "\n".join(
+            text[-lines:]
+        )
 
     def log_count(self, needle: str) -> int:
         return self.log_text().count(needle)

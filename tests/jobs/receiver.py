@@ -26,8 +26,15 @@ class WebhookReceiver:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 status = receiver._answer(self.path, headers)
                 with receiver._lock:
-                    receiver.received.append({"path": self.path, "headers": headers, "body": body,
-                                              "status": status, "at": time.time()})
+                    receiver.received.append(
+                        {
+                            "path": self.path,
+                            "headers": headers,
+                            "body": body,
+                            "status": status,
+                            "at": time.time(),
+                        }
+                    )
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "http://127.0.0.1:9/elsewhere")
@@ -39,8 +46,12 @@ class WebhookReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="webhook-receiver", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="webhook-receiver",
+            daemon=True,
+        )
 
     def _answer(self, path: str, headers: dict) -> int:
         with self._lock:

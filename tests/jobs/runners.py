@@ -50,7 +50,9 @@ class Steps(Runner):
             ctx.log(f"step {i + 1} of {steps} (attempt {ctx.attempt})")
             ctx.report(i + 1, steps, {"loss": round(1.0 / (i + 1), 4)}, description=f"step {i + 1}")
             ctx.checkpoint({"step": i + 1})
-            (ctx.scratch_dir / f"step-{i}.txt").write_text(f"attempt {ctx.attempt}")  # files live for the attempt
+            (ctx.scratch_dir / f"step-{i}.txt").write_text(
+                f"attempt {ctx.attempt}"
+            )  # files live for the attempt
             if delay:
                 time.sleep(delay)
         return {"steps": steps, "attempt": ctx.attempt}

@@ -47,12 +47,16 @@ _jobs = Job.dangerously_unscoped  # the soak reads every tenant's rows
 JOBS = 200
 KILLS = 10
 TENANTS = 4
-RUNNING_PER_TENANT = 3  # the soak plan's concurrent jobs: the engine's fair share holds the rest back
+RUNNING_PER_TENANT = (
+    3  # the soak plan's concurrent jobs: the engine's fair share holds the rest back
+)
 CREATE_SECONDS = 40.0  # the jobs are created over this long, while the chaos goes on
 SETTLE_SECONDS = 150.0  # after the last kill: every job must be terminal within this
 CHAOS_SECONDS = 300.0  # the kills and the Redis crash are over within this (each waits for the worker's restart)
 WORKER_START_SECONDS = 60.0
-CPU_SECOND_PRICE = Decimal("0.0173")  # USD per training.cpu_seconds, none included: every micro-second is billed
+CPU_SECOND_PRICE = Decimal(
+    "0.0173"
+)  # USD per training.cpu_seconds, none included: every micro-second is billed
 
 WORKER_ENV = {
     **FAST_TIMINGS,  # heartbeat 0.5 s, silence after 3 s, reaper every second
@@ -81,21 +85,43 @@ LOST = (Status.FAILED, "worker_lost")  # any job: its last attempt allowed was o
 MIXES = {
     "noop": Mix("test.noop", {}, 35, endings((Status.SUCCEEDED, ""), LOST)),
     "quick": Mix("test.steps", {"steps": 2}, 35, endings((Status.SUCCEEDED, ""), LOST)),
-    "fails": Mix("test.steps", {"steps": 3, "fail_at": 1}, 15, endings((Status.FAILED, "job_error"), LOST)),
-    "crashes": Mix("test.steps", {"steps": 2, "crash_at": 1}, 10, endings((Status.FAILED, "internal_error"), LOST)),
+    "fails": Mix(
+        "test.steps", {"steps": 3, "fail_at": 1}, 15, endings((Status.FAILED, "job_error"), LOST)
+    ),
+    "crashes": Mix(
+        "test.steps",
+        {"steps": 2, "crash_at": 1},
+        10,
+        endings((Status.FAILED, "internal_error"), LOST),
+    ),
     # Long enough (about 2 s) that the kills find them mid-run: rerun from their checkpoint.
-    "long": Mix("test.steps", {"steps": 8, "delay": 0.25}, 40, endings((Status.SUCCEEDED, ""), LOST)),
+    "long": Mix(
+        "test.steps", {"steps": 8, "delay": 0.25}, 40, endings((Status.SUCCEEDED, ""), LOST)
+    ),
     # The same work, not retryable: a kill mid-run fails it.
-    "fragile": Mix("test.fragile", {"steps": 8, "delay": 0.25}, 25, endings((Status.SUCCEEDED, ""), LOST)),
+    "fragile": Mix(
+        "test.fragile", {"steps": 8, "delay": 0.25}, 25, endings((Status.SUCCEEDED, ""), LOST)
+    ),
     # Only the pool process running it dies (the OOM killer's case), after step 2's effect.
-    "pool-death": Mix("test.steps", {"steps": 4, "delay": 0.1, "die_at": 2}, 15, endings((Status.SUCCEEDED, ""), LOST)),
+    "pool-death": Mix(
+        "test.steps",
+        {"steps": 4, "delay": 0.1, "die_at": 2},
+        15,
+        endings((Status.SUCCEEDED, ""), LOST),
+    ),
     # Cancelled by the test once seen running (it would run over 10 s otherwise).
-    "cancelled": Mix("test.steps", {"steps": 50, "delay": 0.2}, 25, endings((Status.CANCELLED, "cancelled"), LOST)),
+    "cancelled": Mix(
+        "test.steps",
+        {"steps": 50, "delay": 0.2},
+        25,
+        endings((Status.CANCELLED, "cancelled"), LOST),
+    ),
 }
 assert sum(mix.count for mix in MIXES.values()) == JOBS
 
 
 # --- the processes ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def chaos_redis(tmp_path_factory):
@@ -120,7 +146,13 @@ class Cluster:
 def cluster(chaos_redis, worker_factory, transactional_db, settings) -> Cluster:
     settings_from_env(settings, WORKER_ENV)  # this process dispatches too (creates, cancels)
     url = chaos_redis.url(0)
-    jobs = worker_factory(url, beat=False, env=WORKER_ENV, concurrency=4, queues=tuple(q for q in QUEUES if q != "system"))
+    jobs = worker_factory(
+        url,
+        beat=False,
+        env=WORKER_ENV,
+        concurrency=4,
+        queues=tuple(q for q in QUEUES if q != "system"),
+    )
     system = worker_factory(url, beat=True, env=WORKER_ENV, concurrency=1, queues=("system",))
     with use_broker(worker_factory.app, jobs.broker_url, jobs.transport_options):
         yield Cluster(chaos_redis, jobs, system)
@@ -129,6 +161,7 @@ def cluster(chaos_redis, worker_factory, transactional_db, settings) -> Cluster:
 
 
 # --- the chaos ------------------------------------------------------------------------------
+
 
 class Chaos:
     """Kills the job worker `KILLS` times and crashes Redis once, at random moments, restarting each.
@@ -154,13 +187,17 @@ class Chaos:
 
     def tick(self) -> None:
         now = time.monotonic()
-        if self.starting:  # the job worker after a kill: the next action counts from when it consumes
+        if (
+            self.starting
+        ):  # the job worker after a kill: the next action counts from when it consumes
             if self.cluster.jobs.ready():
                 self.starting, self.restart_at = False, None
                 self._recovered(now)
             elif now - self.restart_at > WORKER_START_SECONDS:
-                raise AssertionError(f"the job worker was not ready {WORKER_START_SECONDS:g} s after its restart:\n"
-                                     + self.cluster.jobs.log_tail())
+                raise AssertionError(
+                    f"the job worker was not ready {WORKER_START_SECONDS:g} s after its restart:\n"
+                    + self.cluster.jobs.log_tail()
+                )
             return
         if self.restart_at is not None:  # down: the restart is due at restart_at
             if now >= self.restart_at:
@@ -180,7 +217,9 @@ class Chaos:
                 self.cluster.redis.kill()
                 down += 1
             self.done.append((round(now - self.started, 1), action))
-            print(f"chaos: {action} at {timezone.now():%H:%M:%S.%f} ({now - self.started:.1f} s into the soak)")
+            print(
+                f"chaos: {action} at {timezone.now():%H:%M:%S.%f} ({now - self.started:.1f} s into the soak)"
+            )
             self.restart_at = now + down
 
     def _recovered(self, now: float) -> None:
@@ -190,11 +229,19 @@ class Chaos:
 
 # --- the soak -------------------------------------------------------------------------------
 
+
 def subscribe_to_soak_plan(tenants) -> dict:
     """Each tenant on a soft-capped plan that bills every CPU second and runs 3 jobs at once; its subscription."""
-    plan = Plan.objects.create(code="soak", name="Soak", monthly_fee=Decimal(0), cap=Plan.Cap.SOFT,
-                               concurrent_jobs=RUNNING_PER_TENANT)
-    PlanPrice.objects.create(plan=plan, meter_id="training.cpu_seconds", included=Decimal(0), unit_price=CPU_SECOND_PRICE)
+    plan = Plan.objects.create(
+        code="soak",
+        name="Soak",
+        monthly_fee=Decimal(0),
+        cap=Plan.Cap.SOFT,
+        concurrent_jobs=RUNNING_PER_TENANT,
+    )
+    PlanPrice.objects.create(
+        plan=plan, meter_id="training.cpu_seconds", included=Decimal(0), unit_price=CPU_SECOND_PRICE
+    )
     return {tenant: services.subscribe(tenant, plan) for tenant in tenants}
 
 
@@ -207,7 +254,9 @@ def cancel(job: Job) -> None:
     with tenant_context(job.tenant):
         try:
             engine.request_cancel(job)
-        except Exception:  # it ended meanwhile (a kill took its last attempt): that ending is checked later
+        except (
+            Exception
+        ):  # it ended meanwhile (a kill took its last attempt): that ending is checked later
             pass
 
 
@@ -236,7 +285,9 @@ def test_chaos_soak(cluster, settings):
                 to_cancel[job.pk] = job
         # A cancellation lands while the job runs (after its first step), whatever the chaos did to it.
         if to_cancel:
-            for pk, status, progress in _jobs.filter(pk__in=list(to_cancel)).values_list("pk", "status", "progress_current"):
+            for pk, status, progress in _jobs.filter(pk__in=list(to_cancel)).values_list(
+                "pk", "status", "progress_current"
+            ):
                 if status in Job.TERMINAL or (status == Status.RUNNING and progress >= 1):
                     job = to_cancel.pop(pk)
                     if status == Status.RUNNING:
@@ -252,9 +303,15 @@ def test_chaos_soak(cluster, settings):
             if not open_jobs.exists():
                 break
             if time.monotonic() > deadline:
-                stuck = list(open_jobs.values_list("public_id", "status", "attempt", "dispatched_at", "heartbeat_at"))
-                raise AssertionError(f"{len(stuck)} jobs not terminal {SETTLE_SECONDS:g} s after the chaos "
-                                     f"(seed {seed}, chaos {chaos.done}): {stuck[:20]}")
+                stuck = list(
+                    open_jobs.values_list(
+                        "public_id", "status", "attempt", "dispatched_at", "heartbeat_at"
+                    )
+                )
+                raise AssertionError(
+                    f"{len(stuck)} jobs not terminal {SETTLE_SECONDS:g} s after the chaos "
+                    f"(seed {seed}, chaos {chaos.done}): {stuck[:20]}"
+                )
         time.sleep(0.1)
     ended = time.monotonic() - started
     assert Counter(action for _, action in chaos.done) == {"kill": KILLS, "redis": 1}
@@ -263,7 +320,9 @@ def test_chaos_soak(cluster, settings):
 
     rows = {job.pk: job for job in _jobs.filter(pk__in=[job.pk for _, _, job in made])}
     assert len(rows) == JOBS
-    assert not _jobs.filter(status__in=[Status.QUEUED, Status.RUNNING]).exists(), "a job is still queued or running"
+    assert not _jobs.filter(status__in=[Status.QUEUED, Status.RUNNING]).exists(), (
+        "a job is still queued or running"
+    )
     outcomes = Counter()
     for name, mix, made_job in made:
         job = rows[made_job.pk]
@@ -273,13 +332,17 @@ def test_chaos_soak(cluster, settings):
         check_effects(mix, job)
     check_usage(rows.values(), worlds, subscriptions)
 
-    print(f"chaos soak: {JOBS} jobs, {KILLS} kills and a Redis restart ({chaos.done}); chaos over after "
-          f"{chaos_ended:.0f} s, every job terminal after {ended:.0f} s")
+    print(
+        f"chaos soak: {JOBS} jobs, {KILLS} kills and a Redis restart ({chaos.done}); chaos over after "
+        f"{chaos_ended:.0f} s, every job terminal after {ended:.0f} s"
+    )
     for (name, status, code), count in sorted(outcomes.items()):
         print(f"  {name:<11} {status:<10} {code or '-':<15} {count}")
     attempts = Counter(job.attempt for job in rows.values())
-    print(f"  attempts: {dict(sorted(attempts.items()))}; reruns after a lost worker: "
-          f"{sum(job.attempt - 1 for job in rows.values() if job.attempt > 1)}")
+    print(
+        f"  attempts: {dict(sorted(attempts.items()))}; reruns after a lost worker: "
+        f"{sum(job.attempt - 1 for job in rows.values() if job.attempt > 1)}"
+    )
 
 
 def check_ending(name: str, mix: Mix, job: Job) -> None:
@@ -306,9 +369,16 @@ def check_events(job: Job) -> None:
     evs = list(JobEvent.dangerously_unscoped.filter(job_id=job.pk).order_by("seq"))
     where = f"job {job.public_id} ({job.status}, attempt {job.attempt})"
     assert [e.seq for e in evs] == list(range(1, job.event_seq + 1)), where
-    statuses = [(e.data["status"], e.data["attempt"], e.data.get("reason")) for e in evs if e.type == JobEvent.Type.STATUS]
+    statuses = [
+        (e.data["status"], e.data["attempt"], e.data.get("reason"))
+        for e in evs
+        if e.type == JobEvent.Type.STATUS
+    ]
     where = f"{where}: {statuses}"
-    assert statuses[0] == (Status.QUEUED, 0, None) and statuses[-1][:2] == (job.status, job.attempt), where
+    assert statuses[0] == (Status.QUEUED, 0, None) and statuses[-1][:2] == (
+        job.status,
+        job.attempt,
+    ), where
     assert not any(status in Job.TERMINAL for status, _, _ in statuses[:-1]), where  # it ended once
     runs = []
     for attempt in range(1, job.attempt + 1):
@@ -322,10 +392,18 @@ def check_effects(mix: Mix, job: Job) -> None:
     if mix.kind == "test.noop":
         return
     where = f"job {job.public_id} ({job.status}, attempt {job.attempt})"
-    names = Counter(Project.dangerously_unscoped.filter(name__startswith=f"effect {job.public_id} ").values_list("name", flat=True))
+    names = Counter(
+        Project.dangerously_unscoped.filter(
+            name__startswith=f"effect {job.public_id} "
+        ).values_list("name", flat=True)
+    )
     assert set(names.values()) <= {1}, f"{where}: an effect was made twice: {names}"
-    keys = Counter(JobEffect.dangerously_unscoped.filter(job_id=job.pk).values_list("key", flat=True))
-    assert {f"effect {job.public_id} step {key.removeprefix('step-')}" for key in keys} == set(names), where
+    keys = Counter(
+        JobEffect.dangerously_unscoped.filter(job_id=job.pk).values_list("key", flat=True)
+    )
+    assert {f"effect {job.public_id} step {key.removeprefix('step-')}" for key in keys} == set(
+        names
+    ), where
     if job.status == Status.SUCCEEDED:
         assert sorted(keys) == sorted(f"step-{i}" for i in range(mix.params["steps"])), where
     elif job.error_code == "job_error":
@@ -346,8 +424,9 @@ def check_usage(jobs, worlds, subscriptions) -> None:
     `training.cpu_seconds` line is that sum at the plan's price, rounded once to the cent.
     """
     ledger = {}
-    for key, quantity, meter, tenant_id in UsageEvent.dangerously_unscoped.filter(source="jobs").values_list(
-            "idempotency_key", "quantity", "meter", "tenant_id"):
+    for key, quantity, meter, tenant_id in UsageEvent.dangerously_unscoped.filter(
+        source="jobs"
+    ).values_list("idempotency_key", "quantity", "meter", "tenant_id"):
         ledger[key] = (quantity, meter, tenant_id)
     micro = Decimal("0.000001")
     work_by_tenant: dict[int, Decimal] = Counter()
@@ -355,17 +434,26 @@ def check_usage(jobs, worlds, subscriptions) -> None:
     for job in jobs:
         keys = {key for key in ledger if key.startswith(f"{job.public_id}:")}
         seen |= keys
-        where = (f"job {job.public_id} ({job.status}, {job.error_code}, attempt {job.attempt}, ended {job.finished_at:%H:%M:%S.%f}): "
-                 f"ledger {sorted(keys)}")
+        where = (
+            f"job {job.public_id} ({job.status}, {job.error_code}, attempt {job.attempt}, ended {job.finished_at:%H:%M:%S.%f}): "
+            f"ledger {sorted(keys)}"
+        )
         assert keys <= {f"{job.public_id}:{n}" for n in range(1, job.attempt + 1)}, where
-        assert {ledger[key][1] for key in keys} <= {"training.cpu_seconds"} and {ledger[key][2] for key in keys} <= {job.tenant_id}
+        assert {ledger[key][1] for key in keys} <= {"training.cpu_seconds"} and {
+            ledger[key][2] for key in keys
+        } <= {job.tenant_id}
         billed = sum((ledger[key][0] for key in keys), Decimal(0))
         work = Decimal(repr(job.resource_seconds)).quantize(micro)
         assert billed == work, f"{where}: billed {billed} s, worked {work} s"
-        ended_in_worker = job.status == Status.SUCCEEDED or job.error_code in ("job_error", "internal_error") or (
-            job.status == Status.CANCELLED and job.error_message == "Cancelled while running.")
+        ended_in_worker = (
+            job.status == Status.SUCCEEDED
+            or job.error_code in ("job_error", "internal_error")
+            or (job.status == Status.CANCELLED and job.error_message == "Cancelled while running.")
+        )
         if ended_in_worker:
-            assert f"{job.public_id}:{job.attempt}" in keys, f"{where}: the attempt that ended it was not billed"
+            assert f"{job.public_id}:{job.attempt}" in keys, (
+                f"{where}: the attempt that ended it was not billed"
+            )
         work_by_tenant[job.tenant_id] += work
     assert seen == set(ledger), f"usage of jobs the soak did not make: {sorted(set(ledger) - seen)}"
     now = timezone.now()
@@ -374,5 +462,7 @@ def check_usage(jobs, worlds, subscriptions) -> None:
         _, lines = invoicing.retail_lines(world.tenant, period)
         line = next(line for line in lines if line.meter == "training.cpu_seconds")
         work = work_by_tenant[world.tenant.pk]
-        assert line.quantity == work, f"tenant {world.tenant.public_id}: invoiced {line.quantity} s, worked {work} s"
+        assert line.quantity == work, (
+            f"tenant {world.tenant.public_id}: invoiced {line.quantity} s, worked {work} s"
+        )
         assert line.amount_minor == to_minor(work * CPU_SECOND_PRICE, "USD") > 0

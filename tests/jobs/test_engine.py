@@ -30,7 +30,12 @@ def no_broker():
 
 def make_job(world, kind="test.steps", params=None, **kwargs) -> Job:
     with tenant_context(world.tenant):
-        return engine.job_create(project=world.project, kind=kind, params={"steps": 3} if params is None else params, **kwargs)
+        return engine.job_create(
+            project=world.project,
+            kind=kind,
+            params={"steps": 3} if params is None else params,
+            **kwargs,
+        )
 
 
 def start(world, job) -> str | None:
@@ -48,10 +53,15 @@ def events(job, type_=None) -> list[JobEvent]:
 
 
 def effects(job) -> list[str]:
-    return sorted(Project.dangerously_unscoped.filter(name__startswith=f"effect {job.public_id} ").values_list("name", flat=True))
+    return sorted(
+        Project.dangerously_unscoped.filter(
+            name__startswith=f"effect {job.public_id} "
+        ).values_list("name", flat=True)
+    )
 
 
 # --- the runner contract ------------------------------------------------------------------
+
 
 def test_registering_a_bad_runner_names_the_problem():
     class NoKind(runners.Runner):
@@ -70,7 +80,9 @@ def test_registering_a_bad_runner_names_the_problem():
 
     with pytest.raises(ImproperlyConfigured, match="has no `kind`"):
         runners.register(NoKind)
-    with pytest.raises(ImproperlyConfigured, match="queues are train, optimize, inference, default"):
+    with pytest.raises(
+        ImproperlyConfigured, match="queues are train, optimize, inference, default"
+    ):
         runners.register(BadQueue)
     with pytest.raises(Exception, match="no-such-type"):
         runners.register(BadSchema)
@@ -102,14 +114,23 @@ def test_a_job_runs_to_success_with_ordered_events(world_a, in_process):
     assert job.status == Status.QUEUED and job.queue == "train" and job.max_attempts == 3
     assert start(world_a, job) == Status.SUCCEEDED
     job = reload(job)
-    assert job.status == Status.SUCCEEDED and job.attempt == 1 and job.result == {"steps": 4, "attempt": 1}
+    assert (
+        job.status == Status.SUCCEEDED
+        and job.attempt == 1
+        and job.result == {"steps": 4, "attempt": 1}
+    )
     assert job.progress_current == 4 and job.percent == 100 and job.started_at <= job.finished_at
     assert job.resource_seconds > 0 and job.worker.endswith(f":{__import__('os').getpid()}")
     seqs = [e.seq for e in events(job)]
     assert seqs == list(range(1, len(seqs) + 1)) and job.event_seq == seqs[-1]
     assert [e.data["status"] for e in events(job, "status")] == ["queued", "running", "succeeded"]
     assert [e.data["current"] for e in events(job, "progress")] == [1, 2, 3, 4]
-    assert [(e.data["step"], e.data["value"]) for e in events(job, "metric")] == [(1, 1.0), (2, 0.5), (3, 0.3333), (4, 0.25)]
+    assert [(e.data["step"], e.data["value"]) for e in events(job, "metric")] == [
+        (1, 1.0),
+        (2, 0.5),
+        (3, 0.3333),
+        (4, 0.25),
+    ]
     assert len(effects(job)) == 4
     # The worker's scratch space is gone after the attempt.
     from django.conf import settings
@@ -123,7 +144,11 @@ def test_a_duplicate_or_stale_message_does_nothing(world_a, in_process):
     assert start(world_a, job) == Status.SUCCEEDED
     assert worker.execute(job.public_id) is None  # redelivered after the job finished
     job = reload(job)
-    assert job.attempt == 1 and [e.data["status"] for e in events(job, "status")] == ["queued", "running", "succeeded"]
+    assert job.attempt == 1 and [e.data["status"] for e in events(job, "status")] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
     assert len(effects(job)) == 3
 
 
@@ -133,7 +158,10 @@ def test_two_messages_racing_to_start_a_job_start_it_once(world_a, in_process):
     engine.schedule(world_a.tenant.pk)
     first, second = engine.claim(job.public_id, "w:1"), engine.claim(job.public_id, "w:2")
     assert first is not None and first.worker == "w:1" and second is None
-    assert reload(job).attempt == 1 and [e.data["status"] for e in events(job, "status")] == ["queued", "running"]
+    assert reload(job).attempt == 1 and [e.data["status"] for e in events(job, "status")] == [
+        "queued",
+        "running",
+    ]
 
 
 @pytest.mark.django_db
@@ -141,21 +169,33 @@ def test_failures_show_a_readable_message_and_keep_the_traceback_for_staff(world
     readable = make_job(world_a, params={"steps": 3, "fail_at": 1})
     assert start(world_a, readable) == Status.FAILED
     readable = reload(readable)
-    assert readable.error_code == "job_error" and readable.error_message == "Step 1 found a bad row in the data."
+    assert (
+        readable.error_code == "job_error"
+        and readable.error_message == "Step 1 found a bad row in the data."
+    )
     assert len(effects(readable)) == 1  # step 0 happened before the failure
 
     bug = make_job(world_a, params={"steps": 3, "crash_at": 0})
     assert start(world_a, bug) == Status.FAILED
     bug = reload(bug)
     assert bug.error_code == "internal_error" and "ZeroDivisionError" in bug.error_message
-    assert "Traceback" not in bug.error_message and "ZeroDivisionError: a bug in the runner" in bug.error_traceback
-    assert events(bug, "status")[-1].data["error"] == {"code": "internal_error", "message": bug.error_message}
+    assert (
+        "Traceback" not in bug.error_message
+        and "ZeroDivisionError: a bug in the runner" in bug.error_traceback
+    )
+    assert events(bug, "status")[-1].data["error"] == {
+        "code": "internal_error",
+        "message": bug.error_message,
+    }
 
 
 # --- fair share ---------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
-def test_fair_share_dispatches_in_order_up_to_the_tenant_limit(world_a, in_process, no_broker, django_capture_on_commit_callbacks):
+def test_fair_share_dispatches_in_order_up_to_the_tenant_limit(
+    world_a, in_process, no_broker, django_capture_on_commit_callbacks
+):
     in_process.JOBS_MAX_RUNNING_PER_TENANT = 2
     world_b = build_world("B")
     jobs = [make_job(world_a) for _ in range(4)]
@@ -194,6 +234,7 @@ def test_no_limit_when_the_setting_is_zero(world_a, in_process):
 
 # --- cancelling ---------------------------------------------------------------------------
 
+
 class SelfCancel(runners.Runner):
     """Asks for its own cancellation at step 2, as a user would from outside."""
 
@@ -215,10 +256,16 @@ def selfcancel():
 
 
 @pytest.mark.django_db
-def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_report(world_a, in_process, selfcancel):
+def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_report(
+    world_a, in_process, selfcancel
+):
     queued = make_job(world_a)
     queued = engine.request_cancel(queued)
-    assert queued.status == Status.CANCELLED and queued.finished_at and queued.error_message == "Cancelled before it started."
+    assert (
+        queued.status == Status.CANCELLED
+        and queued.finished_at
+        and queued.error_message == "Cancelled before it started."
+    )
     assert worker.execute(queued.public_id) is None
     with pytest.raises(ValidationError, match="has already cancelled"):
         engine.request_cancel(queued)
@@ -226,32 +273,49 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_report(world_
     running = make_job(world_a, kind="test.selfcancel", params={})
     assert start(world_a, running) == Status.CANCELLED
     running = reload(running)
-    assert running.progress_current == 3 and running.result == {}  # the report that saw the request stopped it
-    assert [e.data["status"] for e in events(running, "status")] == ["queued", "running", "cancelled"]
+    assert (
+        running.progress_current == 3 and running.result == {}
+    )  # the report that saw the request stopped it
+    assert [e.data["status"] for e in events(running, "status")] == [
+        "queued",
+        "running",
+        "cancelled",
+    ]
     assert any("Cancellation requested" in e.data["message"] for e in events(running, "log"))
 
 
 @pytest.mark.django_db
-def test_a_cancel_that_arrives_after_the_job_finished_is_refused_and_not_audited(world_a, in_process):
+def test_a_cancel_that_arrives_after_the_job_finished_is_refused_and_not_audited(
+    world_a, in_process
+):
     from verticals.tenancy.models import AuditEvent
 
     job = make_job(world_a)
     engine.schedule(world_a.tenant.pk)
     seen_running = engine.claim(job.public_id, "w:1")  # what the canceller read …
-    engine.finish(seen_running, 1, Status.SUCCEEDED, result={"done": True})  # … before the job ended
+    engine.finish(
+        seen_running, 1, Status.SUCCEEDED, result={"done": True}
+    )  # … before the job ended
     with pytest.raises(ValidationError, match="has already succeeded"):
         engine.request_cancel(seen_running)
     assert reload(job).status == Status.SUCCEEDED and reload(job).cancel_requested_at is None
-    assert not AuditEvent.dangerously_unscoped.filter(action="job.cancel", target_id=job.public_id).exists()
+    assert not AuditEvent.dangerously_unscoped.filter(
+        action="job.cancel", target_id=job.public_id
+    ).exists()
 
 
 # --- the reaper ---------------------------------------------------------------------------
 
+
 def go_silent(job, *, attempt=1, seconds=120, checkpoint=None):
     """Make `job` look like attempt `attempt` is running on a worker that died `seconds` ago."""
     Job.dangerously_unscoped.filter(pk=job.pk).update(
-        status=Status.RUNNING, attempt=attempt, worker="gone:1", dispatched_at=timezone.now(),
-        heartbeat_at=timezone.now() - timedelta(seconds=seconds), checkpoint=checkpoint,
+        status=Status.RUNNING,
+        attempt=attempt,
+        worker="gone:1",
+        dispatched_at=timezone.now(),
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds),
+        checkpoint=checkpoint,
     )
 
 
@@ -269,17 +333,31 @@ def test_reaper_requeues_a_retryable_job_which_resumes_without_redoing_effects(w
     report = engine.reap()
     assert report["requeued"] == [job.public_id] and report["failed"] == []
     requeued = reload(job)
-    assert requeued.status == Status.QUEUED and requeued.dispatched_at is not None and requeued.worker == ""
+    assert (
+        requeued.status == Status.QUEUED
+        and requeued.dispatched_at is not None
+        and requeued.worker == ""
+    )
     assert "stopped responding" in events(job, "log")[-1].data["message"]
-    assert events(job, "status")[-1].data == {"status": "queued", "attempt": 1, "reason": "worker_lost"}
+    assert events(job, "status")[-1].data == {
+        "status": "queued",
+        "attempt": 1,
+        "reason": "worker_lost",
+    }
     assert reload(fresh).status == Status.RUNNING
 
     assert worker.execute(job.public_id) == Status.SUCCEEDED
     job = reload(job)
     assert job.attempt == 2 and job.result == {"steps": 4, "attempt": 2}
     assert effects(job) == [f"effect {job.public_id} step {i}" for i in range(4)]
-    assert [e.data["current"] for e in events(job, "progress")] == [2, 3, 4]  # resumed at its checkpoint
-    assert JobEffect.dangerously_unscoped.get(job=job, key="step-1").attempt == 1  # step 1 redone, its effect not
+    assert [e.data["current"] for e in events(job, "progress")] == [
+        2,
+        3,
+        4,
+    ]  # resumed at its checkpoint
+    assert (
+        JobEffect.dangerously_unscoped.get(job=job, key="step-1").attempt == 1
+    )  # step 1 redone, its effect not
 
 
 @pytest.mark.django_db
@@ -306,21 +384,35 @@ def test_reaper_fails_what_it_may_not_rerun(world_a, in_process):
 def test_reaper_ends_a_run_that_ignores_its_cancel_or_outlives_its_time_limit(world_a, in_process):
     stubborn = make_job(world_a)
     go_silent(stubborn, seconds=1)  # alive and beating …
-    Job.dangerously_unscoped.filter(pk=stubborn.pk).update(cancel_requested_at=timezone.now() - timedelta(seconds=31))
+    Job.dangerously_unscoped.filter(pk=stubborn.pk).update(
+        cancel_requested_at=timezone.now() - timedelta(seconds=31)
+    )
     endless = make_job(world_a)
     go_silent(endless, seconds=1)
-    Job.dangerously_unscoped.filter(pk=endless.pk).update(started_at=timezone.now() - timedelta(days=1, seconds=1))
+    Job.dangerously_unscoped.filter(pk=endless.pk).update(
+        started_at=timezone.now() - timedelta(days=1, seconds=1)
+    )
     patient = make_job(world_a)
     go_silent(patient, seconds=1)
-    Job.dangerously_unscoped.filter(pk=patient.pk).update(cancel_requested_at=timezone.now() - timedelta(seconds=5))
+    Job.dangerously_unscoped.filter(pk=patient.pk).update(
+        cancel_requested_at=timezone.now() - timedelta(seconds=5)
+    )
     report = engine.reap()
     assert report["cancelled"] == [stubborn.public_id] and report["failed"] == [endless.public_id]
-    assert "did not stop within 30 s of the cancellation" in events(stubborn, "log")[-1].data["message"]
+    assert (
+        "did not stop within 30 s of the cancellation"
+        in events(stubborn, "log")[-1].data["message"]
+    )
     endless = reload(endless)
-    assert endless.error_code == "time_limit" and endless.error_message == "The job ran past its time limit of 24 h and was stopped."
+    assert (
+        endless.error_code == "time_limit"
+        and endless.error_message == "The job ran past its time limit of 24 h and was stopped."
+    )
     assert reload(patient).status == Status.RUNNING  # still inside its grace
     # The stubborn attempt learns at its next report that it lost the job.
-    ctx = JobContext(Job.dangerously_unscoped.select_related("tenant", "project").get(pk=stubborn.pk))
+    ctx = JobContext(
+        Job.dangerously_unscoped.select_related("tenant", "project").get(pk=stubborn.pk)
+    )
     ctx.attempt = 1
     with pytest.raises(JobSuperseded):
         ctx.report(2, 3)
@@ -345,7 +437,9 @@ def test_a_superseded_attempt_cannot_write_or_finish(world_a, in_process):
 def test_reaper_resends_a_start_that_was_never_picked_up(world_a, in_process, no_broker):
     job = make_job(world_a)
     engine.schedule(world_a.tenant.pk)
-    Job.dangerously_unscoped.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(hours=1))
+    Job.dangerously_unscoped.filter(pk=job.pk).update(
+        dispatched_at=timezone.now() - timedelta(hours=1)
+    )
     no_broker.reset_mock()
     assert engine.reap()["redispatched"] == [job.public_id]
     assert [c.args[0] for c in no_broker.call_args_list] == [job.public_id]
@@ -353,14 +447,18 @@ def test_reaper_resends_a_start_that_was_never_picked_up(world_a, in_process, no
 
 # --- compute and its usage ----------------------------------------------------------------
 
+
 class WorkerKilled(BaseException):
     """The worker process dying at this point (a SIGKILL): nothing after it runs, no handler sees it."""
 
 
 def usage(job) -> dict[str, Decimal]:
     """The job's usage events in the ledger: idempotency key → quantity."""
-    return dict(UsageEvent.dangerously_unscoped.filter(source="jobs", idempotency_key__startswith=f"{job.public_id}:")
-                .values_list("idempotency_key", "quantity"))
+    return dict(
+        UsageEvent.dangerously_unscoped.filter(
+            source="jobs", idempotency_key__startswith=f"{job.public_id}:"
+        ).values_list("idempotency_key", "quantity")
+    )
 
 
 @pytest.mark.django_db
@@ -370,7 +468,10 @@ def test_an_attempt_is_billed_in_the_transaction_that_ends_it(world_a, in_proces
     never billed. The end, the row's seconds and the ledger event now commit together: a worker
     that dies at the ledger write takes the end with it (the job still runs; the reaper reruns it)."""
     job = make_job(world_a)
-    with mock.patch("verticals.billing.sources.record_job_seconds", side_effect=WorkerKilled), pytest.raises(WorkerKilled):
+    with (
+        mock.patch("verticals.billing.sources.record_job_seconds", side_effect=WorkerKilled),
+        pytest.raises(WorkerKilled),
+    ):
         start(world_a, job)
     row = reload(job)
     assert (row.status, row.attempt, row.resource_seconds) == (Status.RUNNING, 1, 0)
@@ -381,7 +482,9 @@ def test_an_attempt_is_billed_in_the_transaction_that_ends_it(world_a, in_proces
     assert start(world_a, job) == Status.SUCCEEDED
     row = reload(job)
     assert row.attempt == 2 and row.resource_seconds > 0
-    assert usage(job) == {f"{job.public_id}:2": Decimal(repr(row.resource_seconds))}  # to the micro-second
+    assert usage(job) == {
+        f"{job.public_id}:2": Decimal(repr(row.resource_seconds))
+    }  # to the micro-second
 
 
 @pytest.mark.django_db
@@ -392,11 +495,14 @@ def test_a_superseded_attempt_is_billed_what_the_row_counts(world_a, in_process)
     go_silent(job)
     engine.reap()  # attempt 1 is given up on; it was in fact still going, and ends later
     engine.add_resource_seconds(claimed, 1, 0.1234567)
-    assert reload(job).resource_seconds == 0.123457  # the ledger's micro-seconds, not the clock's digits
+    assert (
+        reload(job).resource_seconds == 0.123457
+    )  # the ledger's micro-seconds, not the clock's digits
     assert usage(job) == {f"{job.public_id}:1": Decimal("0.123457")}
 
 
 # --- the context --------------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_progress_rows_are_throttled_but_metrics_and_the_last_step_are_kept(world_a, in_process):
@@ -408,7 +514,9 @@ def test_progress_rows_are_throttled_but_metrics_and_the_last_step_are_kept(worl
         for step in range(1, 101):
             ctx.report(step, 100, {"loss": 1 / step} if step % 10 == 0 else None)
     # The first report is written (the job visibly started), then only those with metrics, and the last.
-    assert [e.data["current"] for e in events(job, "progress")] == [1.0] + [float(s) for s in range(10, 101, 10)]
+    assert [e.data["current"] for e in events(job, "progress")] == [1.0] + [
+        float(s) for s in range(10, 101, 10)
+    ]
     assert len(events(job, "metric")) == 10
     assert reload(job).progress_current == 100
 
@@ -419,7 +527,10 @@ def test_eta_comes_from_the_rate_of_this_attempt(world_a, in_process):
     engine.schedule(world_a.tenant.pk)
     ctx = JobContext(engine.claim(job.public_id, "w:1"))
     clock = iter([100.0, 110.0])
-    with mock.patch("verticals.jobs.context.time.monotonic", side_effect=lambda: next(clock)), tenant_context(world_a.tenant):
+    with (
+        mock.patch("verticals.jobs.context.time.monotonic", side_effect=lambda: next(clock)),
+        tenant_context(world_a.tenant),
+    ):
         ctx.report(10, 100)  # t=100: the origin
         ctx.report(20, 100)  # t=110: 10 steps in 10 s, 80 to go
     assert reload(job).eta_seconds == 80.0

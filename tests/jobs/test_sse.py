@@ -13,8 +13,8 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
-from tests.processes import fresh_env, manage, production_server
 from tests.jobs.sse import parse_block
+from tests.processes import fresh_env, manage, production_server
 from verticals.jobs import engine, worker
 from verticals.jobs.models import Job
 from verticals.tenancy.roles import Role
@@ -51,7 +51,9 @@ def events_url(world, job_id: str) -> str:
 
 
 def create(world, **body) -> str:
-    answer = world.client().post(f"/api/v1/projects/{world.project.public_id}/jobs/", body, format="json")
+    answer = world.client().post(
+        f"/api/v1/projects/{world.project.public_id}/jobs/", body, format="json"
+    )
     assert answer.status_code == 201, answer.content
     return answer.json()["id"]
 
@@ -67,13 +69,16 @@ def all_ids(job_id: str) -> list[int]:
 
 # --- WSGI ---------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
 def test_replay_from_the_middle_of_a_finished_job_then_the_end(world_a, in_process, fast_stream):
     job_id = create(world_a, kind="test.steps", params={"steps": 3})
     assert run(world_a, job_id) == Status.SUCCEEDED
     ids = all_ids(job_id)
     middle = ids[len(ids) // 2]
-    answer = world_a.client().get(events_url(world_a, job_id), HTTP_LAST_EVENT_ID=str(middle), HTTP_ACCEPT="text/event-stream")
+    answer = world_a.client().get(
+        events_url(world_a, job_id), HTTP_LAST_EVENT_ID=str(middle), HTTP_ACCEPT="text/event-stream"
+    )
     assert answer.status_code == 200 and answer.streaming
     assert answer["Content-Type"] == "text/event-stream"
     assert answer["Cache-Control"] == "no-cache" and answer["X-Accel-Buffering"] == "no"
@@ -82,7 +87,11 @@ def test_replay_from_the_middle_of_a_finished_job_then_the_end(world_a, in_proce
     assert time.monotonic() - started < 5
     assert [e["id"] for e in events] == ids[middle:]
     last = events[-1]
-    assert last["event"] == "status" and last["data"]["status"] == "succeeded" and last["data"]["result"] == {"steps": 3, "attempt": 1}
+    assert (
+        last["event"] == "status"
+        and last["data"]["status"] == "succeeded"
+        and last["data"]["result"] == {"steps": 3, "attempt": 1}
+    )
     assert {e["event"] for e in events} <= {"status", "progress", "metric", "log"}
 
 
@@ -92,29 +101,48 @@ def test_a_full_replay_has_every_kind_of_event_in_order(world_a, in_process, fas
     assert run(world_a, job_id) == Status.SUCCEEDED
     events = [parse(c) for c in world_a.client().get(events_url(world_a, job_id)).streaming_content]
     assert [e["id"] for e in events] == all_ids(job_id)
-    assert [e["data"]["status"] for e in events if e["event"] == "status"] == ["queued", "running", "succeeded"]
+    assert [e["data"]["status"] for e in events if e["event"] == "status"] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
     progress = [e["data"] for e in events if e["event"] == "progress"]
-    assert [(p["current"], p["total"]) for p in progress] == [(1, 2), (2, 2)] and "eta_seconds" in progress[0]
-    assert [(e["data"]["step"], e["data"]["name"], e["data"]["value"]) for e in events if e["event"] == "metric"] == \
-        [(1, "loss", 1.0), (2, "loss", 0.5)]
-    assert [e["data"]["message"] for e in events if e["event"] == "log"] == ["step 1 of 2 (attempt 1)", "step 2 of 2 (attempt 1)"]
+    assert [(p["current"], p["total"]) for p in progress] == [
+        (1, 2),
+        (2, 2),
+    ] and "eta_seconds" in progress[0]
+    assert [
+        (e["data"]["step"], e["data"]["name"], e["data"]["value"])
+        for e in events
+        if e["event"] == "metric"
+    ] == [(1, "loss", 1.0), (2, "loss", 0.5)]
+    assert [e["data"]["message"] for e in events if e["event"] == "log"] == [
+        "step 1 of 2 (attempt 1)",
+        "step 2 of 2 (attempt 1)",
+    ]
     assert all(e["data"]["at"] for e in events)
 
 
 @pytest.mark.django_db
 def test_after_the_last_event_of_a_finished_job_the_stream_closes_at_once(world_a, fast_stream):
     last = all_ids(world_a.job.public_id)[-1]
-    answer = world_a.client().get(events_url(world_a, world_a.job.public_id), HTTP_LAST_EVENT_ID=str(last))
+    answer = world_a.client().get(
+        events_url(world_a, world_a.job.public_id), HTTP_LAST_EVENT_ID=str(last)
+    )
     assert answer.status_code == 200 and list(answer.streaming_content) == []
     # The query parameter does the same for clients that cannot set headers; the header wins.
     answer = world_a.client().get(events_url(world_a, world_a.job.public_id) + "?last_event_id=1")
     assert [parse(c)["id"] for c in answer.streaming_content] == [2]
-    answer = world_a.client().get(events_url(world_a, world_a.job.public_id) + "?last_event_id=0", HTTP_LAST_EVENT_ID="1")
+    answer = world_a.client().get(
+        events_url(world_a, world_a.job.public_id) + "?last_event_id=0", HTTP_LAST_EVENT_ID="1"
+    )
     assert [parse(c)["id"] for c in answer.streaming_content] == [2]
 
 
 @pytest.mark.django_db
-def test_the_stream_of_an_unfinished_job_follows_new_events_until_the_end(world_a, in_process, fast_stream):
+def test_the_stream_of_an_unfinished_job_follows_new_events_until_the_end(
+    world_a, in_process, fast_stream
+):
     job_id = create(world_a, kind="test.steps", params={"steps": 3})
     answer = world_a.session().get(events_url(world_a, job_id))
     stream = iter(answer.streaming_content)
@@ -136,11 +164,19 @@ def test_a_cancelled_job_ends_its_stream_and_quiet_times_get_keep_alives(world_a
     started = time.monotonic()
     assert parse(next(stream)) == {"comment": "keep-alive"}
     assert time.monotonic() - started >= 0.04
-    assert world_a.client().post(f"/api/v1/projects/{world_a.project.public_id}/jobs/{job_id}/cancel/").status_code == 200
+    assert (
+        world_a.client()
+        .post(f"/api/v1/projects/{world_a.project.public_id}/jobs/{job_id}/cancel/")
+        .status_code
+        == 200
+    )
     rest = [parse(chunk) for chunk in stream]
     rest = [e for e in rest if "comment" not in e]
     assert rest[-1]["event"] == "status" and rest[-1]["data"]["status"] == "cancelled"
-    assert rest[-1]["data"]["error"] == {"code": "cancelled", "message": "Cancelled before it started."}
+    assert rest[-1]["data"]["error"] == {
+        "code": "cancelled",
+        "message": "Cancelled before it started.",
+    }
 
 
 @pytest.mark.django_db
@@ -154,17 +190,24 @@ def test_the_stream_closes_after_its_time_limit(world_a, fast_stream):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("header, query, field", [
-    ("abc", None, "Last-Event-ID"), ("-3", None, "Last-Event-ID"), ("1.5", None, "Last-Event-ID"),
-    (None, "x", "last_event_id"),
-])
+@pytest.mark.parametrize(
+    "header, query, field",
+    [
+        ("abc", None, "Last-Event-ID"),
+        ("-3", None, "Last-Event-ID"),
+        ("1.5", None, "Last-Event-ID"),
+        (None, "x", "last_event_id"),
+    ],
+)
 def test_a_bad_last_event_id_is_400(world_a, header, query, field):
     extra = {"HTTP_LAST_EVENT_ID": header} if header is not None else {}
     url = events_url(world_a, world_a.job.public_id) + (f"?last_event_id={query}" if query else "")
     answer = world_a.client().get(url, HTTP_ACCEPT="text/event-stream", **extra)
     assert answer.status_code == 400 and answer["Content-Type"] == "application/json"
     error = answer.json()["error"]
-    assert error["code"] == "invalid" and error["message"].startswith(f"{field}: Give the id of the last event")
+    assert error["code"] == "invalid" and error["message"].startswith(
+        f"{field}: Give the id of the last event"
+    )
 
 
 @pytest.mark.django_db
@@ -185,7 +228,11 @@ def test_errors_head_and_options_answer_plainly_to_an_event_source(world_a, worl
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "permission_denied"
     # HEAD: the stream's headers, no body (and no stream held open).
     head = client.head(events_url(world_a, world_a.job.public_id), **accept)
-    assert head.status_code == 200 and head["Content-Type"] == "text/event-stream" and not head.streaming
+    assert (
+        head.status_code == 200
+        and head["Content-Type"] == "text/event-stream"
+        and not head.streaming
+    )
     assert head.content == b""
     options = client.options(events_url(world_a, world_a.job.public_id), **accept)
     assert options.status_code == 405 and options.json()["error"]["code"] == "method_not_allowed"
@@ -200,14 +247,20 @@ def test_errors_head_and_options_answer_plainly_to_an_event_source(world_a, worl
 
 # --- ASGI ---------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
-def test_under_asgi_the_stream_is_asynchronous_and_follows_the_job(world_a, in_process, fast_stream):
+def test_under_asgi_the_stream_is_asynchronous_and_follows_the_job(
+    world_a, in_process, fast_stream
+):
     job_id = create(world_a, kind="test.steps", params={"steps": 2})
     auth = {"Authorization": f"Bearer {world_a.secret}"}
 
     async def scenario():
         client = AsyncClient()
-        answer = await client.get(events_url(world_a, job_id), headers={**auth, "Accept": "text/event-stream", "Last-Event-ID": "0"})
+        answer = await client.get(
+            events_url(world_a, job_id),
+            headers={**auth, "Accept": "text/event-stream", "Last-Event-ID": "0"},
+        )
         assert answer.status_code == 200 and answer["Content-Type"] == "text/event-stream"
         assert answer.is_async  # Django would read a sync iterator whole before sending a byte
         chunks = aiter(answer.streaming_content)
@@ -224,7 +277,10 @@ def test_under_asgi_the_stream_is_asynchronous_and_follows_the_job(world_a, in_p
 @pytest.mark.django_db
 def test_under_asgi_errors_are_json(world_a, world_b):
     auth = {"Authorization": f"Bearer {world_a.secret}"}
-    theirs, mine = events_url(world_a, world_b.job.public_id), events_url(world_a, world_a.job.public_id)
+    theirs, mine = (
+        events_url(world_a, world_b.job.public_id),
+        events_url(world_a, world_a.job.public_id),
+    )
 
     async def scenario():
         client = AsyncClient()
@@ -241,15 +297,24 @@ def test_under_asgi_errors_are_json(world_a, world_b):
 def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
     """Under gunicorn + uvicorn, the first event arrives while the job is still queued (nothing is
     buffered), and the stream ends when the job is cancelled from another connection."""
-    env = fresh_env(tmp_path, JOBS_RUNNER_MODULES="tests.jobs.runners", JOBS_SSE_POLL_SECONDS="0.05",
-                    JOBS_SSE_KEEPALIVE_SECONDS="30", JOBS_SSE_MAX_SECONDS="60")
+    env = fresh_env(
+        tmp_path,
+        JOBS_RUNNER_MODULES="tests.jobs.runners",
+        JOBS_SSE_POLL_SECONDS="0.05",
+        JOBS_SSE_KEEPALIVE_SECONDS="30",
+        JOBS_SSE_MAX_SECONDS="60",
+    )
     manage(env, "migrate", "--noinput")
-    world = json.loads(manage(env, "bootstrap", "--partner", "P", "--tenant", "T", "--email", "o@example.com"))
+    world = json.loads(
+        manage(env, "bootstrap", "--partner", "P", "--tenant", "T", "--email", "o@example.com")
+    )
     auth = {"Authorization": f"Bearer {world['api_key']}"}
 
     def call(url, method="GET", body=None):
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers={**auth, "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={**auth, "Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
@@ -259,7 +324,9 @@ def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
         lines: queue.Queue = queue.Queue()
 
         def listen():
-            request = urllib.request.Request(base + job["id"] + "/events/", headers={**auth, "Accept": "text/event-stream"})
+            request = urllib.request.Request(
+                base + job["id"] + "/events/", headers={**auth, "Accept": "text/event-stream"}
+            )
             with urllib.request.urlopen(request, timeout=30) as response:
                 lines.put(("headers", response.headers.get("Content-Type")))
                 for line in response:
@@ -270,7 +337,9 @@ def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
         assert lines.get(timeout=10) == ("headers", "text/event-stream")
         received = []
         while not any(line.startswith("data: ") for line in received):
-            kind, line = lines.get(timeout=10)  # arrives while the job waits: the stream is not buffered
+            kind, line = lines.get(
+                timeout=10
+            )  # arrives while the job waits: the stream is not buffered
             received.append(line)
         assert received[:2] == ["id: 1", "event: status"] and '"status":"queued"' in received[2]
         assert call(base + job["id"] + "/cancel/", "POST", {})["status"] == "cancelled"
@@ -279,5 +348,5 @@ def test_a_real_asgi_server_streams_events_as_they_happen(tmp_path):
             if kind == "end":
                 break
             received.append(line)
-        data = [json.loads(line[len("data: "):]) for line in received if line.startswith("data: ")]
+        data = [json.loads(line[len("data: ") :]) for line in received if line.startswith("data: ")]
         assert [d["id"] for d in data] == [1, 2] and data[-1]["status"] == "cancelled"

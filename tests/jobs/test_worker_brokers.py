@@ -45,7 +45,11 @@ def run_one_job(world) -> None:
     steps = 3
     job = create(world, "test.steps", {"steps": steps, "delay": 0.05})
     row = wait_end(job, 30)
-    assert (row.status, row.attempt, row.result) == (Job.Status.SUCCEEDED, 1, {"steps": steps, "attempt": 1}), row.error_message
+    assert (row.status, row.attempt, row.result) == (
+        Job.Status.SUCCEEDED,
+        1,
+        {"steps": steps, "attempt": 1},
+    ), row.error_message
     evs = events(job)
     assert [d["status"] for d in of_type(evs, "status")] == ["queued", "running", "succeeded"]
     assert [p["current"] for p in of_type(evs, "progress")] == [1.0, 2.0, 3.0]
@@ -60,5 +64,7 @@ def test_lifecycle_on_rabbitmq(rabbitmq_worker, world_a):
 def test_lifecycle_on_the_embedded_filesystem_broker(filesystem_worker, world_a):
     """The worker and this process share the broker's folder: the one the settings build under the
     worker's VERTICALS_VAR_DIR."""
-    assert filesystem_worker.transport_options["data_folder_in"] == str(filesystem_worker.var_dir / "broker")
+    assert filesystem_worker.transport_options["data_folder_in"] == str(
+        filesystem_worker.var_dir / "broker"
+    )
     run_one_job(world_a)

@@ -14,8 +14,28 @@ CASES = [
     ("/members/", {"email": "a@example.com"}, "role"),
     ("/api-keys/", {"name": "k", "role": "developer", "mode": "live"}, "scopes"),
     ("/api-keys/", {"name": "k", "scopes": ["fly"], "role": "developer", "mode": "live"}, "scopes"),
-    ("/api-keys/", {"name": "k", "scopes": ["read"], "role": "developer", "mode": "live", "project": "prj_nope"}, "project"),
-    ("/api-keys/", {"name": "k", "scopes": ["read"], "role": "developer", "mode": "live", "expires_at": "2001-01-01 00:00"}, "expires_at"),
+    (
+        "/api-keys/",
+        {
+            "name": "k",
+            "scopes": ["read"],
+            "role": "developer",
+            "mode": "live",
+            "project": "prj_nope",
+        },
+        "project",
+    ),
+    (
+        "/api-keys/",
+        {
+            "name": "k",
+            "scopes": ["read"],
+            "role": "developer",
+            "mode": "live",
+            "expires_at": "2001-01-01 00:00",
+        },
+        "expires_at",
+    ),
     ("/api-keys/", {"name": LONG, "scopes": ["read"], "role": "developer", "mode": "live"}, "name"),
 ]
 

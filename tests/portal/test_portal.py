@@ -11,7 +11,6 @@ from verticals.tenancy.models import ApiKey, Membership
 from verticals.tenancy.roles import Role
 from verticals.tenancy.scoping import tenant_context
 
-
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db00000000049454e44ae426082"
@@ -62,7 +61,10 @@ def test_viewer_sees_no_create_form_and_cannot_post(world_a):
 @pytest.mark.django_db
 def test_api_key_secret_shown_exactly_once(world_a):
     client = signed_in(world_a.owner)
-    answer = client.post("/api-keys/", {"name": "ci", "scopes": ["read", "predict"], "role": "developer", "mode": "live"})
+    answer = client.post(
+        "/api-keys/",
+        {"name": "ci", "scopes": ["read", "predict"], "role": "developer", "mode": "live"},
+    )
     assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
     secrets = re.findall(r"vk_live_[0-9A-Za-z]{46}", answer.content.decode())
     assert len(set(secrets)) == 1
@@ -78,7 +80,10 @@ def test_api_key_secret_shown_exactly_once(world_a):
 def test_members_invite_change_role_remove(world_a, mailoutbox, django_capture_on_commit_callbacks):
     client = signed_in(world_a.owner)
     with django_capture_on_commit_callbacks(execute=True):
-        assert client.post("/members/", {"email": "new@example.com", "role": "developer"}).status_code == 302
+        assert (
+            client.post("/members/", {"email": "new@example.com", "role": "developer"}).status_code
+            == 302
+        )
     assert mailoutbox[0].to == ["new@example.com"] and "/invitations/" in mailoutbox[0].body
     page = client.get("/members/").content.decode()
     assert "new@example.com" in page and "Open invitations" in page
@@ -128,7 +133,11 @@ def test_htmx_role_change_and_remove_swap_one_row(world_a):
     hx = {"HTTP_HX_REQUEST": "true"}
     row = client.post(f"/members/{dev.public_id}/role", {"role": "viewer"}, **hx)
     html = row.content.decode()
-    assert row.status_code == 200 and html.startswith(f'<tr id="member-{dev.public_id}"') and "<html" not in html
+    assert (
+        row.status_code == 200
+        and html.startswith(f'<tr id="member-{dev.public_id}"')
+        and "<html" not in html
+    )
     assert "is now viewer" in html and 'value="viewer" selected' in html
     refused = client.post(f"/members/{world_a.membership.public_id}/remove", **hx).content.decode()
     assert "at least one owner" in refused and refused.startswith("<tr")

@@ -64,7 +64,7 @@ def tiny_architecture(task_name: str) -> str:
     return TINY_ARCHITECTURE.get(task_name) or discovery.get_task(task_name).default_architecture
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model_dir(task_name: str) -> Path:
     """A directory holding a tiny model of the task, trained on its example dataset (once per session)."""
     task = discovery.get_task(task_name)
@@ -72,9 +72,16 @@ def tiny_model_dir(task_name: str) -> Path:
     upload_dir = work / "upload"
     upload_dir.mkdir()
     splits = local_splits(task, task.example_dataset(upload_dir, rows=40, seed=3), work / "data")
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], test=splits["test"],
-                            params=task.tiny_params, architecture=tiny_architecture(task_name), seed=0,
-                            scratch_dir=work / "scratch")
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        params=task.tiny_params,
+        architecture=tiny_architecture(task_name),
+        seed=0,
+        scratch_dir=work / "scratch",
+    )
     model = task.train(ctx)
     saved = work / "saved"
     saved.mkdir()
@@ -83,7 +90,9 @@ def tiny_model_dir(task_name: str) -> Path:
     return saved
 
 
-def make_model_version(world, task_name: str = "sentiment", *, name: str = "tiny", project=None) -> ModelVersion:
+def make_model_version(
+    world, task_name: str = "sentiment", *, name: str = "tiny", project=None
+) -> ModelVersion:
     """A model version of the world's project holding a copy of the session's tiny model."""
     task = discovery.get_task(task_name)
     saved = tiny_model_dir(task_name)
@@ -91,14 +100,27 @@ def make_model_version(world, task_name: str = "sentiment", *, name: str = "tiny
     copy = Path(tempfile.mkdtemp(prefix="copy-")) / "model"
     shutil.copytree(saved, copy)
     with tenant_context(world.tenant):
-        return services.model_publish(project=project or world.project, task=task, model=None, name=name,
-                                      architecture=tiny_architecture(task_name), labels=labels, metrics={"accuracy": 1.0},
-                                      report={}, params={}, directory=copy)
+        return services.model_publish(
+            project=project or world.project,
+            task=task,
+            model=None,
+            name=name,
+            architecture=tiny_architecture(task_name),
+            labels=labels,
+            metrics={"accuracy": 1.0},
+            report={},
+            params={},
+            directory=copy,
+        )
 
 
-def make_dataset_version(world, task_name: str = "sentiment", *, rows: int = 40, name: str = "reviews", project=None):
+def make_dataset_version(
+    world, task_name: str = "sentiment", *, rows: int = 40, name: str = "reviews", project=None
+):
     task = discovery.get_task(task_name)
     folder = Path(tempfile.mkdtemp(prefix="dataset-"))
     upload = task.example_dataset(folder, rows=rows, seed=0)
     with tenant_context(world.tenant):
-        return services.dataset_upload(project=project or world.project, caller=None, upload=upload, task=task_name, name=name)
+        return services.dataset_upload(
+            project=project or world.project, caller=None, upload=upload, task=task_name, name=name
+        )

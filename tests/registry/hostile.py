@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # --- zip archives of zeros ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Zeros:
     """A member's content: `head` then zero bytes, `size` bytes in all."""
@@ -42,13 +43,13 @@ class Zeros:
     head: bytes = b""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zero_block() -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
     return packer.compress(bytes(MiB)) + packer.flush(zlib.Z_FULL_FLUSH)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zero_crc(size: int, head: bytes) -> int:
     crc = zlib.crc32(head)
     block = bytes(MiB)
@@ -74,7 +75,9 @@ def _deflated(content: bytes | Zeros) -> tuple[bytes, int, int]:
     return b"".join(parts), _zero_crc(content.size, content.head), content.size
 
 
-def zip_file(path: Path, members: dict[str, bytes | Zeros], *, declared: dict[str, int] | None = None) -> Path:
+def zip_file(
+    path: Path, members: dict[str, bytes | Zeros], *, declared: dict[str, int] | None = None
+) -> Path:
     """A zip archive of deflated members (each under 4 GiB). `declared` gives a member a size in
     its headers other than its real one (a forged archive)."""
     path = Path(path)
@@ -90,16 +93,33 @@ def zip_file(path: Path, members: dict[str, bytes | Zeros], *, declared: dict[st
             fields = (20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded), 0)
             out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + encoded)
             out.write(data)
-            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x0314, *fields, 0, 0, 0, 0o100644 << 16, offset)
-                           + encoded)
+            central.append(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    0x0314,
+                    *fields,
+                    0,
+                    0,
+                    0,
+                    0o100644 << 16,
+                    offset,
+                )
+                + encoded
+            )
         start = out.tell()
         listing = b"".join(central)
         out.write(listing)
-        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(listing), start, 0))
+        out.write(
+            struct.pack(
+                "<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(listing), start, 0
+            )
+        )
     return path
 
 
 # --- the hostile uploads of the issue ---------------------------------------------------------
+
 
 def image_bomb_zip(path: Path, *, bombs: int = 1, size: int = 2 * GiB) -> Path:
     """An image-dataset zip of `bombs` zero-filled "png" files of `size` bytes each (2.1 MB a bomb)."""
@@ -118,7 +138,9 @@ def text_csv(path: Path, *, rows: int) -> Path:
     return path
 
 
-def safetensors_file(tensors: dict[str, tuple[str, list[int]]], *, data: int | None = None) -> bytes:
+def safetensors_file(
+    tensors: dict[str, tuple[str, list[int]]], *, data: int | None = None
+) -> bytes:
     """The header of a safetensors file holding `tensors` (name: (dtype, shape), contiguous) and,
     unless `data` says how many, all of its data bytes (zeros)."""
     bits = {"F32": 32, "F16": 16, "BF16": 16, "I64": 64, "U8": 8}
@@ -138,7 +160,9 @@ def safetensors_head(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
     return safetensors_file(tensors, data=0)
 
 
-PICKLE_BYTES = b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x04eval\x94\x93\x94."
+PICKLE_BYTES = (
+    b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x04eval\x94\x93\x94."
+)
 HUGE_HEADER_LENGTH = struct.pack("<Q", 2**62) + b"{}" + bytes(64)
 CLAIMS_40_GB = safetensors_file({"weight": ("F32", [10_000, 1_000_000])}, data=1024)
 
@@ -217,22 +241,39 @@ print("BOUNDED " + json.dumps(results))
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _migrated_platform() -> Path:
     """A var folder with a migrated SQLite database, made once per test session."""
     var = Path(tempfile.mkdtemp(prefix="bounded-platform-"))
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=_env(var), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=_env(var),
+        check=True,
+        capture_output=True,
+    )
     return var
 
 
 def _env(var: Path) -> dict:
-    env = {**os.environ, "VERTICALS_VAR_DIR": str(var), "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}", "DEBUG": "1",
-           "DJANGO_SETTINGS_MODULE": "verticals.config.settings", "TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "platform"), str(ROOT / "plugins"), str(ROOT), env.get("PYTHONPATH", "")])
+    env = {
+        **os.environ,
+        "VERTICALS_VAR_DIR": str(var),
+        "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}",
+        "DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "verticals.config.settings",
+        "TORCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "platform"), str(ROOT / "plugins"), str(ROOT), env.get("PYTHONPATH", "")]
+    )
     return env
 
 
-def bounded_run(cases: list[dict], *, file_limit: int = 0, memory_cap: int = 2 * GiB, timeout: float = 300) -> list[dict]:
+def bounded_run(
+    cases: list[dict], *, file_limit: int = 0, memory_cap: int = 2 * GiB, timeout: float = 300
+) -> list[dict]:
     """Ingest each case (`{"kind": "dataset" | "model", "task": …, "path": …, "settings": {…}}`) in
     one fresh process, through dataset_upload or model_import (with those settings), and report for
     each: `stored`, the refusal's `message` and `problems` (or an unexpected `error`), and the
@@ -241,11 +282,25 @@ def bounded_run(cases: list[dict], *, file_limit: int = 0, memory_cap: int = 2 *
     tries: an AssertionError here); past `memory_cap` bytes of address space above idle, an
     ingestion fails with a MemoryError (reported as its `error`) rather than take the machine."""
     var = _migrated_platform()
-    env = {**_env(var), "BOUNDED_FILE_LIMIT": str(file_limit), "BOUNDED_MEMORY_CAP": str(memory_cap),
-           "BOUNDED_CASES": json.dumps(cases)}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_PRELUDE)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert done.returncode != -signal.SIGXFSZ, f"the ingesting process wrote a file past {file_limit} bytes"
-    assert done.returncode == 0, f"the ingesting process ended with {done.returncode}:\n{done.stderr[-3000:]}"
+    env = {
+        **_env(var),
+        "BOUNDED_FILE_LIMIT": str(file_limit),
+        "BOUNDED_MEMORY_CAP": str(memory_cap),
+        "BOUNDED_CASES": json.dumps(cases),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_PRELUDE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode != -signal.SIGXFSZ, (
+        f"the ingesting process wrote a file past {file_limit} bytes"
+    )
+    assert done.returncode == 0, (
+        f"the ingesting process ended with {done.returncode}:\n{done.stderr[-3000:]}"
+    )
     line = next(line for line in done.stdout.splitlines() if line.startswith("BOUNDED "))
-    return json.loads(line[len("BOUNDED "):])
+    return json.loads(line[len("BOUNDED ") :])

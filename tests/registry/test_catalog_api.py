@@ -45,8 +45,14 @@ def test_every_role_reads_the_catalog_and_strangers_do_not(world_a):
 
 
 def test_base_models_show_which_tasks_can_start_from_them(world_a):
-    BaseModel.objects.create(name="tiny-bert", title="Tiny BERT", family="bert", architecture="bert-finetune", storage_prefix="x",
-                             size_bytes=10)
+    BaseModel.objects.create(
+        name="tiny-bert",
+        title="Tiny BERT",
+        family="bert",
+        architecture="bert-finetune",
+        storage_prefix="x",
+        size_bytes=10,
+    )
     listed = world_a.client().get("/api/v1/base-models/").json()["results"]
     assert [(m["name"], m["tasks"]) for m in listed] == [("tiny-bert", ["sentiment"])]
     assert "storage_prefix" not in listed[0]

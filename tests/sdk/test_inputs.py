@@ -22,14 +22,22 @@ def encoded(image: Image.Image, format: str = "PNG", **options) -> bytes:
 
 def noise(size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Image.Image:
     if mode in ("RGBA", "LA"):
-        return Image.frombytes(mode, size, random.Random(seed).randbytes(size[0] * size[1] * len(mode)))
-    return Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3)).convert(mode)
+        return Image.frombytes(
+            mode, size, random.Random(seed).randbytes(size[0] * size[1] * len(mode))
+        )
+    return Image.frombytes(
+        "RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3)
+    ).convert(mode)
 
 
 def test_the_header_is_read_without_decoding():
     data = zero_png(6300, 6300)  # 39.7 million pixels in about 120 kB
     image = image_input(data, max_bytes=10**7, max_pixels=40_000_000)
-    assert isinstance(image, EncodedImage) and (image.format, image.width, image.height) == ("PNG", 6300, 6300)
+    assert isinstance(image, EncodedImage) and (image.format, image.width, image.height) == (
+        "PNG",
+        6300,
+        6300,
+    )
     assert image.pixels == 39_690_000 and image.source == data
 
 
@@ -78,7 +86,10 @@ def test_decoding_towards_a_size_keeps_twice_that_size_at_most_a_whole_factor_mo
     wide = decode_image(encoded(noise((1000, 300))), fit=(64, 64))
     assert wide.size == (143, 150)  # each side on its own: 1000 / 7 and 300 / 2, rounded up
     small = encoded(noise((100, 90)))
-    assert decode_image(small, fit=(64, 64)).tobytes() == Image.open(io.BytesIO(small)).convert("RGB").tobytes()
+    assert (
+        decode_image(small, fit=(64, 64)).tobytes()
+        == Image.open(io.BytesIO(small)).convert("RGB").tobytes()
+    )
 
 
 def test_jpegs_are_scaled_in_the_decoder():

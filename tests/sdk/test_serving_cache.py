@@ -18,11 +18,11 @@ def test_least_recently_used_models_leave_first_when_memory_is_full():
 
     cache.get(("a",), 100, loader("a"))
     cache.get(("b",), 100, loader("b"))
-    cache.get(("a",), 100, loader("a"))          # a is used again: b is now the oldest
-    cache.get(("c",), 100, loader("c"))          # 300 > 250: b leaves
+    cache.get(("a",), 100, loader("a"))  # a is used again: b is now the oldest
+    cache.get(("c",), 100, loader("c"))  # 300 > 250: b leaves
     assert cache.keys() == [("a",), ("c",)] and loads == ["a", "b", "c"]
     assert cache.used_bytes == 200 and cache.evictions == 1
-    cache.get(("huge",), 1000, loader("huge"))   # a model bigger than the cache still serves, alone
+    cache.get(("huge",), 1000, loader("huge"))  # a model bigger than the cache still serves, alone
     assert cache.keys() == [("huge",)]
 
 
@@ -36,7 +36,10 @@ def test_concurrent_requests_for_one_model_load_it_once():
         return object()
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get(("m",), 1, slow_load))) for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get(("m",), 1, slow_load)))
+        for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -87,7 +90,9 @@ def test_different_options_are_predicted_apart():
         return inputs
 
     batcher = MicroBatcher(predict, max_batch=8, max_wait=0.05)
-    threads = [threading.Thread(target=batcher.submit, args=([f"x{k}"], {"top_k": k})) for k in (1, 2)]
+    threads = [
+        threading.Thread(target=batcher.submit, args=([f"x{k}"], {"top_k": k})) for k in (1, 2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -25,7 +25,10 @@ def inference_pid() -> int:
 def test_predictions_run_in_another_process_and_a_dead_one_is_started_again(world_a):
     model = make_model_version(world_a)
     client = world_a.client()
-    assert client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code == 200
+    assert (
+        client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code
+        == 200
+    )
     first = inference_pid()
     assert first != os.getpid()
 
@@ -41,12 +44,18 @@ def test_predictions_run_in_another_process_and_a_dead_one_is_started_again(worl
 def test_a_process_that_dies_during_the_call_answers_503_and_the_next_call_works(world_a):
     model = make_model_version(world_a)
     client = world_a.client()
-    assert client.post(predict_url(world_a, model), {"inputs": "warm"}, format="json").status_code == 200
+    assert (
+        client.post(predict_url(world_a, model), {"inputs": "warm"}, format="json").status_code
+        == 200
+    )
     victim = inference_pid()
     os.kill(victim, signal.SIGSTOP)  # it will receive the call and never answer it
     answers = []
-    caller = threading.Thread(target=lambda: answers.append(
-        client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json")))
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json")
+        )
+    )
     caller.start()
     deadline = time.monotonic() + 10
     while not process._lock.locked() and time.monotonic() < deadline:  # the call is on its way
@@ -77,11 +86,19 @@ def test_a_model_that_cannot_load_fails_its_calls_and_others_still_serve(world_a
 def test_a_deleted_model_leaves_the_inference_process(world_a, django_capture_on_commit_callbacks):
     model = make_model_version(world_a)
     client = world_a.client()
-    assert client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code == 200
+    assert (
+        client.post(predict_url(world_a, model), {"inputs": "I love it"}, format="json").status_code
+        == 200
+    )
     key = service.model_key(model)
     assert key in process.call(process.loaded_keys)
     with django_capture_on_commit_callbacks(execute=True):
-        assert client.delete(f"/api/v1/projects/{world_a.project.public_id}/models/{model.public_id}/").status_code == 204
+        assert (
+            client.delete(
+                f"/api/v1/projects/{world_a.project.public_id}/models/{model.public_id}/"
+            ).status_code
+            == 204
+        )
     assert key not in process.call(process.loaded_keys)
 
 

@@ -21,8 +21,15 @@ from verticals.sdk.testing import TaskConformance
 
 NAME = "acme_topics"
 EXPECTED_FILES = {
-    "README.md", "pyproject.toml", f"{NAME}/__init__.py", f"{NAME}/apps.py", f"{NAME}/plugin.py", f"{NAME}/task.py",
-    f"{NAME}/model.py", "tests/test_conformance.py", "tests/test_task.py",
+    "README.md",
+    "pyproject.toml",
+    f"{NAME}/__init__.py",
+    f"{NAME}/apps.py",
+    f"{NAME}/plugin.py",
+    f"{NAME}/task.py",
+    f"{NAME}/model.py",
+    "tests/test_conformance.py",
+    "tests/test_task.py",
 }
 CONFORMANCE_TESTS = sorted(name for name in dir(TaskConformance) if name.startswith("test_"))
 
@@ -40,28 +47,35 @@ def written(root: Path) -> set[str]:
 
 # --- refusals -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, message", [
-    ("Topics", "lower-case Python identifier"),
-    ("2topics", "lower-case Python identifier"),
-    ("legal-docs", "lower-case Python identifier"),
-    ("class", "lower-case Python identifier"),
-    ("", "lower-case Python identifier"),
-    ("json", "module named 'json' already exists"),
-    ("nlp", "module named 'nlp' already exists"),
-    ("sdk", "Django app labelled 'sdk'"),
-])
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("Topics", "lower-case Python identifier"),
+        ("2topics", "lower-case Python identifier"),
+        ("legal-docs", "lower-case Python identifier"),
+        ("class", "lower-case Python identifier"),
+        ("", "lower-case Python identifier"),
+        ("json", "module named 'json' already exists"),
+        ("nlp", "module named 'nlp' already exists"),
+        ("sdk", "Django app labelled 'sdk'"),
+    ],
+)
 def test_it_refuses_a_bad_or_taken_name(tmp_path, name, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         scaffold(tmp_path, name)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("task, message", [
-    ("Topic Classifier", "not a valid task name"),
-    ("-topics", "not a valid task name"),
-    ("t" * 64, "not a valid task name"),
-    ("sentiment", "declared already, by the plugin 'nlp'"),
-])
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        ("Topic Classifier", "not a valid task name"),
+        ("-topics", "not a valid task name"),
+        ("t" * 64, "not a valid task name"),
+        ("sentiment", "declared already, by the plugin 'nlp'"),
+    ],
+)
 def test_it_refuses_a_bad_or_taken_task_name(tmp_path, task, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         scaffold(tmp_path, task=task)
@@ -86,6 +100,7 @@ def test_it_says_when_the_directory_cannot_hold_the_plugin(tmp_path):
 
 # --- what it writes -------------------------------------------------------------------------------
 
+
 def test_it_writes_a_complete_plugin_package(tmp_path):
     root = scaffold(tmp_path / "new" / "plugins")  # missing parent folders are made
     assert written(root) == EXPECTED_FILES
@@ -95,12 +110,22 @@ def test_it_writes_a_complete_plugin_package(tmp_path):
         if relative.endswith(".py"):
             ast.parse(text, filename=relative)
     project = tomllib.loads((root / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["verticals.plugins"] == {NAME: f"{NAME}.apps.AcmeTopicsConfig"}
-    assert "dependencies" in project["project"] and not any("verticals" in d for d in project["project"]["dependencies"])
-    assert project["tool"]["pytest"]["ini_options"]["DJANGO_SETTINGS_MODULE"] == "verticals.config.settings"
+    assert project["project"]["entry-points"]["verticals.plugins"] == {
+        NAME: f"{NAME}.apps.AcmeTopicsConfig"
+    }
+    assert "dependencies" in project["project"] and not any(
+        "verticals" in d for d in project["project"]["dependencies"]
+    )
+    assert (
+        project["tool"]["pytest"]["ini_options"]["DJANGO_SETTINGS_MODULE"]
+        == "verticals.config.settings"
+    )
     assert 'plugin = "acme_topics.plugin.AcmeTopicsPlugin"' in (root / NAME / "apps.py").read_text()
     assert 'TASK_NAME = "acme-topics-classifier"' in (root / NAME / "task.py").read_text()
-    assert 'task_name = "acme-topics-classifier"' in (root / "tests" / "test_conformance.py").read_text()
+    assert (
+        'task_name = "acme-topics-classifier"'
+        in (root / "tests" / "test_conformance.py").read_text()
+    )
     assert 'name = "acme-topics"' in (root / NAME / "plugin.py").read_text()
     # Django imports the plugin at start-up: torch only inside functions of task.py.
     assert not re.search(r"^(import|from) torch", (root / NAME / "task.py").read_text(), re.M)
@@ -119,6 +144,7 @@ def test_it_writes_into_the_current_directory_by_default(tmp_path, monkeypatch):
 
 
 # --- the scaffold passes the conformance suite, installed as a separate package -----------------------
+
 
 def _builds_wheels_offline() -> bool:
     """Whether pip can build a wheel here without an index: setuptools ≥ 70.1 has bdist_wheel, older
@@ -139,13 +165,34 @@ def install_privately(source: Path, site: Path, env: dict) -> str:
     importlib.metadata finds it; the package itself is imported from `source` on PYTHONPATH.
     """
     if _builds_wheels_offline():
-        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                   "--disable-pip-version-check", "--target", str(site), str(source)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(source),
+        ]
         how = "pip install --target"
     else:
         site.mkdir(parents=True)
-        command = [sys.executable, "-W", "ignore", "-c", "from setuptools import setup; setup()", "--quiet", "egg_info",
-                   "--egg-base", str(site)]
+        command = [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            "from setuptools import setup; setup()",
+            "--quiet",
+            "egg_info",
+            "--egg-base",
+            str(site),
+        ]
         how = "setuptools egg_info"
     done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{how} failed:\n{done.stdout}\n{done.stderr}"
@@ -156,22 +203,48 @@ def install_privately(source: Path, site: Path, env: dict) -> str:
 def test_the_scaffold_passes_the_conformance_suite_unmodified(tmp_path):
     root = scaffold(tmp_path)
     site = tmp_path / "site"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE") and not k.startswith("PYTEST_")}
-    env.update({"VERTICALS_VAR_DIR": str(tmp_path / "var"), "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE") and not k.startswith("PYTEST_")
+    }
+    env.update(
+        {
+            "VERTICALS_VAR_DIR": str(tmp_path / "var"),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     how = install_privately(root, site, env)
     # The installed metadata (entry point) from `site`, the package from its source folder: nothing
     # else of this process's path, so the plugin is found the way an installed one is.
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(root)])
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(root / "tests"), "-q", "-p", "no:cacheprovider", "-rA"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(root / "tests"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = run.stdout + run.stderr
-    assert run.returncode == 0, f"the scaffold's tests failed (installed with {how}):\n{output[-6000:]}"
+    assert run.returncode == 0, (
+        f"the scaffold's tests failed (installed with {how}):\n{output[-6000:]}"
+    )
     summary = re.search(r"(\d+) passed", output)
     assert summary and "failed" not in output.splitlines()[-1], output[-3000:]
-    passed_conformance = set(re.findall(r"PASSED tests/test_conformance\.py::TestAcmeTopicsConformance::(\w+)", output))
+    passed_conformance = set(
+        re.findall(r"PASSED tests/test_conformance\.py::TestAcmeTopicsConformance::(\w+)", output)
+    )
     assert passed_conformance == set(CONFORMANCE_TESTS), output[-3000:]
     assert int(summary.group(1)) >= len(CONFORMANCE_TESTS) + 3
     assert "verticals_acme_topics" in " ".join(p.name for p in site.iterdir())

@@ -4,7 +4,7 @@ above their idle size during the call, and back near idle afterwards (tests/memo
 
 import pytest
 
-from tests.memory import LivePlatform, MB, predict_cases, upload_cases
+from tests.memory import MB, LivePlatform, predict_cases, upload_cases
 from tests.registry.factories import tiny_model_dir
 
 
@@ -16,8 +16,10 @@ def test_hostile_inputs_stay_within_512_mb_above_idle_and_return_to_it(tmp_path)
     with LivePlatform(tmp_path / "platform", model_dir) as live:
         idle = live.idle()
         results = [live.measure(case, idle) for case in cases]
-    report = "\n".join(f"{r.case.name}: {r.status}, peak +{r.above('peak', 'web') / MB:.0f} / +{r.above('peak', 'inference') / MB:.0f} MB, "
-                       f"after +{r.above('after', 'web') / MB:.0f} / +{r.above('after', 'inference') / MB:.0f} MB (web / inference)"
-                       for r in results)
+    report = "\n".join(
+        f"{r.case.name}: {r.status}, peak +{r.above('peak', 'web') / MB:.0f} / +{r.above('peak', 'inference') / MB:.0f} MB, "
+        f"after +{r.above('after', 'web') / MB:.0f} / +{r.above('after', 'inference') / MB:.0f} MB (web / inference)"
+        for r in results
+    )
     problems = [f"{r.case.name}: {problem}" for r in results for problem in r.problems()]
     assert not problems, "\n".join(problems) + "\n\n" + report

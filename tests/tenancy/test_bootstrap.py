@@ -13,7 +13,9 @@ from verticals.tenancy.scoping import tenant_context
 
 def bootstrap(**options) -> dict:
     out = StringIO()
-    with tenant_context(None):  # as from the shell: no scope but the command's own (row-level security)
+    with tenant_context(
+        None
+    ):  # as from the shell: no scope but the command's own (row-level security)
         call_command("bootstrap", stdout=out, **options)
     return json.loads(out.getvalue())
 
@@ -27,17 +29,23 @@ def test_bootstrap_creates_everything_then_nothing_more():
     assert first["partner"]["id"].startswith("ptn_") and first["project"]["id"].startswith("prj_")
     second = bootstrap(partner="Acme", tenant="Globex", email="owner@globex.example")
     assert second["created"] == [] and second["user"]["password"] is None
-    assert {k: second[k] for k in ("partner", "tenant", "project")} == {k: first[k] for k in ("partner", "tenant", "project")}
+    assert {k: second[k] for k in ("partner", "tenant", "project")} == {
+        k: first[k] for k in ("partner", "tenant", "project")
+    }
     assert second["api_key"] != first["api_key"]
     assert Tenant.objects.count() == 1 and User.objects.count() == 1
-    assert Membership.dangerously_unscoped.count() == 1 and Project.dangerously_unscoped.count() == 1
+    assert (
+        Membership.dangerously_unscoped.count() == 1 and Project.dangerously_unscoped.count() == 1
+    )
     # Acme sits under the platform operator, the root of the partner tree.
     assert Partner.objects.get(name="Acme").parent.parent is None
 
 
 @pytest.mark.django_db
 def test_bootstrap_outputs_work(client):
-    result = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", password="s3cret-pass-word")
+    result = bootstrap(
+        partner="Acme", tenant="Globex", email="o@globex.example", password="s3cret-pass-word"
+    )
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {result['api_key']}")
     me = api.get("/api/v1/me").json()
@@ -58,7 +66,9 @@ def test_bootstrap_puts_a_new_tenant_on_a_plan_once():
     first = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", plan="team")
     assert first["plan"] == "team" and "subscription" in first["created"]
     again = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", plan="free")
-    assert again["plan"] == "team" and "subscription" not in again["created"]  # an existing tenant keeps its plan
+    assert (
+        again["plan"] == "team" and "subscription" not in again["created"]
+    )  # an existing tenant keeps its plan
     assert Subscription.dangerously_unscoped.count() == 1
     with pytest.raises(CommandError, match="'gold' is not an offered plan; offered: "):
         bootstrap(partner="Acme", tenant="Initech", email="o@initech.example", plan="gold")

@@ -36,7 +36,9 @@ def test_doc_tenant_table_is_the_code_table():
     assert set(rows) == set(TENANT_ACTIONS), "actions in docs/roles.md differ from roles.py"
     for action, cells in rows.items():
         roles, scope = TENANT_ACTIONS[action]
-        assert {r.value for r, cell in zip(Role, cells[: len(Role)], strict=True) if cell == "yes"} == {r.value for r in roles}, action
+        assert {
+            r.value for r, cell in zip(Role, cells[: len(Role)], strict=True) if cell == "yes"
+        } == {r.value for r in roles}, action
         assert all(cell in ("yes", "no") for cell in cells[:-1]), action
         assert cells[-1] == scope.value, action
 
@@ -56,7 +58,9 @@ def test_doc_partner_table_is_the_code_table():
     assert columns == [r.value for r in PartnerRole]
     assert set(rows) == set(PARTNER_ACTIONS)
     for action, cells in rows.items():
-        assert {r.value for r, cell in zip(PartnerRole, cells, strict=True) if cell == "yes"} == {r.value for r in PARTNER_ACTIONS[action]}
+        assert {r.value for r, cell in zip(PartnerRole, cells, strict=True) if cell == "yes"} == {
+            r.value for r in PARTNER_ACTIONS[action]
+        }
 
 
 def _fresh_project(tenant):
@@ -83,23 +87,39 @@ def perform(client, action: str, tenant):
     if action == "project.create":
         return client.post("/api/v1/projects/", {"name": f"new-{n}"}, format="json")
     if action == "project.update":
-        return client.patch(f"/api/v1/projects/{_fresh_project(tenant).public_id}/", {"description": "x"}, format="json")
+        return client.patch(
+            f"/api/v1/projects/{_fresh_project(tenant).public_id}/",
+            {"description": "x"},
+            format="json",
+        )
     if action == "project.delete":
         return client.delete(f"/api/v1/projects/{_fresh_project(tenant).public_id}/")
     if action == "member.view":
         return client.get("/api/v1/members/")
     if action == "member.invite":
-        return client.post("/api/v1/invitations/", {"email": f"invitee{n}@example.com", "role": "viewer"}, format="json")
+        return client.post(
+            "/api/v1/invitations/",
+            {"email": f"invitee{n}@example.com", "role": "viewer"},
+            format="json",
+        )
     if action == "member.change_role":
-        return client.patch(f"/api/v1/members/{_fresh_member(tenant).public_id}/", {"role": "viewer"}, format="json")
+        return client.patch(
+            f"/api/v1/members/{_fresh_member(tenant).public_id}/", {"role": "viewer"}, format="json"
+        )
     if action == "member.remove":
         return client.delete(f"/api/v1/members/{_fresh_member(tenant).public_id}/")
     if action == "member.manage_owners":
-        return client.patch(f"/api/v1/members/{_fresh_member(tenant).public_id}/", {"role": "owner"}, format="json")
+        return client.patch(
+            f"/api/v1/members/{_fresh_member(tenant).public_id}/", {"role": "owner"}, format="json"
+        )
     if action == "api_key.view":
         return client.get("/api/v1/api-keys/")
     if action == "api_key.create":
-        return client.post("/api/v1/api-keys/", {"name": f"k{n}", "scopes": ["read"], "role": "viewer"}, format="json")
+        return client.post(
+            "/api/v1/api-keys/",
+            {"name": f"k{n}", "scopes": ["read"], "role": "viewer"},
+            format="json",
+        )
     if action == "api_key.revoke":
         key, _secret = make_key(tenant, role=Role.VIEWER, scopes=["read"])
         return client.post(f"/api/v1/api-keys/{key.public_id}/revoke/")
@@ -109,7 +129,11 @@ def perform(client, action: str, tenant):
         project, job = _fresh_job(tenant)
         return client.get(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/")
     if action == "job.create":
-        return client.post(f"/api/v1/projects/{_fresh_project(tenant).public_id}/jobs/", {"kind": "test.noop"}, format="json")
+        return client.post(
+            f"/api/v1/projects/{_fresh_project(tenant).public_id}/jobs/",
+            {"kind": "test.noop"},
+            format="json",
+        )
     if action == "job.cancel":
         project, job = _fresh_job(tenant)
         return client.post(f"/api/v1/projects/{project.public_id}/jobs/{job.public_id}/cancel/")
@@ -128,7 +152,9 @@ def _fresh_plan():
 
     from verticals.billing.models import Plan
 
-    return Plan.objects.create(code=f"roles-{next(_counter)}", name="Roles", monthly_fee=Decimal(10), currency="USD")
+    return Plan.objects.create(
+        code=f"roles-{next(_counter)}", name="Roles", monthly_fee=Decimal(10), currency="USD"
+    )
 
 
 def _billing_action(client, action: str):
@@ -153,20 +179,32 @@ def _world_of(tenant):
 def _registry_action(client, action: str, tenant, n: int):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from tests.registry.factories import REVIEWS, csv_bytes, make_dataset_version, make_model_version, tiny_model_dir
+    from tests.registry.factories import (
+        REVIEWS,
+        csv_bytes,
+        make_dataset_version,
+        make_model_version,
+        tiny_model_dir,
+    )
 
     if action == "task.view":
         return client.get("/api/v1/tasks/")
     world = _world_of(tenant)
     base = f"/api/v1/projects/{world.project.public_id}"
     if action == "dataset.create":
-        return client.post(f"{base}/datasets/", {"task": "sentiment", "file": SimpleUploadedFile("r.csv", csv_bytes(REVIEWS))},
-                           format="multipart")
+        return client.post(
+            f"{base}/datasets/",
+            {"task": "sentiment", "file": SimpleUploadedFile("r.csv", csv_bytes(REVIEWS))},
+            format="multipart",
+        )
     if action in ("dataset.view", "dataset.delete", "dataset.download"):
         dataset = make_dataset_version(world, name=f"d{n}").dataset
         path = f"{base}/datasets/{dataset.public_id}/"
-        return {"dataset.view": lambda: client.get(path), "dataset.delete": lambda: client.delete(path),
-                "dataset.download": lambda: client.get(path + "download/")}[action]()
+        return {
+            "dataset.view": lambda: client.get(path),
+            "dataset.delete": lambda: client.delete(path),
+            "dataset.download": lambda: client.get(path + "download/"),
+        }[action]()
     if action == "model.import":
         import io
         import zipfile
@@ -175,14 +213,22 @@ def _registry_action(client, action: str, tenant, n: int):
         with zipfile.ZipFile(buffer, "w") as bundle:
             for path in tiny_model_dir("sentiment").iterdir():
                 bundle.write(path, path.name)
-        return client.post(f"{base}/models/", {"task": "sentiment", "file": SimpleUploadedFile("m.zip", buffer.getvalue())},
-                           format="multipart")
+        return client.post(
+            f"{base}/models/",
+            {"task": "sentiment", "file": SimpleUploadedFile("m.zip", buffer.getvalue())},
+            format="multipart",
+        )
     if action in ("model.view", "model.delete", "model.download", "model.predict"):
         model = make_model_version(world, name=f"m{n}")
         path = f"{base}/models/{model.public_id}/"
-        return {"model.view": lambda: client.get(path), "model.delete": lambda: client.delete(path),
-                "model.download": lambda: client.get(path + "download/"),
-                "model.predict": lambda: client.post(path + "predict", {"inputs": "great"}, format="json")}[action]()
+        return {
+            "model.view": lambda: client.get(path),
+            "model.delete": lambda: client.delete(path),
+            "model.download": lambda: client.get(path + "download/"),
+            "model.predict": lambda: client.post(
+                path + "predict", {"inputs": "great"}, format="json"
+            ),
+        }[action]()
     return None
 
 
@@ -195,7 +241,12 @@ def test_every_role_by_session(world_a, role):
     for action, (roles, _scope) in TENANT_ACTIONS.items():
         answer = perform(client, action, world_a.tenant)
         if role in roles:
-            assert answer.status_code < 300, (role, action, answer.status_code, answer.content[:300])
+            assert answer.status_code < 300, (
+                role,
+                action,
+                answer.status_code,
+                answer.content[:300],
+            )
         else:
             assert answer.status_code in (400, 403), (role, action, answer.status_code)
             assert answer.json()["error"]["code"] in ("permission_denied", "invalid")
@@ -210,7 +261,12 @@ def test_every_role_by_api_key(world_a, role):
     for action, (roles, _scope) in TENANT_ACTIONS.items():
         answer = perform(client, action, world_a.tenant)
         expected_ok = role in roles
-        assert (answer.status_code < 300) == expected_ok, (role, action, answer.status_code, answer.content[:300])
+        assert (answer.status_code < 300) == expected_ok, (
+            role,
+            action,
+            answer.status_code,
+            answer.content[:300],
+        )
 
 
 @pytest.mark.django_db
@@ -233,17 +289,28 @@ def partner_perform(client, action: str, tenant):
     base = f"/api/v1/partner/tenants/{tenant.public_id}/"
     return {
         "partner.tenant.view": lambda: client.get("/api/v1/partner/tenants/"),
-        "partner.tenant.create": lambda: client.post("/api/v1/partner/tenants/", {"name": f"T{n}"}, format="json"),
-        "partner.tenant.update": lambda: client.patch(base, {"name": f"Renamed {n}"}, format="json"),
-        "partner.tenant.suspend": lambda: client.post(base + "suspend/", {"reason": "unpaid"}, format="json"),
+        "partner.tenant.create": lambda: client.post(
+            "/api/v1/partner/tenants/", {"name": f"T{n}"}, format="json"
+        ),
+        "partner.tenant.update": lambda: client.patch(
+            base, {"name": f"Renamed {n}"}, format="json"
+        ),
+        "partner.tenant.suspend": lambda: client.post(
+            base + "suspend/", {"reason": "unpaid"}, format="json"
+        ),
         "partner.tenant.reactivate": lambda: client.post(base + "reactivate/"),
-        "partner.tenant.plan": lambda: client.post(base + "plan/", {"plan": _fresh_plan().code}, format="json"),
+        "partner.tenant.plan": lambda: client.post(
+            base + "plan/", {"plan": _fresh_plan().code}, format="json"
+        ),
         "partner.billing.view": lambda: client.get("/api/v1/partner/revenue/"),
-        "partner.price.update": lambda: client.put("/api/v1/partner/price-book/",
-                                                   {"plan": _fresh_plan().code, "item": "plan.fee", "retail": "12.50"},
-                                                   format="json"),
-        "partner.brand.update": lambda: client.patch("/api/v1/partner/brand/", {"brand_colour": f"#{n % 0xFFFFFF:06x}"},
-                                                     format="json"),
+        "partner.price.update": lambda: client.put(
+            "/api/v1/partner/price-book/",
+            {"plan": _fresh_plan().code, "item": "plan.fee", "retail": "12.50"},
+            format="json",
+        ),
+        "partner.brand.update": lambda: client.patch(
+            "/api/v1/partner/brand/", {"brand_colour": f"#{n % 0xFFFFFF:06x}"}, format="json"
+        ),
     }[action]()
 
 
@@ -264,7 +331,12 @@ def test_every_partner_role(world_a, role):
     for action, roles in PARTNER_ACTIONS.items():
         answer = partner_perform(client, action, world_a.tenant)
         if role in roles:
-            assert answer.status_code < 300, (role, action, answer.status_code, answer.content[:300])
+            assert answer.status_code < 300, (
+                role,
+                action,
+                answer.status_code,
+                answer.content[:300],
+            )
         else:
             assert answer.status_code == 403, (role, action, answer.status_code)
 
@@ -280,7 +352,9 @@ def test_admin_cannot_make_an_owner_and_last_owner_stays(world_a):
     assert client.delete(f"/api/v1/members/{world_a.membership.public_id}/").status_code == 403
     owner = APIClient()
     owner.force_login(world_a.owner)
-    answer = owner.patch(f"/api/v1/members/{world_a.membership.public_id}/", {"role": "admin"}, format="json")
+    answer = owner.patch(
+        f"/api/v1/members/{world_a.membership.public_id}/", {"role": "admin"}, format="json"
+    )
     assert answer.status_code == 400 and "at least one owner" in answer.json()["error"]["message"]
 
 
@@ -289,7 +363,9 @@ def test_removing_a_member_revokes_its_keys(world_a):
     dev = _fresh_member(world_a.tenant, Role.DEVELOPER)
     dev_client = APIClient()
     dev_client.force_login(dev.user)
-    secret = dev_client.post("/api/v1/api-keys/", {"name": "mine", "scopes": ["read"]}, format="json").json()["secret"]
+    secret = dev_client.post(
+        "/api/v1/api-keys/", {"name": "mine", "scopes": ["read"]}, format="json"
+    ).json()["secret"]
     assert world_a.session().delete(f"/api/v1/members/{dev.public_id}/").status_code == 204
     key_client = APIClient()
     key_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -49,7 +49,10 @@ NO_ACTION = {
 
 def _doc_roles(first_header: str) -> dict[str, set[str]]:
     columns, rows = doc_table(first_header)
-    return {action: {column for column, cell in zip(columns, cells) if cell == "yes"} for action, cells in rows.items()}
+    return {
+        action: {column for column, cell in zip(columns, cells, strict=True) if cell == "yes"}
+        for action, cells in rows.items()
+    }
 
 
 TENANT_DOC = _doc_roles("action")  # docs/roles.md, not roles.py: the page is what is checked
@@ -68,7 +71,9 @@ def declared(route, caller) -> dict[str, tuple[str, str]] | None:
     if cls is None:  # a portal page
         for attribute, table in (("role_actions", "tenant"), ("partner_actions", "partner")):
             if hasattr(view, attribute):
-                return {method: (table, action) for method, action in getattr(view, attribute).items()}
+                return {
+                    method: (table, action) for method, action in getattr(view, attribute).items()
+                }
         return None
     table = "partner" if issubclass(cls, PartnerScopedViewSet) else "tenant"
     if getattr(view, "actions", None):  # a viewset route: method -> DRF action -> role-table action
@@ -101,19 +106,45 @@ class Objects:
     def fill(self) -> dict:
         return {
             "project_id": lambda: self.project.public_id,
-            "job_id": lambda: make_finished_job(self.tenant, self.project, self.world.owner).public_id,
-            "dataset_id": lambda: make_dataset_version(self.world, project=self.project, name=f"d{next(_names)}").dataset.public_id,
-            "model_id": lambda: make_model_version(self.world, project=self.project, name=f"m{next(_names)}").public_id,
+            "job_id": lambda: (
+                make_finished_job(self.tenant, self.project, self.world.owner).public_id
+            ),
+            "dataset_id": lambda: (
+                make_dataset_version(
+                    self.world, project=self.project, name=f"d{next(_names)}"
+                ).dataset.public_id
+            ),
+            "model_id": lambda: (
+                make_model_version(
+                    self.world, project=self.project, name=f"m{next(_names)}"
+                ).public_id
+            ),
             # The OpenAI routes' model: the role check comes before the model is looked up, and a
             # text-generation model takes long to make, so a missing one (404 once allowed) does.
             "model": lambda: "mdl_doesnotexist000000",
-            "member_id": lambda: make_member(self.tenant, f"member{next(_names)}@example.com", Role.VIEWER).public_id,
-            "key_id": lambda: make_key(self.tenant, role=Role.VIEWER, scopes=["read"], user=self.world.owner)[0].public_id,
-            "invitation_id": lambda: invite(tenant=self.tenant, email=f"invitee{next(_names)}@example.com", role=Role.VIEWER,
-                                            actor=None).public_id,
-            "event_id": lambda: AuditEvent.dangerously_unscoped.filter(tenant=self.tenant).first().public_id,
+            "member_id": lambda: (
+                make_member(self.tenant, f"member{next(_names)}@example.com", Role.VIEWER).public_id
+            ),
+            "key_id": lambda: (
+                make_key(self.tenant, role=Role.VIEWER, scopes=["read"], user=self.world.owner)[
+                    0
+                ].public_id
+            ),
+            "invitation_id": lambda: (
+                invite(
+                    tenant=self.tenant,
+                    email=f"invitee{next(_names)}@example.com",
+                    role=Role.VIEWER,
+                    actor=None,
+                ).public_id
+            ),
+            "event_id": lambda: (
+                AuditEvent.dangerously_unscoped.filter(tenant=self.tenant).first().public_id
+            ),
             "invoice_id": lambda: invoice_of(self.world).public_id,
-            "tenant_id": lambda: tenant_create(partner=self.world.partner, name=f"Customer {next(_names)}").public_id,
+            "tenant_id": lambda: (
+                tenant_create(partner=self.world.partner, name=f"Customer {next(_names)}").public_id
+            ),
         }
 
     def path(self, route) -> str:
@@ -158,8 +189,11 @@ def test_every_route_declares_its_actions_and_they_are_in_the_doc(world_a):
         for method, (table, action) in actions.items():
             if action not in (TENANT_DOC if table == "tenant" else PARTNER_DOC):
                 unknown.append(f"{method} {route.name}: {action}")
-    assert not undeclared, ("Routes that declare no action of docs/roles.md: give the view its actions (tenant_page, "
-                            "partner_page, `actions`, required_action) or list it in NO_ACTION with why:\n" + "\n".join(undeclared))
+    assert not undeclared, (
+        "Routes that declare no action of docs/roles.md: give the view its actions (tenant_page, "
+        "partner_page, `actions`, required_action) or list it in NO_ACTION with why:\n"
+        + "\n".join(undeclared)
+    )
     assert not unknown, "Actions that docs/roles.md does not list:\n" + "\n".join(unknown)
     assert checked >= 80
 
@@ -178,12 +212,22 @@ def _principals(world, role):
 
 def _check(route, method, who, client, path, table, action, allowed, problems):
     answer = call(client, method, path)
-    text = "" if getattr(answer, "streaming", False) else answer.content.decode(errors="replace")[:200]
+    text = (
+        "" if getattr(answer, "streaming", False) else answer.content.decode(errors="replace")[:200]
+    )
     assert answer.status_code < 500, f"{method} {path} as {who}: {answer.status_code} {text}"
     if allowed and refused(answer):
-        problems.append(f"{method} {route.name} as {who}: refused, but docs/roles.md allows {action}: {text}")
-    if not allowed and not refused(answer) and not (table == "partner" and answer.status_code == 404):
-        problems.append(f"{method} {route.name} as {who}: {answer.status_code}, but docs/roles.md does not allow {action}")
+        problems.append(
+            f"{method} {route.name} as {who}: refused, but docs/roles.md allows {action}: {text}"
+        )
+    if (
+        not allowed
+        and not refused(answer)
+        and not (table == "partner" and answer.status_code == 404)
+    ):
+        problems.append(
+            f"{method} {route.name} as {who}: {answer.status_code}, but docs/roles.md does not allow {action}"
+        )
 
 
 @pytest.mark.parametrize("role", list(Role))
@@ -205,7 +249,9 @@ def test_every_route_answers_each_tenant_role_as_docs_roles_md_says(world_a, rol
             for who, client in principals.items():
                 if who == "key" and not is_api_path(path):
                     continue  # the portal goes by the session
-                _check(route, method, f"{role} ({who})", client, path, table, action, allowed, problems)
+                _check(
+                    route, method, f"{role} ({who})", client, path, table, action, allowed, problems
+                )
     assert not problems, "\n".join(problems)
     assert checked >= 100, checked
 
@@ -216,7 +262,9 @@ def _check_no_action(route, principals, objects, problems):
     for method in ("GET", "POST"):
         answer = call(principals["session"], method, path)
         if need == STAFF and answer.status_code < 400 and answer.status_code != 405:
-            problems.append(f"{method} {route.name}: {answer.status_code} for a member who is not staff")
+            problems.append(
+                f"{method} {route.name}: {answer.status_code} for a member who is not staff"
+            )
 
 
 @pytest.mark.parametrize("role", list(PartnerRole))
@@ -231,19 +279,34 @@ def test_every_partner_route_answers_each_partner_role_as_docs_roles_md_says(wor
             if table != "partner":
                 continue
             objects = shared if method == "GET" or not route.params else Objects(world_a)
-            _check(route, method, role, session, objects.path(route), table, action, role in PARTNER_DOC[action], problems)
+            _check(
+                route,
+                method,
+                role,
+                session,
+                objects.path(route),
+                table,
+                action,
+                role in PARTNER_DOC[action],
+                problems,
+            )
     assert not problems, "\n".join(problems)
 
 
 # --- the viewer sees no dataset rows anywhere ----------------------------------------------------
+
 
 @pytest.fixture
 def batch_output(world_a, run_job):
     """A succeeded batch_predict job over a small dataset: its output echoes the rows."""
     model = make_model_version(world_a, name="batch-model")
     version = make_dataset_version(world_a, rows=12, name="batch-data")
-    job = run_job("batch_predict", "sentiment", {"model": model.public_id, "dataset": version.public_id},
-                  in_project=world_a.project)
+    job = run_job(
+        "batch_predict",
+        "sentiment",
+        {"model": model.public_id, "dataset": version.public_id},
+        in_project=world_a.project,
+    )
     assert job.status == "succeeded", job.error_traceback
     return f"/api/v1/projects/{world_a.project.public_id}/jobs/{job.public_id}/output/"
 
@@ -263,12 +326,16 @@ def test_a_viewer_cannot_read_a_batch_predict_output_but_can_see_the_job(world_a
         assert answer.status_code == 403, (who, answer.status_code)
         error = answer.json()["error"]
         assert error["code"] == "permission_denied" and "dataset.download" in error["message"], who
-        assert client.get(batch_output.removesuffix("output/")).status_code == 200, who  # job.view it keeps
+        assert client.get(batch_output.removesuffix("output/")).status_code == 200, (
+            who
+        )  # job.view it keeps
     developers, _caller = _principals(world_a, Role.DEVELOPER)
     for who, client in developers.items():
         answer = client.get(batch_output)
         assert answer.status_code == 200, who
-        rows = [json.loads(line) for line in b"".join(answer.streaming_content).decode().splitlines()]
+        rows = [
+            json.loads(line) for line in b"".join(answer.streaming_content).decode().splitlines()
+        ]
         assert len(rows) == 12 and {"ref", "label", "input"} <= set(rows[0])
 
 
@@ -284,6 +351,8 @@ def test_the_portal_dataset_page_shows_a_viewer_statistics_but_no_examples(world
     assert "does not allow downloading datasets" in html and str(version.rows) in html
     assert not any(text in html for text in examples)
     developer = Client()
-    developer.force_login(make_member(world_a.tenant, "dev-preview@example.com", Role.DEVELOPER).user)
+    developer.force_login(
+        make_member(world_a.tenant, "dev-preview@example.com", Role.DEVELOPER).user
+    )
     shown = developer.get(page).content.decode()
     assert all(text in shown for text in examples)

@@ -28,7 +28,9 @@ def _later(minutes: float):
     return mock.patch.object(throttle, "timezone", SimpleNamespace(now=lambda: moment))
 
 
-def test_thirty_wrong_passwords_then_the_right_one_is_refused_until_the_window_ends(world_a, settings):
+def test_thirty_wrong_passwords_then_the_right_one_is_refused_until_the_window_ends(
+    world_a, settings
+):
     client = Client(REMOTE_ADDR="203.0.113.5")
     answers = [_login(client, world_a.owner.email, f"wrong-{n}") for n in range(30)]
     assert [a.status_code for a in answers[:4]] == [200] * 4  # "enter a correct email and password"
@@ -40,9 +42,13 @@ def test_thirty_wrong_passwords_then_the_right_one_is_refused_until_the_window_e
     retry = int(right["Retry-After"])
     assert 1 <= retry <= settings.AUTH_THROTTLE_WINDOW_SECONDS
     # Another address does not help: the account is what is over its limit.
-    assert _login(Client(REMOTE_ADDR="198.51.100.7"), world_a.owner.email, PASSWORD).status_code == 429
+    assert (
+        _login(Client(REMOTE_ADDR="198.51.100.7"), world_a.owner.email, PASSWORD).status_code == 429
+    )
     # One audit row in the account's tenant, when the limit was reached (not one per attempt).
-    rows = AuditEvent.dangerously_unscoped.filter(tenant=world_a.tenant, action="auth.login_throttled")
+    rows = AuditEvent.dangerously_unscoped.filter(
+        tenant=world_a.tenant, action="auth.login_throttled"
+    )
     assert rows.count() == 1
     row = rows.get()
     assert row.target_id == world_a.owner.public_id and row.details["address"] == "203.0.113.5"
@@ -62,7 +68,9 @@ def test_an_address_that_tries_many_accounts_is_refused_for_every_account(world_
     assert sixth.status_code == 429 and "from your network" in sixth.content.decode()
     # Even the right password of a real account, from that address; another address signs in.
     assert _login(client, world_a.owner.email, PASSWORD).status_code == 429
-    assert _login(Client(REMOTE_ADDR="203.0.113.10"), world_a.owner.email, PASSWORD).status_code == 302
+    assert (
+        _login(Client(REMOTE_ADDR="203.0.113.10"), world_a.owner.email, PASSWORD).status_code == 302
+    )
     assert not AuditEvent.dangerously_unscoped.filter(action="auth.login_throttled").exists()
 
 
@@ -71,7 +79,10 @@ def test_an_unknown_account_is_throttled_like_a_known_one_and_only_logged(world_
     with caplog.at_level(logging.WARNING, logger="verticals.security"):
         codes = [_login(client, "ghost@example.com", "guess").status_code for _ in range(6)]
     assert codes == [200] * 4 + [429] * 2  # the same answers as for an account that exists
-    assert "sign-in throttled: 5 failed attempts for an unknown account from 203.0.113.11" in caplog.text
+    assert (
+        "sign-in throttled: 5 failed attempts for an unknown account from 203.0.113.11"
+        in caplog.text
+    )
     assert "ghost@example.com" not in caplog.text
     assert not AuditEvent.dangerously_unscoped.filter(action="auth.login_throttled").exists()
     # What is kept is hashed: no account name or address in the counters.
@@ -90,8 +101,11 @@ def test_an_account_in_two_tenants_is_audited_in_both(world_a, world_b):
     client = Client(REMOTE_ADDR="203.0.113.12")
     for _ in range(5):
         _login(client, "Both@Example.com", "wrong")  # the account name counts whatever its case
-    tenants = set(AuditEvent.dangerously_unscoped.filter(action="auth.login_throttled", target_id=both.public_id)
-                  .values_list("tenant_id", flat=True))
+    tenants = set(
+        AuditEvent.dangerously_unscoped.filter(
+            action="auth.login_throttled", target_id=both.public_id
+        ).values_list("tenant_id", flat=True)
+    )
     assert tenants == {world_a.tenant.pk, world_b.tenant.pk}
 
 
@@ -118,8 +132,12 @@ def test_a_failure_is_counted_once_per_subject_and_never_past_the_limit(db):
 
 
 def test_the_address_is_the_one_the_trusted_proxy_saw(settings):
-    request = SimpleNamespace(META={"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "1.2.3.4, 198.51.100.20"})
-    assert throttle.client_address(request) == "10.0.0.2"  # no proxy trusted: the header is the caller's own word
+    request = SimpleNamespace(
+        META={"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "1.2.3.4, 198.51.100.20"}
+    )
+    assert (
+        throttle.client_address(request) == "10.0.0.2"
+    )  # no proxy trusted: the header is the caller's own word
     settings.AUTH_THROTTLE_PROXIES = 1
     assert throttle.client_address(request) == "198.51.100.20"
     ipv6 = SimpleNamespace(META={"REMOTE_ADDR": "2001:db8:1:2:3:4:5:6"})
@@ -127,6 +145,7 @@ def test_the_address_is_the_one_the_trusted_proxy_saw(settings):
 
 
 # --- API keys -----------------------------------------------------------------------------------
+
 
 def _api(address: str, secret: str) -> APIClient:
     client = APIClient(REMOTE_ADDR=address)
@@ -138,13 +157,21 @@ def _unknown_key() -> str:
     return keys.generate_secret("live").secret
 
 
-def test_invalid_keys_from_one_address_get_429_with_retry_after_and_a_correct_key_never_waits(world_a, settings):
+def test_invalid_keys_from_one_address_get_429_with_retry_after_and_a_correct_key_never_waits(
+    world_a, settings
+):
     settings.AUTH_THROTTLE_KEY_FAILURES = 5
     address = "203.0.113.20"
-    answers = [_api(address, secret).get("/api/v1/me") for secret in ["vk_live_short", *(_unknown_key() for _ in range(5))]]
+    answers = [
+        _api(address, secret).get("/api/v1/me")
+        for secret in ["vk_live_short", *(_unknown_key() for _ in range(5))]
+    ]
     assert [a.status_code for a in answers] == [401] * 4 + [429] * 2
     error = answers[-1].json()["error"]
-    assert error["code"] == "too_many_attempts" and "from your address: try again in" in error["message"]
+    assert (
+        error["code"] == "too_many_attempts"
+        and "from your address: try again in" in error["message"]
+    )
     assert 1 <= int(answers[-1]["Retry-After"]) <= settings.AUTH_THROTTLE_WINDOW_SECONDS
     # The correct key from the same address is served, and counts nothing.
     counted = list(AuthFailureWindow.objects.values_list("subject", "count"))
@@ -161,10 +188,15 @@ def test_the_openai_routes_answer_the_throttle_in_openai_s_shape(world_a, settin
     refused = client.get("/v1/models")
     assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
     body = refused.json()["error"]
-    assert set(body) == {"message", "type", "param", "code"} and "Too many requests with an invalid API key" in body["message"]
+    assert (
+        set(body) == {"message", "type", "param", "code"}
+        and "Too many requests with an invalid API key" in body["message"]
+    )
 
 
-def test_wrong_secrets_for_one_key_are_throttled_per_key_and_audited_in_its_tenant(world_a, settings):
+def test_wrong_secrets_for_one_key_are_throttled_per_key_and_audited_in_its_tenant(
+    world_a, settings
+):
     random_part = world_a.key.lookup + "A" * (keys.RANDOM_LENGTH - keys.LOOKUP_LENGTH)
     forged = f"vk_live_{random_part}{keys.checksum(random_part)}"  # well formed, names the key, wrong secret
     codes = [_api(f"203.0.113.{30 + n}", forged).get("/api/v1/me").status_code for n in range(6)]
@@ -181,7 +213,11 @@ def test_attempts_that_begin_together_cannot_all_have_their_password_checked(wor
     backend, checked = throttle.LoginThrottleBackend(), 0
     for _ in range(12):
         try:
-            backend.authenticate(rf.post("/login/", REMOTE_ADDR="203.0.113.77"), username=world_a.owner.email, password="x")
+            backend.authenticate(
+                rf.post("/login/", REMOTE_ADDR="203.0.113.77"),
+                username=world_a.owner.email,
+                password="x",
+            )
             checked += 1  # the next backend would check this one's password
         except PermissionDenied:
             pass
@@ -192,4 +228,6 @@ def test_sign_ins_that_succeed_are_not_counted(world_a, settings):
     for _ in range(settings.AUTH_THROTTLE_ACCOUNT_FAILURES * 2):
         client = Client(REMOTE_ADDR="203.0.113.78")
         assert _login(client, world_a.owner.email, PASSWORD).status_code == 302
-    assert _login(Client(REMOTE_ADDR="203.0.113.78"), world_a.owner.email, "wrong").status_code == 200
+    assert (
+        _login(Client(REMOTE_ADDR="203.0.113.78"), world_a.owner.email, "wrong").status_code == 200
+    )

@@ -58,7 +58,9 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows
-            return self.model.dangerously_unscoped.none()  # an empty queryset reads no tenant's rows
+            return (
+                self.model.dangerously_unscoped.none()
+            )  # an empty queryset reads no tenant's rows
         queryset = self.model.objects.all()
         project = self.caller.project if self.caller else None
         if project is not None and self.project_field:
@@ -131,7 +133,11 @@ class PartnerScopedViewSet(CallerMixin, viewsets.GenericViewSet):
         # The database lets through the rows of the caller's partners' tenants only (the second
         # wall); each query below still filters by the partners the action allows.
         caller = getattr(request, "caller", None)
-        partner_ids = [pid for m in (caller.partner_memberships() if caller else []) for pid in m.partner.descendant_ids()]
+        partner_ids = [
+            pid
+            for m in (caller.partner_memberships() if caller else [])
+            for pid in m.partner.descendant_ids()
+        ]
         with partner_scope(partner_ids):
             return super().dispatch(request, *args, **kwargs)
 

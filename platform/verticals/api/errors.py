@@ -19,13 +19,23 @@ logger = logging.getLogger(__name__)
 
 
 def error_body(code: str, message: str, details=None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details if details is not None else {},
+        }
+    }
 
 
 def _first_message(value) -> str:
     if isinstance(value, dict):
         key, inner = next(iter(value.items()))
-        return f"{key}: {_first_message(inner)}" if key != "non_field_errors" else _first_message(inner)
+        return (
+            f"{key}: {_first_message(inner)}"
+            if key != "non_field_errors"
+            else _first_message(inner)
+        )
     if isinstance(value, list) and value:
         return _first_message(value[0])
     return str(value)
@@ -37,14 +47,18 @@ def validation_message(detail) -> str:
         parts = []
         for field_name, problems in detail.items():
             text = _first_message(problems)
-            parts.append(text if field_name in ("non_field_errors", "__all__") else f"{field_name}: {text}")
+            parts.append(
+                text if field_name in ("non_field_errors", "__all__") else f"{field_name}: {text}"
+            )
         return " ".join(p if p.endswith(".") else p + "." for p in parts)
     return _first_message(detail)
 
 
 def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.ValidationError:
     if hasattr(exc, "error_dict"):
-        return exceptions.ValidationError({k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()})
+        return exceptions.ValidationError(
+            {k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()}
+        )
     return exceptions.ValidationError({"non_field_errors": exc.messages})
 
 
@@ -56,12 +70,17 @@ class RequestTooLarge(exceptions.APIException):
 
     def __init__(self, limit: int | None = None, message: str | None = None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if limit is None else limit
-        super().__init__(message or f"The request body is larger than the {limit} bytes this route reads; send less "
-                                    "(files go as multipart/form-data uploads).")
+        super().__init__(
+            message
+            or f"The request body is larger than the {limit} bytes this route reads; send less "
+            "(files go as multipart/form-data uploads)."
+        )
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, RequestDataTooBig):  # Django refused to read the body: nothing was parsed or done
+    if isinstance(
+        exc, RequestDataTooBig
+    ):  # Django refused to read the body: nothing was parsed or done
         exc = RequestTooLarge()
     if isinstance(exc, Refused):  # the plan said no: 429 (with Retry-After), 402 or 403
         set_rollback()
@@ -96,30 +115,49 @@ def exception_handler(exc, context):
     else:
         logger.exception("unhandled API error", exc_info=exc)
     set_rollback()
-    return Response(error_body("server_error", "Something went wrong on our side; it has been logged."), status=500)
+    return Response(
+        error_body("server_error", "Something went wrong on our side; it has been logged."),
+        status=500,
+    )
 
 
 # OpenAI's error type and code for our statuses (the OpenAI-compatible routes under /v1/).
-OPENAI_KINDS = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", None),
-                403: ("permission_error", None), 404: ("invalid_request_error", "not_found"),
-                429: ("rate_limit_exceeded", "rate_limit_exceeded"), 503: ("server_error", None)}
+OPENAI_KINDS = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", None),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "not_found"),
+    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    503: ("server_error", None),
+}
 
 
 def openai_body(status: int, body: dict) -> dict:
     """Our error body in OpenAI's shape: {"error": {"message", "type", "param", "code"}}; `param` is
     the first field a 400 names."""
     error = body["error"]
-    type_, code = OPENAI_KINDS.get(status, ("invalid_request_error" if status < 500 else "server_error", None))
+    type_, code = OPENAI_KINDS.get(
+        status, ("invalid_request_error" if status < 500 else "server_error", None)
+    )
     details = error.get("details")
     param = next(iter(details), None) if isinstance(details, dict) and status == 400 else None
-    return {"error": {"message": error["message"], "type": type_, "param": param, "code": code or error["code"]}}
+    return {
+        "error": {
+            "message": error["message"],
+            "type": type_,
+            "param": param,
+            "code": code or error["code"],
+        }
+    }
 
 
 def error_response(request, status: int, code: str, message: str, details=None) -> JsonResponse:
     """An error answered outside DRF's views (middleware, Django's handlers) in the shape of the
     path's API: OpenAI's under /v1/, the one shape elsewhere."""
     body = error_body(code, message, details)
-    return JsonResponse(openai_body(status, body) if request.path.startswith("/v1/") else body, status=status)
+    return JsonResponse(
+        openai_body(status, body) if request.path.startswith("/v1/") else body, status=status
+    )
 
 
 def json_or_default(default_view, status: int, code: str, message: str):
@@ -127,11 +165,14 @@ def json_or_default(default_view, status: int, code: str, message: str):
 
     def handler(request, exception=None, *args, **kwargs):
         if is_api_path(request.path):
-            if isinstance(exception, RequestDataTooBig):  # read outside a view (a middleware): still 413
+            if isinstance(
+                exception, RequestDataTooBig
+            ):  # read outside a view (a middleware): still 413
                 too_large = RequestTooLarge()
-                return error_response(request, too_large.status_code, too_large.default_code, str(too_large.detail))
+                return error_response(
+                    request, too_large.status_code, too_large.default_code, str(too_large.detail)
+                )
             return error_response(request, status, code, message)
         return default_view(request, *(() if exception is None else (exception,)), *args, **kwargs)
 
     return handler
-

@@ -1,6 +1,6 @@
 """Query filters for list endpoints."""
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import django_filters
 from django import forms
@@ -22,10 +22,15 @@ def as_utc(moment: datetime) -> datetime:
     none a clock uses or it leaves the years 1 to 9999 once in UTC (9999-12-31T23:59-05:00)."""
     offset = moment.utcoffset()
     if offset is not None and not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
-        sign, minutes = ("-" if offset < timedelta(0) else "+"), int(abs(offset).total_seconds()) // 60
-        raise ValueError(f"Give a UTC offset from -12:00 to +14:00 (or Z), not {sign}{minutes // 60:02d}:{minutes % 60:02d}.")
+        sign, minutes = (
+            ("-" if offset < timedelta(0) else "+"),
+            int(abs(offset).total_seconds()) // 60,
+        )
+        raise ValueError(
+            f"Give a UTC offset from -12:00 to +14:00 (or Z), not {sign}{minutes // 60:02d}:{minutes % 60:02d}."
+        )
     try:
-        return moment.astimezone(dt_timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
         raise ValueError("Give a date and time between the years 1 and 9999 (UTC).") from None
 
@@ -88,7 +93,9 @@ class InvitationFilter(django_filters.FilterSet):
 
 
 class ApiKeyFilter(django_filters.FilterSet):
-    active = django_filters.ChoiceFilter(choices=[("true", "true"), ("false", "false")], method="filter_active")
+    active = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="filter_active"
+    )
     mode = django_filters.CharFilter()
 
     class Meta:

@@ -33,7 +33,11 @@ def _problem(text: str) -> str | None:
     found = UNSTORABLE.search(text)
     if found is None:
         return None
-    return NUL_PROBLEM if found.group() == "\x00" else SURROGATE_PROBLEM.format(code=ord(found.group()))
+    return (
+        NUL_PROBLEM
+        if found.group() == "\x00"
+        else SURROGATE_PROBLEM.format(code=ord(found.group()))
+    )
 
 
 def unstorable(value, name: str = "") -> tuple[str, str] | None:
@@ -51,7 +55,9 @@ def unstorable(value, name: str = "") -> tuple[str, str] | None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return where, INFINITE_PROBLEM
-        elif isinstance(item, MultiValueDict):  # query parameters, form fields: named without [index]
+        elif isinstance(
+            item, MultiValueDict
+        ):  # query parameters, form fields: named without [index]
             for key, values in item.lists():
                 for text in (key, *(v for v in values if isinstance(v, str))):
                     if problem := _problem(text):
@@ -65,7 +71,9 @@ def unstorable(value, name: str = "") -> tuple[str, str] | None:
                 inner.append((path, child))
             stack.extend(reversed(inner))
         elif isinstance(item, (list, tuple)):
-            stack.extend(reversed([(f"{where}[{index}]", child) for index, child in enumerate(item)]))
+            stack.extend(
+                reversed([(f"{where}[{index}]", child) for index, child in enumerate(item)])
+            )
     return None
 
 
@@ -89,12 +97,22 @@ class RefusesUnstorable:
         try:
             parsed = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("The body is nested deeper than this server reads; send a flatter document.") from None
-        data, files = (parsed.data, parsed.files) if isinstance(parsed, DataAndFiles) else (parsed, None)
+            raise ParseError(
+                "The body is nested deeper than this server reads; send a flatter document."
+            ) from None
+        data, files = (
+            (parsed.data, parsed.files) if isinstance(parsed, DataAndFiles) else (parsed, None)
+        )
         found = unstorable(data)
         if found is None and files:
-            found = next(((field, problem) for field, upload in files.items()
-                          if (problem := _problem(upload.name or ""))), None)
+            found = next(
+                (
+                    (field, problem)
+                    for field, upload in files.items()
+                    if (problem := _problem(upload.name or ""))
+                ),
+                None,
+            )
         if found is not None:
             raise ValidationError(refusal(*found))
         return parsed
@@ -107,7 +125,9 @@ def refusing_unstorable(parser_class: type) -> type:
     DATA_UPLOAD_MAX_MEMORY_SIZE, only for those)."""
     if issubclass(parser_class, RefusesUnstorable):
         return parser_class
-    return type(parser_class.__name__, (RefusesUnstorable, parser_class), {"__doc__": parser_class.__doc__})
+    return type(
+        parser_class.__name__, (RefusesUnstorable, parser_class), {"__doc__": parser_class.__doc__}
+    )
 
 
 class UnstorableInputMiddleware:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -51,11 +51,15 @@ EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}
 
 # --- request shapes -----------------------------------------------------------------------
 
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JsonObjectField(serializers.JSONField):
     """A JSON object ({…}); any other JSON value is a wrong type."""
 
-    default_error_messages = {"not_object": "Give a JSON object ({{…}}), not {kind}.", "null": "Give a JSON object ({{…}}), not null."}
+    default_error_messages = {
+        "not_object": "Give a JSON object ({{…}}), not {kind}.",
+        "null": "Give a JSON object ({{…}}), not null.",
+    }
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
@@ -67,17 +71,27 @@ class JsonObjectField(serializers.JSONField):
 def _json_kind(value) -> str:
     if value is None:
         return "null"
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 class JobWebhookInputSerializer(serializers.Serializer):
-    url = serializers.URLField(help_text="Where to POST the signed messages (http or https, public addresses).")
+    url = serializers.URLField(
+        help_text="Where to POST the signed messages (http or https, public addresses)."
+    )
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=webhooks.EVENTS), required=False,
+        child=serializers.ChoiceField(choices=webhooks.EVENTS),
+        required=False,
         help_text="Which messages to send: start, progress (throttled), completed. Default: completed.",
     )
     secret = serializers.CharField(
-        required=False, help_text="A Standard Webhooks secret (whsec_…); one is generated when left out.",
+        required=False,
+        help_text="A Standard Webhooks secret (whsec_…); one is generated when left out.",
     )
 
 
@@ -88,20 +102,34 @@ class JobWebhookField(JsonObjectField):
 
 class JobCreateSerializer(serializers.Serializer):
     kind = StrictCharField(max_length=64, help_text="The job kind (its runner), e.g. `train`.")
-    task = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The plugin task the job serves, if any.")
-    params = JsonObjectField(required=False, help_text="Parameters, validated against the JSON schema of the kind.")
-    webhook = JobWebhookField(required=False, allow_null=True, help_text="Signed messages about the job (Standard Webhooks).")
+    task = StrictCharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="The plugin task the job serves, if any.",
+    )
+    params = JsonObjectField(
+        required=False, help_text="Parameters, validated against the JSON schema of the kind."
+    )
+    webhook = JobWebhookField(
+        required=False,
+        allow_null=True,
+        help_text="Signed messages about the job (Standard Webhooks).",
+    )
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(str(name) for name in data if name not in self.fields)
             if unknown:
                 known = ", ".join(self.fields)
-                raise serializers.ValidationError({name: [f"Unknown field; a job takes {known}."] for name in unknown})
+                raise serializers.ValidationError(
+                    {name: [f"Unknown field; a job takes {known}."] for name in unknown}
+                )
         return super().to_internal_value(data)
 
 
 # --- response shapes ----------------------------------------------------------------------
+
 
 class JobProgressSerializer(serializers.Serializer):
     current = serializers.FloatField()
@@ -114,13 +142,17 @@ class JobProgressSerializer(serializers.Serializer):
 class JobErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField(help_text="What went wrong, in words meant for the customer.")
-    traceback = serializers.CharField(required=False, allow_null=True, help_text="Staff sessions only.")
+    traceback = serializers.CharField(
+        required=False, allow_null=True, help_text="Staff sessions only."
+    )
 
 
 class JobWebhookSerializer(serializers.Serializer):
     url = serializers.URLField()
     events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENTS))
-    secret = serializers.CharField(required=False, help_text="In the create answer only: verify signatures with it.")
+    secret = serializers.CharField(
+        required=False, help_text="In the create answer only: verify signatures with it."
+    )
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -140,17 +172,38 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "project", "kind", "task", "queue", "status", "params", "progress", "result", "error",
-            "attempt", "max_attempts", "worker", "heartbeat_at", "created_at", "started_at", "finished_at",
-            "cancel_requested_at", "resource_seconds", "webhook", "created_by",
+            "id",
+            "project",
+            "kind",
+            "task",
+            "queue",
+            "status",
+            "params",
+            "progress",
+            "result",
+            "error",
+            "attempt",
+            "max_attempts",
+            "worker",
+            "heartbeat_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested_at",
+            "resource_seconds",
+            "webhook",
+            "created_by",
         ]
         read_only_fields = fields
 
     @extend_schema_field(JobProgressSerializer)
     def get_progress(self, job: Job) -> dict:
         return {
-            "current": job.progress_current, "total": job.progress_total, "percent": job.percent,
-            "description": job.progress_description, "eta_seconds": job.eta_seconds,
+            "current": job.progress_current,
+            "total": job.progress_total,
+            "percent": job.percent,
+            "description": job.progress_description,
+            "eta_seconds": job.eta_seconds,
         }
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
@@ -162,7 +215,11 @@ class JobSerializer(serializers.ModelSerializer):
             error["traceback"] = job.error_traceback or None
         return error
 
-    @extend_schema_field(serializers.CharField(allow_null=True, help_text="The worker process (staff sessions only)."))
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True, help_text="The worker process (staff sessions only)."
+        )
+    )
     def get_worker(self, job: Job) -> str | None:
         return job.worker if _is_staff_session(self.context.get("caller")) else None
 
@@ -186,17 +243,31 @@ class JobDetailSerializer(JobSerializer):
         fields = JobSerializer.Meta.fields + ["metrics", "log_tail"]
         read_only_fields = fields
 
-    @extend_schema_field({
-        "type": "object", "description": "{metric name: [[step, value], …]} in step order.",
-        "additionalProperties": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-    })
+    @extend_schema_field(
+        {
+            "type": "object",
+            "description": "{metric name: [[step, value], …]} in step order.",
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}},
+            },
+        }
+    )
     def get_metrics(self, job: Job) -> dict:
         return queries.metric_series(job)
 
-    @extend_schema_field(inline_serializer("JobLogLine", {
-        "id": serializers.IntegerField(), "at": serializers.DateTimeField(),
-        "level": serializers.CharField(), "message": serializers.CharField(),
-    }, many=True))
+    @extend_schema_field(
+        inline_serializer(
+            "JobLogLine",
+            {
+                "id": serializers.IntegerField(),
+                "at": serializers.DateTimeField(),
+                "level": serializers.CharField(),
+                "message": serializers.CharField(),
+            },
+            many=True,
+        )
+    )
     def get_log_tail(self, job: Job) -> list[dict]:
         return queries.log_tail(job, LOG_TAIL_LINES)
 
@@ -204,20 +275,36 @@ class JobDetailSerializer(JobSerializer):
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     tries = serializers.ListField(
-        child=serializers.DictField(), read_only=True,
+        child=serializers.DictField(),
+        read_only=True,
         help_text="The last tries, oldest first: {at, status, error, ms}.",
     )
 
     class Meta:
         model = WebhookDelivery
-        fields = ["id", "event_type", "status", "attempts", "response_status", "last_error", "tries",
-                  "created_at", "delivered_at", "next_attempt_at"]
+        fields = [
+            "id",
+            "event_type",
+            "status",
+            "attempts",
+            "response_status",
+            "last_error",
+            "tries",
+            "created_at",
+            "delivered_at",
+            "next_attempt_at",
+        ]
         read_only_fields = fields
 
 
 def _is_staff_session(caller) -> bool:
     """Tracebacks are for staff people signed in, never for API keys (whoever made the key)."""
-    return caller is not None and caller.api_key is None and caller.user is not None and caller.user.is_staff
+    return (
+        caller is not None
+        and caller.api_key is None
+        and caller.user is not None
+        and caller.user.is_staff
+    )
 
 
 class JobFinished(exceptions.APIException):
@@ -229,18 +316,23 @@ class JobFinished(exceptions.APIException):
 class IdempotencyKeyReused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = "idempotency_key_reused"
-    default_detail = "This Idempotency-Key was used for another request; use a new key for a new job."
+    default_detail = (
+        "This Idempotency-Key was used for another request; use a new key for a new job."
+    )
 
 
 def _idempotency_key(request) -> str:
     """The Idempotency-Key header: a retried create with the same key gets the same job back."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if key and (len(key) > 200 or not key.isprintable()):
-        raise exceptions.ValidationError({"Idempotency-Key": ["Give at most 200 printable characters (a UUID is a good key)."]})
+        raise exceptions.ValidationError(
+            {"Idempotency-Key": ["Give at most 200 printable characters (a UUID is a good key)."]}
+        )
     return key
 
 
 # --- the event stream ---------------------------------------------------------------------
+
 
 def sse_event(event: JobEvent) -> bytes:
     data = json.dumps(queries.event_dict(event), cls=DjangoJSONEncoder, separators=(",", ":"))
@@ -283,7 +375,10 @@ class JobEventStream:
                 for event in events:
                     chunks.append(sse_event(event))
                     self.after = event.seq
-                    if event.type == JobEvent.Type.STATUS and event.data.get("status") in Job.TERMINAL:
+                    if (
+                        event.type == JobEvent.Type.STATUS
+                        and event.data.get("status") in Job.TERMINAL
+                    ):
                         self.finished = True
                         break
                 if self.finished:
@@ -347,7 +442,11 @@ def _last_event_id(request) -> int:
         value = -1
     if value < 0 or value > MAX_EVENT_ID:
         raise exceptions.ValidationError(
-            {field: [f"Give the id of the last event you received (a whole number, 0 or more), not '{raw[:40]}'."]}
+            {
+                field: [
+                    f"Give the id of the last event you received (a whole number, 0 or more), not '{raw[:40]}'."
+                ]
+            }
         )
     return value
 
@@ -374,15 +473,22 @@ the end), or after a time limit: reconnect with the last id you received to go o
 SSE_EVENT = {
     "type": "object",
     "properties": {
-        "id": {"type": "string", "description": "The event's id: send it back as Last-Event-ID to go on after it."},
+        "id": {
+            "type": "string",
+            "description": "The event's id: send it back as Last-Event-ID to go on after it.",
+        },
         "event": {"type": "string", "enum": ["status", "progress", "metric", "log"]},
-        "data": {"type": "string", "description": "The event as JSON: `{id, type, at, …}` (see above)."},
+        "data": {
+            "type": "string",
+            "description": "The event as JSON: `{id, type, at, …}` (see above).",
+        },
     },
     "required": ["id", "event", "data"],
 }
 
 
 # --- the resource -------------------------------------------------------------------------
+
 
 class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
     """Jobs of one project: long work (training, optimization, batch predictions) run by workers."""
@@ -417,7 +523,9 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "caller": self.caller}
 
-    def _answer(self, job: Job, *, detail: bool = True, show_secret: bool = False, status_code: int = 200) -> Response:
+    def _answer(
+        self, job: Job, *, detail: bool = True, show_secret: bool = False, status_code: int = 200
+    ) -> Response:
         context = {**self.get_serializer_context(), "show_secret": show_secret}
         serializer = (JobDetailSerializer if detail else JobSerializer)(job, context=context)
         return Response(serializer.data, status=status_code)
@@ -427,12 +535,20 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
 
     @extend_schema(
         request=JobCreateSerializer,
-        parameters=[OpenApiParameter(
-            "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-            description="Make retries safe: a create with a key used before answers the job it made "
-                        "(with the header Idempotent-Replayed: true); the same key with another request is a 422.",
-        )],
-        responses={201: JobSerializer, 422: OpenApiResponse(description="The Idempotency-Key was used for another request.")},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Make retries safe: a create with a key used before answers the job it made "
+                "(with the header Idempotent-Replayed: true); the same key with another request is a 422.",
+            )
+        ],
+        responses={
+            201: JobSerializer,
+            422: OpenApiResponse(description="The Idempotency-Key was used for another request."),
+        },
     )
     def create(self, request, project_id=None):
         """Queue a job; it starts when a worker is free and the tenant is under its running limit."""
@@ -442,13 +558,20 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         data = payload.validated_data
         try:
             job = engine.job_create(
-                project=project, kind=data["kind"], params=data.get("params"), task=data.get("task", ""),
-                caller=self.caller, webhook=data.get("webhook"), idempotency_key=_idempotency_key(request),
+                project=project,
+                kind=data["kind"],
+                params=data.get("params"),
+                task=data.get("task", ""),
+                caller=self.caller,
+                webhook=data.get("webhook"),
+                idempotency_key=_idempotency_key(request),
             )
         except engine.IdempotencyConflict as conflict:
             raise IdempotencyKeyReused(str(conflict)) from None
         # The job as it was made (a worker may already have started it by now: the events say so).
-        answer = self._answer(job, detail=False, show_secret=True, status_code=status.HTTP_201_CREATED)
+        answer = self._answer(
+            job, detail=False, show_secret=True, status_code=status.HTTP_201_CREATED
+        )
         if job.replayed:
             answer["Idempotent-Replayed"] = "true"
         return answer
@@ -458,7 +581,13 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         """A job with its metric series and the last lines of its log."""
         return self._answer(self.get_object())
 
-    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(description="The job has already finished.")})
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobSerializer,
+            409: OpenApiResponse(description="The job has already finished."),
+        },
+    )
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request, project_id=None, job_id=None):
         """Cancel a queued job at once; ask a running one to stop (it does at its next progress report)."""
@@ -482,22 +611,38 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         summary="Follow the job's events (server-sent events)",
         description=EVENTS_DESCRIPTION,
         parameters=[
-            OpenApiParameter("Last-Event-ID", {"anyOf": [EVENT_ID, {"type": "string", "maxLength": 0}]},
-                             OpenApiParameter.HEADER, required=False,
-                             description="Send the events after this id (a reconnecting EventSource sets it; empty: "
-                                         "none received)."),
-            OpenApiParameter("last_event_id", EVENT_ID, OpenApiParameter.QUERY, required=False,
-                             description="The same, for clients that cannot set headers; the header wins."),
+            OpenApiParameter(
+                "Last-Event-ID",
+                {"anyOf": [EVENT_ID, {"type": "string", "maxLength": 0}]},
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Send the events after this id (a reconnecting EventSource sets it; empty: "
+                "none received).",
+            ),
+            OpenApiParameter(
+                "last_event_id",
+                EVENT_ID,
+                OpenApiParameter.QUERY,
+                required=False,
+                description="The same, for clients that cannot set headers; the header wins.",
+            ),
         ],
         responses={
             (200, EVENT_STREAM): OpenApiResponse(
-                response=SSE_EVENT, description="The event stream (the schema is one event's).",
-                examples=[OpenApiExample("events", value=(
-                    'id: 7\nevent: progress\ndata: {"id":7,"type":"progress","at":"2026-01-01T12:00:00+00:00",'
-                    '"current":3.0,"total":10.0,"description":"epoch 3","eta_seconds":12.5}\n\n'
-                    'id: 8\nevent: status\ndata: {"id":8,"type":"status","at":"2026-01-01T12:00:13+00:00",'
-                    '"status":"succeeded","attempt":1,"error":null,"result":{"accuracy":0.97}}\n\n'
-                ), media_type=EVENT_STREAM)],
+                response=SSE_EVENT,
+                description="The event stream (the schema is one event's).",
+                examples=[
+                    OpenApiExample(
+                        "events",
+                        value=(
+                            'id: 7\nevent: progress\ndata: {"id":7,"type":"progress","at":"2026-01-01T12:00:00+00:00",'
+                            '"current":3.0,"total":10.0,"description":"epoch 3","eta_seconds":12.5}\n\n'
+                            'id: 8\nevent: status\ndata: {"id":8,"type":"status","at":"2026-01-01T12:00:13+00:00",'
+                            '"status":"succeeded","attempt":1,"error":null,"result":{"accuracy":0.97}}\n\n'
+                        ),
+                        media_type=EVENT_STREAM,
+                    )
+                ],
             ),
             400: OpenApiResponse(description="Last-Event-ID is not a whole number."),
         },
@@ -516,8 +661,12 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
             content = stream.sync_chunks()
         return StreamingHttpResponse(content, content_type=EVENT_STREAM, headers=headers)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
-                              404: OpenApiResponse(description="The job wrote no file (yet).")})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="The job wrote no file (yet)."),
+        }
+    )
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def output(self, request, project_id=None, job_id=None):
         """The file a job wrote (a batch_predict job's predictions, as JSON lines)."""
@@ -528,6 +677,10 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
         job = self.get_object()
         output = (job.result or {}).get("output") if job.status == Job.Status.SUCCEEDED else None
         if not output:
-            raise exceptions.NotFound("This job has no output file: only a succeeded batch_predict job writes one.")
+            raise exceptions.NotFound(
+                "This job has no output file: only a succeeded batch_predict job writes one."
+            )
         handle = storage.open_stored(output["storage_prefix"], output["file"])
-        return FileResponse(handle, as_attachment=True, filename=f"{job.public_id}-{output['file']}")
+        return FileResponse(
+            handle, as_attachment=True, filename=f"{job.public_id}-{output['file']}"
+        )

@@ -12,8 +12,13 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
     def get_page_size(self, request):
-        return whole_number(request.query_params.get(self.page_size_query_param), name=self.page_size_query_param,
-                            low=1, high=self.max_page_size, default=self.page_size)
+        return whole_number(
+            request.query_params.get(self.page_size_query_param),
+            name=self.page_size_query_param,
+            low=1,
+            high=self.max_page_size,
+            default=self.page_size,
+        )
 
     def get_page_number(self, request, paginator):
         raw = request.query_params.get(self.page_query_param)
@@ -23,8 +28,10 @@ class Pagination(PageNumberPagination):
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
-        bounds = {self.page_query_param: {"minimum": 1, "maximum": MAX_INT},
-                  self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size}}
+        bounds = {
+            self.page_query_param: {"minimum": 1, "maximum": MAX_INT},
+            self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size},
+        }
         for parameter in parameters:
             parameter["schema"].update(bounds.get(parameter["name"], {}))
         return parameters

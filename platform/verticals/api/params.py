@@ -8,14 +8,20 @@ from rest_framework import exceptions
 MAX_INT = 2**31 - 1
 
 
-def whole_number(raw: str | None, *, name: str, low: int, high: int, default: int | None = None) -> int | None:
+def whole_number(
+    raw: str | None, *, name: str, low: int, high: int, default: int | None = None
+) -> int | None:
     """`raw` as a whole number from `low` to `high` (`default` when it is absent or empty); otherwise 400
     naming the parameter. Only ASCII digits count ('²' and '١' are digits to str.isdigit()), and
     the length is checked before int() reads them (int() refuses over 4,300 digits)."""
     if raw is None or raw == "":  # an empty parameter counts as absent, as everywhere in the API
         return default
-    if not (raw.isascii() and raw.isdecimal() and len(raw) <= len(str(high)) and low <= int(raw) <= high):
-        raise exceptions.ValidationError({name: [f"Give a whole number from {low} to {high}, not '{raw[:40]}'."]})
+    if not (
+        raw.isascii() and raw.isdecimal() and len(raw) <= len(str(high)) and low <= int(raw) <= high
+    ):
+        raise exceptions.ValidationError(
+            {name: [f"Give a whole number from {low} to {high}, not '{raw[:40]}'."]}
+        )
     return int(raw)
 
 

@@ -13,7 +13,9 @@ class TenantActionPermission(permissions.BasePermission):
         if request._request.caller_error is not None:  # e.g. the current tenant is suspended
             raise CallerRefused(request._request.caller_error)
         if caller is None or not request.user.is_authenticated:
-            raise exceptions.NotAuthenticated("Sign in, or send an API key as `Authorization: Bearer <key>`.")
+            raise exceptions.NotAuthenticated(
+                "Sign in, or send an API key as `Authorization: Bearer <key>`."
+            )
         action = view.required_action()
         if action is None:
             return True
@@ -31,7 +33,9 @@ class PartnerActionPermission(permissions.BasePermission):
         if caller is None or not request.user.is_authenticated:
             raise exceptions.NotAuthenticated("Sign in as a partner member.")
         if caller.api_key is not None:
-            raise exceptions.PermissionDenied("API keys act for one tenant; partner routes need a partner member's session.")
+            raise exceptions.PermissionDenied(
+                "API keys act for one tenant; partner routes need a partner member's session."
+            )
         action = view.required_action()
         if action is None:  # a method the route does not serve: the view answers 405
             return True

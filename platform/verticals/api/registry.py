@@ -11,7 +11,12 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
@@ -54,9 +59,12 @@ class InferenceRestarted(exceptions.APIException):
 def _predict_too_large(length: int | None = None) -> RequestTooLarge:
     limit = settings.SERVING_MAX_BODY_BYTES
     size = f"{length} bytes" if length is not None else f"more than {limit} bytes"
-    return RequestTooLarge(limit, f"The request has {size}; a predict call takes at most {limit} bytes "
-                                  "(SERVING_MAX_BODY_BYTES). Send fewer or smaller inputs per call, or predict a whole "
-                                  "dataset with a batch_predict job.")
+    return RequestTooLarge(
+        limit,
+        f"The request has {size}; a predict call takes at most {limit} bytes "
+        "(SERVING_MAX_BODY_BYTES). Send fewer or smaller inputs per call, or predict a whole "
+        "dataset with a batch_predict job.",
+    )
 
 
 class PredictJSONParser(BaseParser):
@@ -69,7 +77,9 @@ class PredictJSONParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.SERVING_MAX_BODY_BYTES
         body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:  # a body longer than its Content-Length said (the view checked that one)
+        if (
+            len(body) > limit
+        ):  # a body longer than its Content-Length said (the view checked that one)
             raise _predict_too_large()
         return JSONParser().parse(io.BytesIO(body), media_type, parser_context)
 
@@ -82,14 +92,19 @@ def refuse_oversized(request) -> None:
     length = content_length(request)
     limit = settings.REGISTRY_MAX_UPLOAD_BYTES
     if length > limit + 64 * 1024:  # room for the multipart envelope and the other fields
-        raise RequestTooLarge(limit, f"The upload has {length} bytes; uploads take at most {limit} bytes "
-                                     "(REGISTRY_MAX_UPLOAD_BYTES).")
+        raise RequestTooLarge(
+            limit,
+            f"The upload has {length} bytes; uploads take at most {limit} bytes "
+            "(REGISTRY_MAX_UPLOAD_BYTES).",
+        )
 
 
 def uploaded_file(request, field: str = "file"):
     files = request.FILES.getlist(field)
     if not files:
-        raise exceptions.ValidationError({field: [f"Attach the file as multipart/form-data in the field '{field}'."]})
+        raise exceptions.ValidationError(
+            {field: [f"Attach the file as multipart/form-data in the field '{field}'."]}
+        )
     if len(files) > 1:
         raise exceptions.ValidationError({field: ["Attach one file (a .zip holds many)."]})
     return files[0]
@@ -102,6 +117,7 @@ def rejected(exc: services.UploadRejected):
 
 
 # --- tasks and the model garden ---------------------------------------------------------------
+
 
 def train_params_schema(task) -> dict:
     """The whole params schema of a train job for this task: core's parameters and the task's."""
@@ -117,17 +133,33 @@ def train_params_schema(task) -> dict:
 def task_dict(task) -> dict:
     plugin = discovery.plugin_of(task.name)
     return {
-        "name": task.name, "domain": task.domain, "title": task.title, "description": task.description,
+        "name": task.name,
+        "domain": task.domain,
+        "title": task.title,
+        "description": task.description,
         "plugin": plugin.name if plugin else None,
         "dataset": task.dataset.describe(),
-        "architectures": [{"name": a.name, "title": a.title, "description": a.description, "families": list(a.families),
-                           "requires_base": a.requires_base} for a in task.architectures],
+        "architectures": [
+            {
+                "name": a.name,
+                "title": a.title,
+                "description": a.description,
+                "families": list(a.families),
+                "requires_base": a.requires_base,
+            }
+            for a in task.architectures
+        ],
         "default_architecture": task.default_architecture,
         "params_schema": train_params_schema(task),
-        "input_schema": task.input_schema, "output_schema": task.output_schema,
-        "metrics": list(task.metrics), "primary_metric": task.primary_metric,
-        "optimizations": list(task.optimizations), "meters": dict(task.meters),
-        "streams": task.streams, "playground": task.playground, "max_batch": task.max_batch,
+        "input_schema": task.input_schema,
+        "output_schema": task.output_schema,
+        "metrics": list(task.metrics),
+        "primary_metric": task.primary_metric,
+        "optimizations": list(task.optimizations),
+        "meters": dict(task.meters),
+        "streams": task.streams,
+        "playground": task.playground,
+        "max_batch": task.max_batch,
         "jobs": ["train", "evaluate", "batch_predict"],
     }
 
@@ -138,7 +170,11 @@ class TaskListView(CallerAPIView):
     def required_action(self) -> str | None:
         return "task.view"
 
-    @extend_schema(responses=inline_serializer("TaskList", {"results": serializers.ListField(child=serializers.DictField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "TaskList", {"results": serializers.ListField(child=serializers.DictField())}
+        )
+    )
     def get(self, request):
         tasks = discovery.enabled_tasks(self.caller.tenant)
         return Response({"count": len(tasks), "results": [task_dict(t) for t in tasks.values()]})
@@ -150,8 +186,22 @@ class BaseModelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BaseModel
-        fields = ["id", "name", "title", "description", "family", "architecture", "labels", "tasks", "size_bytes", "files",
-                  "sha256", "source", "license", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "title",
+            "description",
+            "family",
+            "architecture",
+            "labels",
+            "tasks",
+            "size_bytes",
+            "files",
+            "sha256",
+            "source",
+            "license",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_tasks(self, base) -> list[str]:
@@ -169,13 +219,25 @@ class BaseModelViewSet(mixins.ListModelMixin, CatalogViewSet):
 
 # --- datasets -----------------------------------------------------------------------------------
 
+
 class DatasetVersionSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
 
     class Meta:
         model = DatasetVersion
-        fields = ["id", "version", "source_name", "source_bytes", "sha256", "rows", "labels", "stats", "split_seed",
-                  "split_fractions", "created_at"]
+        fields = [
+            "id",
+            "version",
+            "source_name",
+            "source_bytes",
+            "sha256",
+            "rows",
+            "labels",
+            "stats",
+            "split_seed",
+            "split_fractions",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -187,7 +249,16 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "project", "name", "task", "description", "latest_version", "created_by", "created_at"]
+        fields = [
+            "id",
+            "project",
+            "name",
+            "task",
+            "description",
+            "latest_version",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
     @staticmethod
@@ -218,16 +289,29 @@ class UploadFieldsSerializer(serializers.Serializer):
     test_fraction = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
-DATASET_UPLOAD = inline_serializer("DatasetUpload", {
-    "file": serializers.FileField(help_text="CSV/JSONL (text tasks) or a .zip (image tasks); see the task's `dataset`."),
-    "task": serializers.CharField(help_text="The task (GET /api/v1/tasks/); not needed for a new version."),
-    "name": serializers.CharField(required=False, help_text="The dataset's name (default: the file's)."),
-    "description": serializers.CharField(required=False),
-    "seed": serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT,
-                                     help_text="Seed of the train/validation/test split (default 0)."),
-    "validation_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
-    "test_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
-})
+DATASET_UPLOAD = inline_serializer(
+    "DatasetUpload",
+    {
+        "file": serializers.FileField(
+            help_text="CSV/JSONL (text tasks) or a .zip (image tasks); see the task's `dataset`."
+        ),
+        "task": serializers.CharField(
+            help_text="The task (GET /api/v1/tasks/); not needed for a new version."
+        ),
+        "name": serializers.CharField(
+            required=False, help_text="The dataset's name (default: the file's)."
+        ),
+        "description": serializers.CharField(required=False),
+        "seed": serializers.IntegerField(
+            required=False,
+            min_value=0,
+            max_value=MAX_INT,
+            help_text="Seed of the train/validation/test split (default 0).",
+        ),
+        "validation_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
+        "test_fraction": serializers.FloatField(required=False, help_text="Default 0.1."),
+    },
+)
 
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
@@ -237,8 +321,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
     serializer_class = DatasetSerializer
     lookup_url_kwarg = "dataset_id"
     parser_classes = [MultiPartParser, FormParser, JSONParser]
-    actions = {"list": "dataset.view", "retrieve": "dataset.view", "create": "dataset.create", "versions": "dataset.create",
-               "destroy": "dataset.delete", "download": "dataset.download"}
+    actions = {
+        "list": "dataset.view",
+        "retrieve": "dataset.view",
+        "create": "dataset.create",
+        "versions": "dataset.create",
+        "destroy": "dataset.delete",
+        "download": "dataset.download",
+    }
     filterset_class = filters.DatasetFilter
     ordering_fields = ["created_at", "name"]
 
@@ -254,25 +344,45 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         fields.is_valid(raise_exception=True)
         data = fields.validated_data
         if dataset is None and not data.get("task"):
-            raise exceptions.ValidationError({"task": ["Name the task the dataset is for (see /api/v1/tasks/)."]})
+            raise exceptions.ValidationError(
+                {"task": ["Name the task the dataset is for (see /api/v1/tasks/)."]}
+            )
         upload = uploaded_file(request)
         try:
             return services.dataset_upload(
-                project=self.get_project(), caller=self.caller, upload=upload, task=data.get("task", ""), dataset=dataset,
-                name=data.get("name", ""), description=data.get("description", ""), seed=data["seed"],
-                validation_fraction=data["validation_fraction"], test_fraction=data["test_fraction"],
+                project=self.get_project(),
+                caller=self.caller,
+                upload=upload,
+                task=data.get("task", ""),
+                dataset=dataset,
+                name=data.get("name", ""),
+                description=data.get("description", ""),
+                seed=data["seed"],
+                validation_fraction=data["validation_fraction"],
+                test_fraction=data["test_fraction"],
             )
         except services.UploadRejected as exc:
             raise rejected(exc) from None
 
-    @extend_schema(request={"multipart/form-data": DATASET_UPLOAD}, responses={201: DatasetDetailSerializer,
-                   400: OpenApiResponse(description="The upload breaks the task's schema: `details.problems` lists where.")})
+    @extend_schema(
+        request={"multipart/form-data": DATASET_UPLOAD},
+        responses={
+            201: DatasetDetailSerializer,
+            400: OpenApiResponse(
+                description="The upload breaks the task's schema: `details.problems` lists where."
+            ),
+        },
+    )
     def create(self, request, project_id=None):
         """Upload a dataset (multipart); answers the dataset with its first version's statistics."""
         version = self._upload(request)
-        return Response(DatasetDetailSerializer(version.dataset).data, status=status.HTTP_201_CREATED)
+        return Response(
+            DatasetDetailSerializer(version.dataset).data, status=status.HTTP_201_CREATED
+        )
 
-    @extend_schema(request={"multipart/form-data": DATASET_UPLOAD}, responses={201: DatasetVersionSerializer})
+    @extend_schema(
+        request={"multipart/form-data": DATASET_UPLOAD}, responses={201: DatasetVersionSerializer}
+    )
     @action(detail=True, methods=["post"], filter_backends=[])
     def versions(self, request, project_id=None, dataset_id=None):
         """Upload the next version of this dataset (same task); earlier versions stay as they are."""
@@ -284,17 +394,33 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
         services.dataset_delete(dataset=self.get_object(), caller=self.caller)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[OpenApiParameter("version", {"type": "integer", "minimum": 1, "maximum": MAX_INT},
-                                                OpenApiParameter.QUERY, required=False,
-                                                description="Which version (default: the latest).")],
-                   responses={(200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description=(
-                       "The file as it was uploaded, with the type its name says (text/csv, application/zip, …)."))})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "version",
+                {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                OpenApiParameter.QUERY,
+                required=False,
+                description="Which version (default: the latest).",
+            )
+        ],
+        responses={
+            (200, "*/*"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description=(
+                    "The file as it was uploaded, with the type its name says (text/csv, application/zip, …)."
+                ),
+            )
+        },
+    )
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def download(self, request, project_id=None, dataset_id=None):
         """The file that was uploaded for a version of this dataset."""
         dataset = self.get_object()
         versions = dataset.versions.all()
-        wanted = whole_number(request.query_params.get("version"), name="version", low=1, high=MAX_INT)
+        wanted = whole_number(
+            request.query_params.get("version"), name="version", low=1, high=MAX_INT
+        )
         if wanted is not None:
             versions = versions.filter(version=wanted)
         version = versions.order_by("-version").first()
@@ -306,6 +432,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
 
 # --- model versions ------------------------------------------------------------------------------
 
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     project = serializers.CharField(source="project.public_id", read_only=True)
@@ -314,19 +441,47 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "project", "name", "version", "task", "architecture", "source", "labels", "metrics", "params",
-                  "size_bytes", "sha256", "predictable", "lineage", "created_at"]
+        fields = [
+            "id",
+            "project",
+            "name",
+            "version",
+            "task",
+            "architecture",
+            "source",
+            "labels",
+            "metrics",
+            "params",
+            "size_bytes",
+            "sha256",
+            "predictable",
+            "lineage",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_lineage(self, model) -> dict:
         dsv = model.dataset_version
         return {
-            "dataset_version": {"id": dsv.public_id, "dataset": dsv.dataset.public_id, "name": dsv.dataset.name,
-                                "version": dsv.version} if dsv else None,
+            "dataset_version": {
+                "id": dsv.public_id,
+                "dataset": dsv.dataset.public_id,
+                "name": dsv.dataset.name,
+                "version": dsv.version,
+            }
+            if dsv
+            else None,
             "job": model.job.public_id if model.job_id and model.job else None,
-            "parent": {"id": model.parent.public_id, "name": model.parent.name, "version": model.parent.version}
-            if model.parent_id and model.parent else None,
-            "base_model": {"id": model.base_model.public_id, "name": model.base_model.name} if model.base_model_id else None,
+            "parent": {
+                "id": model.parent.public_id,
+                "name": model.parent.name,
+                "version": model.parent.version,
+            }
+            if model.parent_id and model.parent
+            else None,
+            "base_model": {"id": model.base_model.public_id, "name": model.base_model.name}
+            if model.base_model_id
+            else None,
         }
 
 
@@ -337,7 +492,9 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
 
 
 class PredictParametersSerializer(serializers.Serializer):
-    top_k = serializers.IntegerField(min_value=1, max_value=1000, required=False, help_text="Labels per output.")
+    top_k = serializers.IntegerField(
+        min_value=1, max_value=1000, required=False, help_text="Labels per output."
+    )
 
 
 class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
@@ -347,8 +504,14 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     serializer_class = ModelVersionSerializer
     lookup_url_kwarg = "model_id"
     parser_classes = [JSONParser, MultiPartParser, FormParser]
-    actions = {"list": "model.view", "retrieve": "model.view", "create": "model.import", "destroy": "model.delete",
-               "download": "model.download", "predict": "model.predict"}
+    actions = {
+        "list": "model.view",
+        "retrieve": "model.view",
+        "create": "model.import",
+        "destroy": "model.delete",
+        "download": "model.download",
+        "predict": "model.predict",
+    }
     filterset_class = filters.ModelVersionFilter
     ordering_fields = ["created_at", "name", "version"]
 
@@ -357,17 +520,27 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         if self.action in ("predict", "download"):
             # The hot path reads the model's own row only: no lineage joins, no report.
             return queryset.defer("report", "params", "config")
-        return queryset.select_related("project", "job", "parent", "base_model", "dataset_version__dataset")
+        return queryset.select_related(
+            "project", "job", "parent", "base_model", "dataset_version__dataset"
+        )
 
     def get_serializer_class(self):
         return ModelVersionDetailSerializer if self.action == "retrieve" else ModelVersionSerializer
 
     @extend_schema(
-        request={"multipart/form-data": inline_serializer("ModelImport", {
-            "file": serializers.FileField(help_text="A .zip or .tar.gz of a Hugging Face or torchvision model directory "
-                                                    "(config.json + model.safetensors; pickles are refused)."),
-            "task": serializers.CharField(), "name": serializers.CharField(required=False),
-        })},
+        request={
+            "multipart/form-data": inline_serializer(
+                "ModelImport",
+                {
+                    "file": serializers.FileField(
+                        help_text="A .zip or .tar.gz of a Hugging Face or torchvision model directory "
+                        "(config.json + model.safetensors; pickles are refused)."
+                    ),
+                    "task": serializers.CharField(),
+                    "name": serializers.CharField(required=False),
+                },
+            )
+        },
         responses={201: ModelVersionDetailSerializer},
     )
     def create(self, request, project_id=None):
@@ -375,13 +548,20 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         refuse_oversized(request)
         task = request.data.get("task")
         if not isinstance(task, str) or not task:
-            raise exceptions.ValidationError({"task": ["Name the task the model is for (see /api/v1/tasks/)."]})
+            raise exceptions.ValidationError(
+                {"task": ["Name the task the model is for (see /api/v1/tasks/)."]}
+            )
         name = request.data.get("name") or ""
         if not isinstance(name, str) or len(name) > 200:
             raise exceptions.ValidationError({"name": ["Give a name of at most 200 characters."]})
         try:
-            version = services.model_import(project=self.get_project(), caller=self.caller, task=task,
-                                            upload=uploaded_file(request), name=name)
+            version = services.model_import(
+                project=self.get_project(),
+                caller=self.caller,
+                task=task,
+                upload=uploaded_file(request),
+                name=name,
+            )
         except services.UploadRejected as exc:
             raise rejected(exc) from None
         return Response(ModelVersionDetailSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -398,32 +578,66 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
         with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as bundle:
             for entry in model.files:
-                with storage.open_stored(model.storage_prefix, entry["name"]) as source, bundle.open(entry["name"], "w") as sink:
+                with (
+                    storage.open_stored(model.storage_prefix, entry["name"]) as source,
+                    bundle.open(entry["name"], "w") as sink,
+                ):
                     for block in iter(lambda: source.read(1024 * 1024), b""):
                         sink.write(block)
         spool.seek(0)
-        return FileResponse(spool, as_attachment=True, filename=f"{model.name}-v{model.version}.zip", content_type="application/zip")
+        return FileResponse(
+            spool,
+            as_attachment=True,
+            filename=f"{model.name}-v{model.version}.zip",
+            content_type="application/zip",
+        )
 
     @extend_schema(
         request={
-            "application/json": inline_serializer("PredictRequest", {
-                "inputs": serializers.JSONField(help_text="One input, or a list of inputs (see the task's input_schema)."),
-                "parameters": PredictParametersSerializer(required=False),
-            }),
-            "multipart/form-data": inline_serializer("PredictUpload", {
-                "inputs": serializers.ListField(child=serializers.FileField(), help_text="One or more files (images)."),
-                "top_k": serializers.IntegerField(required=False),
-            }),
+            "application/json": inline_serializer(
+                "PredictRequest",
+                {
+                    "inputs": serializers.JSONField(
+                        help_text="One input, or a list of inputs (see the task's input_schema)."
+                    ),
+                    "parameters": PredictParametersSerializer(required=False),
+                },
+            ),
+            "multipart/form-data": inline_serializer(
+                "PredictUpload",
+                {
+                    "inputs": serializers.ListField(
+                        child=serializers.FileField(), help_text="One or more files (images)."
+                    ),
+                    "top_k": serializers.IntegerField(required=False),
+                },
+            ),
         },
-        responses={200: OpenApiResponse(description="One input: the task's output (e.g. [{label, score}] by descending "
-                                                    "score). A list of inputs: a list of outputs, in order."),
-                   400: OpenApiResponse(description="An input is the wrong type, empty, too long, a corrupt image, or "
-                                                    "images over the pixel limits (per image, per call)."),
-                   409: OpenApiResponse(description="The model cannot predict (no head yet, or its task is unavailable)."),
-                   413: OpenApiResponse(description="The body is larger than SERVING_MAX_BODY_BYTES."),
-                   503: OpenApiResponse(description="The model process stopped during the call (e.g. out of memory); retry.")},
+        responses={
+            200: OpenApiResponse(
+                description="One input: the task's output (e.g. [{label, score}] by descending "
+                "score). A list of inputs: a list of outputs, in order."
+            ),
+            400: OpenApiResponse(
+                description="An input is the wrong type, empty, too long, a corrupt image, or "
+                "images over the pixel limits (per image, per call)."
+            ),
+            409: OpenApiResponse(
+                description="The model cannot predict (no head yet, or its task is unavailable)."
+            ),
+            413: OpenApiResponse(description="The body is larger than SERVING_MAX_BODY_BYTES."),
+            503: OpenApiResponse(
+                description="The model process stopped during the call (e.g. out of memory); retry."
+            ),
+        },
     )
-    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None, parser_classes=PREDICT_PARSERS)
+    @action(
+        detail=True,
+        methods=["post"],
+        filter_backends=[],
+        pagination_class=None,
+        parser_classes=PREDICT_PARSERS,
+    )
     def predict(self, request, project_id=None, model_id=None):
         """Predict with this model version: one input or a list (Hugging Face pipeline output shapes)."""
         length = content_length(request)
@@ -437,8 +651,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
                     if task.streams:
                         return _generation_response(request, model, self.caller)
                     single, inputs, parameters = _predict_inputs(request)
-                    outputs = serving.predict(model_version=model, inputs=inputs, options=parameters, single=single,
-                                              caller=self.caller)
+                    outputs = serving.predict(
+                        model_version=model,
+                        inputs=inputs,
+                        options=parameters,
+                        single=single,
+                        caller=self.caller,
+                    )
             finally:
                 _drop_body(request)
         return Response(outputs[0] if single else outputs)
@@ -460,10 +679,14 @@ def serving_errors():
     form too large to read."""
     try:
         yield
-    except RequestDataTooBig:  # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
-        raise RequestTooLarge(message=f"The form fields of this multipart call hold more than "
-                                      f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; upload images as files in `inputs`, "
-                                      f"or send JSON (up to {settings.SERVING_MAX_BODY_BYTES} bytes).") from None
+    except (
+        RequestDataTooBig
+    ):  # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise RequestTooLarge(
+            message=f"The form fields of this multipart call hold more than "
+            f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; upload images as files in `inputs`, "
+            f"or send JSON (up to {settings.SERVING_MAX_BODY_BYTES} bytes)."
+        ) from None
     except serving.BadInput as exc:
         raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
     except serving.ModelUnavailable as exc:
@@ -478,24 +701,44 @@ def _generation_response(request, model, caller):
     Inference's shape: {"token": {"text"}, "generated_text": null}, the last one with the whole
     text and `details`)."""
     if not isinstance(request.data, dict) or "inputs" not in request.data:
-        raise exceptions.ValidationError({"inputs": ['Send {"inputs": a prompt, {"messages": [...]} or a list, '
-                                                     '"parameters": {...}, "stream": false}.']})
+        raise exceptions.ValidationError(
+            {
+                "inputs": [
+                    'Send {"inputs": a prompt, {"messages": [...]} or a list, '
+                    '"parameters": {...}, "stream": false}.'
+                ]
+            }
+        )
     unknown = sorted(set(request.data) - {"inputs", "parameters", "stream"})
     if unknown:
-        raise exceptions.ValidationError({unknown[0]: ["Unknown field; a predict request takes inputs, parameters and stream."]})
-    raw, parameters, stream = request.data["inputs"], request.data.get("parameters") or {}, request.data.get("stream", False)
+        raise exceptions.ValidationError(
+            {unknown[0]: ["Unknown field; a predict request takes inputs, parameters and stream."]}
+        )
+    raw, parameters, stream = (
+        request.data["inputs"],
+        request.data.get("parameters") or {},
+        request.data.get("stream", False),
+    )
     if not isinstance(parameters, dict):
-        raise exceptions.ValidationError({"parameters": ['Give an object, e.g. {"max_tokens": 64}.']})
+        raise exceptions.ValidationError(
+            {"parameters": ['Give an object, e.g. {"max_tokens": 64}.']}
+        )
     if not isinstance(stream, bool):
         raise exceptions.ValidationError({"stream": ["Give true or false."]})
     if not stream:
         single = not isinstance(raw, list)
-        outputs = serving.complete(model=model, caller=caller, raw_inputs=[raw] if single else raw, options=parameters)
+        outputs = serving.complete(
+            model=model, caller=caller, raw_inputs=[raw] if single else raw, options=parameters
+        )
         return Response(outputs[0] if single else outputs)
     if isinstance(raw, list):
-        raise exceptions.ValidationError({"inputs": ["A stream takes one input; send a list without `stream`."]})
+        raise exceptions.ValidationError(
+            {"inputs": ["A stream takes one input; send a list without `stream`."]}
+        )
     generation = serving.generate(model=model, caller=caller, raw_input=raw, options=parameters)
-    return event_stream(request, _tgi_events(generation), cancel=generation.cancel, close=generation.close)
+    return event_stream(
+        request, _tgi_events(generation), cancel=generation.cancel, close=generation.close
+    )
 
 
 def _tgi_events(generation):
@@ -506,8 +749,11 @@ def _tgi_events(generation):
             body = {"token": {"text": event.text}, "generated_text": None}
             if event.finished:
                 body["generated_text"] = "".join(text)
-                body["details"] = {"finish_reason": event.finish_reason, "prompt_tokens": generation.prompt_tokens,
-                                   "generated_tokens": event.completion_tokens}
+                body["details"] = {
+                    "finish_reason": event.finish_reason,
+                    "prompt_tokens": generation.prompt_tokens,
+                    "generated_tokens": event.completion_tokens,
+                }
                 if event.error:
                     body["error"] = {"code": "generation_failed", "message": event.error}
             yield sse(body)
@@ -523,37 +769,55 @@ def _drop_body(request) -> None:
     for parsed in (request.data, request.FILES):
         try:
             parsed.clear()
-        except AttributeError:  # an immutable QueryDict (a form without files): small, by Django's own limit
+        except (
+            AttributeError
+        ):  # an immutable QueryDict (a form without files): small, by Django's own limit
             pass
 
 
 def _predict_inputs(request) -> tuple[bool, list, dict]:
     """(one input?, the inputs, the parameters) of a JSON or multipart predict request."""
     if request.FILES:
-        files = request.FILES.getlist("inputs") or [f for name in request.FILES for f in request.FILES.getlist(name)]
+        files = request.FILES.getlist("inputs") or [
+            f for name in request.FILES for f in request.FILES.getlist(name)
+        ]
         limit = settings.SERVING_MAX_BODY_BYTES
         inputs = []
         for upload in files:
             if upload.size > limit:
-                raise exceptions.ValidationError({"inputs": [f"'{upload.name}' has {upload.size} bytes; at most {limit}."]})
+                raise exceptions.ValidationError(
+                    {"inputs": [f"'{upload.name}' has {upload.size} bytes; at most {limit}."]}
+                )
             inputs.append(upload.read())
-        raw_parameters = {"top_k": request.data["top_k"]} if request.data.get("top_k") not in (None, "") else {}
+        raw_parameters = (
+            {"top_k": request.data["top_k"]} if request.data.get("top_k") not in (None, "") else {}
+        )
         single = len(inputs) == 1
     else:
         if not isinstance(request.data, dict) or "inputs" not in request.data:
-            raise exceptions.ValidationError({"inputs": ['Send {"inputs": <one input or a list>} as JSON, or files as multipart.']})
+            raise exceptions.ValidationError(
+                {
+                    "inputs": [
+                        'Send {"inputs": <one input or a list>} as JSON, or files as multipart.'
+                    ]
+                }
+            )
         unknown = sorted(set(request.data) - {"inputs", "parameters"})
         if unknown:
-            raise exceptions.ValidationError({unknown[0]: ["Unknown field; a predict request takes inputs and parameters."]})
+            raise exceptions.ValidationError(
+                {unknown[0]: ["Unknown field; a predict request takes inputs and parameters."]}
+            )
         raw = request.data["inputs"]
         single = not isinstance(raw, list)
         inputs = [raw] if single else raw
         raw_parameters = request.data.get("parameters") or {}
         if not isinstance(raw_parameters, dict):
-            raise exceptions.ValidationError({"parameters": ["Give an object, e.g. {\"top_k\": 3}."]})
+            raise exceptions.ValidationError({"parameters": ['Give an object, e.g. {"top_k": 3}.']})
     parameters = PredictParametersSerializer(data=raw_parameters)
     parameters.is_valid(raise_exception=True)
     unknown = sorted(set(raw_parameters) - set(parameters.fields))
     if unknown:
-        raise exceptions.ValidationError({f"parameters.{unknown[0]}": ["Unknown parameter; known: top_k."]})
+        raise exceptions.ValidationError(
+            {f"parameters.{unknown[0]}": ["Unknown parameter; known: top_k."]}
+        )
     return single, inputs, dict(parameters.validated_data)

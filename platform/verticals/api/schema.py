@@ -25,7 +25,12 @@ class SessionScheme(OpenApiAuthenticationExtension):
     name = "Session"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid", "description": "A portal session (with CSRF)."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "A portal session (with CSRF).",
+        }
 
 
 class JobDetailScheme(OpenApiSerializerExtension):
@@ -40,14 +45,23 @@ class JobDetailScheme(OpenApiSerializerExtension):
         base = auto_schema.resolve_serializer(JobSerializer, direction)
         serializer = force_instance(self.target)
         extra = [name for name in serializer.fields if name not in JobSerializer.Meta.fields]
-        properties = {name: auto_schema._map_serializer_field(serializer.fields[name], direction) for name in extra}
+        properties = {
+            name: auto_schema._map_serializer_field(serializer.fields[name], direction)
+            for name in extra
+        }
         return {"allOf": [base.ref, build_object_type(properties=properties, required=extra)]}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="A stable code to branch on, e.g. `invalid`, `not_found`, `rate_limited`.")
-    message = serializers.CharField(help_text="What went wrong and what to fix, naming each field at fault.")
-    details = serializers.JSONField(help_text="The problems by field (`{field: [problems]}`), or more about the error.")
+    code = serializers.CharField(
+        help_text="A stable code to branch on, e.g. `invalid`, `not_found`, `rate_limited`."
+    )
+    message = serializers.CharField(
+        help_text="What went wrong and what to fix, naming each field at fault."
+    )
+    details = serializers.JSONField(
+        help_text="The problems by field (`{field: [problems]}`), or more about the error."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -65,7 +79,7 @@ ERRORS = {
     401: "No credentials, or an API key that is malformed, unknown, revoked or expired.",
     403: "The caller's role, the key's scopes or project, or the plan do not allow this; or the tenant is suspended.",
     404: "Nothing of the caller's tenant by that id (another tenant's object answers the same), no such page, "
-         "or an `X-Tenant` the caller is not a member of.",
+    "or an `X-Tenant` the caller is not a member of.",
     429: "Too many requests: a rate limit of the plan or of failed sign-ins; `Retry-After` says when to try again.",
 }
 # And what every operation that takes a body can answer about it.
@@ -88,9 +102,14 @@ class AutoSchema(SpectacularAutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return None
-        error = {"application/json": {"schema": self.resolve_serializer(ErrorSerializer, "response").ref}}
+        error = {
+            "application/json": {"schema": self.resolve_serializer(ErrorSerializer, "response").ref}
+        }
         responses = operation.setdefault("responses", {})
-        for status, description in {**ERRORS, **(BODY_ERRORS if "requestBody" in operation else {})}.items():
+        for status, description in {
+            **ERRORS,
+            **(BODY_ERRORS if "requestBody" in operation else {}),
+        }.items():
             responses.setdefault(str(status), {"description": description})
         for status, response in responses.items():
             if status.startswith(("4", "5")) and "content" not in response:

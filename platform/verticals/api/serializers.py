@@ -2,7 +2,15 @@
 
 from rest_framework import serializers
 
-from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Partner,
+    Project,
+    Tenant,
+)
 from verticals.tenancy.roles import Role, Scope
 
 
@@ -71,8 +79,18 @@ class InvitationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Invitation
-        fields = ["id", "email", "role", "status", "invited_by", "created_at", "expires_at", "sent_at",
-                  "accepted_at", "revoked_at"]
+        fields = [
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "sent_at",
+            "accepted_at",
+            "revoked_at",
+        ]
 
 
 class InvitationCreateSerializer(serializers.Serializer):
@@ -94,8 +112,19 @@ class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = [
-            "id", "name", "prefix", "mode", "role", "scopes", "project", "expires_at",
-            "revoked_at", "last_used_at", "active", "created_by", "created_at",
+            "id",
+            "name",
+            "prefix",
+            "mode",
+            "role",
+            "scopes",
+            "project",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "active",
+            "created_by",
+            "created_at",
         ]
 
     def get_active(self, key) -> bool:
@@ -105,10 +134,14 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=120)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False, max_length=len(Scope.values)
+        child=serializers.ChoiceField(choices=Scope.choices),
+        allow_empty=False,
+        max_length=len(Scope.values),
     )
     role = serializers.ChoiceField(choices=Role.choices, required=False)
-    project = PublicIdRelatedField(model_name="project", queryset=Project.objects, required=False, allow_null=True)
+    project = PublicIdRelatedField(
+        model_name="project", queryset=Project.objects, required=False, allow_null=True
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     mode = serializers.ChoiceField(choices=ApiKey.Mode.choices, default=ApiKey.Mode.LIVE)
 
@@ -134,13 +167,23 @@ class TenantSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Tenant
-        fields = ["id", "name", "partner", "status", "suspended_reason", "suspended_at", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "partner",
+            "status",
+            "suspended_reason",
+            "suspended_at",
+            "created_at",
+        ]
 
 
 class PartnerTenantCreateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=120)
     partner = PublicIdRelatedField(
-        model_name="partner", queryset=Partner.objects, required=False,
+        model_name="partner",
+        queryset=Partner.objects,
+        required=False,
         help_text="Needed only when you administer several partners.",
     )
     owner_email = serializers.EmailField(max_length=254, required=False)

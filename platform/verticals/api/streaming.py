@@ -4,7 +4,7 @@ generation cancelled) when the client goes away."""
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -15,11 +15,17 @@ EVENT_STREAM = "text/event-stream"
 
 def sse(data) -> bytes:
     """One `data:` event; a dict goes as compact JSON, a string as it is (e.g. `[DONE]`)."""
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    text = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    )
     return f"data: {text}\n\n".encode()
 
 
-def event_stream(request, chunks: Iterator[bytes], *, cancel: Callable[[], None], close: Callable[[], None]) -> StreamingHttpResponse:
+def event_stream(
+    request, chunks: Iterator[bytes], *, cancel: Callable[[], None], close: Callable[[], None]
+) -> StreamingHttpResponse:
     """A streaming response of `chunks`; `close` runs when the stream ends, however it ends,
     after `cancel` (which must not touch the database: it may run on any thread).
 
@@ -36,7 +42,9 @@ def event_stream(request, chunks: Iterator[bytes], *, cancel: Callable[[], None]
     return StreamingHttpResponse(content, content_type=EVENT_STREAM, headers=headers)
 
 
-def _sync_chunks(chunks: Iterator[bytes], cancel: Callable[[], None], close: Callable[[], None]) -> Iterator[bytes]:
+def _sync_chunks(
+    chunks: Iterator[bytes], cancel: Callable[[], None], close: Callable[[], None]
+) -> Iterator[bytes]:
     try:
         yield from chunks
     finally:
@@ -47,7 +55,9 @@ def _sync_chunks(chunks: Iterator[bytes], cancel: Callable[[], None], close: Cal
 _END = object()
 
 
-async def _async_chunks(chunks: Iterator[bytes], cancel: Callable[[], None], close: Callable[[], None]):
+async def _async_chunks(
+    chunks: Iterator[bytes], cancel: Callable[[], None], close: Callable[[], None]
+):
     pull = sync_to_async(lambda: next(chunks, _END), thread_sensitive=True)
     try:
         while True:

@@ -8,7 +8,11 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
-from verticals.api.billing import PartnerTenantPlanCreateSerializer, default_plan, partner_tenant_created
+from verticals.api.billing import (
+    PartnerTenantPlanCreateSerializer,
+    default_plan,
+    partner_tenant_created,
+)
 from verticals.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -24,7 +28,15 @@ from verticals.api.serializers import (
     TenantSerializer,
 )
 from verticals.tenancy import services
-from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Partner, Project, Tenant
+from verticals.tenancy.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Partner,
+    Project,
+    Tenant,
+)
 
 
 class MeView(CallerAPIView):
@@ -36,7 +48,11 @@ class MeView(CallerAPIView):
         tenant = caller.tenant
         body = {
             "type": "api_key" if caller.api_key else "user",
-            "user": {"id": caller.user.public_id, "email": caller.user.email, "full_name": caller.user.full_name}
+            "user": {
+                "id": caller.user.public_id,
+                "email": caller.user.email,
+                "full_name": caller.user.full_name,
+            }
             if caller.user
             else None,
             "api_key": ApiKeySerializer(caller.api_key).data if caller.api_key else None,
@@ -45,7 +61,12 @@ class MeView(CallerAPIView):
             "scopes": sorted(caller.scopes) if caller.scopes is not None else None,
             "permissions": caller.permissions(),
             "tenants": [
-                {"id": m.tenant.public_id, "name": m.tenant.name, "role": m.role, "status": m.tenant.status}
+                {
+                    "id": m.tenant.public_id,
+                    "name": m.tenant.name,
+                    "role": m.role,
+                    "status": m.tenant.status,
+                }
                 for m in caller.memberships
             ],
             "partners": [
@@ -98,7 +119,9 @@ class ProjectViewSet(
         services.project_delete(project=instance, actor=self.caller)
 
 
-class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
+class MemberViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet
+):
     """Members of the caller's tenant: change role, remove. People join through invitations."""
 
     model = Membership
@@ -121,7 +144,9 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         membership = self.get_object()
         payload = MemberRoleSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        membership = services.member_change_role(caller=self.caller, membership=membership, **payload.validated_data)
+        membership = services.member_change_role(
+            caller=self.caller, membership=membership, **payload.validated_data
+        )
         return Response(MemberSerializer(membership).data)
 
     def perform_destroy(self, instance):
@@ -234,7 +259,9 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         """Create a customer tenant; with `plan` (and `trial_days`) it starts on that plan, without
         on the BILLING_DEFAULT_PLAN (none when that is empty or names no plan offered)."""
         payload = PartnerTenantPlanCreateSerializer(data=request.data)
-        allowed = Partner.objects.filter(pk__in=self.caller.partner_ids_for("partner.tenant.create"))
+        allowed = Partner.objects.filter(
+            pk__in=self.caller.partner_ids_for("partner.tenant.create")
+        )
         payload.fields["partner"].queryset = allowed
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -242,9 +269,13 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
             data = {**data, "plan": default_plan()}
         partner = data.get("partner")
         if partner is None:
-            direct = [pm.partner for pm in self.caller.partner_memberships() if pm.partner in allowed]
+            direct = [
+                pm.partner for pm in self.caller.partner_memberships() if pm.partner in allowed
+            ]
             if len(direct) != 1:
-                raise serializers.ValidationError({"partner": "You administer several partners: name one by id."})
+                raise serializers.ValidationError(
+                    {"partner": "You administer several partners: name one by id."}
+                )
             partner = direct[0]
         with transaction.atomic():
             tenant = services.tenant_create(
@@ -261,7 +292,11 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         tenant = self.get_object()
         payload = PartnerTenantUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        return Response(TenantSerializer(services.tenant_update(tenant=tenant, actor=self.caller, **payload.validated_data)).data)
+        return Response(
+            TenantSerializer(
+                services.tenant_update(tenant=tenant, actor=self.caller, **payload.validated_data)
+            ).data
+        )
 
     @extend_schema(request=SuspendSerializer, responses=TenantSerializer)
     @action(detail=True, methods=["post"])
@@ -269,9 +304,17 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
         tenant = self.get_object()
         payload = SuspendSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        return Response(TenantSerializer(services.tenant_suspend(tenant=tenant, actor=self.caller, **payload.validated_data)).data)
+        return Response(
+            TenantSerializer(
+                services.tenant_suspend(tenant=tenant, actor=self.caller, **payload.validated_data)
+            ).data
+        )
 
     @extend_schema(request=None, responses=TenantSerializer)
     @action(detail=True, methods=["post"])
     def reactivate(self, request, tenant_id=None):
-        return Response(TenantSerializer(services.tenant_reactivate(tenant=self.get_object(), actor=self.caller)).data)
+        return Response(
+            TenantSerializer(
+                services.tenant_reactivate(tenant=self.get_object(), actor=self.caller)
+            ).data
+        )

@@ -4,7 +4,17 @@ Invoices and usage are read-only (issued invoices never change; corrections are 
 from django.contrib import admin
 
 from verticals.billing.models import (
-    Contract, ContractPrice, Invoice, InvoiceLine, Meter, Plan, PlanPrice, PriceBook, PriceBookEntry, Subscription, UsageEvent,
+    Contract,
+    ContractPrice,
+    Invoice,
+    InvoiceLine,
+    Meter,
+    Plan,
+    PlanPrice,
+    PriceBook,
+    PriceBookEntry,
+    Subscription,
+    UsageEvent,
 )
 
 
@@ -15,7 +25,16 @@ class PlanPriceInline(admin.TabularInline):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "currency", "monthly_fee", "cap", "requests_per_minute", "concurrent_jobs", "is_active"]
+    list_display = [
+        "code",
+        "name",
+        "currency",
+        "monthly_fee",
+        "cap",
+        "requests_per_minute",
+        "concurrent_jobs",
+        "is_active",
+    ]
     inlines = [PlanPriceInline]
 
 
@@ -55,7 +74,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_display = ["tenant", "plan", "starts_at", "ends_at", "trial_ends_at"]
 
     def get_queryset(self, request):
-        return Subscription.dangerously_unscoped.select_related("tenant", "plan")  # staff see every tenant's
+        return Subscription.dangerously_unscoped.select_related(
+            "tenant", "plan"
+        )  # staff see every tenant's
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -84,7 +105,16 @@ class InvoiceLineInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnly):
-    list_display = ["number", "kind", "tenant", "partner", "currency", "total_minor", "period_start", "issued_at"]
+    list_display = [
+        "number",
+        "kind",
+        "tenant",
+        "partner",
+        "currency",
+        "total_minor",
+        "period_start",
+        "issued_at",
+    ]
     list_filter = ["kind", "currency"]
     inlines = [InvoiceLineInline]
 

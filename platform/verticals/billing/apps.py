@@ -20,5 +20,13 @@ class BillingConfig(AppConfig):
         from verticals.billing.models import Contract, ContractPrice, Plan, PlanPrice, Subscription
 
         for model in (Plan, PlanPrice, Subscription, Contract, ContractPrice):
-            post_save.connect(catalog.catalog_changed, sender=model, dispatch_uid=f"billing-catalog-{model.__name__}")
-            post_delete.connect(catalog.catalog_changed, sender=model, dispatch_uid=f"billing-catalog-d-{model.__name__}")
+            post_save.connect(
+                catalog.catalog_changed,
+                sender=model,
+                dispatch_uid=f"billing-catalog-{model.__name__}",
+            )
+            post_delete.connect(
+                catalog.catalog_changed,
+                sender=model,
+                dispatch_uid=f"billing-catalog-d-{model.__name__}",
+            )

@@ -5,14 +5,13 @@ from __future__ import annotations
 import calendar
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 
 from django.conf import settings
-from django.utils import timezone
-
 from django.db.models import F, Q
+from django.utils import timezone
 
 from verticals.billing.models import Contract, Meter, Plan, Subscription
 
@@ -23,7 +22,13 @@ def sync_meters(**_) -> None:
 
     for key, (meter, owner) in discovery.meters().items():
         Meter.objects.update_or_create(
-            key=key, defaults={"name": meter.name, "unit": meter.unit, "description": meter.description, "declared_by": owner},
+            key=key,
+            defaults={
+                "name": meter.name,
+                "unit": meter.unit,
+                "description": meter.description,
+                "declared_by": owner,
+            },
         )
 
 
@@ -39,9 +44,12 @@ def meter_keys() -> frozenset[str]:
 
 # --- billing periods ------------------------------------------------------------------------
 
+
 def _anchor(year: int, month: int, day: int, seconds: int = 0) -> datetime:
     """The anchor in that month: its day (the month's last when shorter), at `seconds` past midnight UTC."""
-    return datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=dt_timezone.utc) + timedelta(seconds=seconds)
+    return datetime(
+        year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=UTC
+    ) + timedelta(seconds=seconds)
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
@@ -49,10 +57,12 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
-def period_of(at: datetime, anchor_day: int = 1, anchor_seconds: int = 0) -> tuple[datetime, datetime]:
+def period_of(
+    at: datetime, anchor_day: int = 1, anchor_seconds: int = 0
+) -> tuple[datetime, datetime]:
     """The monthly billing period [start, end) that holds `at`, starting on `anchor_day` at
     `anchor_seconds` past midnight (UTC)."""
-    at = at.astimezone(dt_timezone.utc)
+    at = at.astimezone(UTC)
     year, month = at.year, at.month
     if at < _anchor(year, month, anchor_day, anchor_seconds):
         year, month = _add_months(year, month, -1)
@@ -61,7 +71,9 @@ def period_of(at: datetime, anchor_day: int = 1, anchor_seconds: int = 0) -> tup
     return start, end
 
 
-def previous_period(start: datetime, anchor_day: int = 1, anchor_seconds: int = 0) -> tuple[datetime, datetime]:
+def previous_period(
+    start: datetime, anchor_day: int = 1, anchor_seconds: int = 0
+) -> tuple[datetime, datetime]:
     return period_of(start - timedelta(microseconds=1), anchor_day, anchor_seconds)
 
 
@@ -70,6 +82,7 @@ def subscription_period(subscription: Subscription, at: datetime) -> tuple[datet
 
 
 # --- what a tenant is on --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -109,7 +122,9 @@ class Segment:
     def meters(self) -> list[str]:
         found = {price.meter_id for price in self.subscription.plan.prices.all()}
         if self.contract is not None:
-            found |= {price.meter_id for price in self.contract.prices.all() if price.included is not None}
+            found |= {
+                price.meter_id for price in self.contract.prices.all() if price.included is not None
+            }
         return sorted(found)
 
 
@@ -128,25 +143,52 @@ def segments(tenant, period: tuple[datetime, datetime]) -> list[Segment]:
     """The period's segments, in order (none where the tenant had no subscription)."""
     start, end = period
     subs = list(
-        Subscription.dangerously_unscoped  # filtered by the tenant given
-        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
-        .select_related("plan").prefetch_related("plan__prices").order_by("starts_at", "pk"))
+        Subscription.dangerously_unscoped.filter(  # filtered by the tenant given
+            tenant_id=tenant.pk, starts_at__lt=end
+        )
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+        .select_related("plan")
+        .prefetch_related("plan__prices")
+        .order_by("starts_at", "pk")
+    )
     if not subs:
         return []
     contracts = list(
-        Contract.dangerously_unscoped  # filtered by the tenant given
-        .filter(tenant_id=tenant.pk, starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
-        .prefetch_related("prices").order_by("starts_at", "pk"))
+        Contract.dangerously_unscoped.filter(  # filtered by the tenant given
+            tenant_id=tenant.pk, starts_at__lt=end
+        )
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+        .prefetch_related("prices")
+        .order_by("starts_at", "pk")
+    )
     cuts = {start, end}
     for row in [*subs, *contracts]:
-        cuts |= {moment for moment in (row.starts_at, row.ends_at) if moment is not None and start < moment < end}
+        cuts |= {
+            moment
+            for moment in (row.starts_at, row.ends_at)
+            if moment is not None and start < moment < end
+        }
     ordered = sorted(cuts)
     found = []
     for left, right in pairwise(ordered):
-        sub = next((s for s in reversed(subs) if s.starts_at <= left and (s.ends_at is None or s.ends_at > left)), None)
+        sub = next(
+            (
+                s
+                for s in reversed(subs)
+                if s.starts_at <= left and (s.ends_at is None or s.ends_at > left)
+            ),
+            None,
+        )
         if sub is None:
             continue
-        contract = next((c for c in reversed(contracts) if c.starts_at <= left and (c.ends_at is None or c.ends_at > left)), None)
+        contract = next(
+            (
+                c
+                for c in reversed(contracts)
+                if c.starts_at <= left and (c.ends_at is None or c.ends_at > left)
+            ),
+            None,
+        )
         found.append(Segment(left, right, sub, contract, period))
     return found
 
@@ -173,7 +215,9 @@ class Standing:
         return self.segment.allowance(meter)
 
 
-_standing: dict[int, tuple[str, "Standing | None", datetime | None]] = {}  # pk -> (public id, standing, valid until)
+_standing: dict[
+    int, tuple[str, Standing | None, datetime | None]
+] = {}  # pk -> (public id, standing, valid until)
 _seen = {"version": None, "checked": float("-inf"), "forgotten": 0}
 
 
@@ -221,31 +265,53 @@ def standing(tenant) -> Standing | None:
         return _read_standing(tenant)
     _check_catalog()
     cached = _standing.get(tenant.pk)
-    if cached is not None and cached[0] == tenant.public_id and (cached[2] is None or timezone.now() < cached[2]):
+    if (
+        cached is not None
+        and cached[0] == tenant.public_id
+        and (cached[2] is None or timezone.now() < cached[2])
+    ):
         return cached[1]
     forgotten = _seen["forgotten"]
     found = _read_standing(tenant)
     until = found.segment.end if found is not None else _next_subscription_start(tenant)
-    if _seen["forgotten"] == forgotten:  # nothing changed while it was read (else: read again next time)
+    if (
+        _seen["forgotten"] == forgotten
+    ):  # nothing changed while it was read (else: read again next time)
         _standing[tenant.pk] = (tenant.public_id, found, until)
     return found
 
 
 def _next_subscription_start(tenant) -> datetime | None:
     """When a tenant without a plan now gets one by the clock alone (a subscription that starts later)."""
-    return (Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk, starts_at__gt=timezone.now())  # the given tenant's
-            .order_by("starts_at").values_list("starts_at", flat=True).first())
+    return (
+        Subscription.dangerously_unscoped.filter(
+            tenant_id=tenant.pk, starts_at__gt=timezone.now()
+        )  # the given tenant's
+        .order_by("starts_at")
+        .values_list("starts_at", flat=True)
+        .first()
+    )
 
 
 def _read_standing(tenant) -> Standing | None:
     subscription = (
-        Subscription.dangerously_unscoped  # filtered by the tenant given
-        .filter(tenant_id=tenant.pk, ends_at__isnull=True).only("anchor_day", "anchor_seconds").first()
+        Subscription.dangerously_unscoped.filter(  # filtered by the tenant given
+            tenant_id=tenant.pk, ends_at__isnull=True
+        )
+        .only("anchor_day", "anchor_seconds")
+        .first()
     )
     if subscription is None:
         return None
     now = timezone.now()
-    current = next((seg for seg in segments(tenant, subscription_period(subscription, now)) if seg.start <= now < seg.end), None)
+    current = next(
+        (
+            seg
+            for seg in segments(tenant, subscription_period(subscription, now))
+            if seg.start <= now < seg.end
+        ),
+        None,
+    )
     if current is None:  # it starts later than now (not offered: subscriptions start when made)
         return None
     return Standing(current.subscription, current.subscription.plan, current)

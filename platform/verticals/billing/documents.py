@@ -13,8 +13,19 @@ from decimal import Decimal
 from verticals.billing.models import Invoice
 from verticals.billing.money import format_money, from_minor
 
-LINE_COLUMNS = ["position", "kind", "description", "tenant", "meter", "quantity", "included", "billable", "unit_price",
-                "amount", "currency"]
+LINE_COLUMNS = [
+    "position",
+    "kind",
+    "description",
+    "tenant",
+    "meter",
+    "quantity",
+    "included",
+    "billable",
+    "unit_price",
+    "amount",
+    "currency",
+]
 
 
 def _line_rows(invoice: Invoice):
@@ -28,20 +39,60 @@ def invoice_csv(invoice: Invoice) -> str:
     columns = list(LINE_COLUMNS)
     if invoice.kind == Invoice.Kind.WHOLESALE:
         columns += ["retail_amount", "margin"]
-    writer.writerow(["invoice", invoice.number, "kind", invoice.kind, "currency", invoice.currency,
-                     "period_start", invoice.period_start.date().isoformat(), "period_end", invoice.period_end.date().isoformat()])
+    writer.writerow(
+        [
+            "invoice",
+            invoice.number,
+            "kind",
+            invoice.kind,
+            "currency",
+            invoice.currency,
+            "period_start",
+            invoice.period_start.date().isoformat(),
+            "period_end",
+            invoice.period_end.date().isoformat(),
+        ]
+    )
     writer.writerow(columns)
     for line in _line_rows(invoice):
-        row = [line.position, line.kind, line.description, line.tenant.public_id if line.tenant_id else "", line.meter,
-               line.quantity, line.included, line.billable, plain(line.unit_price),
-               from_minor(line.amount_minor, invoice.currency), invoice.currency]
+        row = [
+            line.position,
+            line.kind,
+            line.description,
+            line.tenant.public_id if line.tenant_id else "",
+            line.meter,
+            line.quantity,
+            line.included,
+            line.billable,
+            plain(line.unit_price),
+            from_minor(line.amount_minor, invoice.currency),
+            invoice.currency,
+        ]
         if invoice.kind == Invoice.Kind.WHOLESALE:
             retail = line.retail_amount_minor or 0
-            row += [from_minor(retail, invoice.currency), from_minor(retail - line.amount_minor, invoice.currency)]
+            row += [
+                from_minor(retail, invoice.currency),
+                from_minor(retail - line.amount_minor, invoice.currency),
+            ]
         writer.writerow(row)
-    total = ["", "total", "", "", "", "", "", "", "", from_minor(invoice.total_minor, invoice.currency), invoice.currency]
+    total = [
+        "",
+        "total",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        from_minor(invoice.total_minor, invoice.currency),
+        invoice.currency,
+    ]
     if invoice.kind == Invoice.Kind.WHOLESALE:
-        total += [from_minor(invoice.retail_total_minor or 0, invoice.currency), from_minor(invoice.margin_minor or 0, invoice.currency)]
+        total += [
+            from_minor(invoice.retail_total_minor or 0, invoice.currency),
+            from_minor(invoice.margin_minor or 0, invoice.currency),
+        ]
     writer.writerow(total)
     return out.getvalue()
 
@@ -56,7 +107,13 @@ def usage_csv(rows: list[dict], group_by) -> str:
     writer = csv.writer(out)
     writer.writerow([*group_by, "quantity", "events"])
     for row in rows:
-        writer.writerow([*(row.get(name) if row.get(name) is not None else "" for name in group_by), row["quantity"], row["events"]])
+        writer.writerow(
+            [
+                *(row.get(name) if row.get(name) is not None else "" for name in group_by),
+                row["quantity"],
+                row["events"],
+            ]
+        )
     return out.getvalue()
 
 
@@ -72,7 +129,11 @@ def _text(value) -> str:
     return str(value).encode("latin-1", "replace").decode("latin-1")
 
 
-TITLES = {Invoice.Kind.RETAIL: "Invoice", Invoice.Kind.WHOLESALE: "Wholesale invoice", Invoice.Kind.CREDIT_NOTE: "Credit note"}
+TITLES = {
+    Invoice.Kind.RETAIL: "Invoice",
+    Invoice.Kind.WHOLESALE: "Wholesale invoice",
+    Invoice.Kind.CREDIT_NOTE: "Credit note",
+}
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
@@ -117,22 +178,49 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     pdf.set_font("Helvetica", "", 9)
     for line in _line_rows(invoice):
         billable = line.billable if line.kind == "usage" else line.quantity
-        cells = [line.description, f"{billable:,}", plain(line.unit_price),
-                 format_money(line.amount_minor, invoice.currency)]
+        cells = [
+            line.description,
+            f"{billable:,}",
+            plain(line.unit_price),
+            format_money(line.amount_minor, invoice.currency),
+        ]
         for width, value, align in zip(widths, cells, "LRRR", strict=True):
             pdf.cell(width, 6, _text(value)[:60], align=align)
         pdf.ln()
         if line.kind == "usage":
             pdf.set_text_color(90, 90, 90)
-            pdf.cell(0, 4, _text(f"   {line.quantity:,} used, {line.included:,} included"), new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(
+                0,
+                4,
+                _text(f"   {line.quantity:,} used, {line.included:,} included"),
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
             pdf.set_text_color(0, 0, 0)
     pdf.set_font("Helvetica", "B", 11)
     pdf.cell(sum(widths[:3]), 8, "Total", border="T")
-    pdf.cell(widths[3], 8, _text(format_money(invoice.total_minor, invoice.currency)), border="T", align="R",
-             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        widths[3],
+        8,
+        _text(format_money(invoice.total_minor, invoice.currency)),
+        border="T",
+        align="R",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     if invoice.kind == Invoice.Kind.WHOLESALE and invoice.retail_total_minor is not None:
         pdf.set_font("Helvetica", "", 10)
-        for label, minor in (("Billed to your tenants", invoice.retail_total_minor), ("Your margin", invoice.margin_minor)):
+        for label, minor in (
+            ("Billed to your tenants", invoice.retail_total_minor),
+            ("Your margin", invoice.margin_minor),
+        ):
             pdf.cell(sum(widths[:3]), 6, label)
-            pdf.cell(widths[3], 6, _text(format_money(minor, invoice.currency)), align="R", new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(
+                widths[3],
+                6,
+                _text(format_money(minor, invoice.currency)),
+                align="R",
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
     return bytes(pdf.output())

@@ -14,15 +14,21 @@ import json
 import logging
 import os
 import uuid
-from contextlib import nullcontext
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
@@ -66,7 +72,9 @@ def _new_key_prefix() -> None:
     _key_prefix = uuid.uuid4().hex
 
 
-os.register_at_fork(after_in_child=_new_key_prefix)  # a forked process counts under a prefix of its own
+os.register_at_fork(
+    after_in_child=_new_key_prefix
+)  # a forked process counts under a prefix of its own
 
 
 def call_key() -> str:
@@ -95,19 +103,42 @@ def _rows(tenant, items: list[Usage], source: str) -> list[_Row]:
             raise ValueError(f"Unknown meter '{item.meter}'; known: {', '.join(sorted(known))}.")
         quantity = item.quantity if isinstance(item.quantity, Decimal) else Decimal(item.quantity)
         if quantity < 0:
-            raise ValueError(f"A quantity of {item.meter} is negative ({quantity}); usage is never negative.")
+            raise ValueError(
+                f"A quantity of {item.meter} is negative ({quantity}); usage is never negative."
+            )
         key = item.idempotency_key or call_key()
         if key in rows:
             continue
         occurred_at = item.occurred_at or now
-        rows[key] = _Row(key, item.meter, quantity, occurred_at, (
-            tenant.pk, _pk(item.project) or item.project_id, item.meter, to_micro(quantity), item.task, _pk(item.model_version), item.model,
-            _pk(item.api_key), _pk(item.user), source, item.route, key, item.details or {}, occurred_at, now,
-        ))
+        rows[key] = _Row(
+            key,
+            item.meter,
+            quantity,
+            occurred_at,
+            (
+                tenant.pk,
+                _pk(item.project) or item.project_id,
+                item.meter,
+                to_micro(quantity),
+                item.task,
+                _pk(item.model_version),
+                item.model,
+                _pk(item.api_key),
+                _pk(item.user),
+                source,
+                item.route,
+                key,
+                item.details or {},
+                occurred_at,
+                now,
+            ),
+        )
     return [rows[key] for key in sorted(rows)]
 
 
-def record(tenant, items: list[Usage], *, source: str, admission: Admission | None = None) -> list[str]:
+def record(
+    tenant, items: list[Usage], *, source: str, admission: Admission | None = None
+) -> list[str]:
     """Write the events; returns the idempotency keys that were new (the others were counted before).
 
     Raises ValueError naming an unknown meter or a bad quantity before anything is written. A key
@@ -133,14 +164,25 @@ def _write(tenant, ordered: list[_Row], admission: Admission | None) -> list[str
     # One statement needs no transaction of its own (a served call's event: the common case). The
     # rows are the given tenant's, whoever writes them (a platform task, partner staff): the
     # database is told so (row-level security).
-    with tenant_context(tenant), transaction.atomic() if counted or len(ordered) > BATCH else nullcontext():
+    with (
+        tenant_context(tenant),
+        transaction.atomic() if counted or len(ordered) > BATCH else nullcontext(),
+    ):
         if counted:  # counters start from the ledger before these rows
-            ensure_counters(tenant, *segment, sorted({row.meter for row in ordered if row.meter in counted}))
+            ensure_counters(
+                tenant, *segment, sorted({row.meter for row in ordered if row.meter in counted})
+            )
         inserted = set()
         for start in range(0, len(ordered), BATCH):
-            inserted.update(_insert_new([row.values for row in ordered[start:start + BATCH]]))
+            inserted.update(_insert_new([row.values for row in ordered[start : start + BATCH]]))
         if counted:
-            _move_counters(tenant, _deltas([row for row in ordered if row.key in inserted], counted, segment, admission), segment)
+            _move_counters(
+                tenant,
+                _deltas(
+                    [row for row in ordered if row.key in inserted], counted, segment, admission
+                ),
+                segment,
+            )
     if admission is not None:
         admission.settled = True
     return sorted(inserted)
@@ -165,7 +207,9 @@ def record_call(tenant, items: list[Usage], *, admission: Admission | None = Non
             except spool.SpoolClosed:  # the process is exiting: the ledger takes them now
                 pass
             except Exception:  # the journal cannot take them (a full disk, the process exiting): the ledger takes them now
-                log.exception("the ledger spool could not take a call's events; they are written at once")
+                log.exception(
+                    "the ledger spool could not take a call's events; they are written at once"
+                )
             else:
                 if admission is not None:
                     admission.settled = True
@@ -177,13 +221,18 @@ def record_call(tenant, items: list[Usage], *, admission: Admission | None = Non
 # A journal line is a row's values as one JSON array; its times (positions 13, 14) are integer
 # microseconds since 1970 UTC (exact, and cheaper to write than ISO 8601).
 
-EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 _journal = json.JSONEncoder(separators=(",", ":"))
 
 
 def journal_line(row: tuple) -> str:
-    return _journal.encode(row[:13] + ((row[13] - EPOCH) // MICROSECOND, (row[14] - EPOCH) // MICROSECOND)) + "\n"
+    return (
+        _journal.encode(
+            row[:13] + ((row[13] - EPOCH) // MICROSECOND, (row[14] - EPOCH) // MICROSECOND)
+        )
+        + "\n"
+    )
 
 
 def row_of(line: str) -> tuple:
@@ -199,7 +248,9 @@ def write_lines(lines: list[str]) -> None:
     the database refuses for another reason is kept aside (spool.refused). Raises when the
     database cannot be reached (the lines are tried again later)."""
     if connection.in_atomic_block:
-        raise RuntimeError("the ledger spool writes outside a transaction (its segments go once written)")
+        raise RuntimeError(
+            "the ledger spool writes outside a transaction (its segments go once written)"
+        )
     try:
         _insert_lines(lines)
     except (OperationalError, InterfaceError):
@@ -217,7 +268,9 @@ def _write_one(line: str) -> None:
         except IntegrityError:  # a reference deleted meanwhile
             kept = _without_deleted_references(row)
             if kept is None:
-                log.warning("a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11])
+                log.warning(
+                    "a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11]
+                )
                 return
             _insert_new([kept])
     except (OperationalError, InterfaceError):
@@ -231,34 +284,65 @@ def _insert_lines(lines: list[str]) -> None:
     parameters; on PostgreSQL one round trip). Times are stored as Django stores them (SQLite: in
     UTC, as settings.DATABASES sets no TIME_ZONE)."""
     if connection.vendor == "postgresql":
-        text, number, when = "r->>{}", "(r->>{})::bigint", "'epoch'::timestamptz + (r->>{})::bigint * interval '1 microsecond'"
-        kinds = (number, number, text, number, text, number, text, number, number, text, text, text, "(r->{})", when, when)
+        text, number, when = (
+            "r->>{}",
+            "(r->>{})::bigint",
+            "'epoch'::timestamptz + (r->>{})::bigint * interval '1 microsecond'",
+        )
+        kinds = (
+            number,
+            number,
+            text,
+            number,
+            text,
+            number,
+            text,
+            number,
+            number,
+            text,
+            text,
+            text,
+            "(r->{})",
+            when,
+            when,
+        )
         source = "jsonb_array_elements(%s::jsonb) AS r"
     else:  # SQLite: text 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, as its backend writes datetimes
-        value, when = "json_extract(value, '$[{}]')", (  # (%% is a % once the parameters are bound)
-            "strftime('%%Y-%%m-%%d %%H:%%M:%%S', json_extract(value, '$[{0}]') / 1000000, 'unixepoch') || "
-            "CASE WHEN json_extract(value, '$[{0}]') %% 1000000 "
-            "THEN printf('.%%06d', json_extract(value, '$[{0}]') %% 1000000) ELSE '' END")
+        value, when = (
+            "json_extract(value, '$[{}]')",
+            (  # (%% is a % once the parameters are bound)
+                "strftime('%%Y-%%m-%%d %%H:%%M:%%S', json_extract(value, '$[{0}]') / 1000000, 'unixepoch') || "
+                "CASE WHEN json_extract(value, '$[{0}]') %% 1000000 "
+                "THEN printf('.%%06d', json_extract(value, '$[{0}]') %% 1000000) ELSE '' END"
+            ),
+        )
         kinds = (value,) * 13 + (when, when)
         source = "json_each(%s) WHERE true"  # (WHERE: an upsert's SELECT needs one to parse)
     into, conflict = _insert_clauses()
     with connection.wrap_database_errors, raw_cursor() as cursor:
-        cursor.execute(f"{into} SELECT {', '.join(k.format(i) for i, k in enumerate(kinds))} FROM {source} {conflict}",
-                       ["[" + ",".join(lines) + "]"])
+        cursor.execute(
+            f"{into} SELECT {', '.join(k.format(i) for i, k in enumerate(kinds))} FROM {source} {conflict}",
+            ["[" + ",".join(lines) + "]"],
+        )
 
 
 def _insert_clauses() -> tuple[str, str]:
     """`INSERT INTO ledger (COLUMNS)` and the `ON CONFLICT … DO NOTHING` that counts a key once."""
     quote = connection.ops.quote_name
-    return (f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)})",
-            f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING")
+    return (
+        f"INSERT INTO {quote(UsageEvent._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)})",
+        f"ON CONFLICT ({quote('tenant_id')}, {quote('source')}, {quote('idempotency_key')}) DO NOTHING",
+    )
 
 
 def _params(row: tuple) -> tuple:
     """A row's values as the database takes them (its details as JSON, its times in the backend's form)."""
     ops = connection.ops
-    return row[:12] + (ops.adapt_json_value(row[12], None), ops.adapt_datetimefield_value(row[13]),
-                       ops.adapt_datetimefield_value(row[14]))
+    return row[:12] + (
+        ops.adapt_json_value(row[12], None),
+        ops.adapt_datetimefield_value(row[13]),
+        ops.adapt_datetimefield_value(row[14]),
+    )
 
 
 def _without_deleted_references(row: tuple) -> tuple | None:
@@ -279,8 +363,23 @@ def _pk(obj):
 
 
 # The ledger's columns in the order `_Row.values` holds them.
-COLUMNS = ("tenant_id", "project_id", "meter", "quantity", "task", "model_version_id", "model", "api_key_id", "user_id",
-           "source", "route", "idempotency_key", "details", "occurred_at", "recorded_at")
+COLUMNS = (
+    "tenant_id",
+    "project_id",
+    "meter",
+    "quantity",
+    "task",
+    "model_version_id",
+    "model",
+    "api_key_id",
+    "user_id",
+    "source",
+    "route",
+    "idempotency_key",
+    "details",
+    "occurred_at",
+    "recorded_at",
+)
 _SQL: dict[tuple[str, int], str] = {}
 
 
@@ -291,7 +390,8 @@ def _insert_new(values: list[tuple]) -> list[str]:
         into, conflict = _insert_clauses()
         one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
         sql = _SQL[(connection.vendor, len(values))] = (
-            f"{into} VALUES {', '.join([one] * len(values))} {conflict} RETURNING {connection.ops.quote_name('idempotency_key')}")
+            f"{into} VALUES {', '.join([one] * len(values))} {conflict} RETURNING {connection.ops.quote_name('idempotency_key')}"
+        )
     params = [value for row in values for value in _params(row)]
     with connection.wrap_database_errors, raw_cursor() as cursor:
         cursor.execute(sql, params)
@@ -309,7 +409,9 @@ def raw_cursor():
         connection.ensure_connection()
         if hasattr(connection, "apply_tenant_scope"):
             connection.apply_tenant_scope()
-        return psycopg.Cursor(connection.connection)  # Django's connection makes client-side cursors by default
+        return psycopg.Cursor(
+            connection.connection
+        )  # Django's connection makes client-side cursors by default
     return connection.cursor()
 
 
@@ -321,10 +423,14 @@ def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], t
     segment = admission.counted
     if segment is None:
         return {}, None
-    return {meter: admission.reserved.get(meter, Decimal(0)) for meter in admission.standing.meters()}, segment
+    return {
+        meter: admission.reserved.get(meter, Decimal(0)) for meter in admission.standing.meters()
+    }, segment
 
 
-def _deltas(rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admission: Admission | None) -> dict[str, Decimal]:
+def _deltas(
+    rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admission: Admission | None
+) -> dict[str, Decimal]:
     """How far the segment's hard-cap counters move for these rows: what they used in it less what
     admission reserved. (Usage sent late for an earlier segment goes to the ledger and the invoice, not to a cap.)"""
     start, end = segment
@@ -341,5 +447,8 @@ def _deltas(rows: list[_Row], counted: dict[str, Decimal], segment: tuple, admis
 def _move_counters(tenant, deltas: dict[str, Decimal], segment: tuple) -> None:
     for meter, delta in sorted(deltas.items()):  # one order for every caller: no deadlock cycle
         if delta:
-            UsageCounter.dangerously_unscoped.filter(tenant_id=tenant.pk, meter=meter, period_start=segment[0]).update(  # the given tenant's
-                quantity=F("quantity") + to_micro(delta))
+            UsageCounter.dangerously_unscoped.filter(
+                tenant_id=tenant.pk, meter=meter, period_start=segment[0]
+            ).update(  # the given tenant's
+                quantity=F("quantity") + to_micro(delta)
+            )

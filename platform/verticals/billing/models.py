@@ -13,8 +13,13 @@ from verticals.billing.money import CURRENCY_CHOICES, QuantityField, format_mone
 from verticals.tenancy.ids import PublicIdField
 from verticals.tenancy.scoping import TenantOwnedModel, UnscopedManager
 
-meter_key = RegexValidator(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", "A meter key is dotted lower case, e.g. speech.audio_seconds.")
-plan_code = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,39}$", "A plan code is lower case letters, digits and dashes.")
+meter_key = RegexValidator(
+    r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+    "A meter key is dotted lower case, e.g. speech.audio_seconds.",
+)
+plan_code = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,39}$", "A plan code is lower case letters, digits and dashes."
+)
 
 
 class Meter(models.Model):
@@ -22,9 +27,13 @@ class Meter(models.Model):
 
     key = models.CharField(max_length=64, unique=True, validators=[meter_key])
     name = models.CharField(max_length=120)
-    unit = models.CharField(max_length=32, help_text="Singular unit: request, token, image, second, GB-day.")
+    unit = models.CharField(
+        max_length=32, help_text="Singular unit: request, token, image, second, GB-day."
+    )
     description = models.CharField(max_length=300, blank=True)
-    declared_by = models.CharField(max_length=64, default="core", help_text="core, or the plugin that declares it.")
+    declared_by = models.CharField(
+        max_length=64, default="core", help_text="core, or the plugin that declares it."
+    )
 
     class Meta:
         ordering = ["key"]
@@ -47,10 +56,18 @@ class Plan(models.Model):
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="USD")
     monthly_fee = price_field(default=0, validators=[MinValueValidator(0)])
     cap = models.CharField(max_length=4, choices=Cap.choices, default=Cap.SOFT)
-    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Metered calls per minute; empty: no limit.")
-    concurrent_jobs = models.PositiveIntegerField(null=True, blank=True, help_text="Jobs running at once; empty: the platform default.")
-    max_model_versions = models.PositiveIntegerField(null=True, blank=True, help_text="Model versions kept; empty: no limit.")
-    enabled_tasks = models.JSONField(default=list, blank=True, help_text="Task names; empty: every installed task.")
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Metered calls per minute; empty: no limit."
+    )
+    concurrent_jobs = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Jobs running at once; empty: the platform default."
+    )
+    max_model_versions = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Model versions kept; empty: no limit."
+    )
+    enabled_tasks = models.JSONField(
+        default=list, blank=True, help_text="Task names; empty: every installed task."
+    )
     is_active = models.BooleanField(default=True, help_text="Offered for new subscriptions.")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -68,12 +85,16 @@ class PlanPrice(models.Model):
     """Included units and the overage unit price of one meter on a plan (list prices)."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="prices")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, to_field="key", db_column="meter", related_name="+")
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, to_field="key", db_column="meter", related_name="+"
+    )
     included = QuantityField(default=0)
     unit_price = price_field(default=0, validators=[MinValueValidator(0)])
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["plan", "meter"], name="one_price_per_plan_meter")]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "meter"], name="one_price_per_plan_meter")
+        ]
         ordering = ["meter"]
 
 
@@ -84,7 +105,9 @@ class PriceBook(models.Model):
     """A channel partner's prices: wholesale (operator -> partner) and retail (partner -> its tenants)."""
 
     public_id = PublicIdField(prefix="pbk")
-    partner = models.OneToOneField("tenancy.Partner", on_delete=models.CASCADE, related_name="price_book")
+    partner = models.OneToOneField(
+        "tenancy.Partner", on_delete=models.CASCADE, related_name="price_book"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -100,20 +123,33 @@ class PriceBookEntry(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="+")
     item = models.CharField(max_length=64, help_text="plan.fee, or a meter key.")
     wholesale = price_field(validators=[MinValueValidator(0)])
-    retail = price_field(null=True, blank=True, validators=[MinValueValidator(0)],
-                         help_text="Empty: the plan's list price (never below wholesale).")
+    retail = price_field(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Empty: the plan's list price (never below wholesale).",
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["price_book", "plan", "item"], name="one_entry_per_book_plan_item"),
-            models.CheckConstraint(condition=Q(retail__isnull=True) | Q(retail__gte=F("wholesale")), name="retail_not_below_wholesale"),
+            models.UniqueConstraint(
+                fields=["price_book", "plan", "item"], name="one_entry_per_book_plan_item"
+            ),
+            models.CheckConstraint(
+                condition=Q(retail__isnull=True) | Q(retail__gte=F("wholesale")),
+                name="retail_not_below_wholesale",
+            ),
             models.CheckConstraint(condition=Q(wholesale__gte=0), name="wholesale_not_negative"),
         ]
         ordering = ["plan", "item"]
 
     def clean(self):
         if self.retail is not None and self.wholesale is not None and self.retail < self.wholesale:
-            raise ValidationError({"retail": f"The retail price {self.retail} is below the wholesale price {self.wholesale}."})
+            raise ValidationError(
+                {
+                    "retail": f"The retail price {self.retail} is below the wholesale price {self.wholesale}."
+                }
+            )
 
 
 class Subscription(TenantOwnedModel):
@@ -127,11 +163,17 @@ class Subscription(TenantOwnedModel):
 
     public_id = PublicIdField(prefix="sub")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
-    anchor_day = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(31)],
-                                                  help_text="Day of the month each billing period starts (UTC; a shorter "
-                                                            "month's last day when it has no such day).")
-    anchor_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(86399)],
-                                                 help_text="Seconds past midnight UTC the periods start at.")
+    anchor_day = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(31)],
+        help_text="Day of the month each billing period starts (UTC; a shorter "
+        "month's last day when it has no such day).",
+    )
+    anchor_seconds = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(86399)],
+        help_text="Seconds past midnight UTC the periods start at.",
+    )
     trial_ends_at = models.DateTimeField(null=True, blank=True)
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True)
@@ -140,7 +182,11 @@ class Subscription(TenantOwnedModel):
     class Meta:
         ordering = ["-starts_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant"], condition=Q(ends_at__isnull=True), name="one_open_subscription_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(ends_at__isnull=True),
+                name="one_open_subscription_per_tenant",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -164,7 +210,9 @@ class Contract(TenantOwnedModel):
 
     public_id = PublicIdField(prefix="ctr")
     name = models.CharField(max_length=120)
-    monthly_fee = price_field(null=True, blank=True, validators=[MinValueValidator(0)], help_text="Empty: the plan's fee.")
+    monthly_fee = price_field(
+        null=True, blank=True, validators=[MinValueValidator(0)], help_text="Empty: the plan's fee."
+    )
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(max_length=2000, blank=True)
@@ -179,12 +227,18 @@ class Contract(TenantOwnedModel):
 
 class ContractPrice(models.Model):
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="prices")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, to_field="key", db_column="meter", related_name="+")
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, to_field="key", db_column="meter", related_name="+"
+    )
     included = QuantityField(null=True, blank=True, help_text="Empty: the plan's included units.")
     unit_price = price_field(validators=[MinValueValidator(0)])
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["contract", "meter"], name="one_price_per_contract_meter")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contract", "meter"], name="one_price_per_contract_meter"
+            )
+        ]
 
 
 class UsageEvent(TenantOwnedModel):
@@ -195,16 +249,32 @@ class UsageEvent(TenantOwnedModel):
     """
 
     id = models.BigAutoField(primary_key=True)
-    project = models.ForeignKey("tenancy.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey(
+        "tenancy.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     meter = models.CharField(max_length=64)
     quantity = QuantityField()
     task = models.CharField(max_length=64, blank=True)
-    model_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    model = models.CharField(max_length=100, blank=True, help_text="The model id the call named (kept when the model is deleted).")
-    api_key = models.ForeignKey("tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    user = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    source = models.CharField(max_length=64, help_text="serving, jobs, storage, or external:<name>.")
-    route = models.CharField(max_length=40, blank=True, help_text="predict, predict.stream, openai.chat, job.train …")
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The model id the call named (kept when the model is deleted).",
+    )
+    api_key = models.ForeignKey(
+        "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(
+        max_length=64, help_text="serving, jobs, storage, or external:<name>."
+    )
+    route = models.CharField(
+        max_length=40, blank=True, help_text="predict, predict.stream, openai.chat, job.train …"
+    )
     idempotency_key = models.CharField(max_length=200)
     details = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
@@ -213,9 +283,13 @@ class UsageEvent(TenantOwnedModel):
     class Meta:
         ordering = ["-occurred_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "source", "idempotency_key"], name="usage_event_counted_once"),
+            models.UniqueConstraint(
+                fields=["tenant", "source", "idempotency_key"], name="usage_event_counted_once"
+            ),
         ]
-        indexes = [models.Index(fields=["tenant", "occurred_at", "meter"], name="usage_tenant_time_meter")]
+        indexes = [
+            models.Index(fields=["tenant", "occurred_at", "meter"], name="usage_tenant_time_meter")
+        ]
 
     def __str__(self) -> str:
         return f"{self.quantity} {self.meter}"
@@ -243,7 +317,11 @@ class UsageCounter(TenantOwnedModel):
     quantity = QuantityField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "meter", "period_start"], name="one_counter_per_period")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "meter", "period_start"], name="one_counter_per_period"
+            )
+        ]
 
 
 class CatalogVersion(models.Model):
@@ -262,7 +340,9 @@ class RateWindow(models.Model):
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "window_start"], name="one_rate_window")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "window_start"], name="one_rate_window")
+        ]
 
 
 class Issued(models.Model):
@@ -281,11 +361,15 @@ class Issued(models.Model):
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
-            raise ValidationError(f"An issued {self._meta.verbose_name} is never changed: issue a credit note instead.")
+            raise ValidationError(
+                f"An issued {self._meta.verbose_name} is never changed: issue a credit note instead."
+            )
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise ValidationError(f"An issued {self._meta.verbose_name} is never deleted: issue a credit note instead.")
+        raise ValidationError(
+            f"An issued {self._meta.verbose_name} is never deleted: issue a credit note instead."
+        )
 
 
 class Invoice(Issued):
@@ -301,35 +385,56 @@ class Invoice(Issued):
         CREDIT_NOTE = "credit_note", "Credit note"
 
     public_id = PublicIdField(prefix="invc")
-    number = models.CharField(max_length=64, unique=True, help_text="In the series of its issuer, billed party and year.")
+    number = models.CharField(
+        max_length=64, unique=True, help_text="In the series of its issuer, billed party and year."
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    issuer = models.ForeignKey("tenancy.Partner", on_delete=models.PROTECT, related_name="issued_invoices")
-    tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices")
-    partner = models.ForeignKey("tenancy.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="wholesale_invoices",
-                                help_text="The billed partner (wholesale, and its credit notes).")
+    issuer = models.ForeignKey(
+        "tenancy.Partner", on_delete=models.PROTECT, related_name="issued_invoices"
+    )
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    partner = models.ForeignKey(
+        "tenancy.Partner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="wholesale_invoices",
+        help_text="The billed partner (wholesale, and its credit notes).",
+    )
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     total_minor = models.BigIntegerField(help_text="Sum of the lines, in minor units.")
-    retail_total_minor = models.BigIntegerField(null=True, blank=True,
-                                                help_text="Wholesale: what the partner billed its tenants for the same lines.")
-    credits = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
+    retail_total_minor = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Wholesale: what the partner billed its tenants for the same lines.",
+    )
+    credits = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes"
+    )
     reason = models.CharField(max_length=500, blank=True)
-    brand = models.JSONField(default=dict, blank=True, help_text="The issuer's brand as it was at issue.")
+    brand = models.JSONField(
+        default=dict, blank=True, help_text="The issuer's brand as it was at issue."
+    )
     bill_to = models.JSONField(default=dict, blank=True)
     issued_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-issued_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "period_start", "currency"], condition=Q(kind="retail"),
-                                    name="one_retail_invoice_per_period"),
+            models.UniqueConstraint(
+                fields=["tenant", "period_start", "currency"],
+                condition=Q(kind="retail"),
+                name="one_retail_invoice_per_period",
+            ),
         ]
         indexes = [models.Index(fields=["kind", "period_start"], name="invoice_kind_period")]
 
     def __str__(self) -> str:
         return self.number
-
 
     @property
     def total(self) -> str:
@@ -337,7 +442,9 @@ class Invoice(Issued):
 
     @property
     def margin_minor(self) -> int | None:
-        return None if self.retail_total_minor is None else self.retail_total_minor - self.total_minor
+        return (
+            None if self.retail_total_minor is None else self.retail_total_minor - self.total_minor
+        )
 
 
 class InvoiceLine(Issued):
@@ -354,11 +461,21 @@ class InvoiceLine(Issued):
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
     description = models.CharField(max_length=300)
-    tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                               help_text="Wholesale: the tenant the line is for.")
-    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey(
+        "tenancy.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Wholesale: the tenant the line is for.",
+    )
+    plan = models.ForeignKey(
+        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     meter = models.CharField(max_length=64, blank=True)
-    quantity = QuantityField(default=0, help_text="Units used (usage) or the share of the period (fee).")
+    quantity = QuantityField(
+        default=0, help_text="Units used (usage) or the share of the period (fee)."
+    )
     included = QuantityField(default=0)
     billable = QuantityField(default=0, help_text="Units charged: used beyond the included ones.")
     unit_price = price_field(default=0)
@@ -370,15 +487,22 @@ class InvoiceLine(Issued):
     wholesale_billable = QuantityField(null=True, blank=True)
     wholesale_amount_minor = models.BigIntegerField(null=True, blank=True)
     # Wholesale lines: the retail invoice they bill the partner for (each is billed once).
-    source = models.ForeignKey("Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="billed_lines")
+    source = models.ForeignKey(
+        "Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="billed_lines"
+    )
     # Wholesale lines: what the partner billed its tenant for the same line.
     retail_amount_minor = models.BigIntegerField(null=True, blank=True)
-    by_task = models.JSONField(default=dict, blank=True, help_text="Usage lines: units per task (strings), for revenue by task.")
+    by_task = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Usage lines: units per task (strings), for revenue by task.",
+    )
 
     class Meta:
         ordering = ["invoice", "position"]
-        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="one_line_per_position")]
-
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="one_line_per_position")
+        ]
 
 
 class InvoiceSequence(models.Model):
@@ -387,9 +511,15 @@ class InvoiceSequence(models.Model):
     other series, so it cannot count the issuer's invoices to others."""
 
     issuer = models.ForeignKey("tenancy.Partner", on_delete=models.CASCADE, related_name="+")
-    billed = models.CharField(max_length=32, default="", help_text="The public id of the billed tenant or partner.")
+    billed = models.CharField(
+        max_length=32, default="", help_text="The public id of the billed tenant or partner."
+    )
     year = models.PositiveIntegerField()
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["issuer", "billed", "year"], name="one_sequence_per_series_year")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "billed", "year"], name="one_sequence_per_series_year"
+            )
+        ]

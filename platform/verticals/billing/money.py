@@ -14,9 +14,25 @@ from django.db import models
 
 # ISO 4217 minor units of the currencies the platform bills in.
 CURRENCY_DECIMALS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SGD": 2, "INR": 2, "BRL": 2, "ZAR": 2,
-    "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0,
-    "KWD": 3, "BHD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SGD": 2,
+    "INR": 2,
+    "BRL": 2,
+    "ZAR": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "KWD": 3,
+    "BHD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "TND": 3,
 }
 CURRENCY_CHOICES = [(code, code) for code in sorted(CURRENCY_DECIMALS)]
 
@@ -35,13 +51,17 @@ def decimals_of(currency: str) -> int:
     try:
         return CURRENCY_DECIMALS[currency]
     except KeyError:
-        raise MoneyError(f"Unknown currency '{currency}'; use one of {', '.join(sorted(CURRENCY_DECIMALS))}.") from None
+        raise MoneyError(
+            f"Unknown currency '{currency}'; use one of {', '.join(sorted(CURRENCY_DECIMALS))}."
+        ) from None
 
 
 def to_minor(amount: Decimal, currency: str) -> int:
     """An exact or computed amount in the currency's minor units, rounded half up (the one rounding)."""
     places = decimals_of(currency)
-    return int((Decimal(amount) * (Decimal(10) ** places)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(
+        (Decimal(amount) * (Decimal(10) ** places)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    )
 
 
 def from_minor(minor: int, currency: str) -> Decimal:
@@ -58,7 +78,7 @@ def format_money(minor: int, currency: str) -> str:
 def as_decimal(value, *, field: str = "value", places: int | None = None) -> Decimal:
     """A Decimal from a string or int (never a float: it would carry binary noise); ValueError with a message."""
     if isinstance(value, float):
-        raise MoneyError(f"{field}: give a decimal string such as \"0.0025\", not a float.")
+        raise MoneyError(f'{field}: give a decimal string such as "0.0025", not a float.')
     if isinstance(value, bool):
         raise MoneyError(f"{field}: give a number.")
     try:
@@ -69,7 +89,9 @@ def as_decimal(value, *, field: str = "value", places: int | None = None) -> Dec
         raise MoneyError(f"{field}: give a finite number.")
     if abs(number) >= MAX_NUMBER:
         raise MoneyError(f"{field}: {value} is too large; give less than {MAX_NUMBER:,}.")
-    if places is not None and number != number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):
+    if places is not None and number != number.quantize(
+        Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP
+    ):
         raise MoneyError(f"{field}: at most {places} decimals.")
     return number
 
@@ -103,9 +125,18 @@ class QuantityField(models.BigIntegerField):
         """A decimal field in forms (the admin): up to 6 decimals, never negative, below MAX_NUMBER."""
         from django import forms
 
-        return forms.DecimalField(max_digits=19, decimal_places=QUANTITY_PLACES, min_value=0,
-                                  max_value=MAX_NUMBER - Decimal("0.000001"), required=not self.blank, **{
-                                      key: value for key, value in kwargs.items() if key in ("label", "help_text", "initial")})
+        return forms.DecimalField(
+            max_digits=19,
+            decimal_places=QUANTITY_PLACES,
+            min_value=0,
+            max_value=MAX_NUMBER - Decimal("0.000001"),
+            required=not self.blank,
+            **{
+                key: value
+                for key, value in kwargs.items()
+                if key in ("label", "help_text", "initial")
+            },
+        )
 
     def get_prep_value(self, value):
         if value is None:
@@ -126,7 +157,11 @@ PRICE_DIGITS = 15
 def check_price_digits(value) -> None:
     from django.core.exceptions import ValidationError
 
-    if value is not None and Decimal(value).is_finite() and len(Decimal(value).normalize().as_tuple().digits) > PRICE_DIGITS:
+    if (
+        value is not None
+        and Decimal(value).is_finite()
+        and len(Decimal(value).normalize().as_tuple().digits) > PRICE_DIGITS
+    ):
         raise ValidationError(f"{value} has more than {PRICE_DIGITS} significant digits; round it.")
 
 

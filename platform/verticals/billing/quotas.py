@@ -44,9 +44,12 @@ def _units(value: Decimal) -> str:
 
 def check_task(plan: Plan, task: str) -> None:
     if not plan.allows_task(task):
-        raise Refused(403, "task_not_in_plan",
-                      f"The task '{task}' is not part of the plan '{plan.name}' ({plan.code}); it includes "
-                      f"{', '.join(plan.enabled_tasks)}. Change plan to use it.")
+        raise Refused(
+            403,
+            "task_not_in_plan",
+            f"The task '{task}' is not part of the plan '{plan.name}' ({plan.code}); it includes "
+            f"{', '.join(plan.enabled_tasks)}. Change plan to use it.",
+        )
 
 
 # A process takes rate tokens from the minute's counter a block at a time and hands them out
@@ -58,9 +61,13 @@ def check_task(plan: Plan, task: str) -> None:
 RATE_BLOCK_SHARE = 100
 RATE_BLOCK_MAX = 64
 BLOCKS, SINGLE, SPENT = "blocks", "single", "spent"  # what a process still tries in a window
-_leases: dict[tuple[int, str], list] = {}  # (tenant pk, public id) -> [window, limit, tokens left, BLOCKS|SINGLE|SPENT]
+_leases: dict[
+    tuple[int, str], list
+] = {}  # (tenant pk, public id) -> [window, limit, tokens left, BLOCKS|SINGLE|SPENT]
 _leases_lock = threading.Lock()
-os.register_at_fork(after_in_child=_leases.clear)  # a forked process never hands out its parent's tokens
+os.register_at_fork(
+    after_in_child=_leases.clear
+)  # a forked process never hands out its parent's tokens
 
 
 def take_rate(tenant, plan: Plan, now=None) -> None:
@@ -74,7 +81,12 @@ def take_rate(tenant, plan: Plan, now=None) -> None:
     with _leases_lock:
         lease = _leases.get(key)
         if lease is None or lease[0] != window or lease[1] != limit:
-            lease = _leases[key] = [window, limit, 0, BLOCKS if limit // RATE_BLOCK_SHARE > 1 else SINGLE]
+            lease = _leases[key] = [
+                window,
+                limit,
+                0,
+                BLOCKS if limit // RATE_BLOCK_SHARE > 1 else SINGLE,
+            ]
         if lease[2] > 0:
             lease[2] -= 1
             return
@@ -86,21 +98,29 @@ def take_rate(tenant, plan: Plan, now=None) -> None:
             if taken:
                 lease[2] += block - 1
                 return
-            lease[3] = state = SINGLE  # a block no longer fits this minute: call by call to the limit
+            lease[3] = state = (
+                SINGLE  # a block no longer fits this minute: call by call to the limit
+            )
     if state == SINGLE and _take(tenant.pk, window, limit, 1):
         return
     lease[3] = SPENT  # the counter never goes down within its minute: refused here until the next
     retry = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
-    raise Refused(429, "rate_limited",
-                  f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
-                  f"retry in {retry} s.", retry_after=retry)
+    raise Refused(
+        429,
+        "rate_limited",
+        f"The plan '{plan.name}' allows {limit} metered calls a minute and this minute's are used; "
+        f"retry in {retry} s.",
+        retry_after=retry,
+    )
 
 
 def _take(tenant_id: int, window, limit: int, tokens: int) -> bool:
     """Count `tokens` calls in the window if they fit under `limit` (the window's row made first when missing)."""
     if _bump(tenant_id, window, limit, tokens):
         return True
-    RateWindow.objects.bulk_create([RateWindow(tenant_id=tenant_id, window_start=window)], ignore_conflicts=True)
+    RateWindow.objects.bulk_create(
+        [RateWindow(tenant_id=tenant_id, window_start=window)], ignore_conflicts=True
+    )
     return _bump(tenant_id, window, limit, tokens)
 
 
@@ -113,7 +133,9 @@ def _bump(tenant_id: int, window, limit: int, tokens: int) -> bool:
     with raw_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {count} = {count} + %s WHERE {quote('tenant_id')} = %s AND {quote('window_start')} = %s "
-            f"AND {count} <= %s", [tokens, tenant_id, connection.ops.adapt_datetimefield_value(window), limit - tokens])
+            f"AND {count} <= %s",
+            [tokens, tenant_id, connection.ops.adapt_datetimefield_value(window), limit - tokens],
+        )
         return cursor.rowcount == 1
 
 
@@ -129,20 +151,34 @@ def ensure_counters(tenant, start, end, meters) -> None:
 
     from verticals.billing.models import UsageEvent
 
-    missing = sorted(set(meters) - set(_counters(tenant, start).filter(meter__in=meters).values_list("meter", flat=True)))
+    missing = sorted(
+        set(meters)
+        - set(_counters(tenant, start).filter(meter__in=meters).values_list("meter", flat=True))
+    )
     for meter in missing:
-        used = UsageEvent.dangerously_unscoped.filter(  # the given tenant's
-            tenant_id=tenant.pk, meter=meter, occurred_at__gte=start, occurred_at__lt=end,
-        ).aggregate(q=Sum("quantity"))["q"] or 0
+        used = (
+            UsageEvent.dangerously_unscoped.filter(  # the given tenant's
+                tenant_id=tenant.pk,
+                meter=meter,
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+            ).aggregate(q=Sum("quantity"))["q"]
+            or 0
+        )
         UsageCounter.dangerously_unscoped.bulk_create(  # the given tenant's counters
-            [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=start, quantity=used)], ignore_conflicts=True)
+            [UsageCounter(tenant_id=tenant.pk, meter=meter, period_start=start, quantity=used)],
+            ignore_conflicts=True,
+        )
 
 
 def _exhausted(plan: Plan, meter: str, included: Decimal, used: Decimal, end) -> Refused:
-    return Refused(402, "quota_exceeded",
-                   f"The plan '{plan.name}' ({plan.code}) includes {_units(included)} {meter} until "
-                   f"{end:%Y-%m-%d %H:%M} UTC and {_units(used)} are used; it is hard-capped, so work that uses {meter} "
-                   f"stops until then. Upgrade the plan to go on.")
+    return Refused(
+        402,
+        "quota_exceeded",
+        f"The plan '{plan.name}' ({plan.code}) includes {_units(included)} {meter} until "
+        f"{end:%Y-%m-%d %H:%M} UTC and {_units(used)} are used; it is hard-capped, so work that uses {meter} "
+        f"stops until then. Upgrade the plan to go on.",
+    )
 
 
 @dataclass
@@ -169,14 +205,24 @@ class Admission:
         self.settled = True
         for meter, quantity in self.reserved.items():
             if quantity:
-                _counters(self.tenant, self.counted[0]).filter(meter=meter).update(quantity=F("quantity") - to_micro(quantity))
+                _counters(self.tenant, self.counted[0]).filter(meter=meter).update(
+                    quantity=F("quantity") - to_micro(quantity)
+                )
 
 
 @for_tenant
-def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] | None = None, rate: bool = True) -> Admission:
+def admit(
+    tenant,
+    *,
+    task: str | None = None,
+    units: dict[str, Decimal | None] | None = None,
+    rate: bool = True,
+) -> Admission:
     """Let work in or raise Refused. `units`: meter -> units the work will use (None: not known
     before it runs, e.g. generated tokens; it runs while some are left)."""
-    if not settings.BILLING_METERING:  # measuring what metering costs: nothing is limited or recorded
+    if (
+        not settings.BILLING_METERING
+    ):  # measuring what metering costs: nothing is limited or recorded
         return Admission(tenant, None)
     current = standing(tenant)
     admission = Admission(tenant, current)
@@ -204,7 +250,9 @@ def admit(tenant, *, task: str | None = None, units: dict[str, Decimal | None] |
                     raise _exhausted(plan, meter, included, used, end)
                 continue
             micro = to_micro(wanted)
-            if not counter.filter(quantity__lte=included - wanted).update(quantity=F("quantity") + micro):
+            if not counter.filter(quantity__lte=included - wanted).update(
+                quantity=F("quantity") + micro
+            ):
                 used = counter.values_list("quantity", flat=True).first() or Decimal(0)
                 raise _exhausted(plan, meter, included, used, end)
             admission.reserved[meter] = wanted
@@ -233,7 +281,9 @@ def admit_job(tenant, *, task: str | None) -> Admission:
     used = dict(_counters(tenant, start).filter(meter__in=meters).values_list("meter", "quantity"))
     if all(used.get(meter, Decimal(0)) >= current.included(meter) for meter in meters):
         meter = meters[0]
-        raise _exhausted(current.plan, meter, current.included(meter), used.get(meter, Decimal(0)), end)
+        raise _exhausted(
+            current.plan, meter, current.included(meter), used.get(meter, Decimal(0)), end
+        )
     return admission
 
 
@@ -249,14 +299,15 @@ def check_model_versions(tenant, count: int) -> None:
     current = standing(tenant)
     limit = current.plan.max_model_versions if current else None
     if limit is not None and count >= limit:
-        raise Refused(402, "model_versions_limit",
-                      f"The plan '{current.plan.name}' ({current.plan.code}) keeps at most {limit} model versions and "
-                      f"{count} exist; delete one or upgrade the plan.")
+        raise Refused(
+            402,
+            "model_versions_limit",
+            f"The plan '{current.plan.name}' ({current.plan.code}) keeps at most {limit} model versions and "
+            f"{count} exist; delete one or upgrade the plan.",
+        )
 
 
 def running_jobs_limit(tenant) -> int | None:
     """The plan's concurrent-jobs limit, or None when it sets none."""
     current = standing(tenant)
     return current.plan.concurrent_jobs if current else None
-
-

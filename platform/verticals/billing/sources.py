@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone as dt_timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Sum
@@ -19,10 +19,21 @@ def record_job_seconds(job, attempt: int, seconds: float, device: str = "cpu") -
         return
     meter = "training.gpu_seconds" if device == "cuda" else "training.cpu_seconds"
     quantity = Decimal(str(seconds)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
-    record(job.tenant, [Usage(
-        meter=meter, quantity=quantity, idempotency_key=f"{job.public_id}:{attempt}", project=job.project, task=job.task,
-        route=f"job.{job.kind}", details={"job": job.public_id, "attempt": attempt},
-    )], source="jobs")
+    record(
+        job.tenant,
+        [
+            Usage(
+                meter=meter,
+                quantity=quantity,
+                idempotency_key=f"{job.public_id}:{attempt}",
+                project=job.project,
+                task=job.task,
+                route=f"job.{job.kind}",
+                details={"job": job.public_id, "attempt": attempt},
+            )
+        ],
+        source="jobs",
+    )
 
 
 @platform_scope("the storage snapshot measures every tenant")
@@ -34,16 +45,34 @@ def snapshot_storage(day: date, at: datetime | None = None) -> int:
     from verticals.tenancy.models import Tenant
 
     # One pass over every tenant's rows is the snapshot's purpose: grouped by tenant.
-    datasets = dict(DatasetVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("source_bytes")).values_list("tenant_id", "b"))
-    models = dict(ModelVersion.dangerously_unscoped.values("tenant_id").annotate(b=Sum("size_bytes")).values_list("tenant_id", "b"))  # likewise
-    at = at or datetime.combine(day, time(12), tzinfo=dt_timezone.utc)
+    datasets = dict(
+        DatasetVersion.dangerously_unscoped.values("tenant_id")
+        .annotate(b=Sum("source_bytes"))
+        .values_list("tenant_id", "b")
+    )
+    models = dict(
+        ModelVersion.dangerously_unscoped.values("tenant_id")
+        .annotate(b=Sum("size_bytes"))
+        .values_list("tenant_id", "b")
+    )  # likewise
+    at = at or datetime.combine(day, time(12), tzinfo=UTC)
     count = 0
     for tenant in Tenant.objects.filter(pk__in=set(datasets) | set(models)):
         stored = Decimal((datasets.get(tenant.pk) or 0) + (models.get(tenant.pk) or 0))
         if not stored:
             continue
-        record(tenant, [Usage(meter="storage.gb_days", quantity=(stored / GB).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP),
-                              idempotency_key=f"storage:{day.isoformat()}", occurred_at=at,
-                              details={"bytes": int(stored)})], source="storage")
+        record(
+            tenant,
+            [
+                Usage(
+                    meter="storage.gb_days",
+                    quantity=(stored / GB).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP),
+                    idempotency_key=f"storage:{day.isoformat()}",
+                    occurred_at=at,
+                    details={"bytes": int(stored)},
+                )
+            ],
+            source="storage",
+        )
         count += 1
     return count

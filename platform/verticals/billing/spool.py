@@ -34,13 +34,15 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
-BATCH = 500            # events that wake the writer before its tick
-SEGMENT_BYTES = 1 << 20  # a journal segment's size (allocated up front; a full one is handed to the writer at once)
+BATCH = 500  # events that wake the writer before its tick
+SEGMENT_BYTES = (
+    1 << 20
+)  # a journal segment's size (allocated up front; a full one is handed to the writer at once)
 RECOVER_SECONDS = 60.0  # how often a running spool looks for the segments of ended processes
 
 
@@ -57,7 +59,9 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.interval = interval
         self._write = write
-        self.owner = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = (
+            f"{socket.gethostname().replace('.', '-')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         # Locked before it has its name, so a recovering spool never takes a starting spool's lock.
         temporary = self.directory / f".{self.owner}.lock.tmp"
         self._lock_fd = os.open(temporary, os.O_CREAT | os.O_RDWR, 0o600)
@@ -71,8 +75,8 @@ class Spool:
             temporary.unlink(missing_ok=True)
             (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
             raise
-        self._mutex = threading.Lock()        # the open segment and the lines in memory
-        self._flushing = threading.Lock()     # one write to the ledger at a time
+        self._mutex = threading.Lock()  # the open segment and the lines in memory
+        self._flushing = threading.Lock()  # one write to the ledger at a time
         self._wake = threading.Event()
         self._lines: list[str] = []
         self._waiting: list[tuple[Path, list[str]]] = []  # closed segments not yet in the ledger
@@ -87,14 +91,18 @@ class Spool:
         """Journal the lines (each ends with a newline) and queue them for the ledger."""
         data = "".join(lines).encode()
         if len(data) > SEGMENT_BYTES:
-            raise ValueError(f"{len(lines)} usage events take {len(data)} bytes; a journal segment holds {SEGMENT_BYTES}")
+            raise ValueError(
+                f"{len(lines)} usage events take {len(data)} bytes; a journal segment holds {SEGMENT_BYTES}"
+            )
         with self._mutex:
             if self._closed:
                 raise SpoolClosed("the ledger spool is closed")
             rotated = self._used + len(data) > SEGMENT_BYTES
             if rotated:
                 self._rotate()
-            self._map[self._used:self._used + len(data)] = data  # in the page cache: it outlives this process
+            self._map[self._used : self._used + len(data)] = (
+                data  # in the page cache: it outlives this process
+            )
             self._used += len(data)
             self._lines.extend(lines)
             full = rotated or len(self._lines) >= BATCH
@@ -118,7 +126,11 @@ class Spool:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
                 os.ftruncate(fd, SEGMENT_BYTES)  # a file system that cannot allocate ahead
-            return path, mmap.mmap(fd, SEGMENT_BYTES), 0  # zeros past the last line: where a reader stops
+            return (
+                path,
+                mmap.mmap(fd, SEGMENT_BYTES),
+                0,
+            )  # zeros past the last line: where a reader stops
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -144,7 +156,10 @@ class Spool:
                 if time.monotonic() - self._recovered_at >= RECOVER_SECONDS:
                     self.recover()
             except Exception:  # logged; what was not written waits for the next tick
-                log.exception("the ledger spool could not write its events; it tries again in %.2f s", self.interval)
+                log.exception(
+                    "the ledger spool could not write its events; it tries again in %.2f s",
+                    self.interval,
+                )
                 _reset_connection()
         _reset_connection()  # closed: this thread's database connection goes with it
 
@@ -180,11 +195,15 @@ class Spool:
             self._closed = True
         self._wake.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)  # its last tick writes; it ends with its database connection
+            self._thread.join(
+                timeout=10
+            )  # its last tick writes; it ends with its database connection
         try:
             self.flush()
         except Exception:
-            log.exception("the ledger spool could not write its events at exit; the next process on this machine will")
+            log.exception(
+                "the ledger spool could not write its events at exit; the next process on this machine will"
+            )
             with self._mutex:
                 self._map.close()
             return
@@ -200,7 +219,7 @@ def recover_orphans(directory: Path, write: Callable[[list[str]], None]) -> int:
     taken); returns how many events they held. Raises when the ledger cannot be written (they stay)."""
     found = 0
     for lock in sorted(Path(directory).glob("*.lock")):
-        owner = lock.name[:-len(".lock")]
+        owner = lock.name[: -len(".lock")]
         try:
             fd = os.open(lock, os.O_RDWR)
         except FileNotFoundError:  # recovered meanwhile by another spool
@@ -220,7 +239,9 @@ def recover_orphans(directory: Path, write: Callable[[list[str]], None]) -> int:
         finally:
             os.close(fd)
     if found:
-        log.warning("wrote %d usage events that ended processes had left in the ledger spool", found)
+        log.warning(
+            "wrote %d usage events that ended processes had left in the ledger spool", found
+        )
     return found
 
 
@@ -260,7 +281,12 @@ def _close_old_connection() -> None:
 def refused(lines: list[str], reason: str) -> None:
     """Events the ledger refuses for good (not a connection problem: a value it cannot store): kept
     in `refused.jsonl` beside the spool, for staff to look at, and logged."""
-    log.error("the ledger refused %d usage event(s): %s; they are kept in %s", len(lines), reason, directory() / "refused.jsonl")
+    log.error(
+        "the ledger refused %d usage event(s): %s; they are kept in %s",
+        len(lines),
+        reason,
+        directory() / "refused.jsonl",
+    )
     with open(directory() / "refused.jsonl", "a", encoding="utf-8") as kept:
         kept.writelines(lines)
 
@@ -286,7 +312,12 @@ def directory() -> Path:
 
     found = connection.settings_dict
     identity = "|".join(str(found.get(key) or "") for key in ("ENGINE", "NAME", "HOST", "PORT"))
-    path = Path(settings.VAR_DIR) / "billing" / "spool" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    path = (
+        Path(settings.VAR_DIR)
+        / "billing"
+        / "spool"
+        / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -29,5 +29,7 @@ def prune_rate_windows_task() -> int:
     from verticals.tenancy.scoping import platform_scope
 
     with platform_scope("old rate windows of every tenant go"):
-        deleted, _ = RateWindow.objects.filter(window_start__lt=timezone.now() - timedelta(minutes=10)).delete()
+        deleted, _ = RateWindow.objects.filter(
+            window_start__lt=timezone.now() - timedelta(minutes=10)
+        ).delete()
     return deleted

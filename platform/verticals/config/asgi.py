@@ -17,8 +17,11 @@ UPLOAD_ENVELOPE = 64 * 1024
 
 def largest_body() -> int:
     """The largest body any route reads: an upload, a predict call, or another route's JSON."""
-    return max(settings.REGISTRY_MAX_UPLOAD_BYTES + UPLOAD_ENVELOPE, settings.SERVING_MAX_BODY_BYTES,
-               settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+    return max(
+        settings.REGISTRY_MAX_UPLOAD_BYTES + UPLOAD_ENVELOPE,
+        settings.SERVING_MAX_BODY_BYTES,
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0,
+    )
 
 
 class BodyTooLarge(Exception):
@@ -48,11 +51,17 @@ class PooledThreadsASGIHandler(ASGIHandler):
             return await super().__call__(scope, receive, send)  # Django's own refusal
         if _declared_length(scope) > largest_body():
             return await self._too_large(scope, send)
-        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        executor = (
+            self._idle.pop()
+            if self._idle
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        )
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
-        except BodyTooLarge:  # read_body stopped at the limit (a body longer than declared, or chunked)
+        except (
+            BodyTooLarge
+        ):  # read_body stopped at the limit (a body longer than declared, or chunked)
             await self._too_large(scope, send)
         finally:
             if len(self._idle) < self.max_idle_threads:
@@ -65,7 +74,9 @@ class PooledThreadsASGIHandler(ASGIHandler):
         before any middleware or view runs, so a route's own limit would come after the disk has
         filled."""
         limit, read = largest_body(), 0
-        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        body_file = tempfile.SpooledTemporaryFile(
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+        )
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -89,9 +100,13 @@ class PooledThreadsASGIHandler(ASGIHandler):
 
         request = HttpRequest()
         request.path = scope.get("path", "")
-        response = error_response(request, 413, "request_too_large",
-                                  f"The request body is larger than {largest_body()} bytes, more than any route reads "
-                                  "(an upload takes REGISTRY_MAX_UPLOAD_BYTES, a predict call SERVING_MAX_BODY_BYTES).")
+        response = error_response(
+            request,
+            413,
+            "request_too_large",
+            f"The request body is larger than {largest_body()} bytes, more than any route reads "
+            "(an upload takes REGISTRY_MAX_UPLOAD_BYTES, a predict call SERVING_MAX_BODY_BYTES).",
+        )
         response["Connection"] = "close"  # the rest of the body is not read
         await self.send_response(response, send)
 
@@ -110,13 +125,17 @@ class PooledThreadsASGIHandler(ASGIHandler):
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        assert False, "Invalid ASGI message after request body: %s" % message["type"]  # noqa: B011  (Django's check)
+        assert False, "Invalid ASGI message after request body: %s" % message["type"]  # noqa: B011, UP031  (Django's check)
 
 
 def _declared_length(scope) -> int:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) <= 18 else (0 if not value.isdigit() else 2**63)
+            return (
+                int(value)
+                if value.isdigit() and len(value) <= 18
+                else (0 if not value.isdigit() else 2**63)
+            )
     return 0
 
 

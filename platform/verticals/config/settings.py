@@ -12,8 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from verticals.sdk.discovery import plugin_app_paths
 from verticals.config.env import env_bool, env_float, env_int, env_list, env_str
+from verticals.sdk.discovery import plugin_app_paths
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("VERTICALS_VAR_DIR") or BASE_DIR / "var")
@@ -52,7 +52,9 @@ if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
         "`python -c 'import secrets; print(secrets.token_urlsafe(64))'`."
     )
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
+)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # --- applications -----------------------------------------------------------------------
@@ -138,7 +140,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # DATABASE_APP_USER, a role that owns no table and lacks BYPASSRLS (`migrate` creates it when
 # missing and grants it what it needs). DATABASE_RLS=0 connects as DATABASE_URL's user with
 # Django's own backend: only for measuring what RLS costs, with a user that bypasses RLS.
-DATABASE_RLS = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_RLS", True)
+DATABASE_RLS = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_RLS", True
+)
 if DATABASE_RLS:
     DATABASES["default"]["ENGINE"] = "verticals.tenancy.backend"
     DATABASES["default"]["OPTIONS"] = {
@@ -167,9 +171,15 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_THROTTLE_WINDOW_SECONDS = env_int("AUTH_THROTTLE_WINDOW_SECONDS", 900)
-AUTH_THROTTLE_ACCOUNT_FAILURES = env_int("AUTH_THROTTLE_ACCOUNT_FAILURES", 5)  # per account (or API key) and window
-AUTH_THROTTLE_ADDRESS_FAILURES = env_int("AUTH_THROTTLE_ADDRESS_FAILURES", 20)  # failed sign-ins per address and window
-AUTH_THROTTLE_KEY_FAILURES = env_int("AUTH_THROTTLE_KEY_FAILURES", 20)  # invalid API keys per address and window
+AUTH_THROTTLE_ACCOUNT_FAILURES = env_int(
+    "AUTH_THROTTLE_ACCOUNT_FAILURES", 5
+)  # per account (or API key) and window
+AUTH_THROTTLE_ADDRESS_FAILURES = env_int(
+    "AUTH_THROTTLE_ADDRESS_FAILURES", 20
+)  # failed sign-ins per address and window
+AUTH_THROTTLE_KEY_FAILURES = env_int(
+    "AUTH_THROTTLE_KEY_FAILURES", 20
+)  # invalid API keys per address and window
 # Trusted proxies in front of the web processes that append the caller to X-Forwarded-For (0: none,
 # the caller is REMOTE_ADDR). Set it only behind such proxies: otherwise callers choose their address.
 AUTH_THROTTLE_PROXIES = env_int("AUTH_THROTTLE_PROXIES", 0)
@@ -189,12 +199,17 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
 STORAGES = {
     # S3-compatible storage in production: set STORAGE_BACKEND to its storage class.
-    "default": {"BACKEND": env_str("STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": env_str("STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage"
+    },
     # Tenant files (datasets, model weights, predictions): outside MEDIA_ROOT, so never served
     # as media; downloads go through the API, which checks the tenant and the role.
     "artifacts": {
-        "BACKEND": env_str("ARTIFACT_STORAGE_BACKEND") or "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {} if env_str("ARTIFACT_STORAGE_BACKEND") else {"location": str(VAR_DIR / "artifacts")},
+        "BACKEND": env_str("ARTIFACT_STORAGE_BACKEND")
+        or "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {}
+        if env_str("ARTIFACT_STORAGE_BACKEND")
+        else {"location": str(VAR_DIR / "artifacts")},
     },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -260,15 +275,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # No message waits on a countdown or ETA (webhook retries are swept by beat), so an
     # unacknowledged message is redelivered only after a worker was lost.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    }
 
 # --- jobs -------------------------------------------------------------------------------
 # Jobs a tenant may have running (or handed to a worker) at once; the rest wait in order. 0: no limit.
 JOBS_MAX_RUNNING_PER_TENANT = env_int("JOBS_MAX_RUNNING_PER_TENANT", 4)
-JOBS_HEARTBEAT_SECONDS = env_float("JOBS_HEARTBEAT_SECONDS", 5.0)  # 0 turns the heartbeat thread off
+JOBS_HEARTBEAT_SECONDS = env_float(
+    "JOBS_HEARTBEAT_SECONDS", 5.0
+)  # 0 turns the heartbeat thread off
 JOBS_HEARTBEAT_TTL = env_float("JOBS_HEARTBEAT_TTL", 60.0)  # silence after which the reaper acts
 JOBS_REAPER_SECONDS = env_float("JOBS_REAPER_SECONDS", 15.0)
-JOBS_REDISPATCH_SECONDS = env_float("JOBS_REDISPATCH_SECONDS", 600.0)  # resend a start never picked up
+JOBS_REDISPATCH_SECONDS = env_float(
+    "JOBS_REDISPATCH_SECONDS", 600.0
+)  # resend a start never picked up
 JOBS_PROGRESS_SECONDS = env_float("JOBS_PROGRESS_SECONDS", 0.25)  # progress rows at most this often
 JOBS_CANCEL_POLL_SECONDS = env_float("JOBS_CANCEL_POLL_SECONDS", 0.5)
 # A running job that has not stopped this long after a cancel is ended as cancelled by the reaper.
@@ -281,8 +302,12 @@ JOBS_SCRATCH_DIR = Path(env_str("JOBS_SCRATCH_DIR") or VAR_DIR / "scratch")
 JOBS_RUNNER_MODULES = env_list("JOBS_RUNNER_MODULES", [])
 JOBS_SSE_POLL_SECONDS = env_float("JOBS_SSE_POLL_SECONDS", 0.5)
 JOBS_SSE_KEEPALIVE_SECONDS = env_float("JOBS_SSE_KEEPALIVE_SECONDS", 15.0)
-JOBS_SSE_MAX_SECONDS = env_float("JOBS_SSE_MAX_SECONDS", 3600.0)  # then the client reconnects with Last-Event-ID
-JOBS_WEBHOOK_ALLOW_PRIVATE = env_bool("JOBS_WEBHOOK_ALLOW_PRIVATE", DEBUG)  # loopback / private targets
+JOBS_SSE_MAX_SECONDS = env_float(
+    "JOBS_SSE_MAX_SECONDS", 3600.0
+)  # then the client reconnects with Last-Event-ID
+JOBS_WEBHOOK_ALLOW_PRIVATE = env_bool(
+    "JOBS_WEBHOOK_ALLOW_PRIVATE", DEBUG
+)  # loopback / private targets
 JOBS_WEBHOOK_TIMEOUT = env_float("JOBS_WEBHOOK_TIMEOUT", 10.0)
 JOBS_WEBHOOK_PROGRESS_SECONDS = env_float("JOBS_WEBHOOK_PROGRESS_SECONDS", 10.0)
 JOBS_WEBHOOK_BACKOFF = env_list("JOBS_WEBHOOK_BACKOFF", ["5", "30", "120", "600", "1800", "3600"])
@@ -298,12 +323,24 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "jobs-reaper": {"task": "verticals.jobs.reap", "schedule": JOBS_REAPER_SECONDS},
-    "jobs-webhook-retries": {"task": "verticals.jobs.retry_webhooks", "schedule": JOBS_WEBHOOK_RETRY_SECONDS},
+    "jobs-webhook-retries": {
+        "task": "verticals.jobs.retry_webhooks",
+        "schedule": JOBS_WEBHOOK_RETRY_SECONDS,
+    },
     # Closing is idempotent (one invoice per tenant and period): hourly issues each soon after its period ends.
-    "billing-close-period": {"task": "verticals.billing.close_period", "schedule": env_float("BILLING_CLOSE_SECONDS", 3600.0)},
+    "billing-close-period": {
+        "task": "verticals.billing.close_period",
+        "schedule": env_float("BILLING_CLOSE_SECONDS", 3600.0),
+    },
     "billing-storage-snapshot": {"task": "verticals.billing.snapshot_storage", "schedule": 86400.0},
-    "billing-prune-rate-windows": {"task": "verticals.billing.prune_rate_windows", "schedule": 300.0},
-    "tenancy-prune-auth-failures": {"task": "verticals.tenancy.prune_auth_failures", "schedule": 3600.0},
+    "billing-prune-rate-windows": {
+        "task": "verticals.billing.prune_rate_windows",
+        "schedule": 300.0,
+    },
+    "tenancy-prune-auth-failures": {
+        "task": "verticals.tenancy.prune_auth_failures",
+        "schedule": 3600.0,
+    },
 }
 
 # --- billing ----------------------------------------------------------------------------
@@ -348,7 +385,9 @@ REGISTRY_MAX_ROWS = env_int("REGISTRY_MAX_ROWS", 2_000_000)
 REGISTRY_MAX_LABELS = env_int("REGISTRY_MAX_LABELS", 10_000)
 # An imported model is loaded once before it is stored, in a process of its own (never the web
 # process): the memory that load may take above the process's idle size, and how long it may take.
-REGISTRY_IMPORT_LOAD_MEMORY_BYTES = env_int("REGISTRY_IMPORT_LOAD_MEMORY_BYTES", 8 * 1024 * 1024 * 1024)
+REGISTRY_IMPORT_LOAD_MEMORY_BYTES = env_int(
+    "REGISTRY_IMPORT_LOAD_MEMORY_BYTES", 8 * 1024 * 1024 * 1024
+)
 REGISTRY_IMPORT_LOAD_SECONDS = env_float("REGISTRY_IMPORT_LOAD_SECONDS", 600.0)
 # Where workers and web processes keep local copies of stored datasets and models.
 REGISTRY_CACHE_DIR = Path(env_str("REGISTRY_CACHE_DIR") or VAR_DIR / "cache")

@@ -15,7 +15,9 @@ from verticals.api.errors import error_response, json_or_default
 @csrf_exempt  # a write to no route is 404 like any other call to it, not a CSRF refusal
 def api_route_not_found(request, rest=""):
     """Unknown routes under the API prefixes answer in the API's error shape, DEBUG or not."""
-    return error_response(request, 404, "not_found", f"No API route {request.path}: see /api/docs/.")
+    return error_response(
+        request, 404, "not_found", f"No API route {request.path}: see /api/docs/."
+    )
 
 
 def healthz(request):
@@ -36,7 +38,18 @@ urlpatterns = [
     *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
 ]
 
-handler400 = json_or_default(defaults.bad_request, 400, "bad_request", "The request could not be understood.")
-handler403 = json_or_default(defaults.permission_denied, 403, "permission_denied", "You may not do this.")
-handler404 = json_or_default(defaults.page_not_found, 404, "not_found", "Not found: no such route or object.")
-handler500 = json_or_default(defaults.server_error, 500, "server_error", "Something went wrong on our side; it has been logged.")
+handler400 = json_or_default(
+    defaults.bad_request, 400, "bad_request", "The request could not be understood."
+)
+handler403 = json_or_default(
+    defaults.permission_denied, 403, "permission_denied", "You may not do this."
+)
+handler404 = json_or_default(
+    defaults.page_not_found, 404, "not_found", "Not found: no such route or object."
+)
+handler500 = json_or_default(
+    defaults.server_error,
+    500,
+    "server_error",
+    "Something went wrong on our side; it has been logged.",
+)

@@ -30,7 +30,17 @@ class JobEventInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "tenant", "project", "kind", "status", "attempt", "worker", "created_at", "finished_at"]
+    list_display = [
+        "public_id",
+        "tenant",
+        "project",
+        "kind",
+        "status",
+        "attempt",
+        "worker",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "kind", "queue"]
     search_fields = ["public_id", "tenant__name", "project__name"]
     readonly_fields = [f.name for f in Job._meta.fields]
@@ -49,7 +59,15 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "job", "event_type", "status", "attempts", "response_status", "created_at"]
+    list_display = [
+        "public_id",
+        "job",
+        "event_type",
+        "status",
+        "attempts",
+        "response_status",
+        "created_at",
+    ]
     list_filter = ["status", "event_type"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 

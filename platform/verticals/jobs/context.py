@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -41,14 +41,23 @@ class JobContext:
         self.resume: dict = dict(job.checkpoint or {})
         self._cancelled = threading.Event()
         self._lost = threading.Event()
-        self._last_progress_write: float | None = None  # the first report of an attempt is always written
+        self._last_progress_write: float | None = (
+            None  # the first report of an attempt is always written
+        )
         self._last_poll = time.monotonic()
         self._rate_origin: tuple[float, float] | None = None
         self._scratch: Path | None = None
 
     # --- progress, metrics, logs ---------------------------------------------------------
 
-    def report(self, step: float, total: float | None = None, metrics: dict | None = None, *, description: str = "") -> None:
+    def report(
+        self,
+        step: float,
+        total: float | None = None,
+        metrics: dict | None = None,
+        *,
+        description: str = "",
+    ) -> None:
         """Progress is `step` of `total` (with optional metric values at this step).
 
         Stops the job (raises JobCancelled) when it was cancelled: a runner that reports at
@@ -60,15 +69,28 @@ class JobContext:
         if self._rate_origin is None:
             self._rate_origin = (now, float(step))
         write = (
-            bool(metrics) or (total is not None and step >= total) or self._last_progress_write is None
+            bool(metrics)
+            or (total is not None and step >= total)
+            or self._last_progress_write is None
             or now - self._last_progress_write >= settings.JOBS_PROGRESS_SECONDS
         )
         if write or now - self._last_poll >= settings.JOBS_CANCEL_POLL_SECONDS:
             clean = {str(k): float(v) for k, v in (metrics or {}).items()}
-            facts = engine.record_progress(
-                self.job, self.attempt, current=float(step), total=None if total is None else float(total),
-                description=description, eta=self._eta(now, float(step), total), metrics=clean, step=step, write_progress=write,
-            ) if write else engine.beat(self.job, self.attempt)
+            facts = (
+                engine.record_progress(
+                    self.job,
+                    self.attempt,
+                    current=float(step),
+                    total=None if total is None else float(total),
+                    description=description,
+                    eta=self._eta(now, float(step), total),
+                    metrics=clean,
+                    step=step,
+                    write_progress=write,
+                )
+                if write
+                else engine.beat(self.job, self.attempt)
+            )
             self._last_poll = now
             if write:
                 self._last_progress_write = now
@@ -96,7 +118,10 @@ class JobContext:
     def cancelled(self) -> bool:
         """Whether the job was cancelled (polls the database at most every JOBS_CANCEL_POLL_SECONDS)."""
         now = time.monotonic()
-        if not self._cancelled.is_set() and now - self._last_poll >= settings.JOBS_CANCEL_POLL_SECONDS:
+        if (
+            not self._cancelled.is_set()
+            and now - self._last_poll >= settings.JOBS_CANCEL_POLL_SECONDS
+        ):
             self._last_poll = now
             self._note(engine.beat(self.job, self.attempt))
         return self._cancelled.is_set() or self._lost.is_set()
@@ -156,7 +181,9 @@ class JobContext:
                 return
             try:
                 with transaction.atomic():
-                    JobEffect.objects.create(tenant=self.tenant, job=self.job, key=key, attempt=self.attempt)
+                    JobEffect.objects.create(
+                        tenant=self.tenant, job=self.job, key=key, attempt=self.attempt
+                    )
             except IntegrityError:
                 yield False
                 return
@@ -166,7 +193,9 @@ class JobContext:
     def scratch_dir(self) -> Path:
         """A private directory for this attempt's files; removed when the attempt ends."""
         if self._scratch is None:
-            self._scratch = Path(settings.JOBS_SCRATCH_DIR) / self.job_id / f"attempt-{self.attempt}"
+            self._scratch = (
+                Path(settings.JOBS_SCRATCH_DIR) / self.job_id / f"attempt-{self.attempt}"
+            )
             self._scratch.mkdir(parents=True, exist_ok=True)
         return self._scratch
 

@@ -40,6 +40,7 @@ _jobs = Job.dangerously_unscoped
 
 # --- events -------------------------------------------------------------------------------
 
+
 def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
     """Write events for `job` with the next sequence numbers (call inside a transaction or not)."""
     if not events:
@@ -50,10 +51,19 @@ def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
         first = last - len(events) + 1
         now = timezone.now()
         rows = [
-            JobEvent(tenant_id=job.tenant_id, job_id=job.pk, seq=first + i, type=kind, data=data, created_at=now)
+            JobEvent(
+                tenant_id=job.tenant_id,
+                job_id=job.pk,
+                seq=first + i,
+                type=kind,
+                data=data,
+                created_at=now,
+            )
             for i, (kind, data) in enumerate(events)
         ]
-        JobEvent.dangerously_unscoped.bulk_create(rows)  # the job's own tenant, set on each row above
+        JobEvent.dangerously_unscoped.bulk_create(
+            rows
+        )  # the job's own tenant, set on each row above
     job.event_seq = last
     return rows
 
@@ -61,7 +71,9 @@ def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
 def status_event(job: Job, **extra) -> tuple[str, dict]:
     data = {"status": job.status, "attempt": job.attempt}
     if job.is_terminal:
-        data["error"] = {"code": job.error_code, "message": job.error_message} if job.error_message else None
+        data["error"] = (
+            {"code": job.error_code, "message": job.error_message} if job.error_message else None
+        )
         data["result"] = job.result
     data.update(extra)
     return (JobEvent.Type.STATUS, data)
@@ -73,13 +85,23 @@ def log_event(message: str, level: str = "info") -> tuple[str, dict]:
 
 # --- creating -----------------------------------------------------------------------------
 
+
 class IdempotencyConflict(Exception):
     """An Idempotency-Key already named a job made from a different request."""
 
 
-def _request_hash(project: Project, kind: str, task: str, params: dict, webhook: dict | None) -> str:
-    asked = {"project": project.public_id, "kind": kind, "task": task, "params": params,
-             "webhook": {k: v for k, v in (webhook or {}).items() if k != "secret"} if isinstance(webhook, dict) else webhook}
+def _request_hash(
+    project: Project, kind: str, task: str, params: dict, webhook: dict | None
+) -> str:
+    asked = {
+        "project": project.public_id,
+        "kind": kind,
+        "task": task,
+        "params": params,
+        "webhook": {k: v for k, v in (webhook or {}).items() if k != "secret"}
+        if isinstance(webhook, dict)
+        else webhook,
+    }
     return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -96,8 +118,16 @@ def _replay(tenant, idempotency_key: str, request_hash: str) -> Job | None:
     return job
 
 
-def job_create(*, project: Project, kind: str, params: dict | None = None, task: str = "", caller=None,
-               webhook: dict | None = None, idempotency_key: str = "") -> Job:
+def job_create(
+    *,
+    project: Project,
+    kind: str,
+    params: dict | None = None,
+    task: str = "",
+    caller=None,
+    webhook: dict | None = None,
+    idempotency_key: str = "",
+) -> Job:
     """Validate and queue a job; it is dispatched when the transaction commits and fair share allows.
 
     With an `idempotency_key`, a create that repeats an earlier one (same key, same request)
@@ -119,7 +149,9 @@ def job_create(*, project: Project, kind: str, params: dict | None = None, task:
     _admit(tenant, kind, _task_to_admit(project, kind, task, params))
     try:
         with transaction.atomic():
-            job = _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint)
+            job = _insert(
+                project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint
+            )
     except IntegrityError:  # a concurrent create with the same key won
         earlier = _replay(tenant, idempotency_key, fingerprint) if idempotency_key else None
         if earlier is None:
@@ -139,7 +171,12 @@ def _task_to_admit(project, kind: str, task: str, params: dict) -> str:
         return task
     from verticals.registry.models import ModelVersion
 
-    return ModelVersion.objects.filter(project=project, public_id=params["model"]).values_list("task", flat=True).first() or task
+    return (
+        ModelVersion.objects.filter(project=project, public_id=params["model"])
+        .values_list("task", flat=True)
+        .first()
+        or task
+    )
 
 
 def _admit(tenant: Tenant, kind: str, task: str) -> None:
@@ -149,28 +186,50 @@ def _admit(tenant: Tenant, kind: str, task: str) -> None:
 
     quotas.admit_job(tenant, task=task or None)
     if kind == "train":
-        quotas.check_model_versions(tenant, ModelVersion.dangerously_unscoped.filter(tenant_id=tenant.pk).count())  # this tenant's
+        quotas.check_model_versions(
+            tenant, ModelVersion.dangerously_unscoped.filter(tenant_id=tenant.pk).count()
+        )  # this tenant's
 
 
 def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint) -> Job:
     """The job row, its first event and its audit entry (inside the caller's transaction)."""
     tenant = project.tenant
     job = Job(
-        tenant=tenant, project=project, kind=kind, task=task, queue=runner.queue, params=params,
-        max_attempts=runner.attempts_allowed(), heartbeat_ttl=runner.ttl(), time_limit=runner.limit(),
-        idempotency_key=idempotency_key, request_hash=fingerprint,
-        created_by=caller.person if caller else None, api_key=caller.api_key if caller else None,
+        tenant=tenant,
+        project=project,
+        kind=kind,
+        task=task,
+        queue=runner.queue,
+        params=params,
+        max_attempts=runner.attempts_allowed(),
+        heartbeat_ttl=runner.ttl(),
+        time_limit=runner.limit(),
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        created_by=caller.person if caller else None,
+        api_key=caller.api_key if caller else None,
     )
     if hook:
-        job.webhook_url, job.webhook_events, job.webhook_secret = hook["url"], hook["events"], hook["secret"]
+        job.webhook_url, job.webhook_events, job.webhook_secret = (
+            hook["url"],
+            hook["events"],
+            hook["secret"],
+        )
     job.save()
     append_events(job, [status_event(job)])
-    audit_record(tenant=tenant, actor=caller, action="job.create", target=job, details={"kind": kind, "project": project.public_id})
+    audit_record(
+        tenant=tenant,
+        actor=caller,
+        action="job.create",
+        target=job,
+        details={"kind": kind, "project": project.public_id},
+    )
     transaction.on_commit(lambda: schedule(tenant.pk), robust=True)
     return job
 
 
 # --- fair share and dispatch --------------------------------------------------------------
+
 
 def running_limit(tenant: Tenant) -> int:
     """Jobs a tenant may have running (or dispatched) at once: its plan's concurrent jobs, else the
@@ -187,24 +246,40 @@ def schedule(tenant_id: int) -> list[str]:
         # One scheduler per tenant at a time. FOR NO KEY UPDATE: rows inserted meanwhile with a
         # foreign key to the tenant (events, audit) only take KEY SHARE, so they do not wait on it.
         tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant_id)
-        if tenant.is_suspended:  # its jobs wait; the reaper's pass dispatches them after reactivation
+        if (
+            tenant.is_suspended
+        ):  # its jobs wait; the reaper's pass dispatches them after reactivation
             return []
-        waiting = _jobs.filter(tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True).order_by("created_at", "id")
+        waiting = _jobs.filter(
+            tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True
+        ).order_by("created_at", "id")
         limit = running_limit(tenant)
         if limit:
-            active = _jobs.filter(tenant_id=tenant_id).filter(
-                Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
-            ).count()
+            active = (
+                _jobs.filter(tenant_id=tenant_id)
+                .filter(
+                    Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
+                )
+                .count()
+            )
             waiting = waiting[: max(0, limit - active)]
         now = timezone.now()
         # Each row is taken only if it still waits (a cancel may have ended it since it was read).
         chosen = [
             (pk, public_id, queue, time_limit)
-            for pk, public_id, queue, time_limit in waiting.values_list("pk", "public_id", "queue", "time_limit")
-            if _jobs.filter(pk=pk, status=Status.QUEUED, dispatched_at__isnull=True).update(dispatched_at=now)
+            for pk, public_id, queue, time_limit in waiting.values_list(
+                "pk", "public_id", "queue", "time_limit"
+            )
+            if _jobs.filter(pk=pk, status=Status.QUEUED, dispatched_at__isnull=True).update(
+                dispatched_at=now
+            )
         ]
         if chosen:
-            transaction.on_commit(lambda: [send(public_id, queue, time_limit) for _, public_id, queue, time_limit in chosen])
+            transaction.on_commit(
+                lambda: [
+                    send(public_id, queue, time_limit) for _, public_id, queue, time_limit in chosen
+                ]
+            )
     return [public_id for _, public_id, _, _ in chosen]
 
 
@@ -213,7 +288,9 @@ def send(public_id: str, queue: str, time_limit: float | None = None) -> None:
     from verticals.jobs.tasks import run_job
 
     # A runner stuck past its time limit (and the reaper's grace) is stopped by the pool.
-    options = {"time_limit": time_limit + settings.JOBS_CANCEL_GRACE_SECONDS + 60} if time_limit else {}
+    options = (
+        {"time_limit": time_limit + settings.JOBS_CANCEL_GRACE_SECONDS + 60} if time_limit else {}
+    )
     try:
         run_job.apply_async(args=[public_id], queue=queue, **options)
     except Exception:  # broker down: give the slot back; the reaper's pass dispatches it again
@@ -223,13 +300,20 @@ def send(public_id: str, queue: str, time_limit: float | None = None) -> None:
 
 # --- the worker's side --------------------------------------------------------------------
 
+
 def claim(public_id: str, worker: str) -> Job | None:
     """Start a dispatched queued job; None when it is not one (a duplicate or stale message)."""
     now = timezone.now()
     with transaction.atomic():
-        started = _jobs.filter(public_id=public_id, status=Status.QUEUED, dispatched_at__isnull=False).update(
-            status=Status.RUNNING, attempt=F("attempt") + 1, worker=worker[:200], heartbeat_at=now,
-            started_at=now, eta_seconds=None,
+        started = _jobs.filter(
+            public_id=public_id, status=Status.QUEUED, dispatched_at__isnull=False
+        ).update(
+            status=Status.RUNNING,
+            attempt=F("attempt") + 1,
+            worker=worker[:200],
+            heartbeat_at=now,
+            started_at=now,
+            eta_seconds=None,
         )
         if not started:
             return None
@@ -244,23 +328,50 @@ def owned(job: Job, attempt: int):
     return _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=attempt)
 
 
-def record_progress(job: Job, attempt: int, *, current: float, total: float | None, description: str,
-                    eta: float | None, metrics: dict | None, step, write_progress: bool) -> dict | None:
+def record_progress(
+    job: Job,
+    attempt: int,
+    *,
+    current: float,
+    total: float | None,
+    description: str,
+    eta: float | None,
+    metrics: dict | None,
+    step,
+    write_progress: bool,
+) -> dict | None:
     """Store progress (and metric points); return the row's cancel/ownership facts, None when lost."""
     events = []
     if write_progress:
-        events.append((JobEvent.Type.PROGRESS, {"current": current, "total": total, "description": description, "eta_seconds": eta}))
+        events.append(
+            (
+                JobEvent.Type.PROGRESS,
+                {
+                    "current": current,
+                    "total": total,
+                    "description": description,
+                    "eta_seconds": eta,
+                },
+            )
+        )
     for name, value in (metrics or {}).items():
         events.append((JobEvent.Type.METRIC, {"step": step, "name": name, "value": value}))
     with transaction.atomic():
         changes = {"heartbeat_at": timezone.now()}
         if write_progress:
-            changes.update(progress_current=current, progress_total=total, progress_description=description[:200], eta_seconds=eta)
+            changes.update(
+                progress_current=current,
+                progress_total=total,
+                progress_description=description[:200],
+                eta_seconds=eta,
+            )
         if not owned(job, attempt).update(**changes):
             return None
         append_events(job, events)
         if write_progress:
-            webhooks.emit(job, "progress", data={"current": current, "total": total, "eta_seconds": eta})
+            webhooks.emit(
+                job, "progress", data={"current": current, "total": total, "eta_seconds": eta}
+            )
     return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
 
 
@@ -280,15 +391,30 @@ def beat(job: Job, attempt: int) -> dict | None:
     return _jobs.filter(pk=job.pk).values("cancel_requested_at").get()
 
 
-def finish(job: Job, attempt: int, status: str, *, result: dict | None = None, error_code: str = "",
-           error_message: str = "", traceback: str = "", cpu_seconds: float = 0.0, device: str = "cpu") -> bool:
+def finish(
+    job: Job,
+    attempt: int,
+    status: str,
+    *,
+    result: dict | None = None,
+    error_code: str = "",
+    error_message: str = "",
+    traceback: str = "",
+    cpu_seconds: float = 0.0,
+    device: str = "cpu",
+) -> bool:
     """End `attempt` of the job in a terminal state, its compute counted and billed in the same
     transaction (see `_bill`); False when it no longer owned the job."""
     with transaction.atomic():
         seconds = _metered_seconds(cpu_seconds)
         changes = dict(
-            status=status, finished_at=timezone.now(), eta_seconds=None, result=result or {},
-            error_code=error_code, error_message=error_message, error_traceback=traceback,
+            status=status,
+            finished_at=timezone.now(),
+            eta_seconds=None,
+            result=result or {},
+            error_code=error_code,
+            error_message=error_message,
+            error_traceback=traceback,
             resource_seconds=F("resource_seconds") + float(seconds),
         )
         if status == Status.SUCCEEDED:  # done is 100 %, whatever the last report said
@@ -314,6 +440,7 @@ def add_resource_seconds(job: Job, attempt: int, cpu_seconds: float, device: str
 # attempt whose worker died before it ended counts (and bills) nothing: its compute cannot be
 # measured afterwards. Both hold the ledger's unit (micro-seconds), so their sums agree exactly.
 
+
 def _metered_seconds(cpu_seconds: float) -> Decimal:
     """Seconds as the ledger keeps them (micro-seconds, half up)."""
     return Decimal(str(max(0.0, cpu_seconds))).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
@@ -328,7 +455,9 @@ def _bill(job: Job, attempt: int, seconds: Decimal, device: str) -> None:
         with transaction.atomic():
             record_job_seconds(job, attempt, seconds, device=device)
     except Exception:
-        log.exception("job %s attempt %s: could not record %s s of usage", job.public_id, attempt, seconds)
+        log.exception(
+            "job %s attempt %s: could not record %s s of usage", job.public_id, attempt, seconds
+        )
 
 
 def _ended(job: Job, *extra_events) -> None:
@@ -342,6 +471,7 @@ def _ended(job: Job, *extra_events) -> None:
 
 # --- cancelling ---------------------------------------------------------------------------
 
+
 def request_cancel(job: Job, caller=None) -> Job:
     """Cancel a queued job at once; ask a running one to stop (its runner stops at its next report).
 
@@ -350,16 +480,31 @@ def request_cancel(job: Job, caller=None) -> Job:
     now = timezone.now()
     with transaction.atomic():
         if _jobs.filter(pk=job.pk, status=Status.QUEUED).update(
-            status=Status.CANCELLED, cancel_requested_at=now, finished_at=now,
-            error_code="cancelled", error_message="Cancelled before it started.",
+            status=Status.CANCELLED,
+            cancel_requested_at=now,
+            finished_at=now,
+            error_code="cancelled",
+            error_message="Cancelled before it started.",
         ):
             _ended(job)
-        elif _jobs.filter(pk=job.pk, status=Status.RUNNING, cancel_requested_at__isnull=True).update(cancel_requested_at=now):
-            append_events(job, [log_event(f"Cancellation requested by {caller.label if caller else 'system'}.", "warning")])
+        elif _jobs.filter(
+            pk=job.pk, status=Status.RUNNING, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now):
+            append_events(
+                job,
+                [
+                    log_event(
+                        f"Cancellation requested by {caller.label if caller else 'system'}.",
+                        "warning",
+                    )
+                ],
+            )
         else:
             job.refresh_from_db()
             if job.is_terminal:
-                raise ValidationError(f"Job {job.public_id} has already {job.status}; there is nothing to cancel.")
+                raise ValidationError(
+                    f"Job {job.public_id} has already {job.status}; there is nothing to cancel."
+                )
             return job  # running, and its cancellation was already requested
         audit_record(tenant=job.tenant, actor=caller, action="job.cancel", target=job, details={})
     job.refresh_from_db()
@@ -367,6 +512,7 @@ def request_cancel(job: Job, caller=None) -> Job:
 
 
 # --- the reaper ---------------------------------------------------------------------------
+
 
 @platform_scope("the reaper looks after every tenant's jobs")
 def reap(now=None) -> dict:
@@ -380,41 +526,87 @@ def reap(now=None) -> dict:
     requeued, failed, cancelled = [], [], []
     grace = timedelta(seconds=settings.JOBS_CANCEL_GRACE_SECONDS)
     for job in _jobs.filter(status=Status.RUNNING).select_related("tenant"):
-        same = _jobs.filter(pk=job.pk, status=Status.RUNNING, attempt=job.attempt, heartbeat_at=job.heartbeat_at)
+        same = _jobs.filter(
+            pk=job.pk, status=Status.RUNNING, attempt=job.attempt, heartbeat_at=job.heartbeat_at
+        )
         silence = (now - job.heartbeat_at).total_seconds() if job.heartbeat_at else float("inf")
         worker = f"The worker running attempt {job.attempt} ({job.worker or 'unknown'})"
         ended = dict(finished_at=now, eta_seconds=None)
         with transaction.atomic():
-            if job.cancel_requested_at and (job.cancel_requested_at < now - grace or silence > job.heartbeat_ttl):
-                why = f"{worker} did not stop within {int(grace.total_seconds())} s of the cancellation" \
-                    if silence <= job.heartbeat_ttl else f"{worker} stopped responding after the cancellation"
-                if same.update(status=Status.CANCELLED, error_code="cancelled", error_message="Cancelled.", **ended):
+            if job.cancel_requested_at and (
+                job.cancel_requested_at < now - grace or silence > job.heartbeat_ttl
+            ):
+                why = (
+                    f"{worker} did not stop within {int(grace.total_seconds())} s of the cancellation"
+                    if silence <= job.heartbeat_ttl
+                    else f"{worker} stopped responding after the cancellation"
+                )
+                if same.update(
+                    status=Status.CANCELLED,
+                    error_code="cancelled",
+                    error_message="Cancelled.",
+                    **ended,
+                ):
                     _ended(job, log_event(f"{why}; the job is cancelled.", "warning"))
                     cancelled.append(job.public_id)
-            elif job.time_limit and job.started_at and job.started_at < now - timedelta(seconds=job.time_limit):
+            elif (
+                job.time_limit
+                and job.started_at
+                and job.started_at < now - timedelta(seconds=job.time_limit)
+            ):
                 message = f"The job ran past its time limit of {_seconds(job.time_limit)} and was stopped."
-                if same.update(status=Status.FAILED, error_code="time_limit", error_message=message, **ended):
+                if same.update(
+                    status=Status.FAILED, error_code="time_limit", error_message=message, **ended
+                ):
                     _ended(job, log_event(message, "error"))
                     failed.append(job.public_id)
             elif silence > job.heartbeat_ttl:
                 silent = f"{worker} stopped responding (no heartbeat for {int(silence)} s)."
-                if job.attempt < job.max_attempts and same.filter(cancel_requested_at__isnull=True).update(
-                    status=Status.QUEUED, dispatched_at=None, worker="", eta_seconds=None,
+                if job.attempt < job.max_attempts and same.filter(
+                    cancel_requested_at__isnull=True
+                ).update(
+                    status=Status.QUEUED,
+                    dispatched_at=None,
+                    worker="",
+                    eta_seconds=None,
                 ):
                     job.refresh_from_db()
-                    append_events(job, [log_event(f"{silent} Requeued for attempt {job.attempt + 1} of {job.max_attempts}.", "warning"),
-                                        status_event(job, reason="worker_lost")])
+                    append_events(
+                        job,
+                        [
+                            log_event(
+                                f"{silent} Requeued for attempt {job.attempt + 1} of {job.max_attempts}.",
+                                "warning",
+                            ),
+                            status_event(job, reason="worker_lost"),
+                        ],
+                    )
                     tenant_id = job.tenant_id
-                    transaction.on_commit(lambda tenant_id=tenant_id: schedule(tenant_id), robust=True)
+                    transaction.on_commit(
+                        lambda tenant_id=tenant_id: schedule(tenant_id), robust=True
+                    )
                     requeued.append(job.public_id)
-                elif same.update(status=Status.FAILED, error_code="worker_lost",
-                                 error_message=f"{silent} The job was stopped; start it again to retry.", **ended):
+                elif same.update(
+                    status=Status.FAILED,
+                    error_code="worker_lost",
+                    error_message=f"{silent} The job was stopped; start it again to retry.",
+                    **ended,
+                ):
                     _ended(job, log_event(silent, "error"))
                     failed.append(job.public_id)
     redispatched = _redispatch(now)
-    for tenant_id in set(_jobs.filter(status=Status.QUEUED, dispatched_at__isnull=True).values_list("tenant_id", flat=True)):
+    for tenant_id in set(
+        _jobs.filter(status=Status.QUEUED, dispatched_at__isnull=True).values_list(
+            "tenant_id", flat=True
+        )
+    ):
         schedule(tenant_id)
-    return {"requeued": requeued, "failed": failed, "cancelled": cancelled, "redispatched": redispatched}
+    return {
+        "requeued": requeued,
+        "failed": failed,
+        "cancelled": cancelled,
+        "redispatched": redispatched,
+    }
 
 
 def _seconds(value: float) -> str:
@@ -428,8 +620,11 @@ def _redispatch(now) -> list[str]:
     A resent message for a job that did start does nothing (claim() is conditional).
     """
     cutoff = now - timedelta(seconds=settings.JOBS_REDISPATCH_SECONDS)
-    lost = list(_jobs.filter(status=Status.QUEUED, dispatched_at__lt=cutoff, tenant__status=Tenant.Status.ACTIVE)
-                .values_list("pk", "public_id", "queue", "time_limit")[:500])
+    lost = list(
+        _jobs.filter(
+            status=Status.QUEUED, dispatched_at__lt=cutoff, tenant__status=Tenant.Status.ACTIVE
+        ).values_list("pk", "public_id", "queue", "time_limit")[:500]
+    )
     if lost:
         _jobs.filter(pk__in=[pk for pk, *_ in lost]).update(dispatched_at=now)
         for _, public_id, queue, time_limit in lost:

@@ -25,10 +25,14 @@ class Job(TenantOwnedModel):
     public_id = PublicIdField(prefix="job")
     project = models.ForeignKey("tenancy.Project", on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=64)
-    task = models.CharField(max_length=64, blank=True, help_text="The plugin task the job serves, if any.")
+    task = models.CharField(
+        max_length=64, blank=True, help_text="The plugin task the job serves, if any."
+    )
     queue = models.CharField(max_length=32)
     params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
 
     progress_current = models.FloatField(default=0)
     progress_total = models.FloatField(null=True, blank=True)
@@ -36,7 +40,9 @@ class Job(TenantOwnedModel):
     eta_seconds = models.FloatField(null=True, blank=True)
 
     result = models.JSONField(default=dict, blank=True)
-    checkpoint = models.JSONField(null=True, blank=True, help_text="The runner's last saved state; a rerun resumes from it.")
+    checkpoint = models.JSONField(
+        null=True, blank=True, help_text="The runner's last saved state; a rerun resumes from it."
+    )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True, help_text="Shown to the customer.")
     error_traceback = models.TextField(blank=True, help_text="Staff only.")
@@ -50,12 +56,20 @@ class Job(TenantOwnedModel):
     worker = models.CharField(max_length=200, blank=True)
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
-    heartbeat_ttl = models.FloatField(default=60, help_text="Seconds of silence after which the reaper acts (from the kind).")
-    time_limit = models.FloatField(null=True, blank=True, help_text="Seconds a run may take (from the kind); none: no limit.")
+    heartbeat_ttl = models.FloatField(
+        default=60, help_text="Seconds of silence after which the reaper acts (from the kind)."
+    )
+    time_limit = models.FloatField(
+        null=True, blank=True, help_text="Seconds a run may take (from the kind); none: no limit."
+    )
     resource_seconds = models.FloatField(default=0, help_text="CPU seconds used by all attempts.")
 
-    created_by = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    api_key = models.ForeignKey("tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        "tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     webhook_url = models.URLField(max_length=2000, blank=True)
     webhook_events = models.JSONField(default=list, blank=True)
@@ -65,13 +79,18 @@ class Job(TenantOwnedModel):
     event_seq = models.PositiveIntegerField(default=0, help_text="The id of the job's last event.")
     # A client's Idempotency-Key: a retried create with the same key gets this job back.
     idempotency_key = models.CharField(max_length=200, blank=True)
-    request_hash = models.CharField(max_length=64, blank=True, help_text="What the keyed create asked for.")
+    request_hash = models.CharField(
+        max_length=64, blank=True, help_text="What the keyed create asked for."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "idempotency_key"], condition=~models.Q(idempotency_key=""),
-                                    name="job_idempotency_key_unique"),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_idempotency_key_unique",
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "status", "created_at"], name="job_fair_share"),
@@ -136,16 +155,22 @@ class WebhookDelivery(TenantOwnedModel):
 
     public_id = PublicIdField(prefix="whd")
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
-    message_id = models.CharField(max_length=40, unique=True, help_text="The webhook-id header: the same on every try.")
+    message_id = models.CharField(
+        max_length=40, unique=True, help_text="The webhook-id header: the same on every try."
+    )
     event_type = models.CharField(max_length=32)
     payload = models.JSONField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     response_status = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
-    tries = models.JSONField(default=list, blank=True, help_text="Every try: when, HTTP status or error, milliseconds.")
+    tries = models.JSONField(
+        default=list, blank=True, help_text="Every try: when, HTTP status or error, milliseconds."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
 

@@ -18,10 +18,16 @@ def events_after(job: Job, after: int = 0, limit: int = 500) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job=job, seq__gt=after).order_by("seq")[:limit])
 
 
-def metric_points_after(job: Job, after: int = 0, limit: int | None = None) -> tuple[dict[str, list[list[float]]], int | None]:
+def metric_points_after(
+    job: Job, after: int = 0, limit: int | None = None
+) -> tuple[dict[str, list[list[float]]], int | None]:
     """{metric name: [[step, value], …]} of the metric events after event `after`, in order, and
     the id of the last event read when `limit` cut the answer short (else None)."""
-    rows = JobEvent.objects.filter(job=job, type=Type.METRIC, seq__gt=after).order_by("seq").values_list("seq", "data")
+    rows = (
+        JobEvent.objects.filter(job=job, type=Type.METRIC, seq__gt=after)
+        .order_by("seq")
+        .values_list("seq", "data")
+    )
     rows = list(rows[:limit] if limit else rows)
     series: dict[str, list[list[float]]] = {}
     for _seq, data in rows:
@@ -38,5 +44,12 @@ def metric_series(job: Job, limit_per_metric: int = 2000) -> dict[str, list[list
 def log_tail(job: Job, lines: int = 100) -> list[dict]:
     """The last `lines` log lines, oldest first: {id, at, level, message}."""
     rows = JobEvent.objects.filter(job=job, type=Type.LOG).order_by("-seq")[:lines]
-    return [{"id": e.seq, "at": e.created_at.isoformat(), "level": e.data.get("level", "info"), "message": e.data.get("message", "")}
-            for e in reversed(list(rows))]
+    return [
+        {
+            "id": e.seq,
+            "at": e.created_at.isoformat(),
+            "level": e.data.get("level", "info"),
+            "message": e.data.get("message", ""),
+        }
+        for e in reversed(list(rows))
+    ]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from verticals.jobs.context import JobContext
 
 QUEUES = ("train", "optimize", "inference", "default")
-_registry: dict[str, type["Runner"]] = {}
+_registry: dict[str, type[Runner]] = {}
 
 
 class JobError(Exception):
@@ -63,7 +63,7 @@ class Runner:
     # Seconds a run may take before the reaper fails it (JOBS_TIME_LIMIT when None; 0: no limit).
     time_limit: ClassVar[float | None] = None
 
-    def run(self, ctx: "JobContext") -> dict | None:  # pragma: no cover - the contract
+    def run(self, ctx: JobContext) -> dict | None:  # pragma: no cover - the contract
         raise NotImplementedError
 
     @classmethod
@@ -115,11 +115,15 @@ def register(cls: type[Runner]) -> type[Runner]:
     if not cls.kind:
         raise ImproperlyConfigured(f"Runner {cls.__qualname__} has no `kind`.")
     if cls.queue not in QUEUES:
-        raise ImproperlyConfigured(f"Runner {cls.kind!r} names queue {cls.queue!r}; queues are {', '.join(QUEUES)}.")
+        raise ImproperlyConfigured(
+            f"Runner {cls.kind!r} names queue {cls.queue!r}; queues are {', '.join(QUEUES)}."
+        )
     jsonschema.Draft202012Validator.check_schema(cls.params_schema)
     existing = _registry.get(cls.kind)
     if existing is not None and existing.__qualname__ != cls.__qualname__:
-        raise ImproperlyConfigured(f"Job kind {cls.kind!r} is registered twice: {existing.__qualname__} and {cls.__qualname__}.")
+        raise ImproperlyConfigured(
+            f"Job kind {cls.kind!r} is registered twice: {existing.__qualname__} and {cls.__qualname__}."
+        )
     _registry[cls.kind] = cls
     return cls
 

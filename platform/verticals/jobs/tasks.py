@@ -5,7 +5,9 @@ from celery import shared_task
 from verticals.jobs import engine, webhooks, worker
 
 
-@shared_task(name="verticals.jobs.run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name="verticals.jobs.run", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def run_job(job_id: str) -> str | None:
     """Run job `job_id`. Acked after it ends; a message redelivered after a worker died does nothing."""
     return worker.execute(job_id)

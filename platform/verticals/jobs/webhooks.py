@@ -53,23 +53,42 @@ def new_secret() -> str:
 def clean_webhook(hook) -> dict:
     """The webhook part of a job request, checked: {url, events, secret} (secret generated if absent)."""
     if not isinstance(hook, dict):
-        raise ValidationError({"webhook": "Give an object: {\"url\": \"https://…\", \"events\": [\"completed\"]}."})
+        raise ValidationError(
+            {"webhook": 'Give an object: {"url": "https://…", "events": ["completed"]}.'}
+        )
     unknown = set(hook) - {"url", "events", "secret"}
     if unknown:
-        raise ValidationError({"webhook": f"Unknown field(s) {', '.join(sorted(unknown))}; use url, events and secret."})
+        raise ValidationError(
+            {
+                "webhook": f"Unknown field(s) {', '.join(sorted(unknown))}; use url, events and secret."
+            }
+        )
     url = hook.get("url")
     if url is None:
-        raise ValidationError({"webhook.url": "Give the URL to post to: {\"url\": \"https://…\"}, or leave webhook out."})
+        raise ValidationError(
+            {"webhook.url": 'Give the URL to post to: {"url": "https://…"}, or leave webhook out.'}
+        )
     problem = url_problem(url)
     if problem:
         raise ValidationError({"webhook.url": problem})
     events = hook.get("events", ["completed"])
-    if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events) or set(events) - set(EVENTS):
-        raise ValidationError({"webhook.events": f"Give a non-empty list drawn from {', '.join(EVENTS)}."})
+    if (
+        not isinstance(events, list)
+        or not events
+        or not all(isinstance(e, str) for e in events)
+        or set(events) - set(EVENTS)
+    ):
+        raise ValidationError(
+            {"webhook.events": f"Give a non-empty list drawn from {', '.join(EVENTS)}."}
+        )
     secret = hook.get("secret") or new_secret()
     if not isinstance(secret, str) or not _secret_ok(secret):
-        raise ValidationError({"webhook.secret": "Give a Standard Webhooks secret: 'whsec_' followed by 24 to 64 "
-                                                 "base64-encoded random bytes, or leave it out to get one."})
+        raise ValidationError(
+            {
+                "webhook.secret": "Give a Standard Webhooks secret: 'whsec_' followed by 24 to 64 "
+                "base64-encoded random bytes, or leave it out to get one."
+            }
+        )
     # Last, once the request is otherwise sound: the target is resolved and checked as a delivery
     # will check it. With private targets allowed every address is, and nothing is resolved here.
     if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE:
@@ -87,7 +106,7 @@ def _secret_ok(secret: str) -> bool:
     if not secret.startswith(SECRET_PREFIX):
         return False
     try:
-        raw = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        raw = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except ValueError:
         return False
     return 24 <= len(raw) <= 64
@@ -137,7 +156,12 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether a webhook may connect to `address`: globally reachable, unicast, and, for an IPv6
     address that embeds an IPv4 one (mapped, 6to4, NAT64), that IPv4 address public too."""
     if address.version == 6:
-        if address in _NAT64_LOCAL or address in _IPV4_COMPATIBLE or address.teredo or address.is_site_local:
+        if (
+            address in _NAT64_LOCAL
+            or address in _IPV4_COMPATIBLE
+            or address.teredo
+            or address.is_site_local
+        ):
             return False
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -161,16 +185,25 @@ def resolve_target(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname
     name = host.rstrip(".")
-    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE and (name == "localhost" or name.endswith((".localhost", ".internal"))):
+    if not settings.JOBS_WEBHOOK_ALLOW_PRIVATE and (
+        name == "localhost" or name.endswith((".localhost", ".internal"))
+    ):
         raise TargetRefused(f"{PRIVATE} {host} is a local name.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as failed:
-        missing = failed.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
-        raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=missing) from None
+        missing = failed.errno in (
+            socket.EAI_NONAME,
+            getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
+        )
+        raise TargetUnresolved(
+            f"The host {host} does not resolve: check the name.", missing=missing
+        ) from None
     except (OSError, UnicodeError):
-        raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=False) from None
+        raise TargetUnresolved(
+            f"The host {host} does not resolve: check the name.", missing=False
+        ) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
         raise TargetUnresolved(f"The host {host} does not resolve: check the name.", missing=True)
@@ -184,13 +217,24 @@ def resolve_target(url: str) -> str:
 
 # --- writing deliveries -------------------------------------------------------------------
 
+
 def job_payload(job: Job) -> dict:
     return {
-        "id": job.public_id, "project": job.project.public_id, "kind": job.kind, "task": job.task,
-        "status": job.status, "attempt": job.attempt,
-        "progress": {"current": job.progress_current, "total": job.progress_total, "eta_seconds": job.eta_seconds},
+        "id": job.public_id,
+        "project": job.project.public_id,
+        "kind": job.kind,
+        "task": job.task,
+        "status": job.status,
+        "attempt": job.attempt,
+        "progress": {
+            "current": job.progress_current,
+            "total": job.progress_total,
+            "eta_seconds": job.eta_seconds,
+        },
         "result": job.result if job.status == Job.Status.SUCCEEDED else None,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_message else None,
+        "error": {"code": job.error_code, "message": job.error_message}
+        if job.error_message
+        else None,
     }
 
 
@@ -201,16 +245,24 @@ def emit(job: Job, event: str, data: dict | None = None) -> WebhookDelivery | No
     now = timezone.now()
     if event == "progress":
         interval = timedelta(seconds=settings.JOBS_WEBHOOK_PROGRESS_SECONDS)
-        due = Q(webhook_progress_sent_at__isnull=True) | Q(webhook_progress_sent_at__lte=now - interval)
-        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):  # this job, by id
+        due = Q(webhook_progress_sent_at__isnull=True) | Q(
+            webhook_progress_sent_at__lte=now - interval
+        )
+        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(
+            webhook_progress_sent_at=now
+        ):  # this job, by id
             return None
         job.refresh_from_db()
     type_ = {"start": "job.started", "progress": "job.progress"}.get(event) or f"job.{job.status}"
     body = job_payload(job)
     body.update(data or {})
     delivery = _deliveries.create(
-        tenant_id=job.tenant_id, job=job, message_id=f"msg_{secrets.token_urlsafe(18)}", event_type=type_,
-        payload={"type": type_, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": body}, next_attempt_at=now,
+        tenant_id=job.tenant_id,
+        job=job,
+        message_id=f"msg_{secrets.token_urlsafe(18)}",
+        event_type=type_,
+        payload={"type": type_, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": body},
+        next_attempt_at=now,
     )
     transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
@@ -227,6 +279,7 @@ def _enqueue(delivery_id: int) -> None:
 
 # --- sending ------------------------------------------------------------------------------
 
+
 def backoff() -> list[float]:
     return [float(s) for s in settings.JOBS_WEBHOOK_BACKOFF]
 
@@ -237,7 +290,9 @@ def deliver(delivery_id: int) -> str:
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOBS_WEBHOOK_TIMEOUT + 30)
     # Claim the try: a duplicate task or the retry sweep cannot send the same try twice at once.
-    if not _deliveries.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now).update(next_attempt_at=lease):
+    if not _deliveries.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=lease):
         return "skipped"
     delivery = _deliveries.select_related("job").get(pk=delivery_id)
     code, error, elapsed, refused = _post(delivery)
@@ -245,11 +300,21 @@ def deliver(delivery_id: int) -> str:
     attempts = delivery.attempts + 1
     waits = backoff()
     changes = {
-        "attempts": attempts, "last_attempt_at": now, "response_status": code, "last_error": (error or "")[:500],
-        "tries": [*delivery.tries, {"at": now.isoformat(), "status": code, "error": error, "ms": elapsed}][-20:],
+        "attempts": attempts,
+        "last_attempt_at": now,
+        "response_status": code,
+        "last_error": (error or "")[:500],
+        "tries": [
+            *delivery.tries,
+            {"at": now.isoformat(), "status": code, "error": error, "ms": elapsed},
+        ][-20:],
     }
     if ok:
-        changes.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
+        changes.update(
+            status=WebhookDelivery.Status.DELIVERED,
+            delivered_at=timezone.now(),
+            next_attempt_at=None,
+        )
     elif refused or attempts > len(waits):  # a refused target stays refused: no retry
         changes.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
     else:
@@ -326,13 +391,22 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int, bool]
     watchdog = threading.Timer(timeout, cut_off)
     watchdog.start()
     try:
-        conn.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")), body=body, headers=headers)
+        conn.request(
+            "POST",
+            urlunsplit(("", "", parts.path or "/", parts.query, "")),
+            body=body,
+            headers=headers,
+        )
         response = conn.getresponse()
         code = response.status
         error = None if 200 <= code < 300 else f"HTTP {code} {response.reason}"
     except (OSError, http.client.HTTPException, ValueError) as exc:
         code = None
-        error = f"No answer within {timeout:g} s." if expired.is_set() else f"{type(exc).__name__}: {exc}"
+        error = (
+            f"No answer within {timeout:g} s."
+            if expired.is_set()
+            else f"{type(exc).__name__}: {exc}"
+        )
     finally:
         watchdog.cancel()
         conn.close()
@@ -342,8 +416,13 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str | None, int, bool]
 @platform_scope("webhook retries of every tenant")
 def send_due(limit: int = 200) -> int:
     """Enqueue the deliveries whose next try is due."""
-    due = list(_deliveries.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now())
-               .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    due = list(
+        _deliveries.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
     for pk in due:
         _enqueue(pk)
     return len(due)

@@ -29,7 +29,10 @@ def execute(public_id: str) -> str | None:
     """Run the job if this message may start it; return its final status (None: nothing to do)."""
     job = engine.claim(public_id, worker_name())
     if job is None:
-        log.info("job %s: not queued for a start (a duplicate or stale message); nothing to do", public_id)
+        log.info(
+            "job %s: not queued for a start (a duplicate or stale message); nothing to do",
+            public_id,
+        )
         return None
     with tenant_context(job.tenant):
         return _run(job)
@@ -38,8 +41,13 @@ def execute(public_id: str) -> str | None:
 def _run(job: Job) -> str | None:
     runner_cls = runners.get_runner(job.kind)
     if runner_cls is None:
-        engine.finish(job, job.attempt, Status.FAILED, error_code="unknown_kind",
-                      error_message=f"No worker can run jobs of kind '{job.kind}'. Contact support.")
+        engine.finish(
+            job,
+            job.attempt,
+            Status.FAILED,
+            error_code="unknown_kind",
+            error_message=f"No worker can run jobs of kind '{job.kind}'. Contact support.",
+        )
         return Status.FAILED
     ctx = JobContext(job)
     heart = Heartbeat(ctx) if settings.JOBS_HEARTBEAT_SECONDS > 0 else None
@@ -49,21 +57,38 @@ def _run(job: Job) -> str | None:
     outcome: dict = {}
     try:
         if ctx.attempt > 1:
-            ctx.log(f"Attempt {ctx.attempt} of {job.max_attempts}" + (" resumes from its checkpoint." if ctx.resume else "."))
+            ctx.log(
+                f"Attempt {ctx.attempt} of {job.max_attempts}"
+                + (" resumes from its checkpoint." if ctx.resume else ".")
+            )
         result = runner_cls().run(ctx)
         if result is not None and not isinstance(result, dict):
-            raise TypeError(f"runner {job.kind!r} returned {type(result).__name__}; a job's result is a dict or None")
+            raise TypeError(
+                f"runner {job.kind!r} returned {type(result).__name__}; a job's result is a dict or None"
+            )
         outcome = dict(status=Status.SUCCEEDED, result=result or {})
     except JobCancelled:
-        outcome = dict(status=Status.CANCELLED, error_code="cancelled", error_message="Cancelled while running.")
+        outcome = dict(
+            status=Status.CANCELLED,
+            error_code="cancelled",
+            error_message="Cancelled while running.",
+        )
     except JobSuperseded:
-        log.warning("job %s: attempt %s lost the job to the reaper; its result is dropped", job.public_id, ctx.attempt)
+        log.warning(
+            "job %s: attempt %s lost the job to the reaper; its result is dropped",
+            job.public_id,
+            ctx.attempt,
+        )
     except JobError as exc:
         outcome = dict(status=Status.FAILED, error_code=exc.code, error_message=str(exc))
-    except Exception as exc:  # the runner's bug or an environment failure: the customer sees a plain message
+    except (
+        Exception
+    ) as exc:  # the runner's bug or an environment failure: the customer sees a plain message
         log.exception("job %s failed", job.public_id)
         outcome = dict(
-            status=Status.FAILED, error_code="internal_error", traceback=traceback.format_exc(),
+            status=Status.FAILED,
+            error_code="internal_error",
+            traceback=traceback.format_exc(),
             error_message=f"The job stopped on an internal error ({type(exc).__name__}). Our staff can see the details.",
         )
     finally:

@@ -27,4 +27,7 @@ def _brand(partner) -> dict:
 def portal(request) -> dict:
     caller = getattr(request, "caller", None)
     # A page about one tenant before anyone is signed in (an invitation) names its partner.
-    return {"caller": caller, "brand": _brand(getattr(request, "brand_partner", None) or _partner_of(caller))}
+    return {
+        "caller": caller,
+        "brand": _brand(getattr(request, "brand_partner", None) or _partner_of(caller)),
+    }

@@ -13,7 +13,9 @@ class LoginForm(ThrottledLoginForm, AuthenticationForm):
 
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=120)
-    description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(
+        max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class GrantingForm(forms.Form):
@@ -61,14 +63,21 @@ class RoleForm(forms.Form):
 class ApiKeyForm(GrantingForm):
     name = forms.CharField(max_length=120)
     scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ, Scope.PREDICT]
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Scope.READ, Scope.PREDICT],
     )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
     project = forms.ModelChoiceField(
-        queryset=Project.objects.none(), to_field_name="public_id", required=False, empty_label="All projects",
+        queryset=Project.objects.none(),
+        to_field_name="public_id",
+        required=False,
+        empty_label="All projects",
         help_text="Restrict the key to one project (optional).",
     )
-    expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    expires_at = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
     mode = forms.ChoiceField(choices=ApiKey.Mode.choices, initial=ApiKey.Mode.LIVE)
 
     def __init__(self, *args, **kwargs):

@@ -32,8 +32,9 @@ POLL_POINTS_MAX = 5000
 
 # --- words for numbers --------------------------------------------------------------------
 
+
 def eta_words(seconds: float | None) -> str:
-    """"about 2 min left" and the like; empty when there is no estimate."""
+    """ "about 2 min left" and the like; empty when there is no estimate."""
     if seconds is None:
         return ""
     seconds = max(0.0, float(seconds))
@@ -77,6 +78,7 @@ def _number(value: float | None) -> str:
 
 # --- lookups ------------------------------------------------------------------------------
 
+
 def _project(project_id: str) -> Project:
     # The scoped manager holds the current tenant's rows only: another tenant's id is a 404.
     return get_object_or_404(Project.objects.all(), public_id=project_id)
@@ -84,7 +86,9 @@ def _project(project_id: str) -> Project:
 
 def _project_and_job(project_id: str, job_id: str) -> tuple[Project, Job]:
     project = _project(project_id)
-    job = get_object_or_404(Job.objects.select_related("project", "created_by"), project=project, public_id=job_id)
+    job = get_object_or_404(
+        Job.objects.select_related("project", "created_by"), project=project, public_id=job_id
+    )
     return project, job
 
 
@@ -97,8 +101,17 @@ def _after(request) -> int | None:
 
 # --- the job page and its live fragment ---------------------------------------------------
 
-def _live_context(request, project: Project, job: Job, *, after: int | None = None, oob: bool = False,
-                  notice: str = "", problem: str = "") -> dict:
+
+def _live_context(
+    request,
+    project: Project,
+    job: Job,
+    *,
+    after: int | None = None,
+    oob: bool = False,
+    notice: str = "",
+    problem: str = "",
+) -> dict:
     # The cursor is read (with the row) before the events: a point written in between may come
     # twice, and the page keeps one point per step; none is missed.
     cursor = job.event_seq
@@ -125,7 +138,9 @@ def _live_context(request, project: Project, job: Job, *, after: int | None = No
         "total": _number(job.progress_total) if job.progress_total else "",
         "eta": eta_words(job.eta_seconds) if job.status == Status.RUNNING else "",
         "duration": duration_words(job_duration(job)),
-        "can_cancel": caller.can("job.cancel") and not job.is_terminal and job.cancel_requested_at is None,
+        "can_cancel": caller.can("job.cancel")
+        and not job.is_terminal
+        and job.cancel_requested_at is None,
         "cancelling": job.cancel_requested_at is not None and not job.is_terminal,
         "show_traceback": request.user.is_staff and bool(job.error_traceback),
         "show_worker": request.user.is_staff,
@@ -149,7 +164,11 @@ def job_detail(request, project_id: str, job_id: str):
 def job_live(request, project_id: str, job_id: str):
     """The polled fragment: status, progress, facts, new metric points; the log out of band."""
     project, job = _project_and_job(project_id, job_id)
-    response = render(request, "portal/_job_live.html", _live_context(request, project, job, after=_after(request), oob=True))
+    response = render(
+        request,
+        "portal/_job_live.html",
+        _live_context(request, project, job, after=_after(request), oob=True),
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -170,8 +189,11 @@ def job_cancel(request, project_id: str, job_id: str):
         else:  # it finished while the request was on its way
             problem = f"Job {job.public_id} has already {job.status}; there is nothing to cancel."
     if _is_htmx(request):
-        return render(request, "portal/_job_live.html",
-                      _live_context(request, project, job, oob=True, notice=notice, problem=problem))
+        return render(
+            request,
+            "portal/_job_live.html",
+            _live_context(request, project, job, oob=True, notice=notice, problem=problem),
+        )
     if problem:
         messages.error(request, problem)
     else:
@@ -180,6 +202,7 @@ def job_cancel(request, project_id: str, job_id: str):
 
 
 # --- the list -----------------------------------------------------------------------------
+
 
 @tenant_page("job.view")
 def job_list(request, project_id: str | None = None):

@@ -24,13 +24,28 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from verticals.billing import analytics, services as billing_services
+from verticals.billing import analytics
+from verticals.billing import services as billing_services
 from verticals.billing.catalog import period_of, previous_period
 from verticals.billing.models import FEE, Invoice, Plan
 from verticals.billing.pricing import PriceList, book_items, contract_at
 from verticals.portal.billing import (
-    PlanChangeForm, amount_text, change_plan, chart,  gauges, invoice_context, invoice_file, invoice_row,
-    money_fmt, moneys_text, period_text, plan_offer, plan_summary, price_text, unit_words, usage_text,
+    PlanChangeForm,
+    amount_text,
+    change_plan,
+    chart,
+    gauges,
+    invoice_context,
+    invoice_file,
+    invoice_row,
+    money_fmt,
+    moneys_text,
+    period_text,
+    plan_offer,
+    plan_summary,
+    price_text,
+    unit_words,
+    usage_text,
 )
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
@@ -45,6 +60,7 @@ TASK_CHARTS = 8
 
 
 # --- which partner, and what the user may do there -----------------------------------------
+
 
 @dataclass
 class Console:
@@ -85,7 +101,11 @@ def _console(request) -> Console:
     caller = getattr(request, "caller", None)
     if caller is None or caller.user is None or not caller.partner_memberships():
         raise Http404("There is no partner console for this account.")
-    partners = list(Partner.objects.filter(pk__in=caller.partner_ids_for("partner.tenant.view")).order_by("name"))
+    partners = list(
+        Partner.objects.filter(pk__in=caller.partner_ids_for("partner.tenant.view")).order_by(
+            "name"
+        )
+    )
     wanted = request.GET.get("partner") or request.POST.get("partner")
     if wanted:
         partner = next((p for p in partners if p.public_id == wanted), None)
@@ -113,7 +133,10 @@ def partner_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str |
             console = _console(request)
             request.brand_partner = console.partner  # the console wears the partner's own brand
             if not console.can(action):
-                return _refuse(request, f"Your role at {console.partner.name} ({console.role()}) does not allow {action}.")
+                return _refuse(
+                    request,
+                    f"Your role at {console.partner.name} ({console.role()}) does not allow {action}.",
+                )
             # The database lets through the rows of this partner's (and its sub-partners') tenants (the
             # second wall); each query still filters by the partners the action allows.
             with partner_scope(console.partner.descendant_ids()):
@@ -125,13 +148,30 @@ def partner_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str |
     return decorator
 
 
-def _render(request, console: Console, template: str, context: dict, *, here: str, status: int = 200):
+def _render(
+    request, console: Console, template: str, context: dict, *, here: str, status: int = 200
+):
     can: dict[str, dict[str, bool]] = {}
-    for action in ("partner.tenant.create", "partner.tenant.plan", "partner.tenant.suspend", "partner.tenant.reactivate",
-                   "partner.billing.view", "partner.price.update", "partner.brand.update"):
+    for action in (
+        "partner.tenant.create",
+        "partner.tenant.plan",
+        "partner.tenant.suspend",
+        "partner.tenant.reactivate",
+        "partner.billing.view",
+        "partner.price.update",
+        "partner.brand.update",
+    ):
         _, noun, verb = action.split(".")
         can.setdefault(noun, {})[verb] = console.can(action)  # templates read can.tenant.create
-    context.update({"console": console, "partner": console.partner, "query": console.query, "here": here, "can": can})
+    context.update(
+        {
+            "console": console,
+            "partner": console.partner,
+            "query": console.query,
+            "here": here,
+            "can": can,
+        }
+    )
     return render(request, template, context, status=status)
 
 
@@ -141,11 +181,15 @@ def _back(console: Console, name: str, *args) -> str:
 
 def _tenant(console: Console, tenant_id: str, action: str) -> Tenant:
     # Another partner's tenant (or one the role may not act on) is not found, never forbidden.
-    return get_object_or_404(Tenant.objects.select_related("partner"), public_id=tenant_id,
-                             partner_id__in=console.partner_ids(action))
+    return get_object_or_404(
+        Tenant.objects.select_related("partner"),
+        public_id=tenant_id,
+        partner_id__in=console.partner_ids(action),
+    )
 
 
 # --- tenants --------------------------------------------------------------------------------
+
 
 @partner_page("partner.tenant.view")
 def tenant_list(request, console: Console):
@@ -157,34 +201,65 @@ def tenant_list(request, console: Console):
     this_month = analytics.partner_tenants_report(ids, start=month[0], end=now)
     money = {}
     if console.can("partner.billing.view"):
-        money = {row["tenant"].pk: row for row in analytics.partner_tenants_report(ids, start=last[0], end=last[1])}
+        money = {
+            row["tenant"].pk: row
+            for row in analytics.partner_tenants_report(ids, start=last[0], end=last[1])
+        }
     rows = []
     for row in this_month:
         tenant = row["tenant"]
         paid = money.get(tenant.pk, {})
-        rows.append({"tenant": tenant, "plan": row["plan"], "usage": usage_text(row["usage"], names),
-                     "revenue": moneys_text(paid.get("revenue")), "margin": moneys_text(paid.get("margin"))})
-    context = {"rows": rows, "usage_period": period_text(month[0], month[1]), "money_period": period_text(*last),
-               "money_month": analytics.month_label(last[0].date())}
+        rows.append(
+            {
+                "tenant": tenant,
+                "plan": row["plan"],
+                "usage": usage_text(row["usage"], names),
+                "revenue": moneys_text(paid.get("revenue")),
+                "margin": moneys_text(paid.get("margin")),
+            }
+        )
+    context = {
+        "rows": rows,
+        "usage_period": period_text(month[0], month[1]),
+        "money_period": period_text(*last),
+        "money_month": analytics.month_label(last[0].date()),
+    }
     return _render(request, console, "portal/partner_tenants.html", context, here="tenants")
 
 
 class TenantCreateForm(forms.Form):
     name = forms.CharField(max_length=120)
-    owner_email = forms.EmailField(max_length=254, label="Owner's email",
-                                   help_text="They get an invitation to join as the tenant's owner.")
-    plan = forms.ModelChoiceField(queryset=Plan.objects.none(), to_field_name="public_id", empty_label=None,
-                                  error_messages={"invalid_choice": "Choose one of the plans listed: that plan is not offered."})
-    trial_days = forms.IntegerField(min_value=0, max_value=365, initial=0, label="Trial days",
-                                    help_text="Days before the plan fee is charged (0: none).")
+    owner_email = forms.EmailField(
+        max_length=254,
+        label="Owner's email",
+        help_text="They get an invitation to join as the tenant's owner.",
+    )
+    plan = forms.ModelChoiceField(
+        queryset=Plan.objects.none(),
+        to_field_name="public_id",
+        empty_label=None,
+        error_messages={
+            "invalid_choice": "Choose one of the plans listed: that plan is not offered."
+        },
+    )
+    trial_days = forms.IntegerField(
+        min_value=0,
+        max_value=365,
+        initial=0,
+        label="Trial days",
+        help_text="Days before the plan fee is charged (0: none).",
+    )
 
     def __init__(self, *args, partner: Partner, **kwargs):
         super().__init__(*args, **kwargs)
         plans = Plan.objects.filter(is_active=True).prefetch_related("prices")
         self.fields["plan"].queryset = plans
-        prospect = Tenant(partner=partner)  # unsaved: prices a plan as this partner's tenants pay it
-        self.fields["plan"].label_from_instance = (
-            lambda plan: f"{plan.name} — {amount_text(PriceList(prospect, plan, None).fee().retail, plan.currency)} a month")
+        prospect = Tenant(
+            partner=partner
+        )  # unsaved: prices a plan as this partner's tenants pay it
+        self.fields["plan"].label_from_instance = lambda plan: (
+            f"{plan.name} — {amount_text(PriceList(prospect, plan, None).fee().retail, plan.currency)} a month"
+        )
 
 
 @partner_page("partner.tenant.create", methods=("GET", "POST"))
@@ -196,26 +271,54 @@ def tenant_new(request, console: Console):
         try:
             # The tenant, its owner's invitation and its subscription are made together or not at all.
             with transaction.atomic():
-                tenant = tenancy_services.tenant_create(partner=partner, name=data["name"], owner_email=data["owner_email"],
-                                                        actor=console.caller)
+                tenant = tenancy_services.tenant_create(
+                    partner=partner,
+                    name=data["name"],
+                    owner_email=data["owner_email"],
+                    actor=console.caller,
+                )
                 with tenant_context(tenant):
-                    billing_services.subscribe(tenant, data["plan"], trial_days=data["trial_days"], actor=console.caller)
+                    billing_services.subscribe(
+                        tenant, data["plan"], trial_days=data["trial_days"], actor=console.caller
+                    )
         except ValidationError as error:
             _apply_errors(form, error)
         else:
-            messages.success(request, f"Tenant '{tenant.name}' created on {data['plan'].name}; "
-                                      f"{data['owner_email']} is invited as its owner.")
+            messages.success(
+                request,
+                f"Tenant '{tenant.name}' created on {data['plan'].name}; "
+                f"{data['owner_email']} is invited as its owner.",
+            )
             return redirect(_back(console, "portal:partner_tenant", tenant.public_id))
-    return _render(request, console, "portal/partner_tenant_new.html", {"form": form}, here="tenants",
-                   status=400 if form.errors else 200)
+    return _render(
+        request,
+        console,
+        "portal/partner_tenant_new.html",
+        {"form": form},
+        here="tenants",
+        status=400 if form.errors else 200,
+    )
 
 
 class SuspendForm(forms.Form):
-    reason = forms.CharField(max_length=500, help_text="Shown to the tenant's members when they sign in.",
-                             error_messages={"required": "Say why the tenant is suspended: its members are shown the reason."})
+    reason = forms.CharField(
+        max_length=500,
+        help_text="Shown to the tenant's members when they sign in.",
+        error_messages={
+            "required": "Say why the tenant is suspended: its members are shown the reason."
+        },
+    )
 
 
-def _tenant_page(request, console: Console, tenant: Tenant, *, plan_form=None, suspend_form=None, status: int = 200):
+def _tenant_page(
+    request,
+    console: Console,
+    tenant: Tenant,
+    *,
+    plan_form=None,
+    suspend_form=None,
+    status: int = 200,
+):
     names = analytics.meter_names()
     now = timezone.now()
     with tenant_context(tenant):  # the tenant's rows, read from outside it
@@ -230,15 +333,25 @@ def _tenant_page(request, console: Console, tenant: Tenant, *, plan_form=None, s
                 offers.append(offer)
     invoices = []
     if console.can("partner.billing.view"):
-        invoices = [invoice_row(i) for i in Invoice.objects.filter(tenant=tenant)[:TENANT_INVOICES_SHOWN]]
+        invoices = [
+            invoice_row(i) for i in Invoice.objects.filter(tenant=tenant)[:TENANT_INVOICES_SHOWN]
+        ]
     context = {
-        "tenant": tenant, "summary": summary, "gauges": gauges(usage), "period": period_text(*usage["period"]),
-        "period_end": usage["period"][1], "offers": offers, "invoices": invoices,
-        "plan_form": plan_form or PlanChangeForm(), "suspend_form": suspend_form or SuspendForm(),
+        "tenant": tenant,
+        "summary": summary,
+        "gauges": gauges(usage),
+        "period": period_text(*usage["period"]),
+        "period_end": usage["period"][1],
+        "offers": offers,
+        "invoices": invoices,
+        "plan_form": plan_form or PlanChangeForm(),
+        "suspend_form": suspend_form or SuspendForm(),
         "can_suspend": console.can("partner.tenant.suspend") and not tenant.is_suspended,
         "can_reactivate": console.can("partner.tenant.reactivate") and tenant.is_suspended,
     }
-    return _render(request, console, "portal/partner_tenant.html", context, here="tenants", status=status)
+    return _render(
+        request, console, "portal/partner_tenant.html", context, here="tenants", status=status
+    )
 
 
 @partner_page("partner.tenant.view")
@@ -254,7 +367,9 @@ def tenant_plan(request, console: Console, tenant_id: str):
         changed = change_plan(form, tenant, console.caller)
     if not changed:
         return _tenant_page(request, console, tenant, plan_form=form, status=400)
-    messages.success(request, f"'{tenant.name}' is now on the plan {form.cleaned_data['plan'].name}.")
+    messages.success(
+        request, f"'{tenant.name}' is now on the plan {form.cleaned_data['plan'].name}."
+    )
     return redirect(_back(console, "portal:partner_tenant", tenant.public_id))
 
 
@@ -267,8 +382,13 @@ def tenant_suspend(request, console: Console, tenant_id: str):
     form = SuspendForm(request.POST)
     if not form.is_valid():
         return _tenant_page(request, console, tenant, suspend_form=form, status=400)
-    tenancy_services.tenant_suspend(tenant=tenant, reason=form.cleaned_data["reason"], actor=console.caller)
-    messages.success(request, f"'{tenant.name}' is suspended: its members and API keys are refused until it is reactivated.")
+    tenancy_services.tenant_suspend(
+        tenant=tenant, reason=form.cleaned_data["reason"], actor=console.caller
+    )
+    messages.success(
+        request,
+        f"'{tenant.name}' is suspended: its members and API keys are refused until it is reactivated.",
+    )
     return redirect(_back(console, "portal:partner_tenant", tenant.public_id))
 
 
@@ -285,6 +405,7 @@ def tenant_reactivate(request, console: Console, tenant_id: str):
 
 # --- the price book -------------------------------------------------------------------------
 
+
 def _field(plan: Plan, item: str) -> str:
     return f"retail__{plan.public_id}__{item}"
 
@@ -294,21 +415,37 @@ def price_rows(partner: Partner) -> list[dict]:
     only), the partner's retail (empty: the list price) and what its tenants pay."""
     names = analytics.meter_names()
     plans: dict[int, dict] = {}
-    for entry in book_items(partner, Plan.objects.filter(is_active=True).prefetch_related("prices")):
+    for entry in book_items(
+        partner, Plan.objects.filter(is_active=True).prefetch_related("prices")
+    ):
         plan, currency = entry.plan, entry.plan.currency
         if entry.item == FEE:
             label, note = "Monthly fee", ""
         else:
             meter = names.get(entry.item)
             unit = meter.unit if meter else "unit"
-            label, note = meter.name if meter else entry.item, f"{unit_words(entry.included, unit)} included; per {unit}"
+            label, note = (
+                meter.name if meter else entry.item,
+                f"{unit_words(entry.included, unit)} included; per {unit}",
+            )
         wholesale = entry.wholesale if entry.wholesale is not None else entry.list_price
-        plans.setdefault(plan.pk, {"plan": plan, "rows": []})["rows"].append({
-            "plan": plan, "item": entry.item, "label": label, "note": note, "field": _field(plan, entry.item),
-            "list": price_text(entry.list_price, currency), "wholesale": price_text(wholesale, currency),
-            "retail": entry.retail_set, "value": "" if entry.retail_set is None else f"{entry.retail_set.normalize():f}",
-            "placeholder": f"{entry.list_price.normalize():f}", "paid": price_text(entry.retail, currency),
-            "margin": price_text(entry.retail - wholesale, currency), "error": ""})
+        plans.setdefault(plan.pk, {"plan": plan, "rows": []})["rows"].append(
+            {
+                "plan": plan,
+                "item": entry.item,
+                "label": label,
+                "note": note,
+                "field": _field(plan, entry.item),
+                "list": price_text(entry.list_price, currency),
+                "wholesale": price_text(wholesale, currency),
+                "retail": entry.retail_set,
+                "value": "" if entry.retail_set is None else f"{entry.retail_set.normalize():f}",
+                "placeholder": f"{entry.list_price.normalize():f}",
+                "paid": price_text(entry.retail, currency),
+                "margin": price_text(entry.retail - wholesale, currency),
+                "error": "",
+            }
+        )
     return list(plans.values())
 
 
@@ -355,34 +492,56 @@ def price_book(request, console: Console):
     status = 200
     if request.method == "POST":
         if not console.can("partner.price.update"):
-            return _refuse(request, f"Your role at {partner.name} ({console.role()}) does not allow partner.price.update.")
+            return _refuse(
+                request,
+                f"Your role at {partner.name} ({console.role()}) does not allow partner.price.update.",
+            )
         if operator:
-            return _refuse(request, "The operator's retail prices are the plans' list prices.", status=400)
+            return _refuse(
+                request, "The operator's retail prices are the plans' list prices.", status=400
+            )
         changed = apply_prices(partner, plans, request.POST)
         if changed >= 0:
-            messages.success(request, f"{changed} price{'s' if changed != 1 else ''} changed." if changed else "No price changed.")
+            messages.success(
+                request,
+                f"{changed} price{'s' if changed != 1 else ''} changed."
+                if changed
+                else "No price changed.",
+            )
             return redirect(_back(console, "portal:partner_prices"))
         status = 400
     context = {"plans": plans, "operator": operator, "failed": status == 400}
-    return _render(request, console, "portal/partner_prices.html", context, here="prices", status=status)
+    return _render(
+        request, console, "portal/partner_prices.html", context, here="prices", status=status
+    )
 
 
 # --- the brand ------------------------------------------------------------------------------
+
 
 class BrandForm(forms.ModelForm):
     class Meta:
         model = Partner
         fields = ["brand_name", "brand_colour", "support_email", "logo"]
-        labels = {"brand_name": "Brand name", "brand_colour": "Colour", "support_email": "Support email"}
+        labels = {
+            "brand_name": "Brand name",
+            "brand_colour": "Colour",
+            "support_email": "Support email",
+        }
         widgets = {"brand_colour": forms.TextInput(attrs={"type": "color"})}
-        help_texts = {"brand_name": "Shown in your tenants' portal, on their invoices and emails (empty: the partner's name).",
-                      "brand_colour": "The portal's top bar and buttons, and the band on invoices (#rrggbb).",
-                      "support_email": "Where your tenants are told to write.", "logo": "PNG, JPEG or GIF, at most 1 MB."}
+        help_texts = {
+            "brand_name": "Shown in your tenants' portal, on their invoices and emails (empty: the partner's name).",
+            "brand_colour": "The portal's top bar and buttons, and the band on invoices (#rrggbb).",
+            "support_email": "Where your tenants are told to write.",
+            "logo": "PNG, JPEG or GIF, at most 1 MB.",
+        }
 
     def clean_logo(self):
         logo = self.cleaned_data.get("logo")
         if logo and getattr(logo, "size", 0) > LOGO_MAX_BYTES:
-            raise ValidationError(f"The logo is {logo.size:,} bytes; give one of at most {LOGO_MAX_BYTES:,} bytes.")
+            raise ValidationError(
+                f"The logo is {logo.size:,} bytes; give one of at most {LOGO_MAX_BYTES:,} bytes."
+            )
         return logo
 
 
@@ -390,19 +549,33 @@ class BrandForm(forms.ModelForm):
 def brand(request, console: Console):
     partner = console.partner
     # The form edits a copy: an invalid post must not show its values as the saved brand.
-    form = BrandForm(request.POST or None, request.FILES or None, instance=Partner.objects.get(pk=partner.pk))
+    form = BrandForm(
+        request.POST or None, request.FILES or None, instance=Partner.objects.get(pk=partner.pk)
+    )
     if request.method == "POST":
         if not console.can("partner.brand.update"):
-            return _refuse(request, f"Your role at {partner.name} ({console.role()}) does not allow partner.brand.update.")
+            return _refuse(
+                request,
+                f"Your role at {partner.name} ({console.role()}) does not allow partner.brand.update.",
+            )
         if form.is_valid():
             form.save()
-            messages.success(request, "Brand saved: your tenants' portal and their next invoices show it.")
+            messages.success(
+                request, "Brand saved: your tenants' portal and their next invoices show it."
+            )
             return redirect(_back(console, "portal:partner_brand"))
-    return _render(request, console, "portal/partner_brand.html", {"form": form}, here="brand",
-                   status=400 if form.errors else 200)
+    return _render(
+        request,
+        console,
+        "portal/partner_brand.html",
+        {"form": form},
+        here="brand",
+        status=400 if form.errors else 200,
+    )
 
 
 # --- growth ---------------------------------------------------------------------------------
+
 
 def months_wanted(request) -> int:
     try:
@@ -416,24 +589,65 @@ def growth_context(rows: list[dict], names: dict) -> dict:
     revenue and margin (one chart per currency), usage by task."""
     labels = [analytics.month_label(row["month"]) for row in rows]
     short = labels
-    table = [{"month": label, "new": row["new"], "active": row["active"], "churned": row["churned"],
-              "mrr": moneys_text(row["mrr"], "0"), "revenue": moneys_text(row["revenue"], "0"),
-              "margin": moneys_text(row["margin"], "0")} for label, row in zip(labels, rows, strict=True)]
-    charts = [chart(chart_id="tenants", title="Tenants by month", labels=short, tooltips=labels, series=[
-        {"name": "new", "values": [row["new"] for row in rows]},
-        {"name": "active", "values": [row["active"] for row in rows]},
-        {"name": "churned", "values": [row["churned"] for row in rows]},
-    ], fmt=lambda v: unit_words(v, "tenant"), whole=True)]
-    currencies = sorted({c for row in rows for key in ("mrr", "revenue", "margin") for c in row[key]}) or ["USD"]
+    table = [
+        {
+            "month": label,
+            "new": row["new"],
+            "active": row["active"],
+            "churned": row["churned"],
+            "mrr": moneys_text(row["mrr"], "0"),
+            "revenue": moneys_text(row["revenue"], "0"),
+            "margin": moneys_text(row["margin"], "0"),
+        }
+        for label, row in zip(labels, rows, strict=True)
+    ]
+    charts = [
+        chart(
+            chart_id="tenants",
+            title="Tenants by month",
+            labels=short,
+            tooltips=labels,
+            series=[
+                {"name": "new", "values": [row["new"] for row in rows]},
+                {"name": "active", "values": [row["active"] for row in rows]},
+                {"name": "churned", "values": [row["churned"] for row in rows]},
+            ],
+            fmt=lambda v: unit_words(v, "tenant"),
+            whole=True,
+        )
+    ]
+    currencies = sorted(
+        {c for row in rows for key in ("mrr", "revenue", "margin") for c in row[key]}
+    ) or ["USD"]
     for currency in currencies:
         fmt = money_fmt(currency)
-        charts.append(chart(chart_id=f"mrr-{currency}", title=f"MRR ({currency})", labels=short, tooltips=labels, kind="line",
-                            series=[{"name": "MRR", "values": [row["mrr"].get(currency, 0) for row in rows]}], fmt=fmt))
-        charts.append(chart(chart_id=f"revenue-{currency}", title=f"Revenue and margin ({currency})", labels=short,
-                            tooltips=labels, fmt=fmt, series=[
-                                {"name": "revenue", "values": [row["revenue"].get(currency, 0) for row in rows]},
-                                {"name": "margin", "values": [row["margin"].get(currency, 0) for row in rows]},
-                            ]))
+        charts.append(
+            chart(
+                chart_id=f"mrr-{currency}",
+                title=f"MRR ({currency})",
+                labels=short,
+                tooltips=labels,
+                kind="line",
+                series=[{"name": "MRR", "values": [row["mrr"].get(currency, 0) for row in rows]}],
+                fmt=fmt,
+            )
+        )
+        charts.append(
+            chart(
+                chart_id=f"revenue-{currency}",
+                title=f"Revenue and margin ({currency})",
+                labels=short,
+                tooltips=labels,
+                fmt=fmt,
+                series=[
+                    {
+                        "name": "revenue",
+                        "values": [row["revenue"].get(currency, 0) for row in rows],
+                    },
+                    {"name": "margin", "values": [row["margin"].get(currency, 0) for row in rows]},
+                ],
+            )
+        )
     totals: dict[tuple[str, str], Decimal] = {}
     for row in rows:
         for task, meters in row["usage_by_task"].items():
@@ -443,14 +657,34 @@ def growth_context(rows: list[dict], names: dict) -> dict:
     for (task, meter), total in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):
         info = names.get(meter)
         unit = info.unit if info else ""
-        usage_rows.append({"task": task, "meter": meter, "name": info.name if info else meter,
-                           "total": unit_words(total, unit),
-                           "last": unit_words(rows[-1]["usage_by_task"].get(task, {}).get(meter, 0), unit)})
+        usage_rows.append(
+            {
+                "task": task,
+                "meter": meter,
+                "name": info.name if info else meter,
+                "total": unit_words(total, unit),
+                "last": unit_words(rows[-1]["usage_by_task"].get(task, {}).get(meter, 0), unit),
+            }
+        )
         if len(task_charts) < TASK_CHARTS:
-            task_charts.append(chart(
-                chart_id=f"task-{task}-{meter}", title=f"{task}: {info.name if info else meter}", labels=short, tooltips=labels,
-                series=[{"name": meter, "values": [row["usage_by_task"].get(task, {}).get(meter, 0) for row in rows]}],
-                fmt=lambda v, unit=unit: unit_words(v, unit), height=120))
+            task_charts.append(
+                chart(
+                    chart_id=f"task-{task}-{meter}",
+                    title=f"{task}: {info.name if info else meter}",
+                    labels=short,
+                    tooltips=labels,
+                    series=[
+                        {
+                            "name": meter,
+                            "values": [
+                                row["usage_by_task"].get(task, {}).get(meter, 0) for row in rows
+                            ],
+                        }
+                    ],
+                    fmt=lambda v, unit=unit: unit_words(v, unit),
+                    height=120,
+                )
+            )
     return {"table": table, "charts": charts, "usage_rows": usage_rows, "task_charts": task_charts}
 
 
@@ -464,6 +698,7 @@ def growth(request, console: Console):
 
 # --- invoices -------------------------------------------------------------------------------
 
+
 def _partner_invoices(console: Console):
     """Invoices billed to this partner (wholesale, credit notes) and those it issued to its tenants."""
     ids = console.partner_ids("partner.billing.view")
@@ -475,13 +710,19 @@ def invoice_list(request, console: Console):
     billed = list(Invoice.objects.filter(partner=console.partner).select_related("credits"))
     totals = {"total": {}, "retail": {}, "margin": {}}
     for invoice in billed:
-        for key, minor in (("total", invoice.total_minor), ("retail", invoice.retail_total_minor),
-                           ("margin", invoice.margin_minor)):
+        for key, minor in (
+            ("total", invoice.total_minor),
+            ("retail", invoice.retail_total_minor),
+            ("margin", invoice.margin_minor),
+        ):
             if minor is not None:
                 totals[key][invoice.currency] = totals[key].get(invoice.currency, 0) + minor
-    issued = Invoice.objects.filter(tenant__partner_id__in=console.partner_ids("partner.billing.view"))
+    issued = Invoice.objects.filter(
+        tenant__partner_id__in=console.partner_ids("partner.billing.view")
+    )
     context = {
-        "billed": [invoice_row(i) for i in billed], "issued": [invoice_row(i) for i in issued[:TENANT_INVOICES_SHOWN]],
+        "billed": [invoice_row(i) for i in billed],
+        "issued": [invoice_row(i) for i in issued[:TENANT_INVOICES_SHOWN]],
         "totals": {key: moneys_text(value, "0") for key, value in totals.items()},
     }
     return _render(request, console, "portal/partner_invoices.html", context, here="invoices")
@@ -489,7 +730,9 @@ def invoice_list(request, console: Console):
 
 @partner_page("partner.billing.view")
 def invoice_detail(request, console: Console, invoice_id: str):
-    invoice = get_object_or_404(_partner_invoices(console).select_related("credits"), public_id=invoice_id)
+    invoice = get_object_or_404(
+        _partner_invoices(console).select_related("credits"), public_id=invoice_id
+    )
     context = invoice_context(invoice)
     context["download"] = reverse("portal:partner_invoice", args=[invoice.public_id])
     return _render(request, console, "portal/partner_invoice.html", context, here="invoices")
@@ -497,5 +740,7 @@ def invoice_detail(request, console: Console, invoice_id: str):
 
 @partner_page("partner.billing.view")
 def invoice_download(request, console: Console, invoice_id: str, fmt: str):
-    invoice = get_object_or_404(_partner_invoices(console).select_related("credits"), public_id=invoice_id)
+    invoice = get_object_or_404(
+        _partner_invoices(console).select_related("credits"), public_id=invoice_id
+    )
     return invoice_file(invoice, fmt)

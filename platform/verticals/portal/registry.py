@@ -25,6 +25,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from verticals.billing.catalog import standing
+from verticals.billing.quotas import Refused, check_task_of
 from verticals.jobs import engine
 from verticals.portal import chat
 from verticals.portal.jobs import _project
@@ -33,8 +35,6 @@ from verticals.portal.views import _error_text, _is_htmx, _refuse, tenant_page
 from verticals.registry import selectors, services
 from verticals.registry.models import SPLITS, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
-from verticals.billing.catalog import standing
-from verticals.billing.quotas import Refused, check_task_of
 from verticals.serving import service as serving
 
 PAGE_SIZE = 50
@@ -44,15 +44,23 @@ LABELS_LISTED = 8
 
 # --- lookups ------------------------------------------------------------------------------
 
+
 def _dataset(project, dataset_id: str) -> Dataset:
     # Scoped managers: another tenant's (or another project's) dataset is a 404, as a missing one.
-    return get_object_or_404(Dataset.objects.select_related("project", "created_by"), project=project, public_id=dataset_id)
+    return get_object_or_404(
+        Dataset.objects.select_related("project", "created_by"),
+        project=project,
+        public_id=dataset_id,
+    )
 
 
 def _model(project, model_id: str) -> ModelVersion:
     return get_object_or_404(
-        ModelVersion.objects.select_related("project", "job", "parent", "base_model", "dataset_version__dataset", "created_by"),
-        project=project, public_id=model_id,
+        ModelVersion.objects.select_related(
+            "project", "job", "parent", "base_model", "dataset_version__dataset", "created_by"
+        ),
+        project=project,
+        public_id=model_id,
     )
 
 
@@ -63,11 +71,18 @@ def _tasks(request) -> dict:
 def _plan_tasks(request, tasks: dict) -> dict:
     """Of `tasks`, those the tenant's plan includes (all of them without a subscription)."""
     current = standing(request.caller.tenant)
-    return tasks if current is None else {name: task for name, task in tasks.items() if current.plan.allows_task(name)}
+    return (
+        tasks
+        if current is None
+        else {name: task for name, task in tasks.items() if current.plan.allows_task(name)}
+    )
 
 
 def _wants_json(request) -> bool:
-    return "application/json" in request.headers.get("Accept", "") or request.headers.get("X-Requested-With") == "XMLHttpRequest"
+    return (
+        "application/json" in request.headers.get("Accept", "")
+        or request.headers.get("X-Requested-With") == "XMLHttpRequest"
+    )
 
 
 def _form_errors(form, error: ValidationError) -> None:
@@ -86,6 +101,7 @@ def _percent(part: float, whole: float) -> str:
 
 # --- words for numbers --------------------------------------------------------------------
 
+
 def metric_text(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
@@ -97,8 +113,14 @@ def version_statistics(version: DatasetVersion) -> dict:
     stats = version.stats or {}
     splits = stats.get("splits") or {}
     total = stats.get("rows", version.rows) or 0
-    split_rows = [{"name": name, "rows": (splits.get(name) or {}).get("rows", 0),
-                   "share": _percent((splits.get(name) or {}).get("rows", 0), total)} for name in SPLITS]
+    split_rows = [
+        {
+            "name": name,
+            "rows": (splits.get(name) or {}).get("rows", 0),
+            "share": _percent((splits.get(name) or {}).get("rows", 0), total),
+        }
+        for name in SPLITS
+    ]
     label_rows = []
     for label in version.labels:
         cells = []
@@ -106,7 +128,9 @@ def version_statistics(version: DatasetVersion) -> dict:
             count = ((splits.get(split["name"]) or {}).get("labels") or {}).get(label, 0)
             cells.append({"count": count, "share": _percent(count, split["rows"])})
         overall = (stats.get("labels") or {}).get(label, sum(c["count"] for c in cells))
-        label_rows.append({"label": label, "cells": cells, "count": overall, "share": _percent(overall, total)})
+        label_rows.append(
+            {"label": label, "cells": cells, "count": overall, "share": _percent(overall, total)}
+        )
     return {"rows": total, "splits": split_rows, "labels": label_rows}
 
 
@@ -122,7 +146,12 @@ def confusion_table(report: dict) -> dict | None:
     """The confusion matrix as rows (true label) of cells (predicted label), each with its count
     and its share of the row, which sets the cell's colour."""
     labels, matrix = report.get("labels"), report.get("confusion_matrix")
-    if not labels or not matrix or len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+    if (
+        not labels
+        or not matrix
+        or len(matrix) != len(labels)
+        or any(len(row) != len(labels) for row in matrix)
+    ):
         return None
     rows = []
     for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
@@ -130,46 +159,69 @@ def confusion_table(report: dict) -> dict | None:
         cells = []
         for j, count in enumerate(row):
             share = 100.0 * count / total if total else 0.0
-            cells.append({"count": count, "share": f"{share:.1f}", "alpha": f"{share / 100:.3f}", "diagonal": i == j,
-                          "strong": share >= 55, "predicted": labels[j]})
+            cells.append(
+                {
+                    "count": count,
+                    "share": f"{share:.1f}",
+                    "alpha": f"{share / 100:.3f}",
+                    "diagonal": i == j,
+                    "strong": share >= 55,
+                    "predicted": labels[j],
+                }
+            )
         rows.append({"label": label, "cells": cells, "total": total})
     return {"labels": labels, "rows": rows}
 
 
 def per_class_rows(report: dict) -> list[dict]:
     per_class = report.get("per_class") or {}
-    order = list(report.get("labels") or []) + [k for k in per_class if k not in (report.get("labels") or [])]
+    order = list(report.get("labels") or []) + [
+        k for k in per_class if k not in (report.get("labels") or [])
+    ]
     rows = []
     for label in order:
         values = per_class.get(label)
         if not isinstance(values, dict):
             continue
-        rows.append({"label": label, "support": values.get("support", ""),
-                     **{k: metric_text(values.get(k)) for k in ("precision", "recall", "f1")},
-                     "f1_width": f"{100 * float(values.get('f1') or 0):.1f}"})
+        rows.append(
+            {
+                "label": label,
+                "support": values.get("support", ""),
+                **{k: metric_text(values.get(k)) for k in ("precision", "recall", "f1")},
+                "f1_width": f"{100 * float(values.get('f1') or 0):.1f}",
+            }
+        )
     return rows
 
 
 def label_bars(output) -> list[dict] | None:
     """[{label, score}] (a classification) as bars; None for another output shape."""
-    if not isinstance(output, list) or not all(isinstance(o, dict) and "label" in o and "score" in o for o in output):
+    if not isinstance(output, list) or not all(
+        isinstance(o, dict) and "label" in o and "score" in o for o in output
+    ):
         return None
     return [{"label": o["label"], "percent": f"{100 * float(o['score']):.1f}"} for o in output]
 
 
 # --- datasets -----------------------------------------------------------------------------
 
+
 def _datasets(project):
     latest_first = DatasetVersion.objects.order_by("-version")
-    datasets = list(Dataset.objects.filter(project=project).select_related("created_by")
-                    .prefetch_related(Prefetch("versions", queryset=latest_first)))
+    datasets = list(
+        Dataset.objects.filter(project=project)
+        .select_related("created_by")
+        .prefetch_related(Prefetch("versions", queryset=latest_first))
+    )
     for dataset in datasets:
         versions = list(dataset.versions.all())
         dataset.latest = versions[0] if versions else None
         dataset.version_count = len(versions)
         labels = dataset.latest.labels if dataset.latest else []
         more = len(labels) - LABELS_LISTED
-        dataset.labels_text = ", ".join(labels[:LABELS_LISTED]) + (f" … (+{more})" if more > 0 else "")
+        dataset.labels_text = ", ".join(labels[:LABELS_LISTED]) + (
+            f" … (+{more})" if more > 0 else ""
+        )
     return datasets
 
 
@@ -177,16 +229,26 @@ def task_formats(task) -> dict:
     """What a task's uploads look like, in words for the upload form."""
     described = task.dataset.describe()
     example = described.get("example") or {}
-    return {"name": task.name, "title": task.title, "formats": ", ".join(task.dataset.formats),
-            "layouts": "; ".join(described.get("layouts") or []),
-            "example": next(iter(example.values()), "") if isinstance(example, dict) else ""}
+    return {
+        "name": task.name,
+        "title": task.title,
+        "formats": ", ".join(task.dataset.formats),
+        "layouts": "; ".join(described.get("layouts") or []),
+        "example": next(iter(example.values()), "") if isinstance(example, dict) else "",
+    }
 
 
 def _datasets_context(request, project, form, **extra) -> dict:
     tasks = _tasks(request)
-    return {"project": project, "datasets": _datasets(project), "form": form, "tasks": tasks,
-            "task_help": [task_formats(t) for t in tasks.values()],
-            "can_upload": request.caller.can("dataset.create"), **extra}
+    return {
+        "project": project,
+        "datasets": _datasets(project),
+        "form": form,
+        "tasks": tasks,
+        "task_help": [task_formats(t) for t in tasks.values()],
+        "can_upload": request.caller.can("dataset.create"),
+        **extra,
+    }
 
 
 def _upload(request, project, form, dataset=None):
@@ -194,7 +256,9 @@ def _upload(request, project, form, dataset=None):
     if not form.is_valid():
         return None, [], "The upload needs a few fixes: see the fields."
     try:
-        version = services.dataset_upload(project=project, caller=request.caller, dataset=dataset, **form.upload_arguments())
+        version = services.dataset_upload(
+            project=project, caller=request.caller, dataset=dataset, **form.upload_arguments()
+        )
     except services.UploadRejected as rejected:
         form.add_error("file" if "file" in form.fields else None, rejected.message_text)
         return None, rejected.problems, rejected.message_text
@@ -204,38 +268,84 @@ def _upload(request, project, form, dataset=None):
     return version, [], ""
 
 
-def _upload_answer(request, project, form, version, problems: list, message: str, *, page, table: bool = False):
+def _upload_answer(
+    request, project, form, version, problems: list, message: str, *, page, table: bool = False
+):
     """The outcome of an upload: JSON for the script, a redirect or the page again without it."""
     if version is not None:
         dataset = version.dataset
-        text = (f"Dataset '{dataset.name}' v{version.version} uploaded: {version.rows} examples, "
-                f"{len(version.labels)} labels.")
-        url = reverse("portal:dataset_detail", args=[project.public_id, dataset.public_id]) + f"?version={version.version}"
+        text = (
+            f"Dataset '{dataset.name}' v{version.version} uploaded: {version.rows} examples, "
+            f"{len(version.labels)} labels."
+        )
+        url = (
+            reverse("portal:dataset_detail", args=[project.public_id, dataset.public_id])
+            + f"?version={version.version}"
+        )
         if _wants_json(request):
-            context = {"project": project, "dataset": dataset, "version": version, "stats": version_statistics(version),
-                       "message": text, "url": url, "can_train": request.caller.can("job.create")}
-            body = {"ok": True, "message": text, "url": url, "dataset": dataset.public_id, "version": version.public_id,
-                    "number": version.version, "rows": version.rows, "labels": version.labels,
-                    "html": render_to_string("portal/_upload_outcome.html", context, request=request)}
+            context = {
+                "project": project,
+                "dataset": dataset,
+                "version": version,
+                "stats": version_statistics(version),
+                "message": text,
+                "url": url,
+                "can_train": request.caller.can("job.create"),
+            }
+            body = {
+                "ok": True,
+                "message": text,
+                "url": url,
+                "dataset": dataset.public_id,
+                "version": version.public_id,
+                "number": version.version,
+                "rows": version.rows,
+                "labels": version.labels,
+                "html": render_to_string("portal/_upload_outcome.html", context, request=request),
+            }
             if table:
                 table_context = {"project": project, "datasets": _datasets(project)}
-                body["table"] = render_to_string("portal/_datasets_table.html", table_context, request=request)
+                body["table"] = render_to_string(
+                    "portal/_datasets_table.html", table_context, request=request
+                )
             return JsonResponse(body, status=201)
         messages.success(request, text)
         return redirect(url)
     if _wants_json(request):
-        errors = {name: [e["message"] for e in found] for name, found in form.errors.get_json_data().items()}
+        errors = {
+            name: [e["message"] for e in found]
+            for name, found in form.errors.get_json_data().items()
+        }
         context = {"message": message, "problems": problems, "form": form, "failed": True}
-        return JsonResponse({"ok": False, "message": message, "problems": problems, "errors": errors,
-                             "html": render_to_string("portal/_upload_outcome.html", context, request=request)}, status=400)
+        return JsonResponse(
+            {
+                "ok": False,
+                "message": message,
+                "problems": problems,
+                "errors": errors,
+                "html": render_to_string("portal/_upload_outcome.html", context, request=request),
+            },
+            status=400,
+        )
     return page(status=400, upload_message=message, problems=problems)
 
 
 def _refuse_upload(request, denial: str):
     if _wants_json(request):
-        return JsonResponse({"ok": False, "message": denial, "problems": [], "errors": {},
-                             "html": render_to_string("portal/_upload_outcome.html", {"message": denial, "failed": True},
-                                                      request=request)}, status=403)
+        return JsonResponse(
+            {
+                "ok": False,
+                "message": denial,
+                "problems": [],
+                "errors": {},
+                "html": render_to_string(
+                    "portal/_upload_outcome.html",
+                    {"message": denial, "failed": True},
+                    request=request,
+                ),
+            },
+            status=403,
+        )
     return _refuse(request, denial)
 
 
@@ -252,9 +362,16 @@ def dataset_list(request, project_id: str):
         version, problems, message = _upload(request, project, form)
 
         def page(status, **extra):
-            return render(request, "portal/datasets.html", _datasets_context(request, project, form, **extra), status=status)
+            return render(
+                request,
+                "portal/datasets.html",
+                _datasets_context(request, project, form, **extra),
+                status=status,
+            )
 
-        return _upload_answer(request, project, form, version, problems, message, page=page, table=True)
+        return _upload_answer(
+            request, project, form, version, problems, message, page=page, table=True
+        )
     wanted = request.GET.get("task", "")
     form = DatasetUploadForm(tasks=tasks, initial={"task": wanted} if wanted in tasks else None)
     return render(request, "portal/datasets.html", _datasets_context(request, project, form))
@@ -263,23 +380,35 @@ def dataset_list(request, project_id: str):
 def _dataset_context(request, project, dataset, version_form=None, **extra) -> dict:
     versions = list(dataset.versions.order_by("-version"))
     wanted = request.GET.get("version", "")
-    chosen = next((v for v in versions if wanted.isascii() and wanted.isdigit() and v.version == int(wanted)),
-                  versions[0] if versions else None)
+    chosen = next(
+        (v for v in versions if wanted.isascii() and wanted.isdigit() and v.version == int(wanted)),
+        versions[0] if versions else None,
+    )
     task = _tasks(request).get(dataset.task)
     caller = request.caller
     if version_form is None and caller.can("dataset.create"):
         version_form = DatasetVersionForm(formats=list(task.dataset.formats) if task else None)
-    trained = (ModelVersion.objects.filter(project=project, dataset_version__dataset=dataset)
-               .select_related("dataset_version").order_by("-created_at")[:20])
+    trained = (
+        ModelVersion.objects.filter(project=project, dataset_version__dataset=dataset)
+        .select_related("dataset_version")
+        .order_by("-created_at")[:20]
+    )
     return {
-        "project": project, "dataset": dataset, "versions": versions, "version": chosen, "task": task,
+        "project": project,
+        "dataset": dataset,
+        "versions": versions,
+        "version": chosen,
+        "task": task,
         "stats": version_statistics(chosen) if chosen else None,
         # The examples themselves are the dataset's rows: only roles that may download it see them.
         "preview": preview(chosen) if chosen and caller.can("dataset.download") else None,
         "file_inputs": task is not None and task.dataset.input_kind == "file",
-        "version_form": version_form, "models": trained,
-        "can_upload": caller.can("dataset.create"), "can_delete": caller.can("dataset.delete"),
-        "can_download": caller.can("dataset.download"), "can_train": caller.can("job.create") and task is not None,
+        "version_form": version_form,
+        "models": trained,
+        "can_upload": caller.can("dataset.create"),
+        "can_delete": caller.can("dataset.delete"),
+        "can_download": caller.can("dataset.download"),
+        "can_train": caller.can("job.create") and task is not None,
         **extra,
     }
 
@@ -288,7 +417,9 @@ def _dataset_context(request, project, dataset, version_form=None, **extra) -> d
 def dataset_detail(request, project_id: str, dataset_id: str):
     project = _project(project_id)
     dataset = _dataset(project, dataset_id)
-    return render(request, "portal/dataset_detail.html", _dataset_context(request, project, dataset))
+    return render(
+        request, "portal/dataset_detail.html", _dataset_context(request, project, dataset)
+    )
 
 
 @tenant_page("dataset.view", methods=("POST",), writes="dataset.create")
@@ -300,7 +431,9 @@ def dataset_version_upload(request, project_id: str, dataset_id: str):
     if denial:
         return _refuse_upload(request, denial)
     task = _tasks(request).get(dataset.task)
-    form = DatasetVersionForm(request.POST, request.FILES, formats=list(task.dataset.formats) if task else None)
+    form = DatasetVersionForm(
+        request.POST, request.FILES, formats=list(task.dataset.formats) if task else None
+    )
     version, problems, message = _upload(request, project, form, dataset=dataset)
 
     def page(status, **extra):
@@ -322,13 +455,17 @@ def dataset_delete(request, project_id: str, dataset_id: str):
 
 # --- the train form -----------------------------------------------------------------------
 
+
 def _initial_dataset(project, task, wanted: str) -> str:
     if wanted:
         version = selectors.dataset_version_by_id(project=project, public_id=wanted)
         if version is not None and version.dataset.task == task.name:
             return version.public_id
-    newest = (DatasetVersion.objects.filter(dataset__project=project, dataset__task=task.name)
-              .order_by("-dataset__created_at", "-version").first())
+    newest = (
+        DatasetVersion.objects.filter(dataset__project=project, dataset__task=task.name)
+        .order_by("-dataset__created_at", "-version")
+        .first()
+    )
     return newest.public_id if newest else ""
 
 
@@ -365,7 +502,12 @@ def train(request, project_id: str):
             check_task_of(request.caller.tenant, name)
         except Refused as refused:
             messages.error(request, refused.message)
-            return render(request, "portal/train.html", {"project": project, "tasks": tasks}, status=refused.status)
+            return render(
+                request,
+                "portal/train.html",
+                {"project": project, "tasks": tasks},
+                status=refused.status,
+            )
     refused_status = None
     if request.method == "POST":
         form = TrainForm(request.POST, task=task, project=project)
@@ -373,30 +515,58 @@ def train(request, project_id: str):
             params = form.params()
             if form.is_valid():  # a value params() could not cast adds its error
                 try:
-                    job = engine.job_create(project=project, kind="train", task=task.name, params=params, caller=request.caller)
+                    job = engine.job_create(
+                        project=project,
+                        kind="train",
+                        task=task.name,
+                        params=params,
+                        caller=request.caller,
+                    )
                 except ValidationError as error:
                     _job_errors(form, error)
-                except Refused as refused:  # 403 task not in plan, 402 model versions or job time used up
+                except (
+                    Refused
+                ) as refused:  # 403 task not in plan, 402 model versions or job time used up
                     form.add_error(None, refused.message)
                     refused_status = refused.status
                 else:
                     messages.success(request, f"Training job {job.public_id} queued.")
-                    return redirect("portal:job_detail", project_id=project.public_id, job_id=job.public_id)
+                    return redirect(
+                        "portal:job_detail", project_id=project.public_id, job_id=job.public_id
+                    )
     else:
-        initial = {"dataset": _initial_dataset(project, task, wanted), "parent": request.GET.get("parent", "")}
+        initial = {
+            "dataset": _initial_dataset(project, task, wanted),
+            "parent": request.GET.get("parent", ""),
+        }
         form = TrainForm(initial=initial, task=task, project=project)
-    context = {"project": project, "task": task, "tasks": tasks, "form": form,
-               "has_datasets": bool(form.fields["dataset"].choices),
-               "can_upload": request.caller.can("dataset.create")}
-    return render(request, "portal/train.html", context, status=refused_status or (400 if form.errors else 200))
+    context = {
+        "project": project,
+        "task": task,
+        "tasks": tasks,
+        "form": form,
+        "has_datasets": bool(form.fields["dataset"].choices),
+        "can_upload": request.caller.can("dataset.create"),
+    }
+    return render(
+        request,
+        "portal/train.html",
+        context,
+        status=refused_status or (400 if form.errors else 200),
+    )
 
 
 # --- model versions -----------------------------------------------------------------------
 
+
 def _primary(model: ModelVersion, tasks: dict) -> tuple[str, str]:
     task = tasks.get(model.task)
     metrics = model.metrics or {}
-    name = task.primary_metric if task is not None and task.primary_metric in metrics else next(iter(metrics), "")
+    name = (
+        task.primary_metric
+        if task is not None and task.primary_metric in metrics
+        else next(iter(metrics), "")
+    )
     return name, metric_text(metrics[name]) if name else ""
 
 
@@ -404,7 +574,9 @@ def _primary(model: ModelVersion, tasks: dict) -> tuple[str, str]:
 def model_list(request, project_id: str):
     project = _project(project_id)
     tasks = _tasks(request)
-    models = ModelVersion.objects.filter(project=project).select_related("base_model", "dataset_version__dataset")
+    models = ModelVersion.objects.filter(project=project).select_related(
+        "base_model", "dataset_version__dataset"
+    )
     task = request.GET.get("task", "")
     if task:
         models = models.filter(task=task)
@@ -412,8 +584,14 @@ def model_list(request, project_id: str):
     for model in page:
         model.primary_name, model.primary_value = _primary(model, tasks)
     used = sorted(set(ModelVersion.objects.filter(project=project).values_list("task", flat=True)))
-    context = {"project": project, "page": page, "task": task, "task_names": used, "tasks": tasks,
-               "can_train": request.caller.can("job.create") and bool(tasks)}
+    context = {
+        "project": project,
+        "page": page,
+        "task": task,
+        "task_names": used,
+        "tasks": tasks,
+        "can_train": request.caller.can("job.create") and bool(tasks),
+    }
     return render(request, "portal/models.html", context)
 
 
@@ -422,21 +600,41 @@ def _model_context(request, project, model: ModelVersion, **extra) -> dict:
     task = _tasks(request).get(model.task)
     report = model.report or {}
     primary, _value = _primary(model, _tasks(request))
-    metrics = [{"name": k, "value": metric_text(v), "primary": k == primary} for k, v in (model.metrics or {}).items()]
-    validation = [{"name": k, "value": metric_text(v)} for k, v in (report.get("validation_metrics") or {}).items()]
+    metrics = [
+        {"name": k, "value": metric_text(v), "primary": k == primary}
+        for k, v in (model.metrics or {}).items()
+    ]
+    validation = [
+        {"name": k, "value": metric_text(v)}
+        for k, v in (report.get("validation_metrics") or {}).items()
+    ]
     dataset_version = model.dataset_version
     examples = task.input_schema.get("examples") if task is not None else None
-    playground = task.playground if task is not None and model.predictable and caller.can("model.predict") else ""
+    playground = (
+        task.playground
+        if task is not None and model.predictable and caller.can("model.predict")
+        else ""
+    )
     return {
-        "project": project, "model": model, "task": task, "metrics": metrics, "validation_metrics": validation,
-        "report_split": report.get("split", ""), "report_examples": report.get("examples"),
-        "confusion": confusion_table(report), "per_class": per_class_rows(report),
-        "dataset_version": dataset_version, "dataset_gone": dataset_version is None and bool((model.params or {}).get("dataset")),
+        "project": project,
+        "model": model,
+        "task": task,
+        "metrics": metrics,
+        "validation_metrics": validation,
+        "report_split": report.get("split", ""),
+        "report_examples": report.get("examples"),
+        "confusion": confusion_table(report),
+        "per_class": per_class_rows(report),
+        "dataset_version": dataset_version,
+        "dataset_gone": dataset_version is None and bool((model.params or {}).get("dataset")),
         "params_json": json.dumps(model.params, indent=2, sort_keys=True) if model.params else "",
         "playground": playground,
         **(chat.playground_context(request, project, model) if playground == "chat" else {}),
-        "placeholder": examples[0] if isinstance(examples, list) and examples and isinstance(examples[0], str) else "",
-        "can_delete": caller.can("model.delete"), "can_download": caller.can("model.download"),
+        "placeholder": examples[0]
+        if isinstance(examples, list) and examples and isinstance(examples[0], str)
+        else "",
+        "can_delete": caller.can("model.delete"),
+        "can_download": caller.can("model.download"),
         "can_train": caller.can("job.create") and task is not None,
         "download_url": f"/api/v1/projects/{project.public_id}/models/{model.public_id}/download/",
         **extra,
@@ -459,13 +657,24 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
             return None, None, "Choose an image file to classify.", 400
         limit = settings.SERVING_MAX_BODY_BYTES
         if upload.size > limit:
-            return None, None, f"'{upload.name}' has {upload.size} bytes; the playground takes at most {limit}.", 400
+            return (
+                None,
+                None,
+                f"'{upload.name}' has {upload.size} bytes; the playground takes at most {limit}.",
+                400,
+            )
     try:
         # Read and decoded within the bound on what concurrent predict calls hold, as the API's are.
         with serving.reading_body(upload.size if upload is not None else 0):
             raw = upload.read() if upload is not None else request.POST.get("text", "")
-            outputs = serving.predict(model_version=model, inputs=[raw], options={}, single=True, caller=request.caller,
-                                      route="portal.predict")
+            outputs = serving.predict(
+                model_version=model,
+                inputs=[raw],
+                options={},
+                single=True,
+                caller=request.caller,
+                route="portal.predict",
+            )
     except serving.BadInput as refused:
         return None, None, str(refused), 400
     except Refused as refused:
@@ -483,21 +692,31 @@ def model_predict(request, project_id: str, model_id: str):
     project = _project(project_id)
     model = _model(project, model_id)
     task = _tasks(request).get(model.task)
-    if task is not None and task.streams:  # a generation is metered in tokens by the chat playground, not as one predict
+    if (
+        task is not None and task.streams
+    ):  # a generation is metered in tokens by the chat playground, not as one predict
         chat_url = reverse("portal:chat", args=[project.public_id]) + f"?model={model.public_id}"
         bars, output, status = None, None, 409
         problem = f"This model generates text: talk to it in the chat playground ({chat_url})."
-        if not _is_htmx(request):  # the model page shows the chat playground, not the result fragment
+        if not _is_htmx(
+            request
+        ):  # the model page shows the chat playground, not the result fragment
             messages.error(request, problem)
     else:
         bars, output, problem, status = _predict(request, model, task)
-    result = {"bars": bars, "raw": json.dumps(output, indent=2) if bars is None and output is not None else "",
-              "problem": problem, "name": getattr(request.FILES.get("image"), "name", "")}
+    result = {
+        "bars": bars,
+        "raw": json.dumps(output, indent=2) if bars is None and output is not None else "",
+        "problem": problem,
+        "name": getattr(request.FILES.get("image"), "name", ""),
+    }
     if _is_htmx(request):
         response = render(request, "portal/_playground_result.html", {"result": result})
         response["Cache-Control"] = "no-store"
         return response
-    context = _model_context(request, project, model, result=result, text=request.POST.get("text", ""))
+    context = _model_context(
+        request, project, model, result=result, text=request.POST.get("text", "")
+    )
     return render(request, "portal/model_detail.html", context, status=status)
 
 

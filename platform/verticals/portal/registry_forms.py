@@ -21,10 +21,14 @@ CORE_FIELDS = ("dataset", "architecture", "base_model", "parent", "name", "seed"
 
 # --- dataset uploads ----------------------------------------------------------------------
 
+
 def _fraction_field(label: str) -> forms.FloatField:
     return forms.FloatField(
-        label=label, required=False,
-        widget=forms.NumberInput(attrs={"min": "0", "max": "0.49", "step": "0.01", "placeholder": "0.1"}),
+        label=label,
+        required=False,
+        widget=forms.NumberInput(
+            attrs={"min": "0", "max": "0.49", "step": "0.01", "placeholder": "0.1"}
+        ),
         help_text="0 to 0.5 (excluded); empty: 0.1.",
     )
 
@@ -33,8 +37,14 @@ class DatasetVersionForm(forms.Form):
     """A new version of a dataset: the file, and how to split it."""
 
     file = forms.FileField(label="File")
-    seed = forms.IntegerField(label="Split seed", required=False, min_value=0, max_value=MAX_SEED, initial=0,
-                              help_text="The same file and seed always give the same split.")
+    seed = forms.IntegerField(
+        label="Split seed",
+        required=False,
+        min_value=0,
+        max_value=MAX_SEED,
+        initial=0,
+        help_text="The same file and seed always give the same split.",
+    )
     validation_fraction = _fraction_field("Validation fraction")
     test_fraction = _fraction_field("Test fraction")
 
@@ -53,18 +63,34 @@ class DatasetVersionForm(forms.Form):
 
     def upload_arguments(self) -> dict:
         data = self.cleaned_data
-        return {"upload": data["file"], "seed": data.get("seed") or 0,
-                "validation_fraction": data.get("validation_fraction"), "test_fraction": data.get("test_fraction")}
+        return {
+            "upload": data["file"],
+            "seed": data.get("seed") or 0,
+            "validation_fraction": data.get("validation_fraction"),
+            "test_fraction": data.get("test_fraction"),
+        }
 
 
 class DatasetUploadForm(DatasetVersionForm):
     """A new dataset: its task and name come first."""
 
     task = forms.ChoiceField(label="Task")
-    name = forms.CharField(label="Name", max_length=200, required=False,
-                           help_text="Default: the file's name. An existing name of the same task gets a new version.")
+    name = forms.CharField(
+        label="Name",
+        max_length=200,
+        required=False,
+        help_text="Default: the file's name. An existing name of the same task gets a new version.",
+    )
     description = forms.CharField(label="Description", max_length=2000, required=False)
-    field_order = ["task", "name", "file", "description", "seed", "validation_fraction", "test_fraction"]
+    field_order = [
+        "task",
+        "name",
+        "file",
+        "description",
+        "seed",
+        "validation_fraction",
+        "test_fraction",
+    ]
 
     def __init__(self, *args, tasks: dict, **kwargs):
         formats = sorted({f for t in tasks.values() for f in t.dataset.formats})
@@ -74,11 +100,16 @@ class DatasetUploadForm(DatasetVersionForm):
 
     def upload_arguments(self) -> dict:
         data = self.cleaned_data
-        return {**super().upload_arguments(), "task": data["task"], "name": data.get("name", ""),
-                "description": data.get("description", "")}
+        return {
+            **super().upload_arguments(),
+            "task": data["task"],
+            "name": data.get("name", ""),
+            "description": data.get("description", ""),
+        }
 
 
 # --- the train form -----------------------------------------------------------------------
+
 
 def _types(spec: dict) -> tuple[str | None, bool]:
     """(the JSON type of a property other than null, whether null is allowed)."""
@@ -88,8 +119,15 @@ def _types(spec: dict) -> tuple[str | None, bool]:
     concrete = [t for t in types if t != "null"]
     if not concrete and "enum" in spec:
         kinds = {type(v) for v in spec["enum"] if v is not None}
-        concrete = ["boolean" if kinds == {bool} else "integer" if kinds == {int} else
-                    "number" if kinds <= {int, float} else "string"]
+        concrete = [
+            "boolean"
+            if kinds == {bool}
+            else "integer"
+            if kinds == {int}
+            else "number"
+            if kinds <= {int, float}
+            else "string"
+        ]
         nullable = nullable or None in spec["enum"]
     return (concrete[0] if concrete else None), nullable
 
@@ -134,7 +172,10 @@ class SchemaField:
         parts = [self.spec.get("description", "").strip()]
         if self.has_default and self.type != "boolean":
             default = _words(self.default)
-            parts.append(f"Default: {default}." + (" Leave empty for the default." if self.default is None else ""))
+            parts.append(
+                f"Default: {default}."
+                + (" Leave empty for the default." if self.default is None else "")
+            )
         return " ".join(p for p in parts if p)
 
     def form_field(self) -> forms.Field:
@@ -145,22 +186,48 @@ class SchemaField:
             keys = _enum_keys(self.spec["enum"])
             choices = [(key, _words(v)) for key, v in keys.items() if v is not None]
             if not self.required and (self.default is None or self.nullable):
-                choices.insert(0, ("", "default" if self.default is None else f"default ({_words(self.default)})"))
-            chosen = next((key for key, v in keys.items() if v == initial and type(v) is type(initial)), "")
+                choices.insert(
+                    0,
+                    (
+                        "",
+                        "default" if self.default is None else f"default ({_words(self.default)})",
+                    ),
+                )
+            chosen = next(
+                (key for key, v in keys.items() if v == initial and type(v) is type(initial)), ""
+            )
             return forms.ChoiceField(choices=choices, initial=chosen, **common)
         if self.type == "boolean":
-            return forms.BooleanField(initial=bool(self.default), label=label, required=False, help_text=common["help_text"])
+            return forms.BooleanField(
+                initial=bool(self.default),
+                label=label,
+                required=False,
+                help_text=common["help_text"],
+            )
         if self.type == "integer":
-            return forms.IntegerField(initial=initial, widget=forms.NumberInput(attrs=_number_attrs(self.spec, "1")), **common)
+            return forms.IntegerField(
+                initial=initial,
+                widget=forms.NumberInput(attrs=_number_attrs(self.spec, "1")),
+                **common,
+            )
         if self.type == "number":
-            return forms.FloatField(initial=initial, widget=forms.NumberInput(attrs=_number_attrs(self.spec, "any")), **common)
+            return forms.FloatField(
+                initial=initial,
+                widget=forms.NumberInput(attrs=_number_attrs(self.spec, "any")),
+                **common,
+            )
         if self.type in ("array", "object"):
-            return forms.CharField(initial=json.dumps(initial) if initial is not None else "",
-                                   widget=forms.Textarea(attrs={"rows": 2}), **common)
+            return forms.CharField(
+                initial=json.dumps(initial) if initial is not None else "",
+                widget=forms.Textarea(attrs={"rows": 2}),
+                **common,
+            )
         attrs = {}
         if "maxLength" in self.spec:
             attrs["maxlength"] = str(self.spec["maxLength"])
-        return forms.CharField(initial=initial, widget=forms.TextInput(attrs=attrs), strip=True, **common)
+        return forms.CharField(
+            initial=initial, widget=forms.TextInput(attrs=attrs), strip=True, **common
+        )
 
     def param(self, value):
         """(include?, the value cast to the schema's type) for a cleaned form value."""
@@ -179,8 +246,11 @@ class SchemaField:
 
 
 def _dataset_choices(project, task) -> list:
-    versions = (DatasetVersion.objects.select_related("dataset")
-                .filter(dataset__project=project, dataset__task=task.name).order_by("dataset__name", "-version"))
+    versions = (
+        DatasetVersion.objects.select_related("dataset")
+        .filter(dataset__project=project, dataset__task=task.name)
+        .order_by("dataset__name", "-version")
+    )
     groups: dict[str, list] = {}
     for version in versions:
         label = f"{version.dataset.name} v{version.version} · {version.rows} rows · {version.created_at:%Y-%m-%d}"
@@ -197,35 +267,73 @@ class TrainForm(forms.Form):
 
     dataset = forms.ChoiceField(label="Dataset version")
     architecture = forms.ChoiceField(label="Architecture", required=False)
-    base_model = forms.ChoiceField(label="Base model", required=False,
-                                   help_text="A pretrained model from the model garden to fine-tune.")
-    parent = forms.ChoiceField(label="Parent model version", required=False,
-                               help_text="A model version of this project to continue training from.")
+    base_model = forms.ChoiceField(
+        label="Base model",
+        required=False,
+        help_text="A pretrained model from the model garden to fine-tune.",
+    )
+    parent = forms.ChoiceField(
+        label="Parent model version",
+        required=False,
+        help_text="A model version of this project to continue training from.",
+    )
     name = forms.CharField(label="Model name", max_length=200, required=False)
-    seed = forms.IntegerField(label="Seed", required=False, min_value=0, max_value=MAX_SEED, initial=0,
-                              widget=forms.NumberInput(attrs={"step": "1", "min": "0"}))
+    seed = forms.IntegerField(
+        label="Seed",
+        required=False,
+        min_value=0,
+        max_value=MAX_SEED,
+        initial=0,
+        widget=forms.NumberInput(attrs={"step": "1", "min": "0"}),
+    )
 
     def __init__(self, *args, task, project, **kwargs):
         super().__init__(*args, **kwargs)
         self.task = task
         self.fields["dataset"].choices = _dataset_choices(project, task)
         default = task.architecture(task.default_architecture)
-        self.fields["architecture"].choices = [("", f"Automatic: {default.title if default else task.default_architecture}, "
-                                                    "or what the base model or parent fits")] + [
-            (a.name, f"{a.title} ({a.name})" + (" — needs a base model or parent" if a.requires_base else ""))
-            for a in task.architectures]
+        self.fields["architecture"].choices = [
+            (
+                "",
+                f"Automatic: {default.title if default else task.default_architecture}, "
+                "or what the base model or parent fits",
+            )
+        ] + [
+            (
+                a.name,
+                f"{a.title} ({a.name})"
+                + (" — needs a base model or parent" if a.requires_base else ""),
+            )
+            for a in task.architectures
+        ]
         self.base_models = fitting_base_models(task)
         self.fields["base_model"].choices = [("", "None: train from scratch")] + [
-            (b.public_id, f"{b.title or b.name} · {b.family}") for b in self.base_models]
-        self.parents = list(ModelVersion.objects.filter(project=project, task=task.name).order_by("-created_at", "-id"))
+            (b.public_id, f"{b.title or b.name} · {b.family}") for b in self.base_models
+        ]
+        self.parents = list(
+            ModelVersion.objects.filter(project=project, task=task.name).order_by(
+                "-created_at", "-id"
+            )
+        )
         self.fields["parent"].choices = [("", "None")] + [
-            (m.public_id, f"{m.name} v{m.version} · {m.architecture}" + ("" if m.predictable else " (no head yet)"))
-            for m in self.parents]
-        self.fields["name"].help_text = f"Default: <dataset name>-{task.name}. The same name again makes the next version."
+            (
+                m.public_id,
+                f"{m.name} v{m.version} · {m.architecture}"
+                + ("" if m.predictable else " (no head yet)"),
+            )
+            for m in self.parents
+        ]
+        self.fields[
+            "name"
+        ].help_text = (
+            f"Default: <dataset name>-{task.name}. The same name again makes the next version."
+        )
         schema = task.params_schema
         required = set(schema.get("required", []))
-        self.schema_fields = {name: SchemaField(name, spec, name in required)
-                              for name, spec in (schema.get("properties") or {}).items()}
+        self.schema_fields = {
+            name: SchemaField(name, spec, name in required)
+            for name, spec in (schema.get("properties") or {}).items()
+        }
         for name, schema_field in self.schema_fields.items():
             self.fields[name] = schema_field.form_field()
 

@@ -14,7 +14,14 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from verticals.portal.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountForm, ProjectForm, RoleForm
+from verticals.portal.forms import (
+    ApiKeyForm,
+    InviteForm,
+    LoginForm,
+    NewAccountForm,
+    ProjectForm,
+    RoleForm,
+)
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, User
@@ -67,7 +74,9 @@ def tenant_page(action: str, methods: tuple[str, ...] = ("GET",), writes: str | 
             if request.caller_error is not None:
                 return _refuse(request, request.caller_error.message, request.caller_error.status)
             if caller.tenant is None:
-                return _refuse(request, "You are not a member of any tenant yet: ask an owner to invite you.")
+                return _refuse(
+                    request, "You are not a member of any tenant yet: ask an owner to invite you."
+                )
             denial = caller.denial(action)
             if denial:
                 return _refuse(request, denial)
@@ -95,7 +104,12 @@ def _apply_errors(form, error: ValidationError) -> None:
 def home(request):
     caller = getattr(request, "caller", None)
     # A partner's staff who belong to no tenant work in the partner console.
-    if caller is not None and caller.tenant is None and caller.user is not None and caller.partner_memberships():
+    if (
+        caller is not None
+        and caller.tenant is None
+        and caller.user is not None
+        and caller.partner_memberships()
+    ):
         return redirect("portal:partner_tenants")
     return redirect("portal:projects")
 
@@ -108,7 +122,9 @@ def projects(request):
         _require(caller, "project.create")
         if form.is_valid():
             try:
-                project = services.project_create(tenant=caller.tenant, actor=caller, **form.cleaned_data)
+                project = services.project_create(
+                    tenant=caller.tenant, actor=caller, **form.cleaned_data
+                )
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
@@ -135,7 +151,9 @@ def project_delete(request, project_id: str):
 @tenant_page("member.view", methods=("GET", "POST"), writes="member.invite")
 def members(request):
     caller = request.caller
-    form = InviteForm(request.POST if request.method == "POST" else None, grantable=grantable_roles(caller.role))
+    form = InviteForm(
+        request.POST if request.method == "POST" else None, grantable=grantable_roles(caller.role)
+    )
     if request.method == "POST":
         _require(caller, "member.invite")
         if form.is_valid():
@@ -144,7 +162,9 @@ def members(request):
             except ValidationError as error:
                 _apply_errors(form, error)
             else:
-                messages.success(request, f"Invitation sent to {invitation.email} ({invitation.role}).")
+                messages.success(
+                    request, f"Invitation sent to {invitation.email} ({invitation.role})."
+                )
                 return redirect("portal:members")
     context = {
         "form": form,
@@ -164,7 +184,10 @@ def invitation_manage(request, invitation_id: str, verb: str):
     except ValidationError as error:
         messages.error(request, _error_text(error))
     else:
-        messages.success(request, f"Invitation to {invitation.email}: {'sent again' if verb == 'resend' else 'revoked'}.")
+        messages.success(
+            request,
+            f"Invitation to {invitation.email}: {'sent again' if verb == 'resend' else 'revoked'}.",
+        )
     return redirect("portal:members")
 
 
@@ -173,7 +196,9 @@ def invitation(request, token: str):
     """The link in an invitation email: sign in (or create the account) and accept."""
     found = services.invitation_find(token)
     if found is None:
-        return _refuse(request, "This invitation is no longer valid: ask for a new one.", status=404)
+        return _refuse(
+            request, "This invitation is no longer valid: ask for a new one.", status=404
+        )
     request.brand_partner = found.tenant.partner
     if found.tenant.is_suspended:
         return _refuse(request, found.tenant.suspension_message())
@@ -193,7 +218,9 @@ def invitation(request, token: str):
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_create_from_invitation(
-                invitation=found, full_name=form.cleaned_data["full_name"], password=form.cleaned_data["password1"]
+                invitation=found,
+                full_name=form.cleaned_data["full_name"],
+                password=form.cleaned_data["password1"],
             )
         except ValidationError as error:
             _apply_errors(form, error)
@@ -222,11 +249,18 @@ def _error_text(error: Exception) -> str:
 
 
 def _member_row(request, membership, *, error: str = "", notice: str = ""):
-    context = {"m": membership, "grantable": grantable_roles(request.caller.role), "row_error": error, "row_notice": notice}
+    context = {
+        "m": membership,
+        "grantable": grantable_roles(request.caller.role),
+        "row_error": error,
+        "row_notice": notice,
+    }
     return render(request, "portal/_member_row.html", context)
 
 
-def _member_outcome(request, membership, *, error: str = "", notice: str = "", removed: bool = False):
+def _member_outcome(
+    request, membership, *, error: str = "", notice: str = "", removed: bool = False
+):
     """HTMX gets the row (or nothing, once removed) to swap in place; a plain form post gets a redirect."""
     if _is_htmx(request):
         if removed:
@@ -247,10 +281,14 @@ def member_role(request, member_id: str):
     if not form.is_valid():
         return _member_outcome(request, membership, error="Choose a valid role.")
     try:
-        services.member_change_role(caller=request.caller, membership=membership, role=form.cleaned_data["role"])
+        services.member_change_role(
+            caller=request.caller, membership=membership, role=form.cleaned_data["role"]
+        )
     except (ValidationError, PermissionDenied) as error:
         return _member_outcome(request, membership, error=_error_text(error))
-    return _member_outcome(request, membership, notice=f"{membership.user.email} is now {membership.role}.")
+    return _member_outcome(
+        request, membership, notice=f"{membership.user.email} is now {membership.role}."
+    )
 
 
 @tenant_page("member.remove", methods=("POST",))
@@ -260,7 +298,9 @@ def member_remove(request, member_id: str):
         services.member_remove(caller=request.caller, membership=membership)
     except (ValidationError, PermissionDenied) as error:
         return _member_outcome(request, membership, error=_error_text(error))
-    return _member_outcome(request, membership, notice=f"{membership.user.email} removed.", removed=True)
+    return _member_outcome(
+        request, membership, notice=f"{membership.user.email} removed.", removed=True
+    )
 
 
 @tenant_page("api_key.view", methods=("GET", "POST"), writes="api_key.create")
@@ -279,7 +319,11 @@ def api_keys(request):
             else:
                 created = {"key": key, "secret": secret}
                 form = ApiKeyForm(grantable=grantable)
-    context = {"form": form, "keys": ApiKey.objects.select_related("project", "created_by"), "created": created}
+    context = {
+        "form": form,
+        "keys": ApiKey.objects.select_related("project", "created_by"),
+        "created": created,
+    }
     # The secret is rendered into this one response only; a reload shows the list without it.
     response = render(request, "portal/api_keys.html", context, status=400 if form.errors else 200)
     response["Cache-Control"] = "no-store"
@@ -302,7 +346,11 @@ def audit_log(request):
     action = request.GET.get("action", "")
     if action:
         events = events.filter(action=action)
-    return render(request, "portal/audit.html", {"events": events[:200], "action": action, "actions": sorted(AUDITED_ACTIONS)})
+    return render(
+        request,
+        "portal/audit.html",
+        {"events": events[:200], "action": action, "actions": sorted(AUDITED_ACTIONS)},
+    )
 
 
 @login_required

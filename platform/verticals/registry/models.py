@@ -19,16 +19,24 @@ class Dataset(TenantOwnedModel):
     """A named dataset of a project for one task; its content lives in immutable versions."""
 
     public_id = PublicIdField(prefix="ds")
-    project = models.ForeignKey("tenancy.Project", on_delete=models.CASCADE, related_name="datasets")
+    project = models.ForeignKey(
+        "tenancy.Project", on_delete=models.CASCADE, related_name="datasets"
+    )
     name = models.CharField(max_length=200)
     task = models.CharField(max_length=64)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        "tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="dataset_name_unique_in_project")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"], name="dataset_name_unique_in_project"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
@@ -49,12 +57,16 @@ class DatasetVersion(TenantOwnedModel):
     stats = models.JSONField(default=dict, help_text="Rows and label counts per split.")
     split_seed = models.IntegerField(default=0)
     split_fractions = models.JSONField(default=dict)
-    created_by = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        "tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-version"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "version"], name="dataset_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "version"], name="dataset_version_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.dataset.name} v{self.version}"
@@ -67,8 +79,13 @@ class ArtifactFields(models.Model):
     storage_prefix = models.CharField(max_length=300)
     files = models.JSONField(default=list, help_text="[{name, bytes}] of the stored artifact.")
     size_bytes = models.BigIntegerField(default=0)
-    sha256 = models.CharField(max_length=64, blank=True, help_text=(
-        "sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name."))
+    sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=(
+            "sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name."
+        ),
+    )
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -83,7 +100,9 @@ class BaseModel(ArtifactFields):
     name = models.SlugField(max_length=100, unique=True)
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    family = models.CharField(max_length=100, help_text="Hugging Face model_type or torchvision architecture.")
+    family = models.CharField(
+        max_length=100, help_text="Hugging Face model_type or torchvision architecture."
+    )
     labels = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=300, blank=True, help_text="Where the weights came from.")
     license = models.CharField(max_length=100, blank=True)
@@ -104,24 +123,42 @@ class ModelVersion(ArtifactFields, TenantOwnedModel):
         OPTIMIZED = "optimized", "Optimized"
 
     public_id = PublicIdField(prefix="mdl")
-    project = models.ForeignKey("tenancy.Project", on_delete=models.CASCADE, related_name="model_versions")
+    project = models.ForeignKey(
+        "tenancy.Project", on_delete=models.CASCADE, related_name="model_versions"
+    )
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField(default=1)
     task = models.CharField(max_length=64)
     labels = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="Held-out (test split) metrics.")
-    report = models.JSONField(default=dict, blank=True, help_text="Confusion matrix, per-class metrics …")
+    report = models.JSONField(
+        default=dict, blank=True, help_text="Confusion matrix, per-class metrics …"
+    )
     params = models.JSONField(default=dict, blank=True, help_text="The training parameters.")
     source = models.CharField(max_length=16, choices=Source.choices)
-    dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
-    base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    created_by = models.ForeignKey("tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    base_model = models.ForeignKey(
+        BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        "tenancy.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "name", "version"], name="model_version_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name", "version"], name="model_version_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version} ({self.public_id})"

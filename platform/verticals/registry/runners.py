@@ -23,7 +23,10 @@ from verticals.sdk.params import problems, with_defaults
 PREDICTIONS_FILE = "predictions.jsonl"
 SPLIT_PARAM = {"type": "string", "enum": ["all", *SPLITS]}
 MODEL_PARAM = {"type": "string", "description": "The model version (mdl_…)."}
-DATASET_PARAM = {"type": "string", "description": "A dataset (ds_…, its latest version) or a dataset version (dsv_…)."}
+DATASET_PARAM = {
+    "type": "string",
+    "description": "A dataset (ds_…, its latest version) or a dataset version (dsv_…).",
+}
 
 
 def _fail(field: str, message: str):
@@ -38,12 +41,18 @@ def _task(name: str, project) -> Task:
 
 def _dataset_version(project, value, task: Task):
     if not isinstance(value, str) or not value:
-        _fail("dataset", "give the id of a dataset (ds_…, its latest version) or of a dataset version (dsv_…).")
+        _fail(
+            "dataset",
+            "give the id of a dataset (ds_…, its latest version) or of a dataset version (dsv_…).",
+        )
     version = selectors.dataset_version_by_id(project=project, public_id=value)
     if version is None:
         _fail("dataset", f"this project has no dataset or dataset version '{value}'.")
     if version.dataset.task != task.name:
-        _fail("dataset", f"'{value}' is a dataset for the task '{version.dataset.task}', not '{task.name}'.")
+        _fail(
+            "dataset",
+            f"'{value}' is a dataset for the task '{version.dataset.task}', not '{task.name}'.",
+        )
     return version
 
 
@@ -59,7 +68,9 @@ def _model_version(project, value, task: Task, field: str = "model") -> ModelVer
 
 
 def _split_hyperparameters(params: dict, core: tuple[str, ...]) -> tuple[dict, dict]:
-    return {k: v for k, v in params.items() if k in core}, {k: v for k, v in params.items() if k not in core}
+    return {k: v for k, v in params.items() if k in core}, {
+        k: v for k, v in params.items() if k not in core
+    }
 
 
 class Train(Runner):
@@ -72,11 +83,25 @@ class Train(Runner):
         "description": "Core parameters; the task's hyperparameters (GET /api/v1/tasks/) sit beside them.",
         "properties": {
             "dataset": DATASET_PARAM,
-            "architecture": {"type": "string", "description": "One of the task's architectures; default: the task's, or the base's."},
-            "base_model": {"type": "string", "description": "A model garden entry (bm_… or its name) to fine-tune."},
-            "parent": {"type": "string", "description": "A model version (mdl_…) of this project to continue from."},
+            "architecture": {
+                "type": "string",
+                "description": "One of the task's architectures; default: the task's, or the base's.",
+            },
+            "base_model": {
+                "type": "string",
+                "description": "A model garden entry (bm_… or its name) to fine-tune.",
+            },
+            "parent": {
+                "type": "string",
+                "description": "A model version (mdl_…) of this project to continue from.",
+            },
             "seed": {"type": "integer", "minimum": 0, "default": 0},
-            "name": {"type": "string", "minLength": 1, "maxLength": 200, "description": "The new model's name."},
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "The new model's name.",
+            },
         },
         "required": ["dataset"],
     }
@@ -96,35 +121,53 @@ class Train(Runner):
         version = _dataset_version(project, core["dataset"], task_obj)
         architecture = core.get("architecture")
         if architecture is not None and task_obj.architecture(architecture) is None:
-            _fail("architecture", f"the task '{task}' has no architecture '{architecture}'; it has "
-                                  f"{', '.join(a.name for a in task_obj.architectures)}.")
-        resolved = {"dataset": version.public_id, "seed": core.get("seed", 0),
-                    "name": core.get("name") or f"{version.dataset.name}-{task}"}
+            _fail(
+                "architecture",
+                f"the task '{task}' has no architecture '{architecture}'; it has "
+                f"{', '.join(a.name for a in task_obj.architectures)}.",
+            )
+        resolved = {
+            "dataset": version.public_id,
+            "seed": core.get("seed", 0),
+            "name": core.get("name") or f"{version.dataset.name}-{task}",
+        }
         if core.get("base_model") and core.get("parent"):
             _fail("base_model", "give either a base model or a parent version, not both.")
         if core.get("base_model"):
             base = selectors.base_model_by_id_or_name(core["base_model"])
             if base is None:
-                _fail("base_model", f"the model garden has no '{core['base_model']}' (see /api/v1/base-models/).")
+                _fail(
+                    "base_model",
+                    f"the model garden has no '{core['base_model']}' (see /api/v1/base-models/).",
+                )
             fitting = task_obj.architectures_for(base.family)
             if not fitting:
                 _fail("base_model", f"'{base.name}' ({base.family}) cannot start a '{task}' model.")
             if architecture is None:
                 architecture = fitting[0].name
             elif task_obj.architecture(architecture) not in fitting:
-                _fail("architecture", f"'{architecture}' does not start from a {base.family} model; use "
-                                      f"{', '.join(a.name for a in fitting)}.")
+                _fail(
+                    "architecture",
+                    f"'{architecture}' does not start from a {base.family} model; use "
+                    f"{', '.join(a.name for a in fitting)}.",
+                )
             resolved["base_model"] = base.public_id
         elif core.get("parent"):
             parent = _model_version(project, core["parent"], task_obj, "parent")
             if architecture is not None and architecture != parent.architecture:
-                _fail("architecture", f"the parent is a '{parent.architecture}' model; leave architecture out or give that.")
+                _fail(
+                    "architecture",
+                    f"the parent is a '{parent.architecture}' model; leave architecture out or give that.",
+                )
             architecture = parent.architecture
             resolved["parent"] = parent.public_id
         else:
             architecture = architecture or task_obj.default_architecture
             if task_obj.architecture(architecture).requires_base:
-                _fail("architecture", f"'{architecture}' fine-tunes a pretrained model: name a base_model or a parent.")
+                _fail(
+                    "architecture",
+                    f"'{architecture}' fine-tunes a pretrained model: name a base_model or a parent.",
+                )
         resolved["architecture"] = architecture
         return {**resolved, **hyper}
 
@@ -142,15 +185,34 @@ class Train(Runner):
         elif params.get("parent"):
             parent = selectors.model_version_by_id(project=ctx.project, public_id=params["parent"])
             if parent is None:
-                raise JobError("The parent model version of this job was deleted.", code="model_gone")
+                raise JobError(
+                    "The parent model version of this job was deleted.", code="model_gone"
+                )
             base_dir, base_labels = services.model_files(parent), list(parent.labels)
         hyper = {k: v for k, v in params.items() if k not in Train.CORE}
-        ctx.log(f"Training {params['architecture']} on {version.dataset.name} v{version.version} "
-                f"({version.rows} examples, {len(version.labels)} labels)"
-                + (f", starting from {base.name}" if base else f", continuing {parent.public_id}" if parent else ", from scratch") + ".")
+        ctx.log(
+            f"Training {params['architecture']} on {version.dataset.name} v{version.version} "
+            f"({version.rows} examples, {len(version.labels)} labels)"
+            + (
+                f", starting from {base.name}"
+                if base
+                else f", continuing {parent.public_id}"
+                if parent
+                else ", from scratch"
+            )
+            + "."
+        )
         splits = services.dataset_splits(version)
-        tctx = JobTrainContext(ctx, task=task, params=hyper, architecture=params["architecture"], splits=splits,
-                               base=base_dir, base_labels=base_labels, seed=params["seed"])
+        tctx = JobTrainContext(
+            ctx,
+            task=task,
+            params=hyper,
+            architecture=params["architecture"],
+            splits=splits,
+            base=base_dir,
+            base_labels=base_labels,
+            seed=params["seed"],
+        )
         started = time.monotonic()
         try:
             model = task.train(tctx)
@@ -161,7 +223,9 @@ class Train(Runner):
         ctx.report(1, 1, description="Evaluating")
         held_out = splits["test"] if len(splits["test"]) else splits["validation"]
         evaluation = task.evaluate(model, held_out) if len(held_out) else None
-        validation = task.evaluate(model, splits["validation"]) if len(splits["validation"]) else None
+        validation = (
+            task.evaluate(model, splits["validation"]) if len(splits["validation"]) else None
+        )
         metrics = dict(evaluation.metrics) if evaluation else {}
         report = {"split": held_out.name, **evaluation.report} if evaluation else {}
         if validation:
@@ -172,19 +236,36 @@ class Train(Runner):
         with ctx.once("publish-model") as fresh:
             if fresh:
                 services.model_record(
-                    staged=staged, project=ctx.project, task=task, name=params["name"], architecture=params["architecture"],
-                    labels=version.labels, metrics=metrics, report=report, params=params, job=ctx.job,
-                    dataset_version=version, parent=parent, base_model=base,
+                    staged=staged,
+                    project=ctx.project,
+                    task=task,
+                    name=params["name"],
+                    architecture=params["architecture"],
+                    labels=version.labels,
+                    metrics=metrics,
+                    report=report,
+                    params=params,
+                    job=ctx.job,
+                    dataset_version=version,
+                    parent=parent,
+                    base_model=base,
                 )
         if not fresh:
             storage.delete_prefix(staged.prefix)
         published = ModelVersion.objects.get(job=ctx.job)
         drop_checkpoint(ctx.job)
-        ctx.log(f"Published {published.name} v{published.version} ({published.public_id}): "
-                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        ctx.log(
+            f"Published {published.name} v{published.version} ({published.public_id}): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        )
         rate = tctx.samples_per_second()
-        return {"model_version": published.public_id, "metrics": metrics, "train_seconds": round(train_seconds, 3),
-                "samples": tctx.samples, "samples_per_second": round(rate, 3) if rate else None}
+        return {
+            "model_version": published.public_id,
+            "metrics": metrics,
+            "train_seconds": round(train_seconds, 3),
+            "samples": tctx.samples,
+            "samples_per_second": round(rate, 3) if rate else None,
+        }
 
 
 def _runtime_task(name: str) -> Task:
@@ -198,14 +279,14 @@ def _split_choice(value: str) -> list[str]:
     return list(SPLITS) if value == "all" else [value]
 
 
-
-
 class ModelOnDataset(Runner):
     """Base of the kinds that run a model version over a dataset version (evaluate, batch_predict)."""
 
     @classmethod
     def prepare(cls, *, project, task: str, params: dict) -> dict:
-        params = super().prepare(project=project, task=task, params=with_defaults(cls.params_schema, params))
+        params = super().prepare(
+            project=project, task=task, params=with_defaults(cls.params_schema, params)
+        )
         return _resolve_model_and_dataset(project, task, params)
 
     @staticmethod
@@ -214,7 +295,12 @@ class ModelOnDataset(Runner):
         configure_torch()
         task, model_version, version = _load_pair(ctx)
         splits = services.dataset_splits(version)
-        return task, model_version, version, [e for name in _split_choice(ctx.params["split"]) for e in splits[name].examples]
+        return (
+            task,
+            model_version,
+            version,
+            [e for name in _split_choice(ctx.params["split"]) for e in splits[name].examples],
+        )
 
 
 class Evaluate(ModelOnDataset):
@@ -227,7 +313,11 @@ class Evaluate(ModelOnDataset):
         "properties": {
             "model": MODEL_PARAM,
             "dataset": DATASET_PARAM,
-            "split": {**SPLIT_PARAM, "default": "test", "description": "Which split to evaluate on (all: every example)."},
+            "split": {
+                **SPLIT_PARAM,
+                "default": "test",
+                "description": "Which split to evaluate on (all: every example).",
+            },
         },
         "required": ["model", "dataset"],
         "additionalProperties": False,
@@ -238,14 +328,24 @@ class Evaluate(ModelOnDataset):
 
         task, model_version, version, examples = self.inputs(ctx)
         if not examples:
-            raise JobError(f"The {ctx.params['split']} split of this dataset version is empty.", code="empty_split")
+            raise JobError(
+                f"The {ctx.params['split']} split of this dataset version is empty.",
+                code="empty_split",
+            )
         ctx.report(0, 1, description="Loading the model")
         model = task.load(services.model_files(model_version))
         ctx.report(0, 1, description=f"Evaluating on {len(examples)} examples")
-        evaluation = task.evaluate(model, DatasetSplit(ctx.params["split"], examples, list(version.labels)))
+        evaluation = task.evaluate(
+            model, DatasetSplit(ctx.params["split"], examples, list(version.labels))
+        )
         ctx.report(1, 1, {k: v for k, v in evaluation.metrics.items()})
-        return {"model_version": model_version.public_id, "dataset_version": version.public_id, "split": ctx.params["split"],
-                "metrics": evaluation.metrics, "report": evaluation.report}
+        return {
+            "model_version": model_version.public_id,
+            "dataset_version": version.public_id,
+            "split": ctx.params["split"],
+            "metrics": evaluation.metrics,
+            "report": evaluation.report,
+        }
 
 
 class BatchPredict(ModelOnDataset):
@@ -259,7 +359,12 @@ class BatchPredict(ModelOnDataset):
             "model": MODEL_PARAM,
             "dataset": DATASET_PARAM,
             "split": {**SPLIT_PARAM, "default": "all"},
-            "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Labels per prediction (default: the task's)."},
+            "top_k": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,
+                "description": "Labels per prediction (default: the task's).",
+            },
         },
         "required": ["model", "dataset"],
         "additionalProperties": False,
@@ -276,9 +381,14 @@ class BatchPredict(ModelOnDataset):
         batch = max(1, task.max_batch)
         with out.open("w") as sink:
             for start in range(0, len(examples), batch):
-                chunk = examples[start:start + batch]
-                decoded = [task.decode_input(e.input.read_bytes() if file_inputs else e.input) for e in chunk]
-                for example, prediction in zip(chunk, task.predict(model, decoded, options=options), strict=True):
+                chunk = examples[start : start + batch]
+                decoded = [
+                    task.decode_input(e.input.read_bytes() if file_inputs else e.input)
+                    for e in chunk
+                ]
+                for example, prediction in zip(
+                    chunk, task.predict(model, decoded, options=options), strict=True
+                ):
                     row = {"ref": example.ref, "label": example.label, "prediction": prediction}
                     if not file_inputs:
                         row["input"] = example.input
@@ -289,8 +399,16 @@ class BatchPredict(ModelOnDataset):
             if fresh:
                 storage.delete_prefix(prefix)  # a rerun's partial file, if any
                 storage.store_tree(out_dir, prefix)
-        return {"model_version": model_version.public_id, "dataset_version": version.public_id, "rows": len(examples),
-                "output": {"storage_prefix": prefix, "file": PREDICTIONS_FILE, "bytes": out.stat().st_size}}
+        return {
+            "model_version": model_version.public_id,
+            "dataset_version": version.public_id,
+            "rows": len(examples),
+            "output": {
+                "storage_prefix": prefix,
+                "file": PREDICTIONS_FILE,
+                "bytes": out.stat().st_size,
+            },
+        }
 
 
 def _resolve_model_and_dataset(project, task: str, params: dict) -> dict:
@@ -301,16 +419,23 @@ def _resolve_model_and_dataset(project, task: str, params: dict) -> dict:
         _fail("model", f"'{model.public_id}' is a model for the task '{model.task}', not '{task}'.")
     task_obj = _task(model.task, project)
     if not model.predictable:
-        _fail("model", f"'{model.public_id}' has no classification head yet (an imported encoder); fine-tune it first.")
+        _fail(
+            "model",
+            f"'{model.public_id}' has no classification head yet (an imported encoder); fine-tune it first.",
+        )
     version = _dataset_version(project, params["dataset"], task_obj)
     return {**params, "model": model.public_id, "dataset": version.public_id}
 
 
 def _load_pair(ctx: JobContext):
-    model_version = selectors.model_version_by_id(project=ctx.project, public_id=ctx.params["model"])
+    model_version = selectors.model_version_by_id(
+        project=ctx.project, public_id=ctx.params["model"]
+    )
     version = selectors.dataset_version_by_id(project=ctx.project, public_id=ctx.params["dataset"])
     if model_version is None or version is None:
-        raise JobError("The model version or the dataset of this job was deleted.", code="input_gone")
+        raise JobError(
+            "The model version or the dataset of this job was deleted.", code="input_gone"
+        )
     return _runtime_task(model_version.task), model_version, version
 
 

@@ -8,16 +8,28 @@ from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelV
 def dataset_version_by_id(*, project, public_id: str) -> DatasetVersion | None:
     """A dataset version of the project (dsv_…), or the latest version of a dataset (ds_…)."""
     if public_id.startswith("dsv_"):
-        return (DatasetVersion.objects.select_related("dataset").filter(dataset__project=project, public_id=public_id).first())
+        return (
+            DatasetVersion.objects.select_related("dataset")
+            .filter(dataset__project=project, public_id=public_id)
+            .first()
+        )
     dataset = Dataset.objects.filter(project=project, public_id=public_id).first()
     if dataset is None:
         return None
-    return DatasetVersion.objects.select_related("dataset").filter(dataset=dataset).order_by("-version").first()
+    return (
+        DatasetVersion.objects.select_related("dataset")
+        .filter(dataset=dataset)
+        .order_by("-version")
+        .first()
+    )
 
 
 def model_version_by_id(*, project, public_id: str) -> ModelVersion | None:
-    return ModelVersion.objects.select_related("base_model", "parent", "dataset_version__dataset").filter(
-        project=project, public_id=public_id).first()
+    return (
+        ModelVersion.objects.select_related("base_model", "parent", "dataset_version__dataset")
+        .filter(project=project, public_id=public_id)
+        .first()
+    )
 
 
 def base_model_by_id_or_name(value: str) -> BaseModel | None:

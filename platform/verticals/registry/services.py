@@ -74,7 +74,9 @@ def save_upload(upload, directory: Path) -> Path:
         for chunk in upload.chunks():
             written += len(chunk)
             if written > limit:
-                raise UploadTooLarge(f"The file is larger than {limit} bytes, the most an upload may hold.")
+                raise UploadTooLarge(
+                    f"The file is larger than {limit} bytes, the most an upload may hold."
+                )
             sink.write(chunk)
     if written == 0:
         raise UploadRejected("The file is empty.")
@@ -83,20 +85,37 @@ def save_upload(upload, directory: Path) -> Path:
 
 # --- datasets -------------------------------------------------------------------------------
 
+
 def clean_fractions(validation: float | None, test: float | None) -> dict[str, float]:
     fractions = dict(DEFAULT_FRACTIONS)
     for name, value in (("validation", validation), ("test", test)):
         if value is not None:
             if not 0 <= value < 0.5:
-                raise ValidationError({f"{name}_fraction": [f"Give a fraction from 0 to 0.5 (excluded), not {value}."]})
+                raise ValidationError(
+                    {
+                        f"{name}_fraction": [
+                            f"Give a fraction from 0 to 0.5 (excluded), not {value}."
+                        ]
+                    }
+                )
             fractions[name] = float(value)
     fractions["train"] = round(1 - fractions["validation"] - fractions["test"], 6)
     return fractions
 
 
-def dataset_upload(*, project: Project, caller, upload, task: str = "", name: str = "", dataset: Dataset | None = None,
-                   description: str = "", seed: int = 0, validation_fraction: float | None = None,
-                   test_fraction: float | None = None) -> DatasetVersion:
+def dataset_upload(
+    *,
+    project: Project,
+    caller,
+    upload,
+    task: str = "",
+    name: str = "",
+    dataset: Dataset | None = None,
+    description: str = "",
+    seed: int = 0,
+    validation_fraction: float | None = None,
+    test_fraction: float | None = None,
+) -> DatasetVersion:
     """Validate an upload against the task's schema and store it as a new dataset version.
 
     With `dataset`, the upload becomes that dataset's next version (same task); otherwise a
@@ -117,8 +136,15 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
         try:
             task_obj.dataset.check_format(source.name)
             # An unlabelled task's examples (text generation) carry no label: no labels, no per-label counts.
-            made = datasets.build_version(schema=task_obj.dataset, labelled=task_obj.labelled, source=source, directory=built,
-                                          scratch=work, seed=seed, fractions=fractions)
+            made = datasets.build_version(
+                schema=task_obj.dataset,
+                labelled=task_obj.labelled,
+                source=source,
+                directory=built,
+                scratch=work,
+                seed=seed,
+                fractions=fractions,
+            )
         except Refused as exc:
             raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
         (built / "source").mkdir()
@@ -128,37 +154,95 @@ def dataset_upload(*, project: Project, caller, upload, task: str = "", name: st
         with storage.removed_on_failure(prefix):
             storage.store_tree(built, prefix)
             version = _dataset_version_record(
-                project=project, caller=caller, dataset=dataset, name=name or Path(source.name).stem, task=task,
-                description=description, public_id=public_id, prefix=prefix, source_name=source.name, size=size,
-                digest=digest, made=made, seed=seed, fractions=fractions)
+                project=project,
+                caller=caller,
+                dataset=dataset,
+                name=name or Path(source.name).stem,
+                task=task,
+                description=description,
+                public_id=public_id,
+                prefix=prefix,
+                source_name=source.name,
+                size=size,
+                digest=digest,
+                made=made,
+                seed=seed,
+                fractions=fractions,
+            )
     return version
 
 
-def _dataset_version_record(*, project, caller, dataset, name, task, description, public_id, prefix, source_name, size, digest,
-                            made: datasets.BuiltVersion, seed, fractions) -> DatasetVersion:
+def _dataset_version_record(
+    *,
+    project,
+    caller,
+    dataset,
+    name,
+    task,
+    description,
+    public_id,
+    prefix,
+    source_name,
+    size,
+    digest,
+    made: datasets.BuiltVersion,
+    seed,
+    fractions,
+) -> DatasetVersion:
     """The rows of a stored upload: the dataset (found by name, or made) and its next version."""
     tenant = project.tenant
     with transaction.atomic():
         if dataset is None:
             dataset_name = name[:200]
-            dataset = Dataset.objects.select_for_update().filter(project=project, name=dataset_name).first()
+            dataset = (
+                Dataset.objects.select_for_update()
+                .filter(project=project, name=dataset_name)
+                .first()
+            )
             if dataset is None:
-                dataset = Dataset.objects.create(tenant=tenant, project=project, name=dataset_name, task=task,
-                                                 description=description, created_by=caller.person if caller else None)
+                dataset = Dataset.objects.create(
+                    tenant=tenant,
+                    project=project,
+                    name=dataset_name,
+                    task=task,
+                    description=description,
+                    created_by=caller.person if caller else None,
+                )
             elif dataset.task != task:
-                raise ValidationError({"name": [f"The project's dataset '{dataset_name}' is for the task '{dataset.task}', "
-                                                f"not '{task}'; choose another name."]})
+                raise ValidationError(
+                    {
+                        "name": [
+                            f"The project's dataset '{dataset_name}' is for the task '{dataset.task}', "
+                            f"not '{task}'; choose another name."
+                        ]
+                    }
+                )
         else:
             dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
         number = (dataset.versions.aggregate(n=Max("version"))["n"] or 0) + 1
         version = DatasetVersion.objects.create(
-            tenant=tenant, public_id=public_id, dataset=dataset, version=number, source_name=source_name,
-            source_bytes=size, sha256=digest, storage_prefix=prefix, labels=made.labels, rows=made.rows,
-            stats=made.stats, split_seed=seed, split_fractions=fractions,
+            tenant=tenant,
+            public_id=public_id,
+            dataset=dataset,
+            version=number,
+            source_name=source_name,
+            source_bytes=size,
+            sha256=digest,
+            storage_prefix=prefix,
+            labels=made.labels,
+            rows=made.rows,
+            stats=made.stats,
+            split_seed=seed,
+            split_fractions=fractions,
             created_by=caller.person if caller else None,
         )
-        audit_record(tenant=tenant, actor=caller, action="dataset.create", target=version,
-                     details={"dataset": dataset.public_id, "version": number, "rows": made.rows})
+        audit_record(
+            tenant=tenant,
+            actor=caller,
+            action="dataset.create",
+            target=version,
+            details={"dataset": dataset.public_id, "version": number, "rows": made.rows},
+        )
     return version
 
 
@@ -167,19 +251,33 @@ def dataset_delete(*, dataset: Dataset, caller) -> None:
     it stay, their lineage pointing nowhere)."""
     prefixes = list(dataset.versions.values_list("storage_prefix", flat=True))
     with transaction.atomic():
-        audit_record(tenant=dataset.tenant, actor=caller, action="dataset.delete", target=dataset, details={"name": dataset.name})
+        audit_record(
+            tenant=dataset.tenant,
+            actor=caller,
+            action="dataset.delete",
+            target=dataset,
+            details={"name": dataset.name},
+        )
         dataset.delete()
         transaction.on_commit(lambda: [storage.delete_prefix(p) for p in prefixes])
 
 
-def dataset_preview(version: DatasetVersion, *, split: str = "train", limit: int = 20) -> list[dict]:
+def dataset_preview(
+    version: DatasetVersion, *, split: str = "train", limit: int = 20
+) -> list[dict]:
     """The first examples of a split, read from the stored examples file (no local copy of the files)."""
     rows = []
     with storage.open_stored(version.storage_prefix, EXAMPLES_FILE) as handle:
         for line in handle:
             record = json.loads(line)
             if record.get("split") == split:
-                rows.append({"input": record["input"], "label": record["label"], "ref": record.get("ref", "")})
+                rows.append(
+                    {
+                        "input": record["input"],
+                        "label": record["label"],
+                        "ref": record.get("ref", ""),
+                    }
+                )
                 if len(rows) >= limit:
                     break
     return rows
@@ -214,23 +312,35 @@ def dataset_splits(version: DatasetVersion) -> dict[str, DatasetSplit]:
         for line in source:
             record = json.loads(line)
             value = root / "files" / record["input"] if file_inputs else record["input"]
-            members[record["split"]].append(Example(input=value, label=record["label"], ref=record["ref"]))
+            members[record["split"]].append(
+                Example(input=value, label=record["label"], ref=record["ref"])
+            )
     return {name: DatasetSplit(name, members[name], list(version.labels)) for name in SPLITS}
 
 
 # --- models ---------------------------------------------------------------------------------
 
+
 def _artifact_fields(directory: Path, prefix: str) -> dict:
     from verticals.sdk.artifacts import read_config
 
     stored = storage.store_tree(directory, prefix)
-    return {"storage_prefix": prefix, "files": stored, "size_bytes": sum(f["bytes"] for f in stored),
-            "sha256": storage.tree_digest(directory), "config": read_config(directory)}
+    return {
+        "storage_prefix": prefix,
+        "files": stored,
+        "size_bytes": sum(f["bytes"] for f in stored),
+        "sha256": storage.tree_digest(directory),
+        "config": read_config(directory),
+    }
 
 
 def _next_model_version(project: Project, name: str) -> int:
-    Project.objects.select_for_update().filter(pk=project.pk).first()  # one numbering at a time per project
-    latest = ModelVersion.objects.filter(project=project, name=name).aggregate(n=Max("version"))["n"]
+    Project.objects.select_for_update().filter(
+        pk=project.pk
+    ).first()  # one numbering at a time per project
+    latest = ModelVersion.objects.filter(project=project, name=name).aggregate(n=Max("version"))[
+        "n"
+    ]
     return (latest or 0) + 1
 
 
@@ -243,8 +353,14 @@ class StagedModel:
     fields: dict
 
 
-def model_stage(*, tenant, task: Task, model=None, directory: Path | None = None,
-                checked: archives.ModelFiles | None = None) -> StagedModel:
+def model_stage(
+    *,
+    tenant,
+    task: Task,
+    model=None,
+    directory: Path | None = None,
+    checked: archives.ModelFiles | None = None,
+) -> StagedModel:
     """Save a model through its task (or take a directory), check its files by the model-archive
     policy, and store them. `checked`: files the policy already checked (an import), stored as they are."""
     public_id = new_public_id("mdl")
@@ -257,36 +373,82 @@ def model_stage(*, tenant, task: Task, model=None, directory: Path | None = None
                 task.save(model, directory)
             try:
                 # What a task saves is the platform's own: bounded by the plugin's code, not by the import limits.
-                checked = archives.unpack_model(directory, work / "model", patterns=task.model_files, max_bytes=2**62,
-                                                max_files=settings.REGISTRY_MAX_ARCHIVE_FILES)
+                checked = archives.unpack_model(
+                    directory,
+                    work / "model",
+                    patterns=task.model_files,
+                    max_bytes=2**62,
+                    max_files=settings.REGISTRY_MAX_ARCHIVE_FILES,
+                )
             except Refused as exc:
-                raise RuntimeError(f"task {task.name!r} saved a model core refuses to store: {exc}") from exc
+                raise RuntimeError(
+                    f"task {task.name!r} saved a model core refuses to store: {exc}"
+                ) from exc
             if checked.dropped:
-                raise RuntimeError(f"task {task.name!r} saved files its model_files do not name (they would be dropped): "
-                                   f"{', '.join(checked.dropped)}")
+                raise RuntimeError(
+                    f"task {task.name!r} saved files its model_files do not name (they would be dropped): "
+                    f"{', '.join(checked.dropped)}"
+                )
         with storage.removed_on_failure(prefix):
             fields = _artifact_fields(checked.directory, prefix)
     return StagedModel(public_id, prefix, fields)
 
 
-def model_record(*, staged: StagedModel, project: Project, task: Task, name: str, architecture: str, labels: list[str],
-                 metrics: dict, report: dict, params: dict, job=None, dataset_version=None, parent=None, base_model=None,
-                 caller=None, source: str = ModelVersion.Source.TRAINED) -> ModelVersion:
+def model_record(
+    *,
+    staged: StagedModel,
+    project: Project,
+    task: Task,
+    name: str,
+    architecture: str,
+    labels: list[str],
+    metrics: dict,
+    report: dict,
+    params: dict,
+    job=None,
+    dataset_version=None,
+    parent=None,
+    base_model=None,
+    caller=None,
+    source: str = ModelVersion.Source.TRAINED,
+) -> ModelVersion:
     """The row of a staged model (its files are removed if the row cannot be written)."""
     with storage.removed_on_failure(staged.prefix), transaction.atomic():
         return ModelVersion.objects.create(
-            tenant=project.tenant, public_id=staged.public_id, project=project, name=name[:200],
-            version=_next_model_version(project, name), task=task.name, architecture=architecture, labels=list(labels),
-            metrics=metrics, report=report, params=params, source=source, dataset_version=dataset_version, job=job,
-            parent=parent, base_model=base_model, created_by=caller.person if caller else (job.created_by if job else None),
+            tenant=project.tenant,
+            public_id=staged.public_id,
+            project=project,
+            name=name[:200],
+            version=_next_model_version(project, name),
+            task=task.name,
+            architecture=architecture,
+            labels=list(labels),
+            metrics=metrics,
+            report=report,
+            params=params,
+            source=source,
+            dataset_version=dataset_version,
+            job=job,
+            parent=parent,
+            base_model=base_model,
+            created_by=caller.person if caller else (job.created_by if job else None),
             **staged.fields,
         )
 
 
-def model_publish(*, project: Project, task: Task, model=None, directory: Path | None = None,
-                  checked: archives.ModelFiles | None = None, **record) -> ModelVersion:
+def model_publish(
+    *,
+    project: Project,
+    task: Task,
+    model=None,
+    directory: Path | None = None,
+    checked: archives.ModelFiles | None = None,
+    **record,
+) -> ModelVersion:
     """Stage and record a model version in one go (see model_stage and model_record)."""
-    staged = model_stage(tenant=project.tenant, task=task, model=model, directory=directory, checked=checked)
+    staged = model_stage(
+        tenant=project.tenant, task=task, model=model, directory=directory, checked=checked
+    )
     return model_record(staged=staged, project=project, task=task, **record)
 
 
@@ -296,8 +458,13 @@ def model_delete(*, model: ModelVersion, caller) -> None:
 
     prefix = model.storage_prefix
     with transaction.atomic():
-        audit_record(tenant=model.tenant, actor=caller, action="model.delete", target=model,
-                     details={"name": model.name, "version": model.version})
+        audit_record(
+            tenant=model.tenant,
+            actor=caller,
+            action="model.delete",
+            target=model,
+            details={"name": model.name, "version": model.version},
+        )
         model.delete()
         transaction.on_commit(lambda: storage.delete_prefix(prefix))
     serving.forget(model)
@@ -311,14 +478,21 @@ def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
         incoming = work / "incoming"
         incoming.mkdir()
         source = save_upload(upload, incoming)
-    return archives.unpack_model(source, work / "model", patterns=patterns, max_bytes=settings.REGISTRY_MAX_EXTRACTED_BYTES,
-                                 max_files=settings.REGISTRY_MAX_ARCHIVE_FILES)
+    return archives.unpack_model(
+        source,
+        work / "model",
+        patterns=patterns,
+        max_bytes=settings.REGISTRY_MAX_EXTRACTED_BYTES,
+        max_files=settings.REGISTRY_MAX_ARCHIVE_FILES,
+    )
 
 
 def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
     try:
         found = task.recognize(root)
-    except Exception as exc:  # a plugin reading files it did not expect: what it says is what to fix
+    except (
+        Exception
+    ) as exc:  # a plugin reading files it did not expect: what it says is what to fix
         raise Refused(f"The task '{task.name}' cannot use this model: {exc}.") from exc
     if found is None:
         names = ", ".join(a.name for a in task.architectures)
@@ -327,7 +501,9 @@ def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
             "check config.json (Hugging Face `model_type`, or torchvision `architecture`)."
         )
     most = settings.REGISTRY_MAX_LABELS
-    if len(found[1]) > most:  # a dataset could not hold them either; and each label is a row of the head
+    if (
+        len(found[1]) > most
+    ):  # a dataset could not hold them either; and each label is a row of the head
         raise Refused(f"The model predicts {len(found[1])} labels; at most {most}.")
     return found
 
@@ -341,7 +517,9 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
 
     task_obj = task_or_error(task, tenant=project.tenant)
     quotas.check_task_of(project.tenant, task_obj.name)
-    quotas.check_model_versions(project.tenant, ModelVersion.objects.filter(tenant=project.tenant).count())
+    quotas.check_model_versions(
+        project.tenant, ModelVersion.objects.filter(tenant=project.tenant).count()
+    )
     with storage.workspace("import") as work:
         try:
             checked = _unpack_import(upload, work, task_obj.model_files)
@@ -350,17 +528,45 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
             loadcheck.check_loads(task_obj, checked.directory)
         except Refused as exc:
             raise UploadRejected(str(exc), [p.as_dict() for p in exc.problems]) from exc
-        label = name or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0]) or f"imported-{task}"
-        version = model_publish(project=project, task=task_obj, model=None, name=label, architecture=architecture, labels=labels,
-                                metrics={}, report={}, params={}, caller=caller, source=ModelVersion.Source.IMPORTED,
-                                checked=checked)
-    audit_record(tenant=project.tenant, actor=caller, action="model.import", target=version,
-                 details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]})
+        label = (
+            name
+            or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0])
+            or f"imported-{task}"
+        )
+        version = model_publish(
+            project=project,
+            task=task_obj,
+            model=None,
+            name=label,
+            architecture=architecture,
+            labels=labels,
+            metrics={},
+            report={},
+            params={},
+            caller=caller,
+            source=ModelVersion.Source.IMPORTED,
+            checked=checked,
+        )
+    audit_record(
+        tenant=project.tenant,
+        actor=caller,
+        action="model.import",
+        target=version,
+        details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]},
+    )
     return version
 
 
-def base_model_import(*, source: Path, name: str, title: str = "", description: str = "", origin: str = "",
-                      license: str = "", replace: bool = False) -> BaseModel:
+def base_model_import(
+    *,
+    source: Path,
+    name: str,
+    title: str = "",
+    description: str = "",
+    origin: str = "",
+    license: str = "",
+    replace: bool = False,
+) -> BaseModel:
     """Add a pretrained model to the garden from a directory or an archive (staff, from the shell).
 
     The same model-archive policy as imports, keeping the files any installed task loads; the
@@ -370,7 +576,9 @@ def base_model_import(*, source: Path, name: str, title: str = "", description: 
     existing = BaseModel.objects.filter(name=name).first()
     if existing is not None and not replace:
         return existing
-    patterns = sorted({pattern for task in discovery.tasks().values() for pattern in task.model_files})
+    patterns = sorted(
+        {pattern for task in discovery.tasks().values() for pattern in task.model_files}
+    )
     with storage.workspace("base") as work:
         checked = _unpack_import(source, work, patterns)
         config = read_config(checked.directory)
@@ -388,9 +596,18 @@ def base_model_import(*, source: Path, name: str, title: str = "", description: 
                 if existing is not None:
                     old_prefix = existing.storage_prefix
                     existing.delete()
-                model = BaseModel.objects.create(public_id=public_id, name=name, title=title or name, description=description,
-                                                 family=family, architecture=architecture, labels=labels, source=origin,
-                                                 license=license, **fields)
+                model = BaseModel.objects.create(
+                    public_id=public_id,
+                    name=name,
+                    title=title or name,
+                    description=description,
+                    family=family,
+                    architecture=architecture,
+                    labels=labels,
+                    source=origin,
+                    license=license,
+                    **fields,
+                )
     if existing is not None:
         storage.delete_prefix(old_prefix)
     model.dropped_files = checked.dropped

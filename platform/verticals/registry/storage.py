@@ -8,9 +8,9 @@ import hashlib
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from django.conf import settings
 from django.core.files import File
@@ -83,7 +83,10 @@ def local_copy(prefix: str, files: list[dict] | Callable[[], list[dict]]) -> Pat
             for entry in files:
                 destination = staging / entry["name"]
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                with artifacts().open(f"{prefix}/{entry['name']}", "rb") as source, destination.open("wb") as sink:
+                with (
+                    artifacts().open(f"{prefix}/{entry['name']}", "rb") as source,
+                    destination.open("wb") as sink,
+                ):
                     shutil.copyfileobj(source, sink)
             (staging / ".complete").touch()
             shutil.rmtree(target, ignore_errors=True)
@@ -109,7 +112,9 @@ def removed_on_failure(prefix: str) -> Iterator[None]:
 @contextmanager
 def workspace(label: str) -> Iterator[Path]:
     """A private temporary directory (under the registry cache, on the same disk), removed on exit."""
-    path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=_mkdir(Path(settings.REGISTRY_CACHE_DIR) / "tmp")))
+    path = Path(
+        tempfile.mkdtemp(prefix=f"{label}-", dir=_mkdir(Path(settings.REGISTRY_CACHE_DIR) / "tmp"))
+    )
     try:
         yield path
     finally:
@@ -130,7 +135,10 @@ def tree_digest(directory: Path) -> str:
     break. It is what `sha256sum` prints for those files in that order, so
     `cd DIR && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum`
     gives it too. Names and contents of every file count: two models differ in it if any file does."""
-    files = sorted((p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()), key=str.encode)
+    files = sorted(
+        (p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()),
+        key=str.encode,
+    )
     manifest = "".join(f"{sha256_of(directory / name)}  {name}\n" for name in files)
     return hashlib.sha256(manifest.encode()).hexdigest()
 

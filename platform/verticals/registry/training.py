@@ -23,13 +23,27 @@ def checkpoint_prefix(job) -> str:
 
 
 class JobTrainContext(TrainContext):
-    def __init__(self, job_ctx: JobContext, *, task: Task, params: dict, architecture: str, splits: dict[str, DatasetSplit],
-                 base: Path | None, base_labels: list[str], seed: int):
+    def __init__(
+        self,
+        job_ctx: JobContext,
+        *,
+        task: Task,
+        params: dict,
+        architecture: str,
+        splits: dict[str, DatasetSplit],
+        base: Path | None,
+        base_labels: list[str],
+        seed: int,
+    ):
         self._job = job_ctx
         self.task = task
         self.params = params
         self.architecture = architecture
-        self.train, self.validation, self.test = splits["train"], splits["validation"], splits["test"]
+        self.train, self.validation, self.test = (
+            splits["train"],
+            splits["validation"],
+            splits["test"],
+        )
         self.labels = list(self.train.labels)
         self.base = base
         self.base_labels = list(base_labels)
@@ -51,12 +65,18 @@ class JobTrainContext(TrainContext):
         for name, value in batch.items():
             self._pending.setdefault(name, []).append(value)
         now = time.monotonic()
-        flush = epoch or (total is not None and step >= total) or now - self._last_flush >= BATCH_METRIC_SECONDS
+        flush = (
+            epoch
+            or (total is not None and step >= total)
+            or now - self._last_flush >= BATCH_METRIC_SECONDS
+        )
         if not flush:
             return  # nothing to write yet; the job is polled for a cancel at the next flush (within a second)
         written = dict(epoch)
         if self._pending:
-            written.update({name: sum(values) / len(values) for name, values in self._pending.items()})
+            written.update(
+                {name: sum(values) / len(values) for name, values in self._pending.items()}
+            )
             self._pending.clear()
         self._last_flush = now
         self._job.report(step, total, written, description=description)
@@ -105,9 +125,15 @@ class JobTrainContext(TrainContext):
     def samples_per_second(self) -> float | None:
         """Training throughput from the end of the first batch to the end of the last (what the
         job adds between batches — progress, metrics, validation, checkpoints — counts against it)."""
-        if self.first_batch_at is None or self.last_batch_at is None or self.last_batch_at <= self.first_batch_at:
+        if (
+            self.first_batch_at is None
+            or self.last_batch_at is None
+            or self.last_batch_at <= self.first_batch_at
+        ):
             return None
-        return (self.samples - self.first_batch_samples) / (self.last_batch_at - self.first_batch_at)
+        return (self.samples - self.first_batch_samples) / (
+            self.last_batch_at - self.first_batch_at
+        )
 
 
 def device() -> str:

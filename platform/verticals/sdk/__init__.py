@@ -28,17 +28,63 @@ from verticals.sdk.contracts import (
     TrainContext,
     TrainingError,
 )
-from verticals.sdk.datasets import DatasetInvalid, DatasetSchema, LabelledImages, LabelledText, Problem
+from verticals.sdk.datasets import (
+    DatasetInvalid,
+    DatasetSchema,
+    LabelledImages,
+    LabelledText,
+    Problem,
+)
 from verticals.sdk.ingestion import upload_limits
-from verticals.sdk.inputs import EncodedImage, decode_image, image_bytes, image_input, read_image, rgb_image, text_input
+from verticals.sdk.inputs import (
+    EncodedImage,
+    decode_image,
+    image_bytes,
+    image_input,
+    read_image,
+    rgb_image,
+    text_input,
+)
 from verticals.sdk.local import LocalTrainContext
 from verticals.sdk.meters import CORE_METERS, Meter
 from verticals.sdk.metrics import CLASSIFICATION_OUTPUT, classification_evaluation, label_scores
 
 __all__ = [
-    "OPTIMIZATIONS", "Architecture", "Checkpoint", "DatasetSplit", "Evaluation", "Example", "InputError", "Plugin", "Task",
-    "TrainContext", "TrainingError", "DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem",
-    "CORE_METERS", "Meter", "EncodedImage", "decode_image", "image_bytes", "image_input", "read_image", "rgb_image", "text_input",
-    "LocalTrainContext", "CLASSIFICATION_OUTPUT", "classification_evaluation", "label_scores", "load_weights",
-    "optimizer_tensors", "read_config", "restore_optimizer", "safetensors_shapes", "save_weights", "upload_limits", "write_config",
+    "OPTIMIZATIONS",
+    "Architecture",
+    "Checkpoint",
+    "DatasetSplit",
+    "Evaluation",
+    "Example",
+    "InputError",
+    "Plugin",
+    "Task",
+    "TrainContext",
+    "TrainingError",
+    "DatasetInvalid",
+    "DatasetSchema",
+    "LabelledImages",
+    "LabelledText",
+    "Problem",
+    "CORE_METERS",
+    "Meter",
+    "EncodedImage",
+    "decode_image",
+    "image_bytes",
+    "image_input",
+    "read_image",
+    "rgb_image",
+    "text_input",
+    "LocalTrainContext",
+    "CLASSIFICATION_OUTPUT",
+    "classification_evaluation",
+    "label_scores",
+    "load_weights",
+    "optimizer_tensors",
+    "read_config",
+    "restore_optimizer",
+    "safetensors_shapes",
+    "save_weights",
+    "upload_limits",
+    "write_config",
 ]

@@ -16,10 +16,24 @@ CONFIG = "config.json"
 # config, safetensors weights (and a sharded model's index), tokenizer and processor files. A
 # task may name its own in `Task.model_files`; an imported model keeps only these, at its top.
 MODEL_FILES = (
-    "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
-    "merges.txt", "*.model", "*.tiktoken", "chat_template.jinja", "chat_template.json",
-    "preprocessor_config.json", "processor_config.json", "image_processor_config.json",
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+    "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "image_processor_config.json",
 )
 
 # A header larger than this is not a model's (a large model's shard lists a few thousand tensors
@@ -27,9 +41,28 @@ MODEL_FILES = (
 MAX_SAFETENSORS_HEADER_BYTES = 8 * 1024 * 1024
 # Bits per element of each dtype safetensors defines.
 SAFETENSORS_DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E5M2FNUZ": 8, "F8_E4M3FNUZ": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
-    "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E5M2FNUZ": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
 
 
@@ -44,9 +77,9 @@ class NotSafetensors(ValueError):
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    length: int              # bytes of the JSON header (after the 8 bytes that give it)
-    tensors: dict            # name: {"dtype", "shape", "data_offsets"}
-    data_bytes: int          # bytes of tensor data after the header
+    length: int  # bytes of the JSON header (after the 8 bytes that give it)
+    tensors: dict  # name: {"dtype", "shape", "data_offsets"}
+    data_bytes: int  # bytes of tensor data after the header
 
     @property
     def file_bytes(self) -> int:
@@ -76,22 +109,34 @@ def safetensors_header(handle: BinaryIO, *, size: int) -> tuple[SafetensorsHeade
     prefix = _read_exactly(handle, 8)
     pickle_like = prefix.startswith((b"\x80", b"PK\x03\x04"))
     if len(prefix) < 8:
-        raise NotSafetensors(f"it holds {size} byte(s); a safetensors file starts with 8 bytes giving its header's length",
-                             pickle_like=pickle_like)
+        raise NotSafetensors(
+            f"it holds {size} byte(s); a safetensors file starts with 8 bytes giving its header's length",
+            pickle_like=pickle_like,
+        )
     (length,) = struct.unpack("<Q", prefix)
     if length == 0:
-        raise NotSafetensors("its first 8 bytes give a header of 0 bytes; a safetensors file starts with a JSON header")
+        raise NotSafetensors(
+            "its first 8 bytes give a header of 0 bytes; a safetensors file starts with a JSON header"
+        )
     if length > size - 8:
-        raise NotSafetensors(f"its first 8 bytes give a header of {length} bytes, more than the file holds ({size} bytes)",
-                             pickle_like=pickle_like)
+        raise NotSafetensors(
+            f"its first 8 bytes give a header of {length} bytes, more than the file holds ({size} bytes)",
+            pickle_like=pickle_like,
+        )
     if length > MAX_SAFETENSORS_HEADER_BYTES:
-        raise NotSafetensors(f"its header takes {length} bytes; at most {MAX_SAFETENSORS_HEADER_BYTES}")
+        raise NotSafetensors(
+            f"its header takes {length} bytes; at most {MAX_SAFETENSORS_HEADER_BYTES}"
+        )
     raw = _read_exactly(handle, length)
     if len(raw) < length:
         raise NotSafetensors(f"the file ends inside its header ({len(raw)} of {length} bytes)")
     try:
         header = json.loads(raw.decode("utf-8")) if raw.startswith(b"{") else None
-    except (UnicodeDecodeError, ValueError, RecursionError):  # (ValueError: bad JSON, or an integer of thousands of digits)
+    except (
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,
+    ):  # (ValueError: bad JSON, or an integer of thousands of digits)
         header = None
     if not isinstance(header, dict):
         raise NotSafetensors("its header is not a JSON object", pickle_like=pickle_like)
@@ -105,31 +150,51 @@ def safetensors_header(handle: BinaryIO, *, size: int) -> tuple[SafetensorsHeade
     end = 0
     for begin, stop, name in sorted(spans):
         if begin != end:
-            raise NotSafetensors(f"tensor '{name}' starts at byte {begin} of the data, but the tensors before it end at {end} "
-                                 f"(the tensors overlap or leave a gap)")
+            raise NotSafetensors(
+                f"tensor '{name}' starts at byte {begin} of the data, but the tensors before it end at {end} "
+                f"(the tensors overlap or leave a gap)"
+            )
         end = stop
     data = size - 8 - length
     if end != data:
-        raise NotSafetensors(f"its header describes {end} bytes of tensor data, but the file holds {data} after the header"
-                             + (" (a header claiming more data than was sent)" if end > data else ""))
+        raise NotSafetensors(
+            f"its header describes {end} bytes of tensor data, but the file holds {data} after the header"
+            + (" (a header claiming more data than was sent)" if end > data else "")
+        )
     return SafetensorsHeader(length, tensors, end), prefix + raw
 
 
 def _tensor_span(name: str, info) -> tuple[int, int]:
     if not isinstance(info, dict):
-        raise NotSafetensors(f"tensor '{name}' is described by {type(info).__name__}, not an object")
+        raise NotSafetensors(
+            f"tensor '{name}' is described by {type(info).__name__}, not an object"
+        )
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     if dtype not in SAFETENSORS_DTYPE_BITS:
-        raise NotSafetensors(f"tensor '{name}' has the dtype {dtype!r}, which safetensors does not define")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise NotSafetensors(f"tensor '{name}' has the shape {shape!r}; a shape is a list of sizes (integers from 0)")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
-        raise NotSafetensors(f"tensor '{name}' has the data_offsets {offsets!r}; they are [begin, end] with 0 <= begin <= end")
+        raise NotSafetensors(
+            f"tensor '{name}' has the dtype {dtype!r}, which safetensors does not define"
+        )
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise NotSafetensors(
+            f"tensor '{name}' has the shape {shape!r}; a shape is a list of sizes (integers from 0)"
+        )
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise NotSafetensors(
+            f"tensor '{name}' has the data_offsets {offsets!r}; they are [begin, end] with 0 <= begin <= end"
+        )
     bits = math.prod(shape) * SAFETENSORS_DTYPE_BITS[dtype]
     if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-        raise NotSafetensors(f"tensor '{name}' is {dtype} of shape {shape} ({bits / 8:g} bytes), but its offsets span "
-                             f"{offsets[1] - offsets[0]} bytes")
+        raise NotSafetensors(
+            f"tensor '{name}' is {dtype} of shape {shape} ({bits / 8:g} bytes), but its offsets span "
+            f"{offsets[1] - offsets[0]} bytes"
+        )
     return offsets[0], offsets[1]
 
 
@@ -149,7 +214,9 @@ def save_weights(state_dict: dict, directory: Path, name: str = WEIGHTS) -> Path
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()}
+    tensors = {
+        key: value.detach().to("cpu").contiguous().clone() for key, value in state_dict.items()
+    }
     path = directory / name
     save_file(tensors, str(path))
     return path
@@ -186,7 +253,9 @@ def optimizer_tensors(optimizer, prefix: str = "optim.") -> dict:
     tensors = {}
     for index, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():  # AdamW: step, exp_avg, exp_avg_sq
-            tensors[f"{prefix}{index}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"{prefix}{index}.{name}"] = (
+                value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            )
     return tensors
 
 
@@ -196,9 +265,13 @@ def restore_optimizer(optimizer, tensors: dict, prefix: str = "optim.", *, devic
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith(prefix):
-            index, name = key[len(prefix):].split(".", 1)
-            state.setdefault(int(index), {})[name] = value.to(device) if device is not None and name != "step" else value
+            index, name = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(index), {})[name] = (
+                value.to(device) if device is not None and name != "step" else value
+            )
     if not state:
         return False
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    optimizer.load_state_dict(
+        {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+    )
     return True

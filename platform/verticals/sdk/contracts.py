@@ -8,9 +8,10 @@ metering and HTTP belong to core, which calls the methods below.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from verticals.sdk.artifacts import MODEL_FILES
 
@@ -106,20 +107,27 @@ class Evaluation:
 class TrainContext:
     """What a task's `train()` gets. Core builds it; see verticals.registry.training."""
 
-    task: "Task"
-    params: dict              # hyperparameters, validated, with the schema's defaults filled in
-    architecture: str         # a name from task.architectures
+    task: Task
+    params: dict  # hyperparameters, validated, with the schema's defaults filled in
+    architecture: str  # a name from task.architectures
     labels: list[str]
     train: DatasetSplit
     validation: DatasetSplit
     test: DatasetSplit
-    base: Path | None         # local directory of the base model or parent version to start from
-    base_labels: list[str]    # the labels of the parent version (empty for a base model)
-    device: str               # "cpu" or "cuda"
+    base: Path | None  # local directory of the base model or parent version to start from
+    base_labels: list[str]  # the labels of the parent version (empty for a base model)
+    device: str  # "cpu" or "cuda"
     seed: int
     scratch_dir: Path
 
-    def report(self, step: float, total: float | None = None, metrics: dict | None = None, *, description: str = "") -> None:
+    def report(
+        self,
+        step: float,
+        total: float | None = None,
+        metrics: dict | None = None,
+        *,
+        description: str = "",
+    ) -> None:
         """Progress and metric points; raises (stopping training) once the job was cancelled."""
         raise NotImplementedError
 
@@ -146,11 +154,11 @@ class Task:
     task into API endpoints, job kinds (train, evaluate, batch_predict), portal pages and meters.
     """
 
-    name: ClassVar[str] = ""               # unique across plugins, e.g. "sentiment"
-    domain: ClassVar[str] = ""             # e.g. "nlp"
+    name: ClassVar[str] = ""  # unique across plugins, e.g. "sentiment"
+    domain: ClassVar[str] = ""  # e.g. "nlp"
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    dataset: ClassVar["DatasetSchema"]     # an instance from verticals.sdk.datasets (or a subclass)
+    dataset: ClassVar[DatasetSchema]  # an instance from verticals.sdk.datasets (or a subclass)
     architectures: ClassVar[Sequence[Architecture]] = ()
     default_architecture: ClassVar[str] = ""
     # JSON Schema (an object) of the training hyperparameters, each with a default.
@@ -167,7 +175,7 @@ class Task:
     meters: ClassVar[dict[str, float]] = {"inference.requests": 1.0}
     streams: ClassVar[bool] = False
     playground: ClassVar[str] = "text"
-    max_batch: ClassVar[int] = 32          # inputs one predict call (or one predictor batch) may hold
+    max_batch: ClassVar[int] = 32  # inputs one predict call (or one predictor batch) may hold
     # The files of a model directory this task loads (patterns of names at its top, as fnmatch reads
     # them): a stored model keeps only these, and every *.safetensors among them is checked.
     model_files: ClassVar[Sequence[str]] = MODEL_FILES

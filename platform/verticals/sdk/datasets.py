@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from verticals.sdk.contracts import Example
 from verticals.sdk.ingestion import (
@@ -34,8 +35,18 @@ from verticals.sdk.ingestion import (
     write_member,
 )
 
-__all__ = ["DatasetInvalid", "DatasetSchema", "LabelledImages", "LabelledText", "Problem", "Problems", "csv_records",
-           "image_problem", "jsonl_records", "safe_member_path"]
+__all__ = [
+    "DatasetInvalid",
+    "DatasetSchema",
+    "LabelledImages",
+    "LabelledText",
+    "Problem",
+    "Problems",
+    "csv_records",
+    "image_problem",
+    "jsonl_records",
+    "safe_member_path",
+]
 
 MAX_PROBLEMS = 20
 MAX_LABEL_CHARS = 200
@@ -60,10 +71,15 @@ class Problems:
     def fail(self) -> None:
         if self.items:
             more = " (the first ones)" if len(self.items) >= MAX_PROBLEMS else ""
-            raise DatasetInvalid(f"The upload has {len(self.items)} problem(s){more}; fix them and upload again.", self.items)
+            raise DatasetInvalid(
+                f"The upload has {len(self.items)} problem(s){more}; fix them and upload again.",
+                self.items,
+            )
 
 
-def jsonl_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") -> Iterator[tuple[str, dict]]:
+def jsonl_records(
+    source: Path | BinaryIO, problems: Problems, *, name: str = ""
+) -> Iterator[tuple[str, dict]]:
     """(`line N`, record) for each line that holds a JSON object, read a line at a time; blank
     lines are skipped, and every other line is a problem."""
     for number, line in text_lines(source, name=name):
@@ -87,7 +103,9 @@ def jsonl_records(source: Path | BinaryIO, problems: Problems, *, name: str = ""
         yield where, record
 
 
-def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") -> tuple[list[str], Iterator[tuple[str, dict]]]:
+def csv_records(
+    source: Path | BinaryIO, problems: Problems, *, name: str = ""
+) -> tuple[list[str], Iterator[tuple[str, dict]]]:
     """The header of a CSV file and its records as (`line N`, record), read a record at a time. A
     record (which quoted line breaks spread over lines) is bounded like a line; one with more
     fields than the header names, and a CSV error, are problems."""
@@ -99,14 +117,21 @@ def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") 
             pending[0] += len(line)
             if pending[0] > limit:
                 where = f"{name} line {number}".strip()
-                raise refused_at(where, f"a record longer than {limit} characters", "check for a quote that is never closed")
+                raise refused_at(
+                    where,
+                    f"a record longer than {limit} characters",
+                    "check for a quote that is never closed",
+                )
             yield line
 
     reader = csv.DictReader(lines())
     try:
         header = list(reader.fieldnames or [])
     except csv.Error as exc:
-        raise DatasetInvalid(f"{name or 'The file'} is not valid CSV: {exc}.", [Problem(f"{name} line 1".strip(), str(exc))]) from None
+        raise DatasetInvalid(
+            f"{name or 'The file'} is not valid CSV: {exc}.",
+            [Problem(f"{name} line 1".strip(), str(exc))],
+        ) from None
 
     def records():
         pending[0] = 0
@@ -115,7 +140,10 @@ def csv_records(source: Path | BinaryIO, problems: Problems, *, name: str = "") 
                 pending[0] = 0
                 where = f"{name} line {reader.line_num}".strip()
                 if None in record:
-                    problems.add(where, f"{len(header) + len(record[None])} fields, but the header names {len(header)}")
+                    problems.add(
+                        where,
+                        f"{len(header) + len(record[None])} fields, but the header names {len(header)}",
+                    )
                     continue
                 yield where, record
         except csv.Error as exc:
@@ -134,7 +162,12 @@ class DatasetSchema:
 
     def describe(self) -> dict:
         """What /api/v1/tasks/ shows of this schema."""
-        return {"formats": list(self.formats), "input": self.input_kind, "min_rows": self.min_rows, "min_labels": self.min_labels}
+        return {
+            "formats": list(self.formats),
+            "input": self.input_kind,
+            "min_rows": self.min_rows,
+            "min_labels": self.min_labels,
+        }
 
     def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         """Yield the upload's examples as they are read (never the whole upload in memory); raise
@@ -145,9 +178,13 @@ class DatasetSchema:
         """Whether the whole upload is enough for the task (core calls it once every example is read)."""
         if rows < self.min_rows:
             kind = "labelled example(s)" if self.min_labels else "example(s)"
-            raise DatasetInvalid(f"The upload holds {rows} {kind}; this task needs at least {self.min_rows}.")
+            raise DatasetInvalid(
+                f"The upload holds {rows} {kind}; this task needs at least {self.min_rows}."
+            )
         if labels < self.min_labels:
-            raise DatasetInvalid(f"The upload has {labels} distinct label(s); this task needs at least {self.min_labels}.")
+            raise DatasetInvalid(
+                f"The upload has {labels} distinct label(s); this task needs at least {self.min_labels}."
+            )
 
     def ingest(self, upload: Path, files_dir: Path) -> list[Example]:
         """Every example of an upload as a list, checked as core checks it: for tests and local tools
@@ -161,7 +198,9 @@ class DatasetSchema:
         for ending in sorted(self.formats, key=len, reverse=True):
             if lowered.endswith(ending):
                 return ending
-        raise DatasetInvalid(f"'{name}' is not an accepted file; this task takes {', '.join(self.formats)} files.")
+        raise DatasetInvalid(
+            f"'{name}' is not an accepted file; this task takes {', '.join(self.formats)} files."
+        )
 
 
 def _label(value, where: str, problems: Problems) -> str | None:
@@ -176,10 +215,18 @@ def _label(value, where: str, problems: Problems) -> str | None:
         problems.add(where, f"the label has {len(label)} characters; at most {MAX_LABEL_CHARS}")
         return None
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in label):
-        problems.add(where, "the label holds a control character (a NUL byte, a tab, a line break …); remove it")
+        problems.add(
+            where,
+            "the label holds a control character (a NUL byte, a tab, a line break …); remove it",
+        )
         return None
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in label):  # JSON's "\ud800" alone: no database stores it
-        problems.add(where, "the label holds half of a surrogate pair, which is no character; fix its encoding")
+    if any(
+        0xD800 <= ord(ch) <= 0xDFFF for ch in label
+    ):  # JSON's "\ud800" alone: no database stores it
+        problems.add(
+            where,
+            "the label holds half of a surrogate pair, which is no character; fix its encoding",
+        )
         return None
     return label
 
@@ -190,16 +237,25 @@ class LabelledText(DatasetSchema):
     formats = (".csv", ".jsonl")
     input_kind = "text"
 
-    def __init__(self, *, text_field: str = "text", label_field: str = "label", max_chars: int = 20_000):
+    def __init__(
+        self, *, text_field: str = "text", label_field: str = "label", max_chars: int = 20_000
+    ):
         self.text_field = text_field
         self.label_field = label_field
         self.max_chars = max_chars
 
     def describe(self) -> dict:
-        return {**super().describe(), "fields": {self.text_field: "string", self.label_field: "string"},
-                "max_chars": self.max_chars,
-                "example": {".csv": f"{self.text_field},{self.label_field}\nGreat value,positive",
-                            ".jsonl": json.dumps({self.text_field: "Great value", self.label_field: "positive"})}}
+        return {
+            **super().describe(),
+            "fields": {self.text_field: "string", self.label_field: "string"},
+            "max_chars": self.max_chars,
+            "example": {
+                ".csv": f"{self.text_field},{self.label_field}\nGreat value,positive",
+                ".jsonl": json.dumps(
+                    {self.text_field: "Great value", self.label_field: "positive"}
+                ),
+            },
+        }
 
     def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         ending = self.check_format(upload.name)
@@ -208,13 +264,21 @@ class LabelledText(DatasetSchema):
         for where, record in rows:
             value = record.get(self.text_field)
             if not isinstance(value, str):
-                problems.add(where, f"'{self.text_field}' must be a string" if value is not None else f"'{self.text_field}' is missing")
+                problems.add(
+                    where,
+                    f"'{self.text_field}' must be a string"
+                    if value is not None
+                    else f"'{self.text_field}' is missing",
+                )
                 continue
             if not value.strip():
                 problems.add(where, f"'{self.text_field}' is empty")
                 continue
             if len(value) > self.max_chars:
-                problems.add(where, f"'{self.text_field}' has {len(value)} characters; at most {self.max_chars}")
+                problems.add(
+                    where,
+                    f"'{self.text_field}' has {len(value)} characters; at most {self.max_chars}",
+                )
                 continue
             label = _label(record.get(self.label_field), where, problems)
             if label is not None:
@@ -244,8 +308,14 @@ class LabelledImages(DatasetSchema):
     formats = (".zip",)
     input_kind = "file"
 
-    def __init__(self, *, max_files: int = 200_000, max_extracted_bytes: int = 4 * 1024**3, max_pixels: int = 40_000_000,
-                 min_side: int = 8):
+    def __init__(
+        self,
+        *,
+        max_files: int = 200_000,
+        max_extracted_bytes: int = 4 * 1024**3,
+        max_pixels: int = 40_000_000,
+        min_side: int = 8,
+    ):
         self.max_files = max_files
         self.max_extracted_bytes = max_extracted_bytes
         self.max_pixels = max_pixels
@@ -257,14 +327,20 @@ class LabelledImages(DatasetSchema):
         return self.max_pixels * 8 + 1024 * 1024
 
     def describe(self) -> dict:
-        return {**super().describe(), "layouts": ["class folders: <label>/<image>", "labels.csv (path,label) + images"],
-                "image_types": list(IMAGE_SUFFIXES), "max_pixels": self.max_pixels}
+        return {
+            **super().describe(),
+            "layouts": ["class folders: <label>/<image>", "labels.csv (path,label) + images"],
+            "image_types": list(IMAGE_SUFFIXES),
+            "max_pixels": self.max_pixels,
+        }
 
     def read(self, upload: Path, files_dir: Path) -> Iterator[Example]:
         self.check_format(upload.name)
         bounds = upload_limits()
-        budget = Budget(max_bytes=min(self.max_extracted_bytes, bounds.extracted_bytes),
-                        max_files=min(self.max_files, bounds.archive_files))
+        budget = Budget(
+            max_bytes=min(self.max_extracted_bytes, bounds.extracted_bytes),
+            max_files=min(self.max_files, bounds.archive_files),
+        )
         with open_archive(upload, budget=budget) as everything:
             members = [m for m in everything if not _hidden(m.name)]
             csvs = [m for m in members if m.name.lower().endswith(".csv") and "/" not in m.name]
@@ -284,8 +360,10 @@ class LabelledImages(DatasetSchema):
     def _copy_image(self, member: Member, target: Path) -> str | None:
         """Copy one image into `target` and check it (None when it is usable; nothing stays when it is not)."""
         if member.size > self.max_image_bytes:
-            return (f"{member.size} bytes; an image of at most {self.max_pixels} pixels takes at most "
-                    f"{self.max_image_bytes} bytes")
+            return (
+                f"{member.size} bytes; an image of at most {self.max_pixels} pixels takes at most "
+                f"{self.max_image_bytes} bytes"
+            )
         with member.open() as stream:
             head = stream.read(IMAGE_HEAD_BYTES)
             if image_format(head) is None:
@@ -299,14 +377,19 @@ class LabelledImages(DatasetSchema):
     def _pairs_from_folders(self, members: list[Member], problems: Problems):
         images = [m for m in members if m.name.lower().endswith(IMAGE_SUFFIXES)]
         if not images:
-            raise DatasetInvalid("The archive holds no images (.png, .jpg, …); put each class's images in a folder named after the class.")
+            raise DatasetInvalid(
+                "The archive holds no images (.png, .jpg, …); put each class's images in a folder named after the class."
+            )
         # One shared top folder (a zipped directory) is not a class: look one level below it.
         parts = [m.name.split("/") for m in images]
         depth = 1 if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
         pairs = []
         for member, p in zip(images, parts, strict=True):
             if len(p) < depth + 2:
-                problems.add(member.name, "an image outside a class folder; put it in a folder named after its label")
+                problems.add(
+                    member.name,
+                    "an image outside a class folder; put it in a folder named after its label",
+                )
                 continue
             label = _label(p[depth], member.name, problems)
             if label is not None:
@@ -322,8 +405,10 @@ class LabelledImages(DatasetSchema):
         with listing.open() as stream:
             header, records = csv_records(stream, problems, name=listing.name)
             if not {"path", "label"} <= set(header):
-                raise DatasetInvalid(f"{listing.name} must have the header 'path,label'.",
-                                     [Problem(f"{listing.name} line 1", "missing columns")])
+                raise DatasetInvalid(
+                    f"{listing.name} must have the header 'path,label'.",
+                    [Problem(f"{listing.name} line 1", "missing columns")],
+                )
             for where, record in records:
                 name = posixpath.normpath((record.get("path") or "").strip()).lstrip("./")
                 member = by_name.get(name)
@@ -331,7 +416,10 @@ class LabelledImages(DatasetSchema):
                     problems.add(where, f"the archive has no file {record.get('path')!r}")
                     continue
                 if not name.lower().endswith(IMAGE_SUFFIXES):
-                    problems.add(where, f"{name!r} is not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}")
+                    problems.add(
+                        where,
+                        f"{name!r} is not an image; accepted types: {', '.join(IMAGE_SUFFIXES)}",
+                    )
                     continue
                 label = _label(record.get("label"), where, problems)
                 if label is not None:

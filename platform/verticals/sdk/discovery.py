@@ -19,12 +19,23 @@ from django.core.exceptions import ImproperlyConfigured
 
 from verticals.sdk.contracts import OPTIMIZATIONS, PLAYGROUNDS, Architecture, Plugin, Task
 from verticals.sdk.datasets import DatasetSchema
-from verticals.sdk.meters import CORE_METERS, KEY as METER_KEY, Meter
+from verticals.sdk.meters import CORE_METERS, Meter
+from verticals.sdk.meters import KEY as METER_KEY
 
 ENTRY_POINT_GROUP = "verticals.plugins"
 # Parameters core adds to every train job: a task's own schema may not use these names.
-RESERVED_PARAMS = frozenset({"dataset", "architecture", "base_model", "parent", "seed", "name", "split"})
-REQUIRED_METHODS = ("train", "evaluate", "save", "load", "predict", "example_dataset", "example_inputs")
+RESERVED_PARAMS = frozenset(
+    {"dataset", "architecture", "base_model", "parent", "seed", "name", "split"}
+)
+REQUIRED_METHODS = (
+    "train",
+    "evaluate",
+    "save",
+    "load",
+    "predict",
+    "example_dataset",
+    "example_inputs",
+)
 SLUG = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 QUANTITY_PLACES = 6  # usage quantities are stored in micro-units (as billing.money.QUANTITY_PLACES)
 
@@ -54,9 +65,11 @@ def plugin_app_paths() -> list[str]:
         top = entry.value.split(".")[0].split(":")[0]
         if find_spec(top) is None:
             dist = getattr(entry, "dist", None)
-            raise PluginError(f"Plugin entry point '{entry.name} = {entry.value}'"
-                              + (f" of the package {dist.name}" if dist else "")
-                              + f" names the module '{top}', which is not installed; reinstall the plugin package or remove it.")
+            raise PluginError(
+                f"Plugin entry point '{entry.name} = {entry.value}'"
+                + (f" of the package {dist.name}" if dist else "")
+                + f" names the module '{top}', which is not installed; reinstall the plugin package or remove it."
+            )
         seen.add(entry.value)
         paths.append(entry.value)
     return paths
@@ -74,7 +87,9 @@ def validate_plugin(candidate, source: str) -> Plugin:
         raise PluginError(f"Plugin {source}: {candidate!r} is not a verticals.sdk.Plugin subclass.")
     label = f"Plugin '{plugin.name or '?'}' ({source})"
     if not plugin.name or not SLUG.match(plugin.name):
-        raise PluginError(f"{label}: `name` must be a lower-case slug (letters, digits, '-'), not {plugin.name!r}.")
+        raise PluginError(
+            f"{label}: `name` must be a lower-case slug (letters, digits, '-'), not {plugin.name!r}."
+        )
     if not plugin.tasks:
         raise PluginError(f"{label}: declares no tasks; list at least one Task in `tasks`.")
     own_meters = list(plugin.meters)
@@ -82,21 +97,29 @@ def validate_plugin(candidate, source: str) -> Plugin:
         if not isinstance(meter, Meter):
             raise PluginError(f"{label}: {meter!r} in `meters` is not a verticals.sdk.Meter.")
         if not METER_KEY.match(meter.key):
-            raise PluginError(f"{label}: meter key {meter.key!r} must be dotted lower case, e.g. 'speech.audio_seconds'.")
+            raise PluginError(
+                f"{label}: meter key {meter.key!r} must be dotted lower case, e.g. 'speech.audio_seconds'."
+            )
         if meter.key in CORE_KEYS:
-            raise PluginError(f"{label}: meter '{meter.key}' is core's; charge it from a task without declaring it.")
+            raise PluginError(
+                f"{label}: meter '{meter.key}' is core's; charge it from a task without declaring it."
+            )
     known = CORE_KEYS | {meter.key for meter in own_meters}
     names = set()
     plugin.task_instances = []
     for declared in plugin.tasks:
         task = declared() if inspect.isclass(declared) else declared
         if not isinstance(task, Task):
-            raise PluginError(f"{label}: {declared!r} in `tasks` is not a verticals.sdk.Task subclass.")
+            raise PluginError(
+                f"{label}: {declared!r} in `tasks` is not a verticals.sdk.Task subclass."
+            )
         validate_task(task, label)
         unknown = sorted(set(task.meters) - known)
         if unknown:
-            raise PluginError(f"{label}, task '{task.name}': charges meters nobody declares {unknown}; "
-                              f"declare them in the plugin's `meters` or use core's {sorted(CORE_KEYS)}.")
+            raise PluginError(
+                f"{label}, task '{task.name}': charges meters nobody declares {unknown}; "
+                f"declare them in the plugin's `meters` or use core's {sorted(CORE_KEYS)}."
+            )
         if task.name in names:
             raise PluginError(f"{label}: declares the task '{task.name}' twice.")
         names.add(task.name)
@@ -116,9 +139,13 @@ def validate_task(task: Task, label: str) -> None:
         if not isinstance(getattr(task, attr), str) or not getattr(task, attr):
             fail(f"`{attr}` is missing.")
     if not isinstance(getattr(task, "dataset", None), DatasetSchema):
-        fail("`dataset` must be a DatasetSchema instance (e.g. LabelledText() or LabelledImages()).")
+        fail(
+            "`dataset` must be a DatasetSchema instance (e.g. LabelledText() or LabelledImages())."
+        )
     if type(task.dataset).read is DatasetSchema.read:
-        fail("`dataset` does not implement read(upload, files_dir), which yields the upload's examples as it reads them.")
+        fail(
+            "`dataset` does not implement read(upload, files_dir), which yields the upload's examples as it reads them."
+        )
     missing = [m for m in REQUIRED_METHODS if getattr(type(task), m) is getattr(Task, m)]
     if missing:
         fail(f"does not implement {', '.join(missing)}.")
@@ -132,7 +159,9 @@ def validate_task(task: Task, label: str) -> None:
     if default is None:
         fail(f"`default_architecture` {task.default_architecture!r} is not one of {arch_names}.")
     if default.requires_base:
-        fail(f"the default architecture {default.name!r} needs a base model; the default must train from scratch.")
+        fail(
+            f"the default architecture {default.name!r} needs a base model; the default must train from scratch."
+        )
     for attr in ("params_schema", "input_schema", "output_schema"):
         schema = getattr(task, attr)
         if not isinstance(schema, dict) or not schema:
@@ -142,7 +171,7 @@ def validate_task(task: Task, label: str) -> None:
         except jsonschema.SchemaError as exc:
             fail(f"`{attr}` is not a valid JSON Schema: {exc.message}.")
     if task.params_schema.get("type") != "object":
-        fail("`params_schema` must describe an object (\"type\": \"object\").")
+        fail('`params_schema` must describe an object ("type": "object").')
     clash = RESERVED_PARAMS & set(task.params_schema.get("properties") or {})
     if clash:
         fail(f"`params_schema` uses names core reserves for every train job: {sorted(clash)}.")
@@ -157,11 +186,17 @@ def validate_task(task: Task, label: str) -> None:
     if not task.metrics or not all(isinstance(m, str) for m in task.metrics):
         fail("`metrics` must name at least one metric.")
     if task.primary_metric not in task.metrics:
-        fail(f"`primary_metric` {task.primary_metric!r} is not one of `metrics` {list(task.metrics)}.")
+        fail(
+            f"`primary_metric` {task.primary_metric!r} is not one of `metrics` {list(task.metrics)}."
+        )
     unknown = set(task.optimizations) - set(OPTIMIZATIONS)
     if unknown:
         fail(f"`optimizations` names unknown ones {sorted(unknown)}; known: {list(OPTIMIZATIONS)}.")
-    if not isinstance(task.meters, dict) or not task.meters or not all(isinstance(k, str) for k in task.meters):
+    if (
+        not isinstance(task.meters, dict)
+        or not task.meters
+        or not all(isinstance(k, str) for k in task.meters)
+    ):
         fail("`meters` must map meter names to positive units per predicted input.")
     for meter, per_input in task.meters.items():
         _check_units(meter, per_input, fail)
@@ -170,9 +205,14 @@ def validate_task(task: Task, label: str) -> None:
     if not isinstance(task.max_batch, int) or task.max_batch < 1:
         fail("`max_batch` must be a positive integer.")
     files = task.model_files
-    if (isinstance(files, str) or not isinstance(files, (list, tuple))
-            or not all(isinstance(p, str) and p and "/" not in p for p in files)):
-        fail("`model_files` must list patterns of file names (no folders), e.g. verticals.sdk.artifacts.MODEL_FILES.")
+    if (
+        isinstance(files, str)
+        or not isinstance(files, (list, tuple))
+        or not all(isinstance(p, str) and p and "/" not in p for p in files)
+    ):
+        fail(
+            "`model_files` must list patterns of file names (no folders), e.g. verticals.sdk.artifacts.MODEL_FILES."
+        )
     for needed in ("config.json", "model.safetensors"):
         if not any(fnmatchcase(needed, p) for p in files):
             fail(f"`model_files` must match {needed!r}: core stores and loads a model by it.")
@@ -182,22 +222,32 @@ def _check_units(meter: str, per_input, fail) -> None:
     """Units per predicted input: a positive int, float or Decimal that micro-units hold exactly
     (usage quantities are stored as integers of millionths), so a call's quantity never has to be rounded."""
     if isinstance(per_input, bool) or not isinstance(per_input, (int, float, Decimal)):
-        fail(f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r} "
-             f"({type(per_input).__name__}), give an int, float or Decimal.")
+        fail(
+            f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r} "
+            f"({type(per_input).__name__}), give an int, float or Decimal."
+        )
     units = Decimal(str(per_input))
     if not units.is_finite() or units <= 0:
-        fail(f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r}.")
+        fail(
+            f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r}."
+        )
     _sign, digits, exponent = units.as_tuple()
-    while exponent < 0 and digits[-1] == 0:  # 0.5000000 is 0.5 (no rounding: exact at any precision)
+    while (
+        exponent < 0 and digits[-1] == 0
+    ):  # 0.5000000 is 0.5 (no rounding: exact at any precision)
         digits, exponent = digits[:-1], exponent + 1
     if exponent < -QUANTITY_PLACES:
-        fail(f"`meters`: '{meter}' charges {per_input!r} units per input, which has more than {QUANTITY_PLACES} decimals; "
-             f"usage is stored in millionths of a unit: round it to at most {QUANTITY_PLACES} decimals.")
+        fail(
+            f"`meters`: '{meter}' charges {per_input!r} units per input, which has more than {QUANTITY_PLACES} decimals; "
+            f"usage is stored in millionths of a unit: round it to at most {QUANTITY_PLACES} decimals."
+        )
 
 
 def register_plugin(plugin: Plugin, source: str) -> None:
     if plugin.name in _plugins:
-        raise PluginError(f"Plugin name '{plugin.name}' is used twice: by {_plugins[plugin.name].source} and by {source}.")
+        raise PluginError(
+            f"Plugin name '{plugin.name}' is used twice: by {_plugins[plugin.name].source} and by {source}."
+        )
     for task in plugin.task_instances:
         if task.name in _tasks:
             other = _task_plugin[task.name]
@@ -205,9 +255,13 @@ def register_plugin(plugin: Plugin, source: str) -> None:
                 f"Task '{task.name}' is declared twice: by plugin '{other.name}' ({other.source}) and by plugin '{plugin.name}' ({source})."
             )
     for meter in plugin.meters:
-        owner = next((p for p in _plugins.values() if any(m.key == meter.key for m in p.meters)), None)
+        owner = next(
+            (p for p in _plugins.values() if any(m.key == meter.key for m in p.meters)), None
+        )
         if owner is not None:
-            raise PluginError(f"Meter '{meter.key}' is declared twice: by plugin '{owner.name}' ({owner.source}) and by plugin '{plugin.name}' ({source}).")
+            raise PluginError(
+                f"Meter '{meter.key}' is declared twice: by plugin '{owner.name}' ({owner.source}) and by plugin '{plugin.name}' ({source})."
+            )
     plugin.source = source
     _plugins[plugin.name] = plugin
     for task in plugin.task_instances:
@@ -274,7 +328,11 @@ def meter_keys() -> frozenset[str]:
     load()
     installed = tuple(_plugins.values())  # held, so the comparison is by the very objects
     known = _meter_keys[0]
-    if len(installed) != len(known) or any(a is not b for a, b in zip(installed, known, strict=True)) or not _meter_keys[1]:
+    if (
+        len(installed) != len(known)
+        or any(a is not b for a, b in zip(installed, known, strict=True))
+        or not _meter_keys[1]
+    ):
         _meter_keys = (installed, frozenset(meters()))
     return _meter_keys[1]
 

@@ -13,27 +13,29 @@ input into a `GenerationRequest` with `Task.generation_request(model, input, opt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass
 class GenerationRequest:
     prompt_ids: list[int]
     max_new_tokens: int
-    temperature: float = 1.0          # 0 means greedy
+    temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)   # strings that end the text (not included)
-    seed: int | None = None           # sampling with a seed repeats exactly
+    stop: list[str] = field(default_factory=list)  # strings that end the text (not included)
+    seed: int | None = None  # sampling with a seed repeats exactly
 
 
 @dataclass
 class GenerationEvent:
     """What the engine reports to a request's callback: text as it grows, then one final event."""
 
-    text: str = ""                    # the new text since the previous event
+    text: str = ""  # the new text since the previous event
     finished: bool = False
-    finish_reason: str | None = None  # "stop" (end of sequence or a stop string), "length", "cancelled", "error"
+    finish_reason: str | None = (
+        None  # "stop" (end of sequence or a stop string), "length", "cancelled", "error"
+    )
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
@@ -47,11 +49,11 @@ class _Sequence:
     id: int
     request: GenerationRequest
     emit: Emit
-    generator: object                  # torch.Generator
-    length: int = 0                    # tokens of this sequence in the KV cache
+    generator: object  # torch.Generator
+    length: int = 0  # tokens of this sequence in the KV cache
     last_token: int = 0
     generated: list[int] = field(default_factory=list)
-    sent: int = 0                      # characters of the text already emitted
+    sent: int = 0  # characters of the text already emitted
     cancelled: bool = False
     done: bool = False
 
@@ -64,8 +66,16 @@ class _Sequence:
 class ContinuousBatcher:
     """One scheduler thread per loaded model; see the module's docstring."""
 
-    def __init__(self, model, tokenizer, *, eos_token_ids: list[int], max_batch: int = 8, max_batch_tokens: int = 8192,
-                 name: str = "generation"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        eos_token_ids: list[int],
+        max_batch: int = 8,
+        max_batch_tokens: int = 8192,
+        name: str = "generation",
+    ):
         import threading
 
         self.model = model
@@ -75,12 +85,12 @@ class ContinuousBatcher:
         self.max_batch_tokens = max(1, int(max_batch_tokens))
         self._waiting: list[_Sequence] = []
         self._running: list[_Sequence] = []
-        self._cache = None                  # the running sequences' KV cache, left-padded to one length
-        self._mask = None                   # [batch, cached length]: 1 for a token, 0 for padding
+        self._cache = None  # the running sequences' KV cache, left-padded to one length
+        self._mask = None  # [batch, cached length]: 1 for a token, 0 for padding
         self._ids = iter(range(1, 1 << 62))
         self._lock = threading.Condition()
         self._closed = False
-        self.steps = 0                      # decode steps run (for tests and benchmarks)
+        self.steps = 0  # decode steps run (for tests and benchmarks)
         self.largest_batch = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -93,7 +103,9 @@ class ContinuousBatcher:
         if not request.prompt_ids:
             raise ValueError("The prompt has no tokens.")
         generator = torch.Generator(device="cpu")
-        generator.manual_seed(request.seed if request.seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        generator.manual_seed(
+            request.seed if request.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        )
         with self._lock:
             if self._closed:
                 raise RuntimeError("This generation engine is closed.")
@@ -129,6 +141,7 @@ class ContinuousBatcher:
                 if event.finished:
                     finals[index] = event
                     done.release()
+
             return emit
 
         for index, request in enumerate(requests):
@@ -139,8 +152,15 @@ class ContinuousBatcher:
         for index, final in enumerate(finals):
             if final.finish_reason == "error":
                 raise RuntimeError(final.error or "generation failed")
-            results.append(GenerationEvent(text="".join(texts[index]), finished=True, finish_reason=final.finish_reason,
-                                           prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens))
+            results.append(
+                GenerationEvent(
+                    text="".join(texts[index]),
+                    finished=True,
+                    finish_reason=final.finish_reason,
+                    prompt_tokens=final.prompt_tokens,
+                    completion_tokens=final.completion_tokens,
+                )
+            )
         return results
 
     def close(self) -> None:
@@ -173,7 +193,9 @@ class ContinuousBatcher:
                     if self._running:
                         self._decode_step()
                         self._drop_finished()
-            except Exception as exc:  # the model failed: every sequence in flight ends with the error
+            except (
+                Exception
+            ) as exc:  # the model failed: every sequence in flight ends with the error
                 message = f"{type(exc).__name__}: {exc}"
                 with self._lock:
                     for sequence in self._running + admitted:
@@ -193,8 +215,12 @@ class ContinuousBatcher:
                 break
             if not group and need > self.max_batch_tokens:
                 self._waiting.pop(0)
-                self._finish(candidate, "error", error=f"The prompt and max_tokens need {need} tokens of cache; "
-                                                        f"this engine holds at most {self.max_batch_tokens}.")
+                self._finish(
+                    candidate,
+                    "error",
+                    error=f"The prompt and max_tokens need {need} tokens of cache; "
+                    f"this engine holds at most {self.max_batch_tokens}.",
+                )
                 continue
             admitted.append(self._waiting.pop(0))
         return admitted
@@ -211,14 +237,20 @@ class ContinuousBatcher:
         mask = torch.zeros((len(group), length), dtype=torch.long, device=device)
         for row, sequence in enumerate(group):
             prompt = sequence.request.prompt_ids
-            ids[row, length - len(prompt):] = torch.tensor(prompt, device=device)
-            mask[row, length - len(prompt):] = 1
+            ids[row, length - len(prompt) :] = torch.tensor(prompt, device=device)
+            mask[row, length - len(prompt) :] = 1
             sequence.length = len(prompt)
         padded = bool((mask == 0).any())
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = DynamicCache()
-        logits = self.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions, cache=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=mask if padded else None,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
         self._join(group, cache, mask)
         for sequence, token in zip(group, self._sample(group, logits), strict=True):
             self._advance(sequence, token)
@@ -232,9 +264,15 @@ class ContinuousBatcher:
         else:
             length = max(self._mask.shape[1], mask.shape[1])
             for ours, theirs in zip(self._cache.layers, cache.layers, strict=True):
-                ours.keys = torch.cat([_left_pad(ours.keys, length), _left_pad(theirs.keys, length)], dim=0)
-                ours.values = torch.cat([_left_pad(ours.values, length), _left_pad(theirs.values, length)], dim=0)
-            self._mask = torch.cat([_left_pad(self._mask, length, dim=1), _left_pad(mask, length, dim=1)], dim=0)
+                ours.keys = torch.cat(
+                    [_left_pad(ours.keys, length), _left_pad(theirs.keys, length)], dim=0
+                )
+                ours.values = torch.cat(
+                    [_left_pad(ours.values, length), _left_pad(theirs.values, length)], dim=0
+                )
+            self._mask = torch.cat(
+                [_left_pad(self._mask, length, dim=1), _left_pad(mask, length, dim=1)], dim=0
+            )
         with self._lock:
             self._running.extend(group)
         self.largest_batch = max(self.largest_batch, len(self._running))
@@ -245,10 +283,24 @@ class ContinuousBatcher:
         device = self.model.device
         ids = torch.tensor([[s.last_token] for s in self._running], device=device)
         positions = torch.tensor([[s.length] for s in self._running], device=device)
-        self._mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=self._mask.dtype, device=device)], dim=1)
-        padded = bool((self._mask == 0).any())  # no padding (one sequence, say): the plain causal path
-        logits = self.model(input_ids=ids, attention_mask=self._mask if padded else None, position_ids=positions,
-                            cache=self._cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        self._mask = torch.cat(
+            [
+                self._mask,
+                torch.ones((len(self._running), 1), dtype=self._mask.dtype, device=device),
+            ],
+            dim=1,
+        )
+        padded = bool(
+            (self._mask == 0).any()
+        )  # no padding (one sequence, say): the plain causal path
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=self._mask if padded else None,
+            position_ids=positions,
+            cache=self._cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
         self.steps += 1
         for sequence, token in zip(self._running, self._sample(self._running, logits), strict=True):
             sequence.length += 1
@@ -258,7 +310,9 @@ class ContinuousBatcher:
         import torch
 
         logits = logits.float()
-        if all(sequence.request.temperature <= 0 for sequence in sequences):  # all greedy: one argmax
+        if all(
+            sequence.request.temperature <= 0 for sequence in sequences
+        ):  # all greedy: one argmax
             return logits.argmax(dim=-1).tolist()
         chosen = []
         for row, sequence in zip(logits, sequences, strict=True):
@@ -269,12 +323,16 @@ class ContinuousBatcher:
             probabilities = torch.softmax(row / temperature, dim=-1)
             if top_p < 1.0:
                 ordered, order = torch.sort(probabilities, descending=True)
-                keep = torch.cumsum(ordered, dim=-1) - ordered < top_p   # the smallest set reaching top_p
+                keep = (
+                    torch.cumsum(ordered, dim=-1) - ordered < top_p
+                )  # the smallest set reaching top_p
                 ordered = ordered * keep
                 pick = torch.multinomial(ordered / ordered.sum(), 1, generator=sequence.generator)
                 chosen.append(int(order[pick]))
             else:
-                chosen.append(int(torch.multinomial(probabilities, 1, generator=sequence.generator)))
+                chosen.append(
+                    int(torch.multinomial(probabilities, 1, generator=sequence.generator))
+                )
         return chosen
 
     def _advance(self, sequence: _Sequence, token: int) -> None:
@@ -300,7 +358,7 @@ class ContinuousBatcher:
         ready = len(text.rstrip("\ufffd"))
         for stop in sequence.request.stop:
             for size in range(min(len(stop) - 1, ready), 0, -1):
-                if text[ready - size:ready] == stop[:size]:
+                if text[ready - size : ready] == stop[:size]:
                     ready -= size
                     break
         if ready > sequence.sent:
@@ -310,27 +368,45 @@ class ContinuousBatcher:
         return self.tokenizer.decode(sequence.generated, skip_special_tokens=True)
 
     def _send(self, sequence: _Sequence, text: str, final: str | None = None) -> None:
-        delta = text[sequence.sent:] if len(text) > sequence.sent else ""
+        delta = text[sequence.sent :] if len(text) > sequence.sent else ""
         sequence.sent = max(sequence.sent, len(text))
         if final is None:
-            sequence.emit(GenerationEvent(text=delta, prompt_tokens=len(sequence.request.prompt_ids),
-                                          completion_tokens=len(sequence.generated)))
+            sequence.emit(
+                GenerationEvent(
+                    text=delta,
+                    prompt_tokens=len(sequence.request.prompt_ids),
+                    completion_tokens=len(sequence.generated),
+                )
+            )
         else:
             self._finish(sequence, final, text=delta)
 
-    def _finish(self, sequence: _Sequence, reason: str, *, text: str = "", error: str | None = None) -> None:
+    def _finish(
+        self, sequence: _Sequence, reason: str, *, text: str = "", error: str | None = None
+    ) -> None:
         if sequence.done:
             return
         sequence.done = True
-        sequence.emit(GenerationEvent(text=text, finished=True, finish_reason=reason, error=error,
-                                      prompt_tokens=len(sequence.request.prompt_ids),
-                                      completion_tokens=len(sequence.generated)))
+        sequence.emit(
+            GenerationEvent(
+                text=text,
+                finished=True,
+                finish_reason=reason,
+                error=error,
+                prompt_tokens=len(sequence.request.prompt_ids),
+                completion_tokens=len(sequence.generated),
+            )
+        )
 
     def _drop_finished(self) -> None:
         """Take finished sequences out of the batch, and the padding no sequence needs any more."""
         import torch
 
-        keep = [index for index, sequence in enumerate(self._running) if not sequence.done and not sequence.cancelled]
+        keep = [
+            index
+            for index, sequence in enumerate(self._running)
+            if not sequence.done and not sequence.cancelled
+        ]
         for sequence in self._running:
             if sequence.cancelled and not sequence.done:
                 self._finish(sequence, "cancelled")
@@ -343,7 +419,9 @@ class ContinuousBatcher:
             return
         rows = torch.tensor(keep, device=self._mask.device)
         self._mask = self._mask.index_select(0, rows)
-        start = int((self._mask.sum(dim=0) > 0).nonzero()[0])  # the first column some sequence still uses
+        start = int(
+            (self._mask.sum(dim=0) > 0).nonzero()[0]
+        )  # the first column some sequence still uses
         self._mask = self._mask[:, start:]
         for layer in self._cache.layers:
             layer.keys = layer.keys.index_select(0, rows)[:, :, start:, :]
@@ -359,4 +437,6 @@ def _left_pad(tensor, length: int, dim: int = 2):
         return tensor
     shape = list(tensor.shape)
     shape[dim] = missing
-    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
+    return torch.cat(
+        [torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim
+    )

@@ -19,10 +19,11 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 BLOCK = 1024 * 1024
 # An archive's listing (a zip's central directory) is read into memory whole: this bounds it
@@ -37,11 +38,11 @@ class UploadLimits:
     """The bounds of one upload (core's come from the REGISTRY_MAX_* settings; a dataset schema
     may ask for less, never for more)."""
 
-    line_bytes: int = 1024 * 1024          # one line (or CSV record) of a text upload, its ending included
-    rows: int = 2_000_000                  # examples of one dataset upload
-    labels: int = 10_000                   # distinct labels of one dataset upload
-    archive_files: int = 100_000           # members an archive may list
-    extracted_bytes: int = 8 * 1024**3     # bytes an archive may expand to
+    line_bytes: int = 1024 * 1024  # one line (or CSV record) of a text upload, its ending included
+    rows: int = 2_000_000  # examples of one dataset upload
+    labels: int = 10_000  # distinct labels of one dataset upload
+    archive_files: int = 100_000  # members an archive may list
+    extracted_bytes: int = 8 * 1024**3  # bytes an archive may expand to
 
 
 def upload_limits() -> UploadLimits:
@@ -90,6 +91,7 @@ def refused_at(where: str, message: str, fix: str = "") -> Refused:
 
 # --- text -----------------------------------------------------------------------------------
 
+
 @contextmanager
 def _binary(source: Path | BinaryIO) -> Iterator[BinaryIO]:
     if isinstance(source, (str, Path)):
@@ -109,13 +111,15 @@ def _raw_lines(handle: BinaryIO, limit: int) -> Iterator[bytes]:
     pending = bytearray()
     while True:
         block = handle.read(64 * 1024)
-        scanned = max(0, len(pending) - 1)  # what was pending holds no line end (but a last \r may pair with a \n)
+        scanned = max(
+            0, len(pending) - 1
+        )  # what was pending holds no line end (but a last \r may pair with a \n)
         pending += block
         start = 0
         for end in _LINE_END.finditer(pending, scanned):
             if block and end.end() == len(pending) and pending.endswith(b"\r"):
                 break  # a \n may follow in the next block
-            yield bytes(pending[start:end.end()])
+            yield bytes(pending[start : end.end()])
             start = end.end()
         del pending[:start]
         if not block:
@@ -127,7 +131,9 @@ def _raw_lines(handle: BinaryIO, limit: int) -> Iterator[bytes]:
             return
 
 
-def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, name: str = "") -> Iterator[tuple[int, str]]:
+def text_lines(
+    source: Path | BinaryIO, *, max_line_bytes: int | None = None, name: str = ""
+) -> Iterator[tuple[int, str]]:
     """(number, line) of UTF-8 text, read a line at a time, each line with its ending (a byte-order
     mark at the start is dropped). A line longer than `max_line_bytes` (its ending included) or
     bytes that are not UTF-8 refuse the file, naming the line; nothing longer is ever held."""
@@ -139,13 +145,19 @@ def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, na
             number += 1
             where = f"{name} line {number}".strip()
             if len(raw) > limit:
-                raise refused_at(where, f"longer than {limit} bytes",
-                                  "split it, or check that the file's lines end with a line break")
+                raise refused_at(
+                    where,
+                    f"longer than {limit} bytes",
+                    "split it, or check that the file's lines end with a line break",
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise Refused(f"{name or 'The file'} is not UTF-8 text (byte {offset + exc.start}, {where}); "
-                              f"save it as UTF-8 and upload again.", [Problem(where, "not UTF-8 text")]) from None
+                raise Refused(
+                    f"{name or 'The file'} is not UTF-8 text (byte {offset + exc.start}, {where}); "
+                    f"save it as UTF-8 and upload again.",
+                    [Problem(where, "not UTF-8 text")],
+                ) from None
             if number == 1 and line.startswith("\ufeff"):
                 line = line[1:]
             offset += len(raw)
@@ -153,6 +165,7 @@ def text_lines(source: Path | BinaryIO, *, max_line_bytes: int | None = None, na
 
 
 # --- archives -------------------------------------------------------------------------------
+
 
 def safe_member_path(name: str) -> str | None:
     """An archive member's path if it stays inside the archive, else None (absolute, a drive,
@@ -175,7 +188,7 @@ class Member:
     name: str
     size: int
     opener: Callable[[], BinaryIO]
-    budget: "Budget"
+    budget: Budget
 
     def open(self) -> BinaryIO:
         return io.BufferedReader(_CountedReader(self), buffer_size=64 * 1024)
@@ -195,21 +208,36 @@ class Budget:
     def admit(self, name: str, size: int) -> None:
         self.files += 1
         if self.files > self.max_files:
-            raise Refused(f"{self.what} holds more than {self.max_files} files; at most {self.max_files}.")
+            raise Refused(
+                f"{self.what} holds more than {self.max_files} files; at most {self.max_files}."
+            )
         self.declared += size
         if self.declared > self.max_bytes:
-            raise Refused(f"{self.what} expands to more than {self.max_bytes} bytes ('{name}' declares {size}); "
-                          f"at most {self.max_bytes}.", [Problem(name, f"declares {size} bytes")])
+            raise Refused(
+                f"{self.what} expands to more than {self.max_bytes} bytes ('{name}' declares {size}); "
+                f"at most {self.max_bytes}.",
+                [Problem(name, f"declares {size} bytes")],
+            )
 
     def count(self, name: str, got: int) -> None:
         self.read += got
         if self.read > self.max_bytes:
-            raise Refused(f"{self.what} expands to more than {self.max_bytes} bytes (at '{name}'); at most {self.max_bytes}.")
+            raise Refused(
+                f"{self.what} expands to more than {self.max_bytes} bytes (at '{name}'); at most {self.max_bytes}."
+            )
 
 
 # What reading a damaged or unusual archive member raises: zipfile (a bad CRC, an encrypted or
 # unsupported entry), zlib, gzip and tarfile.
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, tarfile.TarError, RuntimeError, NotImplementedError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    tarfile.TarError,
+    RuntimeError,
+    NotImplementedError,
+)
 
 
 class _CountedReader(io.RawIOBase):
@@ -234,20 +262,28 @@ class _CountedReader(io.RawIOBase):
         except Refused:
             raise
         except _READ_ERRORS as exc:
-            raise Refused(f"'{member.name}' cannot be read from the archive ({exc}); the archive is damaged or uses "
-                          f"something this platform does not read (encryption, an unusual compression).",
-                          [Problem(member.name, "cannot be read")]) from None
+            raise Refused(
+                f"'{member.name}' cannot be read from the archive ({exc}); the archive is damaged or uses "
+                f"something this platform does not read (encryption, an unusual compression).",
+                [Problem(member.name, "cannot be read")],
+            ) from None
         if not data:
             if self.got != member.size:
-                raise Refused(f"'{member.name}' holds {self.got} bytes, but the archive declares {member.size}; "
-                              f"the archive is damaged.", [Problem(member.name, "truncated")])
+                raise Refused(
+                    f"'{member.name}' holds {self.got} bytes, but the archive declares {member.size}; "
+                    f"the archive is damaged.",
+                    [Problem(member.name, "truncated")],
+                )
             return 0
         self.got += len(data)
         if self.got > member.size:
-            raise Refused(f"'{member.name}' holds more bytes than the archive declares ({member.size}); the archive is "
-                          f"damaged or forged.", [Problem(member.name, "larger than declared")])
+            raise Refused(
+                f"'{member.name}' holds more bytes than the archive declares ({member.size}); the archive is "
+                f"damaged or forged.",
+                [Problem(member.name, "larger than declared")],
+            )
         member.budget.count(member.name, len(data))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -270,20 +306,31 @@ class _BoundedTarInfo(tarfile.TarInfo):
     one larger than a name could need is refused before it is read."""
 
     def _proc_member(self, tarfile_):
-        extensions = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-                      tarfile.SOLARIS_XHDTYPE)
+        extensions = (
+            tarfile.GNUTYPE_LONGNAME,
+            tarfile.GNUTYPE_LONGLINK,
+            tarfile.XHDTYPE,
+            tarfile.XGLTYPE,
+            tarfile.SOLARIS_XHDTYPE,
+        )
         if self.type in extensions and self.size > MAX_TAR_EXTENSION_BYTES:
-            raise Refused(f"The archive holds a header extension of {self.size} bytes; at most {MAX_TAR_EXTENSION_BYTES}.")
+            raise Refused(
+                f"The archive holds a header extension of {self.size} bytes; at most {MAX_TAR_EXTENSION_BYTES}."
+            )
         return super()._proc_member(tarfile_)
 
 
 def _member(name: str, size: int, opener, budget: Budget, seen: set[str]) -> Member:
     safe = safe_member_path(name)
     if safe is None:
-        raise Refused(f"The archive names an unsafe path: {name!r} (absolute, or leaving the archive).",
-                      [Problem(repr(name), "unsafe path")])
+        raise Refused(
+            f"The archive names an unsafe path: {name!r} (absolute, or leaving the archive).",
+            [Problem(repr(name), "unsafe path")],
+        )
     if safe in seen:
-        raise Refused(f"The archive holds '{safe}' twice; keep one.", [Problem(safe, "named twice")])
+        raise Refused(
+            f"The archive holds '{safe}' twice; keep one.", [Problem(safe, "named twice")]
+        )
     seen.add(safe)
     budget.admit(safe, size)
     return Member(safe, size, opener, budget)
@@ -295,10 +342,16 @@ def _zip_members(bundle: zipfile.ZipFile, budget: Budget) -> list[Member]:
         if info.is_dir():
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise Refused(f"The archive holds {info.filename!r}, which is a link (links are refused); add the file itself.")
+            raise Refused(
+                f"The archive holds {info.filename!r}, which is a link (links are refused); add the file itself."
+            )
         if info.flag_bits & 0x1:
             raise Refused(f"'{info.filename}' is encrypted; upload an archive without a password.")
-        members.append(_member(info.filename, info.file_size, lambda info=info: bundle.open(info), budget, seen))
+        members.append(
+            _member(
+                info.filename, info.file_size, lambda info=info: bundle.open(info), budget, seen
+            )
+        )
     return members
 
 
@@ -306,7 +359,9 @@ def _zip_listing_bounds(path: Path, budget: Budget) -> None:
     """The member count and listing size from the zip's end record, before zipfile parses the listing."""
     # zipfile's own reader of the end record (there since Python 2); it reads only the file's end.
     end_record = getattr(zipfile, "_EndRecData", None)
-    if end_record is None:  # pragma: no cover - a future Python: zipfile's own parse still bounds the rest
+    if (
+        end_record is None
+    ):  # pragma: no cover - a future Python: zipfile's own parse still bounds the rest
         return
     with open(path, "rb") as handle:
         try:
@@ -330,12 +385,18 @@ def _tar_members(bundle: tarfile.TarFile, budget: Budget) -> list[Member]:
             return members
         entries += 1
         if entries > budget.max_files:
-            raise Refused(f"{budget.what} holds more than {budget.max_files} files; at most {budget.max_files}.")
+            raise Refused(
+                f"{budget.what} holds more than {budget.max_files} files; at most {budget.max_files}."
+            )
         if info.isdir():
             continue
         if not info.isfile():
-            raise Refused(f"The archive holds {info.name!r}, which is not a regular file (links are refused).")
-        members.append(_member(info.name, info.size, lambda info=info: bundle.extractfile(info), budget, seen))
+            raise Refused(
+                f"The archive holds {info.name!r}, which is not a regular file (links are refused)."
+            )
+        members.append(
+            _member(info.name, info.size, lambda info=info: bundle.extractfile(info), budget, seen)
+        )
 
 
 def _directory_members(root: Path, budget: Budget) -> list[Member]:
@@ -351,7 +412,11 @@ def _directory_members(root: Path, budget: Budget) -> list[Member]:
                 continue
             if not path.is_file():
                 raise Refused(f"'{relative}' is not a regular file.")
-            members.append(_member(relative, path.stat().st_size, lambda path=path: path.open("rb"), budget, seen))
+            members.append(
+                _member(
+                    relative, path.stat().st_size, lambda path=path: path.open("rb"), budget, seen
+                )
+            )
     return members
 
 
@@ -417,7 +482,9 @@ class ImageRefused(Refused):
     """An image that cannot be used, found from its header. `too_many`: it has more pixels than
     allowed; `size`: its width and height, when the header gave them."""
 
-    def __init__(self, message: str, *, too_many: bool = False, size: tuple[int, int] | None = None):
+    def __init__(
+        self, message: str, *, too_many: bool = False, size: tuple[int, int] | None = None
+    ):
         super().__init__(message)
         self.too_many, self.size = too_many, size
 
@@ -427,8 +494,10 @@ _OPENED_AS = {"MPO": "JPEG"}  # a JPEG with more frames is still a JPEG here
 
 # Pillow reads each PNG chunk whole into memory (twice, briefly) when it opens or verifies a file:
 # a small image may carry one huge chunk. Chunks are walked first, by their 8-byte headers.
-PNG_MAX_CHUNK = 1024 * 1024          # an ancillary chunk (text, ICC profile, EXIF …)
-PNG_MAX_DATA_CHUNK = 64 * 1024 * 1024  # one IDAT chunk (encoders write them in pieces of 8 KiB to 1 MiB)
+PNG_MAX_CHUNK = 1024 * 1024  # an ancillary chunk (text, ICC profile, EXIF …)
+PNG_MAX_DATA_CHUNK = (
+    64 * 1024 * 1024
+)  # one IDAT chunk (encoders write them in pieces of 8 KiB to 1 MiB)
 
 
 def _png_chunk_problem(source: Path | bytes) -> str | None:
@@ -470,18 +539,26 @@ def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, in
     if kind == "PNG" and (problem := _png_chunk_problem(source)):
         raise ImageRefused(problem)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
-                        formats=list(IMAGE_SIGNATURES)) as probe:
+        with Image.open(
+            io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
+            formats=list(IMAGE_SIGNATURES),
+        ) as probe:
             kind = _OPENED_AS.get(probe.format, probe.format)
             width, height = probe.size
             if width * height > max_pixels:
-                raise ImageRefused(f"{width}×{height} pixels; at most {max_pixels} pixels", too_many=True, size=(width, height))
+                raise ImageRefused(
+                    f"{width}×{height} pixels; at most {max_pixels} pixels",
+                    too_many=True,
+                    size=(width, height),
+                )
             probe.verify()
     except ImageRefused:
         raise
     except UnidentifiedImageError:
         raise ImageRefused(NOT_AN_IMAGE) from None
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, checked from the header as it opens
+    except (
+        Image.DecompressionBombError
+    ) as exc:  # Pillow's own limit, checked from the header as it opens
         raise ImageRefused(f"more than {max_pixels} pixels ({exc})", too_many=True) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRefused(f"a corrupt or truncated image ({exc})") from None
@@ -500,8 +577,10 @@ def image_problem(source: Path | bytes, *, max_pixels: int, min_side: int = 1) -
     if min(width, height) < min_side:
         return f"{width}×{height} pixels; each side needs at least {min_side}"
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
-                        formats=list(IMAGE_SIGNATURES)) as image:
+        with Image.open(
+            io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
+            formats=list(IMAGE_SIGNATURES),
+        ) as image:
             image.load()
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         return f"a corrupt or truncated image ({exc})"

@@ -26,7 +26,9 @@ IMAGE_FORMATS = tuple(IMAGE_SIGNATURES)
 # Decoding towards a size keeps at least this many times that size on each side (Pillow's own
 # `reducing_gap` of thumbnail()): a later resize to the size looks as it would from the full image.
 REDUCING_GAP = 2.0
-_BAND_BYTES = 4 * 1024 * 1024  # a reduced image is converted to RGB this many source bytes at a time
+_BAND_BYTES = (
+    4 * 1024 * 1024
+)  # a reduced image is converted to RGB this many source bytes at a time
 
 
 def text_input(raw, *, max_chars: int) -> str:
@@ -36,7 +38,9 @@ def text_input(raw, *, max_chars: int) -> str:
     if not raw.strip():
         raise InputError("An input is empty; send some text.")
     if len(raw) > max_chars:
-        raise InputError(f"An input has {len(raw)} characters; this model takes at most {max_chars}.")
+        raise InputError(
+            f"An input has {len(raw)} characters; this model takes at most {max_chars}."
+        )
     return raw
 
 
@@ -46,16 +50,22 @@ def image_bytes(raw, *, max_bytes: int) -> bytes:
         data = bytes(raw)
     elif isinstance(raw, str):
         if not raw.strip():
-            raise InputError("An image input is empty; send the image as base64 (or a data: URL), or upload it as a file.")
+            raise InputError(
+                "An image input is empty; send the image as base64 (or a data: URL), or upload it as a file."
+            )
         encoded = _DATA_URL.sub("", raw.strip(), count=1)
         if len(encoded) > (max_bytes * 4) // 3 + 8:
             raise InputError(f"An image is larger than {max_bytes} bytes; send a smaller one.")
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InputError("An image input is not valid base64; encode the file's bytes with base64.") from exc
+            raise InputError(
+                "An image input is not valid base64; encode the file's bytes with base64."
+            ) from exc
     else:
-        raise InputError(f"Each image input is a base64 string (or an uploaded file), not {_kind(raw)}.")
+        raise InputError(
+            f"Each image input is a base64 string (or an uploaded file), not {_kind(raw)}."
+        )
     if not data:
         raise InputError("An image input is empty.")
     if len(data) > max_bytes:
@@ -95,7 +105,9 @@ def decode_image(source: bytes | Path, *, fit: tuple[int, int] | None = None):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS) as image:
+        with Image.open(
+            io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS
+        ) as image:
             if fit:
                 wanted = (max(1, int(fit[0] * REDUCING_GAP)), max(1, int(fit[1] * REDUCING_GAP)))
                 image.draft(None, wanted)  # JPEG only; other formats ignore it
@@ -106,8 +118,16 @@ def decode_image(source: bytes | Path, *, fit: tuple[int, int] | None = None):
             else:
                 image.load()
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"The image cannot be used: a corrupt or truncated image ({exc}).") from exc
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
+        raise InputError(
+            f"The image cannot be used: a corrupt or truncated image ({exc})."
+        ) from exc
 
 
 def _reduced_rgb(image, factor: tuple[int, int]):
@@ -132,8 +152,10 @@ def read_image(source: bytes | Path, *, max_pixels: int) -> EncodedImage:
     except ImageRefused as refused:
         if refused.size is not None:
             width, height = refused.size
-            raise InputError(f"The image has {width}×{height} = {width * height:,} pixels; at most {max_pixels:,}. "
-                             "Send a smaller image.") from None
+            raise InputError(
+                f"The image has {width}×{height} = {width * height:,} pixels; at most {max_pixels:,}. "
+                "Send a smaller image."
+            ) from None
         if refused.too_many:
             raise InputError(f"The image has too many pixels; at most {max_pixels:,}.") from None
         raise InputError(f"The image cannot be used: {refused}.") from None
@@ -157,4 +179,10 @@ def rgb_image(item, *, fit: tuple[int, int] | None = None):
 def _kind(value) -> str:
     if value is None:
         return "null"
-    return {list: "an array", dict: "an object", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        list: "an array",
+        dict: "an object",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

@@ -11,9 +11,21 @@ from verticals.sdk.contracts import Checkpoint, DatasetSplit, TrainContext
 class LocalTrainContext(TrainContext):
     """Everything a task's train() needs, in memory: reports and log lines are kept in lists."""
 
-    def __init__(self, task, *, train: DatasetSplit, validation: DatasetSplit, test: DatasetSplit | None = None,
-                 params: dict | None = None, architecture: str = "", base: Path | None = None, base_labels=(),
-                 device: str = "cpu", seed: int = 0, scratch_dir: Path | None = None):
+    def __init__(
+        self,
+        task,
+        *,
+        train: DatasetSplit,
+        validation: DatasetSplit,
+        test: DatasetSplit | None = None,
+        params: dict | None = None,
+        architecture: str = "",
+        base: Path | None = None,
+        base_labels=(),
+        device: str = "cpu",
+        seed: int = 0,
+        scratch_dir: Path | None = None,
+    ):
         from verticals.sdk.params import with_defaults
 
         self.task = task
@@ -39,7 +51,9 @@ class LocalTrainContext(TrainContext):
         self.lines.append(f"{level}: {message}")
 
     def checkpoint(self, step, tensors, state=None):
-        self._checkpoint = Checkpoint(int(step), {k: v.detach().clone() for k, v in tensors.items()}, dict(state or {}))
+        self._checkpoint = Checkpoint(
+            int(step), {k: v.detach().clone() for k, v in tensors.items()}, dict(state or {})
+        )
 
     def restore(self):
         return self._checkpoint

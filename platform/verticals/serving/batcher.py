@@ -12,8 +12,8 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable
 
 
 class BatcherClosed(RuntimeError):
@@ -23,8 +23,15 @@ class BatcherClosed(RuntimeError):
 class MicroBatcher:
     """One thread per model; it ends after `idle` seconds without work (models come and go)."""
 
-    def __init__(self, predict: Callable[[list, dict], list], *, max_batch: int, max_wait: float, name: str = "batcher",
-                 idle: float = 300.0):
+    def __init__(
+        self,
+        predict: Callable[[list, dict], list],
+        *,
+        max_batch: int,
+        max_wait: float,
+        name: str = "batcher",
+        idle: float = 300.0,
+    ):
         self._predict = predict
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait
@@ -61,7 +68,11 @@ class MicroBatcher:
             while count < self.max_batch:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if count + len(item[0]) > self.max_batch:
@@ -85,7 +96,9 @@ class MicroBatcher:
         try:
             outputs = self._predict(flat, members[0][1])
             if len(outputs) != len(flat):
-                raise RuntimeError(f"predict returned {len(outputs)} outputs for {len(flat)} inputs")
+                raise RuntimeError(
+                    f"predict returned {len(outputs)} outputs for {len(flat)} inputs"
+                )
         except BaseException as exc:  # every caller of the batch gets the failure
             for _inputs, _options, future in members:
                 future.set_exception(exc)
@@ -94,5 +107,5 @@ class MicroBatcher:
         self.inputs += len(flat)
         start = 0
         for inputs, _options, future in members:
-            future.set_result(outputs[start:start + len(inputs)])
+            future.set_result(outputs[start : start + len(inputs)])
             start += len(inputs)

@@ -49,7 +49,9 @@ _lock = threading.Lock()
 def _gate(name: str, capacity: int) -> Gate:
     with _lock:
         gate = _gates.get(name)
-        if gate is None or gate.capacity != max(1, capacity):  # a changed setting (tests) makes a new one
+        if gate is None or gate.capacity != max(
+            1, capacity
+        ):  # a changed setting (tests) makes a new one
             gate = _gates[name] = Gate(capacity)
         return gate
 

@@ -31,9 +31,9 @@ import os
 import threading
 import time
 
-M_MMAP_THRESHOLD = -3      # mallopt's parameter, from glibc's malloc.h
+M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept
-RELEASE_DELAY = 0.5        # seconds between a request for a release and the trim
+RELEASE_DELAY = 0.5  # seconds between a request for a release and the trim
 
 _libc = None
 _lock = threading.Lock()
@@ -66,7 +66,9 @@ def release_soon() -> None:
     global _releaser_pid
     if _glibc() is None:
         return
-    if _releaser_pid != os.getpid():  # first use in this process (a forked child has no thread of its parent's)
+    if (
+        _releaser_pid != os.getpid()
+    ):  # first use in this process (a forked child has no thread of its parent's)
         with _lock:
             if _releaser_pid != os.getpid():
                 _wanted.clear()
@@ -78,6 +80,8 @@ def release_soon() -> None:
 def _release_loop() -> None:
     while True:
         _wanted.wait()
-        time.sleep(RELEASE_DELAY)  # the work that asked finishes freeing; a burst of requests asks once
+        time.sleep(
+            RELEASE_DELAY
+        )  # the work that asked finishes freeing; a burst of requests asks once
         _wanted.clear()
         _libc.malloc_trim(0)

@@ -40,25 +40,35 @@ class InferenceRestarted(Exception):
     """The inference process stopped during the call (e.g. out of memory); HTTP 503, retry."""
 
 
-RESTARTED = ("The model process stopped while it ran this call (it may have run out of memory); it starts again "
-             "with the next call. Retry, or send fewer or smaller inputs.")
+RESTARTED = (
+    "The model process stopped while it ran this call (it may have run out of memory); it starts again "
+    "with the next call. Retry, or send fewer or smaller inputs."
+)
 
 # --- the web process's side -------------------------------------------------------------------
 
 
 class _Child:
     def __init__(self, settings_module: str, cache_bytes: int, torch_threads: int):
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: forking threads and torch is unsafe
+        context = multiprocessing.get_context(
+            "spawn"
+        )  # a fresh interpreter: forking threads and torch is unsafe
         self.calls, calls_end = context.Pipe()
         self.streams, streams_end = context.Pipe()
-        self.process = context.Process(target=_serve, name="verticals-inference", daemon=True,
-                                       args=(calls_end, streams_end, settings_module, cache_bytes, torch_threads))
+        self.process = context.Process(
+            target=_serve,
+            name="verticals-inference",
+            daemon=True,
+            args=(calls_end, streams_end, settings_module, cache_bytes, torch_threads),
+        )
         self.process.start()
         calls_end.close()
         streams_end.close()
-        self.open: dict[int, queue.SimpleQueue] = {}   # stream id → its events
+        self.open: dict[int, queue.SimpleQueue] = {}  # stream id → its events
         self.send_lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read_streams, name="inference-streams", daemon=True)
+        self.reader = threading.Thread(
+            target=self._read_streams, name="inference-streams", daemon=True
+        )
         self.reader.start()
 
     def alive(self) -> bool:
@@ -88,7 +98,7 @@ class _Child:
             self.process.kill()
 
 
-_lock = threading.Lock()      # one call at a time on the calls pipe
+_lock = threading.Lock()  # one call at a time on the calls pipe
 _start_lock = threading.Lock()
 _child: _Child | None = None
 _stream_ids = count(1)
@@ -100,8 +110,11 @@ def _running() -> _Child:
         if _child is None or not _child.alive():
             from django.conf import settings
 
-            _child = _Child(os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE,
-                            settings.SERVING_CACHE_BYTES, settings.TORCH_THREADS)
+            _child = _Child(
+                os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE,
+                settings.SERVING_CACHE_BYTES,
+                settings.TORCH_THREADS,
+            )
         return _child
 
 
@@ -173,7 +186,9 @@ class Stream:
                 pass
 
 
-def stream(task_name: str, key: tuple, size: int, files: str, decoded_input, options: dict) -> Stream:
+def stream(
+    task_name: str, key: tuple, size: int, files: str, decoded_input, options: dict
+) -> Stream:
     """Start a generation; return once the inference process accepted it (its errors, such as a
     prompt too long for the model, are raised here, before any event)."""
     child = _running()
@@ -181,7 +196,9 @@ def stream(task_name: str, key: tuple, size: int, files: str, decoded_input, opt
     events: queue.SimpleQueue = queue.SimpleQueue()
     child.open[stream_id] = events
     try:
-        child.send_stream(("generate", stream_id, (task_name, key, size, files, decoded_input, options)))
+        child.send_stream(
+            ("generate", stream_id, (task_name, key, size, files, decoded_input, options))
+        )
     except OSError:
         child.open.pop(stream_id, None)
         _dead(child)
@@ -235,7 +252,14 @@ def _serve(calls, streams, settings_module: str, cache_bytes: int, torch_threads
         try:
             calls.send(answer)
         except Exception as exc:  # an output that cannot travel (not picklable)
-            calls.send((False, RuntimeError(f"In the inference process: the answer could not be sent back: {exc!r}")))
+            calls.send(
+                (
+                    False,
+                    RuntimeError(
+                        f"In the inference process: the answer could not be sent back: {exc!r}"
+                    ),
+                )
+            )
         answer = None
         memory.release_soon()  # what the call freed goes back to the system once it is over
 
@@ -251,12 +275,14 @@ def _portable(exc: Exception) -> Exception:
     """An error the web process can rebuild: InputError as itself, anything else with its traceback."""
     if isinstance(exc, InputError):
         return InputError(str(exc))
-    return RuntimeError("In the inference process: " + "".join(traceback.format_exception(exc))[-4000:])
+    return RuntimeError(
+        "In the inference process: " + "".join(traceback.format_exception(exc))[-4000:]
+    )
 
 
 def _serve_streams(connection) -> None:
     send_lock = threading.Lock()
-    running: dict[int, tuple] = {}   # stream id → (engine, engine request id)
+    running: dict[int, tuple] = {}  # stream id → (engine, engine request id)
 
     def send(message) -> None:
         with send_lock:

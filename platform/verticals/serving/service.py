@@ -28,9 +28,13 @@ class ModelUnavailable(Exception):
 def task_of(model_version: ModelVersion) -> Task:
     task = discovery.enabled_tasks(model_version.tenant).get(model_version.task)
     if task is None:
-        raise ModelUnavailable(f"The task '{model_version.task}' of this model is not available here.")
+        raise ModelUnavailable(
+            f"The task '{model_version.task}' of this model is not available here."
+        )
     if not model_version.predictable:
-        raise ModelUnavailable("This model has no classification head yet (an imported encoder); fine-tune it, then predict.")
+        raise ModelUnavailable(
+            "This model has no classification head yet (an imported encoder); fine-tune it, then predict."
+        )
     return task
 
 
@@ -54,7 +58,9 @@ def generation_task_of(model, tenant) -> Task:
         if task is None:
             raise ModelUnavailable(f"The base model '{model.name}' does not generate text here.")
     if not task.streams:
-        raise ModelUnavailable(f"This model's task ('{task.name}') does not generate text; use its predict endpoint.")
+        raise ModelUnavailable(
+            f"This model's task ('{task.name}') does not generate text; use its predict endpoint."
+        )
     return task
 
 
@@ -81,7 +87,9 @@ class BadInput(InputError):
         self.where = where
 
 
-def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False, model_version: ModelVersion | None = None) -> list:
+def decode_inputs(
+    task: Task, raw_inputs: list, *, single: bool = False, model_version: ModelVersion | None = None
+) -> list:
     """Each raw input decoded by its task and checked against the task's input schema.
 
     Images come back from `decode_input` with only their header read (sdk.EncodedImage): all of
@@ -100,7 +108,9 @@ def decode_inputs(task: Task, raw_inputs: list, *, single: bool = False, model_v
             if found:
                 raise BadInput(found[0], where)
         decoded.append(value)
-    encoded = [(index, value) for index, value in enumerate(decoded) if isinstance(value, EncodedImage)]
+    encoded = [
+        (index, value) for index, value in enumerate(decoded) if isinstance(value, EncodedImage)
+    ]
     if encoded:
         _check_pixels(encoded, single)
         fit = _input_size(task, model_version) if model_version is not None else None
@@ -119,18 +129,25 @@ def _where(index: int, single: bool) -> str:
 
 def _check_pixels(encoded: list[tuple[int, EncodedImage]], single: bool) -> None:
     per_image, per_request = settings.SERVING_MAX_IMAGE_PIXELS, settings.SERVING_MAX_REQUEST_PIXELS
-    limits = f"a predict call takes at most {per_image:,} pixels per image and {per_request:,} in all"
+    limits = (
+        f"a predict call takes at most {per_image:,} pixels per image and {per_request:,} in all"
+    )
     total = 0
     for index, image in encoded:
         if image.pixels > per_image:
-            raise BadInput(f"The image has {image.width}×{image.height} = {image.pixels:,} pixels; {limits}. "
-                           "Send a smaller image.", _where(index, single))
+            raise BadInput(
+                f"The image has {image.width}×{image.height} = {image.pixels:,} pixels; {limits}. "
+                "Send a smaller image.",
+                _where(index, single),
+            )
         total += image.pixels
         if total > per_request:
             everything = sum(i.pixels for _, i in encoded)
-            raise BadInput(f"The call's {len(encoded)} images hold {everything:,} pixels ({total:,} up to this one); "
-                           f"{limits}. Send fewer or smaller images per call, or predict many with a batch_predict job.",
-                           _where(index, single))
+            raise BadInput(
+                f"The call's {len(encoded)} images hold {everything:,} pixels ({total:,} up to this one); "
+                f"{limits}. Send fewer or smaller images per call, or predict many with a batch_predict job.",
+                _where(index, single),
+            )
 
 
 _input_sizes: dict[tuple, tuple[int, int] | None] = {}
@@ -160,7 +177,9 @@ def schema_errors(schema: dict, value) -> list[str]:
         validator = _validators[key] = jsonschema.Draft202012Validator(schema)
     messages = []
     for error in validator.iter_errors(value):
-        where = ".".join(str(part) for part in error.absolute_path)  # e.g. messages.0.content, or "" for the input itself
+        where = ".".join(
+            str(part) for part in error.absolute_path
+        )  # e.g. messages.0.content, or "" for the input itself
         messages.append(f"{where}: {_worded(error)}" if where else _worded(error))
     return messages
 
@@ -180,15 +199,24 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
     with _lock:
         batcher = _batchers.get(key)
         if batcher is None or batcher.closed:
+
             def run(inputs, options, _mv=model_version, _task=task, _key=key):
-                files = str(registry.model_files(_mv))  # stored files, copied here once if the storage is remote
+                files = str(
+                    registry.model_files(_mv)
+                )  # stored files, copied here once if the storage is remote
                 try:
-                    return process.call(process.predict, _task.name, _key, _mv.size_bytes, files, inputs, options)
+                    return process.call(
+                        process.predict, _task.name, _key, _mv.size_bytes, files, inputs, options
+                    )
                 except InputError as exc:
                     raise BadInput(str(exc)) from None
 
-            batcher = MicroBatcher(run, max_batch=task.max_batch, max_wait=settings.SERVING_BATCH_WAIT_MS / 1000,
-                                   name=f"batcher-{model_version.public_id}")
+            batcher = MicroBatcher(
+                run,
+                max_batch=task.max_batch,
+                max_wait=settings.SERVING_BATCH_WAIT_MS / 1000,
+                name=f"batcher-{model_version.public_id}",
+            )
             _batchers[key] = batcher
     return batcher
 
@@ -239,11 +267,22 @@ class MeteredStream:
         self._recorded = True
         usage = dict(self._usage)
         tenant, meter = usage.pop("tenant"), usage.pop("meter")
-        metering.record_call(tenant, [metering.Usage(
-            meter=meter, quantity=Decimal(self.prompt_tokens + self.completion_tokens), **usage,
-            details={"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                     "finish_reason": self.finish_reason},
-        )], admission=self._admission)
+        metering.record_call(
+            tenant,
+            [
+                metering.Usage(
+                    meter=meter,
+                    quantity=Decimal(self.prompt_tokens + self.completion_tokens),
+                    **usage,
+                    details={
+                        "prompt_tokens": self.prompt_tokens,
+                        "completion_tokens": self.completion_tokens,
+                        "finish_reason": self.finish_reason,
+                    },
+                )
+            ],
+            admission=self._admission,
+        )
 
 
 def admit(caller, task: Task, units: dict) -> quotas.Admission:
@@ -264,8 +303,17 @@ def _token_meter(task: Task) -> str:
     return next(iter(task.meters), "textgen.tokens")
 
 
-def generate(*, model, caller, raw_input, options: dict, route: str = "predict.stream", project=None,
-             admission=None, decoded=None) -> MeteredStream:
+def generate(
+    *,
+    model,
+    caller,
+    raw_input,
+    options: dict,
+    route: str = "predict.stream",
+    project=None,
+    admission=None,
+    decoded=None,
+) -> MeteredStream:
     """Start generating from one input with a model version or a garden base model: a stream of
     GenerationEvents (close it to cancel), metered when it ends. BadInput (400) for a bad input or
     parameter, or a prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503);
@@ -274,10 +322,14 @@ def generate(*, model, caller, raw_input, options: dict, route: str = "predict.s
     if decoded is None:
         decoded = _generation_inputs(task, [raw_input], options)[0]
     if admission is None:
-        admission = admit(caller, task, {_token_meter(task): None})  # tokens are known at the end: it runs while some are left
+        admission = admit(
+            caller, task, {_token_meter(task): None}
+        )  # tokens are known at the end: it runs while some are left
     files = str(registry.model_files(model))
     try:
-        stream = process.stream(task.name, model_key(model), model.size_bytes, files, decoded, options)
+        stream = process.stream(
+            task.name, model_key(model), model.size_bytes, files, decoded, options
+        )
     except InputError as exc:
         admission.release()
         raise BadInput(str(exc)) from None
@@ -285,15 +337,26 @@ def generate(*, model, caller, raw_input, options: dict, route: str = "predict.s
         admission.release()
         raise
     is_version = isinstance(model, ModelVersion)
-    return MeteredStream(stream, {
-        "tenant": caller.tenant, "project_id": model.project_id if is_version else (project.pk if project else None),
-        "model_version": model if is_version else None,
-        "model": model.public_id if is_version else model.name, "task": task.name, "route": route, "meter": _token_meter(task),
-        "api_key": caller.api_key, "user": caller.user,
-    }, admission)
+    return MeteredStream(
+        stream,
+        {
+            "tenant": caller.tenant,
+            "project_id": model.project_id if is_version else (project.pk if project else None),
+            "model_version": model if is_version else None,
+            "model": model.public_id if is_version else model.name,
+            "task": task.name,
+            "route": route,
+            "meter": _token_meter(task),
+            "api_key": caller.api_key,
+            "user": caller.user,
+        },
+        admission,
+    )
 
 
-def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "predict", project=None) -> list[dict]:
+def complete(
+    *, model, caller, raw_inputs: list, options: dict, route: str = "predict", project=None
+) -> list[dict]:
     """Generate to the end for each input (they run side by side in the engine), as one metered call:
     [{generated_text, finish_reason, usage: {prompt_tokens, completion_tokens}}]."""
     task = generation_task_of(model, caller.tenant)
@@ -303,8 +366,18 @@ def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "pr
     try:
         for index, (raw, value) in enumerate(zip(raw_inputs, decoded, strict=True)):
             try:
-                streams.append(generate(model=model, caller=caller, raw_input=raw, options=options, route=route, project=project,
-                                        admission=admission, decoded=value))
+                streams.append(
+                    generate(
+                        model=model,
+                        caller=caller,
+                        raw_input=raw,
+                        options=options,
+                        route=route,
+                        project=project,
+                        admission=admission,
+                        decoded=value,
+                    )
+                )
             except BadInput as exc:
                 if len(raw_inputs) > 1 and exc.where == "inputs":
                     exc.where = f"inputs[{index}]"
@@ -312,16 +385,31 @@ def complete(*, model, caller, raw_inputs: list, options: dict, route: str = "pr
         outputs = []
         for stream in streams:
             text = "".join(event.text for event in stream)
-            outputs.append({"generated_text": text, "finish_reason": stream.finish_reason,
-                            "usage": {"prompt_tokens": stream.prompt_tokens, "completion_tokens": stream.completion_tokens}})
+            outputs.append(
+                {
+                    "generated_text": text,
+                    "finish_reason": stream.finish_reason,
+                    "usage": {
+                        "prompt_tokens": stream.prompt_tokens,
+                        "completion_tokens": stream.completion_tokens,
+                    },
+                }
+            )
         return outputs
     finally:
         for stream in streams:
             stream.close()
 
 
-def predict(*, model_version: ModelVersion, inputs: list, options: dict | None = None, single: bool = False,
-            caller=None, route: str = "predict") -> list:
+def predict(
+    *,
+    model_version: ModelVersion,
+    inputs: list,
+    options: dict | None = None,
+    single: bool = False,
+    caller=None,
+    route: str = "predict",
+) -> list:
     """Outputs for raw inputs, in order, metered (the task's meters, units per input) when a caller
     is given. BadInput (400) for bad input, ModelUnavailable (409), quotas.Refused (429, 402, 403),
     InferenceRestarted (503) when the inference process stopped during the call.
@@ -331,29 +419,49 @@ def predict(*, model_version: ModelVersion, inputs: list, options: dict | None =
     conformance suite) still run the task's predict."""
     task = task_of(model_version)
     if task.streams and caller is not None:
-        raise ModelUnavailable("This model generates text; send a prompt to its predict route with the generation shape, "
-                               "or use /v1/chat/completions.")
+        raise ModelUnavailable(
+            "This model generates text; send a prompt to its predict route with the generation shape, "
+            "or use /v1/chat/completions."
+        )
     if not inputs:
         raise BadInput("The list is empty; send one input or a non-empty list.")
     if len(inputs) > task.max_batch:
-        raise BadInput(f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more).")
+        raise BadInput(
+            f"{len(inputs)} inputs in one call; this task takes at most {task.max_batch} (use a batch_predict job for more)."
+        )
     decoded = decode_inputs(task, inputs, single=single, model_version=model_version)
-    units = {meter: Decimal(str(per_input)) * len(inputs) for meter, per_input in task.meters.items()}
+    units = {
+        meter: Decimal(str(per_input)) * len(inputs) for meter, per_input in task.meters.items()
+    }
     admission = admit(caller, task, units) if caller is not None else None
     try:
         try:
             outputs = _batcher(model_version, task).submit(decoded, options)
-        except BatcherClosed:  # it went idle between the lookup and the submit: a fresh one takes the call
+        except (
+            BatcherClosed
+        ):  # it went idle between the lookup and the submit: a fresh one takes the call
             outputs = _batcher(model_version, task).submit(decoded, options)
     except BaseException:
         if admission is not None:
             admission.release()
         raise
     if caller is not None:
-        metering.record_call(caller.tenant, [
-            metering.Usage(meter=meter, quantity=quantity, project_id=model_version.project_id, task=task.name,
-                           model_version=model_version, model=model_version.public_id, api_key=caller.api_key,
-                           user=caller.user, route=route)
-            for meter, quantity in units.items()
-        ], admission=admission)
+        metering.record_call(
+            caller.tenant,
+            [
+                metering.Usage(
+                    meter=meter,
+                    quantity=quantity,
+                    project_id=model_version.project_id,
+                    task=task.name,
+                    model_version=model_version,
+                    model=model_version.public_id,
+                    api_key=caller.api_key,
+                    user=caller.user,
+                    route=route,
+                )
+                for meter, quantity in units.items()
+            ],
+            admission=admission,
+        )
     return outputs

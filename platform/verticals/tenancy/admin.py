@@ -10,11 +10,19 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.text import capfirst
 
-from verticals.tenancy.models import (
-    ApiKey, AuditEvent, Invitation, Membership, Partner, PartnerMembership, Project, Tenant, User,
-)
 from verticals.tenancy import services
 from verticals.tenancy.caller import Caller
+from verticals.tenancy.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Partner,
+    PartnerMembership,
+    Project,
+    Tenant,
+    User,
+)
 from verticals.tenancy.throttle import ThrottledLoginForm
 
 
@@ -47,7 +55,6 @@ class TenantOwnedAdmin(admin.ModelAdmin):
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-
     def has_add_permission(self, request):
         return False
 
@@ -68,7 +75,9 @@ class PartnerAdmin(admin.ModelAdmin):
 @admin.action(description="Suspend the selected tenants")
 def suspend_tenants(modeladmin, request, queryset):
     for tenant in queryset.filter(status=Tenant.Status.ACTIVE):
-        services.tenant_suspend(tenant=tenant, reason="Suspended by platform staff.", actor=staff_caller(request))
+        services.tenant_suspend(
+            tenant=tenant, reason="Suspended by platform staff.", actor=staff_caller(request)
+        )
 
 
 @admin.action(description="Reactivate the selected tenants")
@@ -94,7 +103,10 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["email", "full_name"]
     fieldsets = [
         (None, {"fields": ["email", "password", "full_name"]}),
-        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        (
+            "Permissions",
+            {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]},
+        ),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 

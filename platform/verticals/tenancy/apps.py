@@ -13,5 +13,9 @@ class TenancyConfig(AppConfig):
 
         # Every sign-in attempt (portal, admin) is counted by the throttle before its password is
         # checked; one that fails may reach a limit, one that succeeds gives its place back.
-        user_login_failed.connect(throttle.login_failed, dispatch_uid="verticals.tenancy.throttle.login_failed")
-        user_logged_in.connect(throttle.login_succeeded, dispatch_uid="verticals.tenancy.throttle.login_succeeded")
+        user_login_failed.connect(
+            throttle.login_failed, dispatch_uid="verticals.tenancy.throttle.login_failed"
+        )
+        user_logged_in.connect(
+            throttle.login_succeeded, dispatch_uid="verticals.tenancy.throttle.login_succeeded"
+        )

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from verticals.tenancy.caller import Caller
 
 
-def audit_record(*, tenant: Tenant, actor: "Caller | None", action: str, target, details: dict | None = None) -> AuditEvent:
+def audit_record(
+    *, tenant: Tenant, actor: Caller | None, action: str, target, details: dict | None = None
+) -> AuditEvent:
     # Partner staff act on a tenant from outside it: the row belongs to the affected tenant.
     with tenant_context(tenant):
         return AuditEvent.objects.create(

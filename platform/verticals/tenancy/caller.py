@@ -11,10 +11,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from verticals.config.paths import is_api_path
-
 from verticals.tenancy import keys
 from verticals.tenancy.models import ApiKey, Membership, PartnerMembership, Project, Tenant, User
-from verticals.tenancy.roles import TENANT_ACTIONS, TENANT_WIDE_ACTIONS, partner_role_allows, role_allows, scope_for
+from verticals.tenancy.roles import (
+    TENANT_ACTIONS,
+    TENANT_WIDE_ACTIONS,
+    partner_role_allows,
+    role_allows,
+    scope_for,
+)
 
 TENANT_HEADER = "HTTP_X_TENANT"
 SESSION_TENANT_KEY = "tenant"
@@ -81,8 +86,11 @@ class Caller:
         # Read once per request: permission checks and querysets both ask.
         if self._partner_memberships is None:
             self._partner_memberships = (
-                [] if self.user is None
-                else list(PartnerMembership.objects.filter(user=self.user).select_related("partner"))
+                []
+                if self.user is None
+                else list(
+                    PartnerMembership.objects.filter(user=self.user).select_related("partner")
+                )
             )
         return self._partner_memberships
 
@@ -103,14 +111,18 @@ def bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
-def _invalid_key(request: HttpRequest, message: str, key: ApiKey | None = None) -> tuple[None, CallerError]:
+def _invalid_key(
+    request: HttpRequest, message: str, key: ApiKey | None = None
+) -> tuple[None, CallerError]:
     """A failed key lookup: counted by the throttle, a 401 — or a 429 once the caller's address (or
     the key named) is over its limit. Only failures are counted: a correct key never waits on it."""
     from verticals.tenancy.throttle import key_failed
 
     lockout = key_failed(request, key=key)
     if lockout is not None:
-        return None, CallerError(429, "too_many_attempts", lockout.key_message(), retry_after=lockout.retry_after)
+        return None, CallerError(
+            429, "too_many_attempts", lockout.key_message(), retry_after=lockout.retry_after
+        )
     return None, CallerError(401, "invalid_api_key", message)
 
 
@@ -130,12 +142,18 @@ def _resolve_api_key(request: HttpRequest, secret: str) -> tuple[Caller | None, 
         return _invalid_key(request, "The API key is not valid.", key)
     now = timezone.now()
     if key.revoked_at is not None:
-        return None, CallerError(401, "api_key_revoked", f"This API key was revoked at {key.revoked_at.isoformat()}.")
+        return None, CallerError(
+            401, "api_key_revoked", f"This API key was revoked at {key.revoked_at.isoformat()}."
+        )
     if key.expires_at is not None and key.expires_at <= now:
-        return None, CallerError(401, "api_key_expired", f"This API key expired at {key.expires_at.isoformat()}.")
+        return None, CallerError(
+            401, "api_key_expired", f"This API key expired at {key.expires_at.isoformat()}."
+        )
     if key.tenant.is_suspended:
         return None, CallerError(403, "tenant_suspended", key.tenant.suspension_message())
-    if key.last_used_at is None or now - key.last_used_at > timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION):
+    if key.last_used_at is None or now - key.last_used_at > timedelta(
+        seconds=settings.API_KEY_LAST_USED_RESOLUTION
+    ):
         ApiKey.dangerously_unscoped.filter(pk=key.pk).update(last_used_at=now)  # same row as above
         key.last_used_at = now
     return Caller(api_key=key, tenant=key.tenant, role=key.role), None
@@ -144,7 +162,9 @@ def _resolve_api_key(request: HttpRequest, secret: str) -> tuple[Caller | None, 
 def user_memberships(user: User) -> list[Membership]:
     # A user's own memberships span tenants by nature; filtering by the user is the scope.
     return list(
-        Membership.dangerously_unscoped.filter(user=user).select_related("tenant__partner").order_by("created_at", "pk")
+        Membership.dangerously_unscoped.filter(user=user)
+        .select_related("tenant__partner")
+        .order_by("created_at", "pk")
     )
 
 
@@ -156,7 +176,9 @@ def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, Call
     if wanted:
         chosen = next((m for m in memberships if m.tenant.public_id == wanted), None)
         if chosen is None and request.META.get(TENANT_HEADER):
-            return caller, CallerError(404, "not_found", f"You are not a member of a tenant with id '{wanted}'.")
+            return caller, CallerError(
+                404, "not_found", f"You are not a member of a tenant with id '{wanted}'."
+            )
     if chosen is None and memberships:
         chosen = next((m for m in memberships if not m.tenant.is_suspended), memberships[0])
     if chosen is not None:

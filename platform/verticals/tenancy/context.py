@@ -10,21 +10,30 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from time import monotonic  # bound once: a test's clock patched on the time module leaves the audit alone
 from functools import wraps
-from typing import TYPE_CHECKING, Iterator
+from time import (
+    monotonic,  # bound once: a test's clock patched on the time module leaves the audit alone
+)
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from verticals.tenancy.models import Tenant
 
 log = logging.getLogger("verticals.platform_scope")
 
-_current_tenant: contextvars.ContextVar["Tenant | None"] = contextvars.ContextVar("tenant", default=None)
+_current_tenant: contextvars.ContextVar[Tenant | None] = contextvars.ContextVar(
+    "tenant", default=None
+)
 # Why the work under way may see every tenant's rows (None: it may not). Set by platform_scope().
-_platform_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("platform_scope", default=None)
+_platform_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "platform_scope", default=None
+)
 # (partner ids, their tenants' ids) of a partner's console (None: none). Set by partner_scope().
-_partners: contextvars.ContextVar[tuple[tuple[int, ...], tuple[int, ...]] | None] = contextvars.ContextVar("partners", default=None)
+_partners: contextvars.ContextVar[tuple[tuple[int, ...], tuple[int, ...]] | None] = (
+    contextvars.ContextVar("partners", default=None)
+)
 
 # Each reason's entries into the escape hatch are logged at INFO at most once a minute per process,
 # with how many there were since (the audit trail of platform-wide work; DEBUG has every one).
@@ -42,7 +51,7 @@ class TenantMismatch(RuntimeError):
 
 
 @contextmanager
-def tenant_context(tenant: "Tenant | None") -> Iterator["Tenant | None"]:
+def tenant_context(tenant: Tenant | None) -> Iterator[Tenant | None]:
     """Work for `tenant` (None: for no tenant). Inside a platform scope it narrows the database's
     view to this tenant again, so one tenant's step of platform-wide work sees that tenant only."""
     token = _current_tenant.set(tenant)
@@ -63,7 +72,9 @@ def platform_scope(reason: str) -> Iterator[None]:
     migrations). `reason` says why; it is logged with each entry. The tenant context, if any,
     stays: querysets of `objects` are still filtered by it in the application."""
     if not reason or not reason.strip():
-        raise ValueError("platform_scope() needs a reason: say why this work may see every tenant's rows.")
+        raise ValueError(
+            "platform_scope() needs a reason: say why this work may see every tenant's rows."
+        )
     _audit(reason)
     token = _platform_reason.set(reason)
     try:
@@ -81,7 +92,12 @@ def _audit(reason: str) -> None:
         if now - seen[0] < AUDIT_EVERY_SECONDS:
             return
         count, seen[0], seen[1] = seen[1], now, 0
-    log.info("platform scope: %s (%d entr%s since the last line)", reason, count, "y" if count == 1 else "ies")
+    log.info(
+        "platform scope: %s (%d entr%s since the last line)",
+        reason,
+        count,
+        "y" if count == 1 else "ies",
+    )
 
 
 @contextmanager
@@ -93,7 +109,11 @@ def partner_scope(partner_ids) -> Iterator[None]:
     from verticals.tenancy.models import Tenant
 
     partner_ids = tuple(sorted(set(partner_ids)))
-    tenant_ids = tuple(Tenant.objects.filter(partner_id__in=partner_ids).order_by("pk").values_list("pk", flat=True))
+    tenant_ids = tuple(
+        Tenant.objects.filter(partner_id__in=partner_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     token = _partners.set((partner_ids, tenant_ids))
     platform = _platform_reason.set(None)
     try:
@@ -129,16 +149,22 @@ def database_scope() -> tuple[str, str, str, str, str]:
         return "", "", "", "on", "none"
     partners = _partners.get()
     if partners is not None:
-        return "", ",".join(map(str, partners[1])), ",".join(map(str, partners[0])), "", PARTNER_ROLE
+        return (
+            "",
+            ",".join(map(str, partners[1])),
+            ",".join(map(str, partners[0])),
+            "",
+            PARTNER_ROLE,
+        )
     tenant = _current_tenant.get()
     return ("" if tenant is None else str(tenant.pk)), "", "", "", "none"
 
 
-def get_current_tenant() -> "Tenant | None":
+def get_current_tenant() -> Tenant | None:
     return _current_tenant.get()
 
 
-def require_current_tenant() -> "Tenant":
+def require_current_tenant() -> Tenant:
     tenant = _current_tenant.get()
     if tenant is None:
         raise TenantContextMissing(

@@ -16,7 +16,9 @@ from verticals.tenancy.ids import ALPHABET
 RANDOM_LENGTH = 40
 CHECKSUM_LENGTH = 6
 LOOKUP_LENGTH = 12
-KEY_PATTERN = re.compile(rf"^vk_(live|test)_([0-9A-Za-z]{{{RANDOM_LENGTH}}})([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})$")
+KEY_PATTERN = re.compile(
+    rf"^vk_(live|test)_([0-9A-Za-z]{{{RANDOM_LENGTH}}})([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})$"
+)
 
 
 def _base62(number: int, width: int) -> str:

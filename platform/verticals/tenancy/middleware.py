@@ -30,6 +30,11 @@ class CallerMiddleware:
             user = getattr(request, "user", None)
             if user is not None and user.is_active and user.is_staff:
                 platform = platform_scope(f"staff {user.email} in the admin")
-                log.info("staff %s in the admin, every tenant's rows: %s %s", user.email, request.method, request.path)
+                log.info(
+                    "staff %s in the admin, every tenant's rows: %s %s",
+                    user.email,
+                    request.method,
+                    request.path,
+                )
         with tenant_context(tenant), platform:
             return self.get_response(request)

@@ -20,8 +20,12 @@ class Partner(models.Model):
 
     public_id = PublicIdField(prefix="ptn")
     name = models.CharField(max_length=120, unique=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
-    brand_name = models.CharField(max_length=120, blank=True, help_text="Shown in its tenants' portal.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    brand_name = models.CharField(
+        max_length=120, blank=True, help_text="Shown in its tenants' portal."
+    )
     brand_colour = models.CharField(max_length=7, default="#1f6feb", validators=[hex_colour])
     logo = models.ImageField(upload_to="partner-logos/", blank=True)
     support_email = models.EmailField(blank=True)
@@ -31,7 +35,9 @@ class Partner(models.Model):
         constraints = [
             # At most one root, the platform operator (NULLs never clash in a plain unique index).
             models.UniqueConstraint(
-                Coalesce(F("parent"), Value(0)), condition=Q(parent__isnull=True), name="one_root_partner"
+                Coalesce(F("parent"), Value(0)),
+                condition=Q(parent__isnull=True),
+                name="one_root_partner",
             ),
         ]
 
@@ -46,7 +52,9 @@ class Partner(models.Model):
         """Its own id and those of every partner below it (partner trees are shallow)."""
         ids, frontier = [self.pk], [self.pk]
         while frontier:
-            frontier = list(Partner.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+            frontier = list(
+                Partner.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)
+            )
             ids.extend(frontier)
         return ids
 
@@ -67,7 +75,11 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["partner", "name"], name="tenant_name_unique_per_partner")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "name"], name="tenant_name_unique_per_partner"
+            )
+        ]
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
@@ -131,7 +143,9 @@ class Membership(TenantOwnedModel):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")
+        ]
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
@@ -157,12 +171,16 @@ class Invitation(TenantOwnedModel):
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.CharField(max_length=200)
     # Whose authority the invitation carries: it is revoked when that member goes or is lowered.
-    invited_by_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    invited_by_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
-    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    accepted_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -198,19 +216,27 @@ class PartnerMembership(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["partner", "user"], name="one_membership_per_partner")]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "user"], name="one_membership_per_partner")
+        ]
 
 
 class Project(TenantOwnedModel):
     public_id = PublicIdField(prefix="prj")
     name = models.CharField(max_length=120)
     description = models.TextField(max_length=2000, blank=True)
-    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="project_name_unique_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], name="project_name_unique_per_tenant"
+            )
+        ]
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
@@ -232,14 +258,20 @@ class ApiKey(TenantOwnedModel):
     secret_hash = models.CharField(max_length=64)
     role = models.CharField(max_length=16, choices=Role.choices)
     scopes = models.JSONField(default=list)
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     # A key acts with its creator's authority: it goes when the creator does.
-    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     # The key that created this one, if a key did: revoking it revokes this one too.
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -264,8 +296,12 @@ class AuditEvent(TenantOwnedModel):
     action = models.CharField(max_length=64)
     # The actor's label stays readable after the user or key is gone.
     actor = models.CharField(max_length=200)
-    actor_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     target_type = models.CharField(max_length=32)
     target_id = models.CharField(max_length=32)
     details = models.JSONField(default=dict, blank=True)
@@ -283,10 +319,16 @@ class AuthFailureWindow(models.Model):
     in one fixed window: the throttle's counter (verticals.tenancy.throttle), shared by every web
     process through the database. Not tenant-owned: failures come before any tenant is known."""
 
-    subject = models.CharField(max_length=80, help_text="kind:digest — the account, address or key, hashed.")
+    subject = models.CharField(
+        max_length=80, help_text="kind:digest — the account, address or key, hashed."
+    )
     window_start = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["subject", "window_start"], name="one_auth_failure_window")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject", "window_start"], name="one_auth_failure_window"
+            )
+        ]
         indexes = [models.Index(fields=["window_start"], name="auth_failure_window_start")]

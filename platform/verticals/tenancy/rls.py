@@ -26,15 +26,23 @@ from django.db.migrations.operations.base import Operation
 from verticals.tenancy.context import PARTNER_ROLE
 
 POLICY, PARTNER_POLICY = "tenant_isolation", "partner_console"
-VISIBLE = ("(current_setting('app.platform', true) = 'on' "
-           "OR {column} = NULLIF(current_setting('app.tenant_id', true), '')::bigint)")
+VISIBLE = (
+    "(current_setting('app.platform', true) = 'on' "
+    "OR {column} = NULLIF(current_setting('app.tenant_id', true), '')::bigint)"
+)
 PARTNER_VISIBLE = "({column} = ANY (string_to_array(current_setting('app.tenant_ids', true), ',')::bigint[]){partner})"
-OWN_INVOICE = " OR {column} = ANY (string_to_array(current_setting('app.partner_ids', true), ',')::bigint[])"
-CREATE_PARTNER_ROLE = (f"DO $$ BEGIN CREATE ROLE {PARTNER_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
-                       "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+OWN_INVOICE = (
+    " OR {column} = ANY (string_to_array(current_setting('app.partner_ids', true), ',')::bigint[])"
+)
+CREATE_PARTNER_ROLE = (
+    f"DO $$ BEGIN CREATE ROLE {PARTNER_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+    "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+)
 
 
-def policy_sql(table: str, condition: str, quote, partner_condition: str | None = None) -> list[str]:
+def policy_sql(
+    table: str, condition: str, quote, partner_condition: str | None = None
+) -> list[str]:
     statements = [
         f"ALTER TABLE {quote(table)} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {quote(table)} FORCE ROW LEVEL SECURITY",
@@ -43,9 +51,11 @@ def policy_sql(table: str, condition: str, quote, partner_condition: str | None 
         f"DROP POLICY IF EXISTS {PARTNER_POLICY} ON {quote(table)}",
     ]
     if partner_condition:
-        statements += [CREATE_PARTNER_ROLE,
-                       f"CREATE POLICY {PARTNER_POLICY} ON {quote(table)} TO {PARTNER_ROLE} "
-                       f"USING {partner_condition} WITH CHECK {partner_condition}"]
+        statements += [
+            CREATE_PARTNER_ROLE,
+            f"CREATE POLICY {PARTNER_POLICY} ON {quote(table)} TO {PARTNER_ROLE} "
+            f"USING {partner_condition} WITH CHECK {partner_condition}",
+        ]
     return statements
 
 
@@ -65,7 +75,11 @@ class EnableRowLevelSecurity(Operation):
         self.partner = partner
 
     def deconstruct(self):
-        kwargs = {key: value for key, value in (("through", self.through), ("partner", self.partner)) if value}
+        kwargs = {
+            key: value
+            for key, value in (("through", self.through), ("partner", self.partner))
+            if value
+        }
         return self.__class__.__qualname__, [self.model_name], kwargs
 
     def state_forwards(self, app_label, state):
@@ -75,12 +89,18 @@ class EnableRowLevelSecurity(Operation):
         """(the tenant policy's condition, the partner console's, or None when the parent's serves)."""
         if self.through is None:
             column = quote(model._meta.get_field("tenant").column)
-            own = OWN_INVOICE.format(column=quote(model._meta.get_field(self.partner).column)) if self.partner else ""
+            own = (
+                OWN_INVOICE.format(column=quote(model._meta.get_field(self.partner).column))
+                if self.partner
+                else ""
+            )
             return VISIBLE.format(column=column), PARTNER_VISIBLE.format(column=column, partner=own)
         field = model._meta.get_field(self.through)
         parent = field.related_model._meta
-        return (f"(EXISTS (SELECT 1 FROM {quote(parent.db_table)} AS parent "
-                f"WHERE parent.{quote(parent.pk.column)} = {quote(model._meta.db_table)}.{quote(field.column)}))"), None
+        return (
+            f"(EXISTS (SELECT 1 FROM {quote(parent.db_table)} AS parent "
+            f"WHERE parent.{quote(parent.pk.column)} = {quote(model._meta.db_table)}.{quote(field.column)}))"
+        ), None
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
@@ -94,7 +114,9 @@ class EnableRowLevelSecurity(Operation):
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return
-        table = schema_editor.quote_name(from_state.apps.get_model(app_label, self.model_name)._meta.db_table)
+        table = schema_editor.quote_name(
+            from_state.apps.get_model(app_label, self.model_name)._meta.db_table
+        )
         schema_editor.execute(f"DROP POLICY IF EXISTS {PARTNER_POLICY} ON {table}")
         schema_editor.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
         schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
@@ -118,8 +140,11 @@ def provision_app_role(connection) -> None:
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            "DO $$ BEGIN CREATE ROLE " + quote(user) + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+            "DO $$ BEGIN CREATE ROLE "
+            + quote(user)
+            + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
         cursor.execute(CREATE_PARTNER_ROLE)
         for role in (user, PARTNER_ROLE):
             cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role])
@@ -127,17 +152,28 @@ def provision_app_role(connection) -> None:
             if superuser or bypass:
                 raise ImproperlyConfigured(
                     f"The database role {role!r} is a superuser or has BYPASSRLS, so row-level security would not "
-                    f"hold for it. Run `ALTER ROLE {role} NOSUPERUSER NOBYPASSRLS`, or set DATABASE_APP_USER to another role.")
+                    f"hold for it. Run `ALTER ROLE {role} NOSUPERUSER NOBYPASSRLS`, or set DATABASE_APP_USER to another role."
+                )
         if connection.app_password:
-            cursor.execute(connection.ops.compose_sql(f"ALTER ROLE {quote(user)} PASSWORD %s", [connection.app_password]))
-        cursor.execute(f"GRANT {PARTNER_ROLE} TO {quote(user)}")  # a partner's console takes it on (SET ROLE)
+            cursor.execute(
+                connection.ops.compose_sql(
+                    f"ALTER ROLE {quote(user)} PASSWORD %s", [connection.app_password]
+                )
+            )
+        cursor.execute(
+            f"GRANT {PARTNER_ROLE} TO {quote(user)}"
+        )  # a partner's console takes it on (SET ROLE)
         cursor.execute("SELECT current_database(), current_schema()")
         database, schema = cursor.fetchone()
         cursor.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote(database)} TO {quote(user)}")
         for role in (quote(user), PARTNER_ROLE):
             cursor.execute(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {role}")
-            cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quote(schema)} TO {role}")
-            cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {quote(schema)} TO {role}")
+            cursor.execute(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quote(schema)} TO {role}"
+            )
+            cursor.execute(
+                f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {quote(schema)} TO {role}"
+            )
 
 
 def as_owner(connection, reason: str):

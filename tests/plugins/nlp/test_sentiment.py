@@ -56,13 +56,22 @@ def task():
 @pytest.fixture(scope="module")
 def splits(task, tmp_path_factory):
     root = tmp_path_factory.mktemp("sentiment-data")
-    return {"train": uploaded_split(task, root, "train", 60, 0), "validation": uploaded_split(task, root, "validation", 20, 1),
-            "test": uploaded_split(task, root, "test", 60, 2)}
+    return {
+        "train": uploaded_split(task, root, "train", 60, 0),
+        "validation": uploaded_split(task, root, "validation", 20, 1),
+        "test": uploaded_split(task, root, "test", 60, 2),
+    }
 
 
 @pytest.fixture(scope="module")
 def trained(task, splits):
-    ctx = RecordingContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params, seed=3)
+    ctx = RecordingContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        seed=3,
+    )
     model = task.train(ctx)
     return ctx, model
 
@@ -80,7 +89,12 @@ def saved(task, trained, tmp_path_factory):
 def test_plugin_declares_the_sentiment_task(task):
     assert NlpPlugin.name == "nlp" and NlpPlugin.title and NlpPlugin.description
     assert list(NlpPlugin.tasks) == [SentimentTask, TextGenerationTask]
-    assert (task.name, task.domain, task.playground, task.primary_metric) == ("sentiment", "nlp", "text", "accuracy")
+    assert (task.name, task.domain, task.playground, task.primary_metric) == (
+        "sentiment",
+        "nlp",
+        "text",
+        "accuracy",
+    )
     assert tuple(task.metrics) == ("accuracy", "macro_f1")
     assert set(task.optimizations) == {"quantize", "prune", "distill"}
     assert task.meters == {"inference.requests": 1.0}
@@ -100,7 +114,9 @@ def test_schemas_are_valid_and_every_param_has_a_default(task):
     defaults = with_defaults(task.params_schema, {})
     assert problems(task.params_schema, defaults) == []
     assert problems(task.params_schema, with_defaults(task.params_schema, task.tiny_params)) == []
-    assert problems(task.params_schema, {"epochs": 0}) and problems(task.params_schema, {"colour": "red"})
+    assert problems(task.params_schema, {"epochs": 0}) and problems(
+        task.params_schema, {"colour": "red"}
+    )
     assert problems(task.params_schema, {"d_model": 130})
     assert defaults["learning_rate"] is None and defaults["epochs"] is None
     assert task.input_schema["type"] == "string" and task.input_schema["maxLength"] == MAX_CHARS
@@ -111,9 +127,13 @@ def test_schemas_are_valid_and_every_param_has_a_default(task):
 def test_importing_the_plugin_loads_no_torch():
     import subprocess
 
-    code = ("import sys; import nlp.plugin, nlp.sentiment; "
-            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys; import nlp.plugin, nlp.sentiment; "
+        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -153,7 +173,9 @@ def test_training_reports_counts_and_checkpoints_each_epoch(task, trained, split
     assert [c.step for c in ctx.checkpoints] == list(range(1, epochs + 1))
     last = ctx.checkpoints[-1]
     assert last.state["epoch"] == epochs and last.state["labels"] == LABELS
-    assert any(k.startswith("model.") for k in last.tensors) and any(k.startswith("optim.") for k in last.tensors)
+    assert any(k.startswith("model.") for k in last.tensors) and any(
+        k.startswith("optim.") for k in last.tensors
+    )
     assert all(isinstance(v, torch.Tensor) for v in last.tensors.values())
     assert not model.module.training
 
@@ -161,38 +183,58 @@ def test_training_reports_counts_and_checkpoints_each_epoch(task, trained, split
 def test_a_resumed_run_ends_where_the_uninterrupted_one_did(task, trained, splits):
     full_ctx, full_model = trained
     middle = full_ctx.checkpoints[4]
-    ctx = RecordingContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params, seed=3)
+    ctx = RecordingContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        seed=3,
+    )
     ctx._checkpoint = middle
     model = task.train(ctx)
     steps_per_epoch = -(-len(splits["train"]) // task.tiny_params["batch_size"])
     first_step = min(r[0] for r in ctx.reports if "train_loss" in r[2])
     assert first_step == middle.state["epoch"] * steps_per_epoch + 1
-    assert ctx.samples == (task.tiny_params["epochs"] - middle.state["epoch"]) * len(splits["train"])
+    assert ctx.samples == (task.tiny_params["epochs"] - middle.state["epoch"]) * len(
+        splits["train"]
+    )
     texts = splits["test"].inputs
     assert task.predict(model, texts) == task.predict(full_model, texts)
 
 
 def test_a_finished_checkpoint_trains_no_more(task, trained, splits):
     full_ctx, full_model = trained
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params, seed=3)
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        seed=3,
+    )
     ctx._checkpoint = full_ctx.checkpoints[-1]
     model = task.train(ctx)
     assert ctx.samples == 0 and not ctx.reports
-    assert task.predict(model, task.example_inputs()) == task.predict(full_model, task.example_inputs())
+    assert task.predict(model, task.example_inputs()) == task.predict(
+        full_model, task.example_inputs()
+    )
 
 
 def test_training_is_deterministic_for_a_seed(task, splits):
     params = {**task.tiny_params, "epochs": 2}
     outputs = []
     for _ in range(2):
-        ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=params, seed=11)
+        ctx = LocalTrainContext(
+            task, train=splits["train"], validation=splits["validation"], params=params, seed=11
+        )
         outputs.append(task.predict(task.train(ctx), task.example_inputs()))
     assert outputs[0] == outputs[1]
 
 
 def test_empty_validation_is_skipped(task, splits):
     empty = DatasetSplit("validation", [], LABELS)
-    ctx = LocalTrainContext(task, train=splits["train"], validation=empty, params={**task.tiny_params, "epochs": 1})
+    ctx = LocalTrainContext(
+        task, train=splits["train"], validation=empty, params={**task.tiny_params, "epochs": 1}
+    )
     task.train(ctx)
     assert ctx.reports and not any("val_accuracy" in r[2] for r in ctx.reports)
 
@@ -200,15 +242,28 @@ def test_empty_validation_is_skipped(task, splits):
 def test_a_diverging_loss_raises_a_training_error(task, splits, monkeypatch):
     from nlp import text_models
 
-    monkeypatch.setattr(text_models.TinyEncoder, "forward", lambda self, ids, mask: self.head.weight.sum() * float("nan") + torch.zeros(ids.shape[0], 2))
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params)
+    monkeypatch.setattr(
+        text_models.TinyEncoder,
+        "forward",
+        lambda self, ids, mask: (
+            self.head.weight.sum() * float("nan") + torch.zeros(ids.shape[0], 2)
+        ),
+    )
+    ctx = LocalTrainContext(
+        task, train=splits["train"], validation=splits["validation"], params=task.tiny_params
+    )
     with pytest.raises(TrainingError, match="learning_rate"):
         task.train(ctx)
 
 
 def test_bert_finetune_needs_a_base(task, splits):
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params,
-                            architecture="bert-finetune")
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        architecture="bert-finetune",
+    )
     with pytest.raises(TrainingError, match="base model"):
         task.train(ctx)
 
@@ -219,7 +274,10 @@ def test_bert_finetune_needs_a_base(task, splits):
 def test_evaluation_counts_labels_the_model_does_not_know_as_wrong(task, trained, splits):
     _, model = trained
     known = splits["test"].examples[:20]
-    extra = [Example("It is fine I guess.", "neutral"), Example("Nothing special either way.", "neutral")]
+    extra = [
+        Example("It is fine I guess.", "neutral"),
+        Example("Nothing special either way.", "neutral"),
+    ]
     split = DatasetSplit("test", known + extra, ["negative", "neutral", "positive"])
     evaluation = task.evaluate(model, split)
     on_known = task.evaluate(model, DatasetSplit("test", known, LABELS)).metrics["accuracy"]
@@ -300,16 +358,36 @@ def _hf_dir(root: Path, config: dict, *files: str) -> Path:
 
 
 def test_recognize_reads_hugging_face_configs(task, tmp_path):
-    base = _hf_dir(tmp_path / "base", {"model_type": "bert", "architectures": ["BertModel"]}, "model.safetensors", "tokenizer.json")
+    base = _hf_dir(
+        tmp_path / "base",
+        {"model_type": "bert", "architectures": ["BertModel"]},
+        "model.safetensors",
+        "tokenizer.json",
+    )
     assert task.recognize(base) == ("bert-finetune", [])
-    head = _hf_dir(tmp_path / "head", {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
-                                       "id2label": {"1": "POSITIVE", "0": "NEGATIVE"}}, "model.safetensors", "vocab.txt")
+    head = _hf_dir(
+        tmp_path / "head",
+        {
+            "model_type": "bert",
+            "architectures": ["BertForSequenceClassification"],
+            "id2label": {"1": "POSITIVE", "0": "NEGATIVE"},
+        },
+        "model.safetensors",
+        "vocab.txt",
+    )
     assert task.recognize(head) == ("bert-finetune", ["NEGATIVE", "POSITIVE"])
-    pickled = _hf_dir(tmp_path / "pickled", {"model_type": "bert", "architectures": ["BertModel"]}, "pytorch_model.bin", "tokenizer.json")
+    pickled = _hf_dir(
+        tmp_path / "pickled",
+        {"model_type": "bert", "architectures": ["BertModel"]},
+        "pytorch_model.bin",
+        "tokenizer.json",
+    )
     assert task.recognize(pickled) is None
     no_tokenizer = _hf_dir(tmp_path / "no-tokenizer", {"model_type": "bert"}, "model.safetensors")
     assert task.recognize(no_tokenizer) is None
-    other = _hf_dir(tmp_path / "gpt2", {"model_type": "gpt2"}, "model.safetensors", "tokenizer.json")
+    other = _hf_dir(
+        tmp_path / "gpt2", {"model_type": "gpt2"}, "model.safetensors", "tokenizer.json"
+    )
     assert task.recognize(other) is None
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -337,11 +415,23 @@ def tiny_bert(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = train_tokenizer([text for text, _ in example_reviews(200, 9)], 400)
     tokenizer.add_special_tokens(["[MASK]"])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(directory)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    ).save_pretrained(directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(directory)
     return directory
 
@@ -349,8 +439,15 @@ def tiny_bert(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_bert_trained(task, splits, tiny_bert, tmp_path_factory):
     params = {"epochs": 2, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3}
-    ctx = RecordingContext(task, train=splits["train"], validation=splits["validation"], params=params,
-                           architecture="bert-finetune", base=tiny_bert, seed=1)
+    ctx = RecordingContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=params,
+        architecture="bert-finetune",
+        base=tiny_bert,
+        seed=1,
+    )
     model = task.train(ctx)
     directory = tmp_path_factory.mktemp("tiny-bert-sentiment")
     task.save(model, directory)
@@ -365,7 +462,10 @@ def test_bert_finetune_trains_saves_and_loads_alike(task, tiny_bert_trained):
     assert all(name.endswith(ALLOWED_SUFFIXES) for name in names), names
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "bert" and config["verticals_architecture"] == "bert-finetune"
-    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label2id"] == {"negative": 0, "positive": 1}
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label2id"] == {
+        "negative": 0,
+        "positive": 1,
+    }
     assert task.recognize(directory) == ("bert-finetune", LABELS)
     loaded = task.load(directory)
     assert not loaded.module.training and loaded.labels == LABELS and loaded.max_length == 32
@@ -378,12 +478,21 @@ def test_bert_finetune_trains_saves_and_loads_alike(task, tiny_bert_trained):
 def test_bert_finetune_resumes_from_its_checkpoint(task, splits, tiny_bert, tiny_bert_trained):
     full_ctx, full_model, _ = tiny_bert_trained
     params = {"epochs": 2, "batch_size": 16, "max_length": 32, "learning_rate": 1e-3}
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=params,
-                            architecture="bert-finetune", base=tiny_bert, seed=1)
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=params,
+        architecture="bert-finetune",
+        base=tiny_bert,
+        seed=1,
+    )
     ctx._checkpoint = full_ctx.checkpoints[0]
     model = task.train(ctx)
     assert ctx.samples == len(splits["train"])
-    assert task.predict(model, task.example_inputs()) == task.predict(full_model, task.example_inputs())
+    assert task.predict(model, task.example_inputs()) == task.predict(
+        full_model, task.example_inputs()
+    )
 
 
 def test_a_plain_base_directory_loads_with_a_seeded_head(task, tiny_bert):
@@ -400,40 +509,76 @@ def test_a_parent_keeps_its_head_only_for_the_same_labels(task, tiny_bert_traine
     from nlp import text_models
 
     _, parent, directory = tiny_bert_trained
-    same = LocalTrainContext(task, train=DatasetSplit("train", [Example("ok", "positive")], LABELS),
-                             validation=DatasetSplit("validation", [], LABELS), architecture="bert-finetune",
-                             base=directory, base_labels=LABELS)
+    same = LocalTrainContext(
+        task,
+        train=DatasetSplit("train", [Example("ok", "positive")], LABELS),
+        validation=DatasetSplit("validation", [], LABELS),
+        architecture="bert-finetune",
+        base=directory,
+        base_labels=LABELS,
+    )
     kept = text_models._build_bert(same, same.params, LABELS)
     assert torch.equal(_head(kept), _head(parent).cpu())
     others = ["bad", "good"]
-    other = LocalTrainContext(task, train=DatasetSplit("train", [Example("ok", "good")], others),
-                              validation=DatasetSplit("validation", [], others), architecture="bert-finetune",
-                              base=directory, base_labels=LABELS)
+    other = LocalTrainContext(
+        task,
+        train=DatasetSplit("train", [Example("ok", "good")], others),
+        validation=DatasetSplit("validation", [], others),
+        architecture="bert-finetune",
+        base=directory,
+        base_labels=LABELS,
+    )
     fresh = text_models._build_bert(other, other.params, others)
     assert fresh.module.config.id2label == {0: "bad", 1: "good"}
     assert not torch.equal(_head(fresh), _head(parent).cpu())
     three = ["negative", "neutral", "positive"]
-    wider = LocalTrainContext(task, train=DatasetSplit("train", [Example("ok", "neutral")], three),
-                              validation=DatasetSplit("validation", [], three), architecture="bert-finetune",
-                              base=directory, base_labels=LABELS)
+    wider = LocalTrainContext(
+        task,
+        train=DatasetSplit("train", [Example("ok", "neutral")], three),
+        validation=DatasetSplit("validation", [], three),
+        architecture="bert-finetune",
+        base=directory,
+        base_labels=LABELS,
+    )
     assert _head(text_models._build_bert(wider, wider.params, three)).shape[0] == 3
 
 
-def test_a_transformer_small_parent_continues_with_its_vocabulary_and_head(task, trained, saved, splits):
+def test_a_transformer_small_parent_continues_with_its_vocabulary_and_head(
+    task, trained, saved, splits
+):
     from nlp import text_models
 
     _, parent = trained
-    params = {**task.tiny_params, "epochs": 1, "vocab_size": 100, "d_model": 32}  # size params do not apply to a parent
-    same = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=params, base=saved,
-                             base_labels=LABELS)
+    params = {
+        **task.tiny_params,
+        "epochs": 1,
+        "vocab_size": 100,
+        "d_model": 32,
+    }  # size params do not apply to a parent
+    same = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=params,
+        base=saved,
+        base_labels=LABELS,
+    )
     kept = text_models._build_small(same, same.params, LABELS, [], None)
     assert kept.config == parent.config and kept.tokenizer.to_str() == parent.tokenizer.to_str()
-    assert all(torch.equal(v, parent.module.state_dict()[k]) for k, v in kept.module.state_dict().items())
+    assert all(
+        torch.equal(v, parent.module.state_dict()[k]) for k, v in kept.module.state_dict().items()
+    )
     continued = task.train(same)
     assert task.evaluate(continued, splits["test"]).metrics["accuracy"] >= 0.8
     three = ["negative", "neutral", "positive"]
-    wider = LocalTrainContext(task, train=DatasetSplit("train", [Example("meh", "neutral")], three),
-                              validation=DatasetSplit("validation", [], three), params=params, base=saved, base_labels=LABELS)
+    wider = LocalTrainContext(
+        task,
+        train=DatasetSplit("train", [Example("meh", "neutral")], three),
+        validation=DatasetSplit("validation", [], three),
+        params=params,
+        base=saved,
+        base_labels=LABELS,
+    )
     fresh = text_models._build_small(wider, wider.params, three, [], None)
     assert fresh.module.head.weight.shape[0] == 3
     assert torch.equal(fresh.module.tokens.weight, parent.module.tokens.weight)

@@ -19,11 +19,15 @@ from verticals.sdk import DatasetInvalid, DatasetSplit, InputError, LocalTrainCo
 from verticals.sdk.params import problems, with_defaults
 from verticals.sdk.testing.conformance import local_splits
 
-CHATML_QUESTION = "<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n"
+CHATML_QUESTION = (
+    "<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n"
+)
 WORDS = ["apple", "river", "stone", "cloud", "maple", "tiger", "lemon", "piano"]
 # Margins the trainings below must reach (validation loss per answer token, in nats).
-FROM_SCRATCH_DROP = 2.0    # causal-lm-small on the repetitive set: from ~5.6 (uniform over 260 tokens) to below ~3.6
-FINE_TUNE_DROP = 1.5       # LoRA and full fine-tunes of a tiny base trained on other text (from ~4.7)
+FROM_SCRATCH_DROP = (
+    2.0  # causal-lm-small on the repetitive set: from ~5.6 (uniform over 260 tokens) to below ~3.6
+)
+FINE_TUNE_DROP = 1.5  # LoRA and full fine-tunes of a tiny base trained on other text (from ~4.7)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,8 +60,14 @@ def repetitive_records(rows: int, seed: int) -> list[dict]:
     for i in range(rows):
         word = generator.choice(WORDS)
         if i % 2:
-            records.append({"messages": [{"role": "user", "content": f"Repeat {word}"},
-                                         {"role": "assistant", "content": f"{word} {word}"}]})
+            records.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Repeat {word}"},
+                        {"role": "assistant", "content": f"{word} {word}"},
+                    ]
+                }
+            )
         else:
             records.append({"prompt": f"Spell {word}:", "completion": " " + "-".join(word)})
     return records
@@ -82,7 +92,13 @@ def splits(task, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(task, splits):
-    ctx = RecordingContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params, seed=3)
+    ctx = RecordingContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        seed=3,
+    )
     model = task.train(ctx)
     yield ctx, model
     model.close()
@@ -101,9 +117,16 @@ def tiny_base(task, tmp_path_factory) -> Path:
     verticals keys): causal-lm-small trained on other text (the example dataset), so that it is a
     pretrained model the fine-tunes below adapt, not random weights."""
     root = tmp_path_factory.mktemp("tiny-llama")
-    other = local_splits(task, task.example_dataset(root / "upload", rows=60, seed=2), root / "work")
-    ctx = LocalTrainContext(task, train=other["train"], validation=other["validation"],
-                            params={**task.tiny_params, "epochs": 10}, seed=5)
+    other = local_splits(
+        task, task.example_dataset(root / "upload", rows=60, seed=2), root / "work"
+    )
+    ctx = LocalTrainContext(
+        task,
+        train=other["train"],
+        validation=other["validation"],
+        params={**task.tiny_params, "epochs": 10},
+        seed=5,
+    )
     model = closed(task.train(ctx))
     directory = root / "model"
     model.model.save_pretrained(str(directory))
@@ -120,7 +143,12 @@ def state_of(module) -> dict:
 
 def test_plugin_declares_the_text_generation_task(task):
     assert TextGenerationTask in NlpPlugin.tasks
-    assert (task.name, task.domain, task.streams, task.labelled) == ("text-generation", "nlp", True, False)
+    assert (task.name, task.domain, task.streams, task.labelled) == (
+        "text-generation",
+        "nlp",
+        True,
+        False,
+    )
     assert task.meters == {"textgen.tokens": 1.0} and task.max_batch == 8
     assert task.metrics == ("validation_loss", "perplexity") and task.primary_metric == "perplexity"
     assert [a.name for a in task.architectures] == ["causal-lm-small", "causal-lm-finetune"]
@@ -130,29 +158,53 @@ def test_plugin_declares_the_text_generation_task(task):
 
 
 def test_schemas_are_valid_and_every_param_has_a_default(task):
-    for schema in (task.params_schema, task.input_schema, task.output_schema, task.generation_params_schema):
+    for schema in (
+        task.params_schema,
+        task.input_schema,
+        task.output_schema,
+        task.generation_params_schema,
+    ):
         jsonschema.Draft202012Validator.check_schema(schema)
     defaults = with_defaults(task.params_schema, {})
     assert set(defaults) == set(task.params_schema["properties"])
     assert problems(task.params_schema, defaults) == []
     assert problems(task.params_schema, with_defaults(task.params_schema, task.tiny_params)) == []
-    assert problems(task.params_schema, {"method": "qlora"}) and problems(task.params_schema, {"colour": "red"})
+    assert problems(task.params_schema, {"method": "qlora"}) and problems(
+        task.params_schema, {"colour": "red"}
+    )
     for value in task.example_inputs():
         jsonschema.validate(value, task.input_schema)
-    for bad in ("", {"messages": []}, {"messages": [{"role": "robot", "content": "hi"}]}, {"prompt": "x"}):
+    for bad in (
+        "",
+        {"messages": []},
+        {"messages": [{"role": "robot", "content": "hi"}]},
+        {"prompt": "x"},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, task.input_schema)
-    jsonschema.validate({"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "stop": ["\n"], "seed": 1},
-                        task.generation_params_schema)
-    for bad in ({"max_tokens": 0}, {"temperature": 2.5}, {"top_p": 0}, {"stop": ["a"] * 5}, {"n": 2}):
+    jsonschema.validate(
+        {"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "stop": ["\n"], "seed": 1},
+        task.generation_params_schema,
+    )
+    for bad in (
+        {"max_tokens": 0},
+        {"temperature": 2.5},
+        {"top_p": 0},
+        {"stop": ["a"] * 5},
+        {"n": 2},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, task.generation_params_schema)
 
 
 def test_importing_the_plugin_loads_no_torch():
-    code = ("import sys; import nlp.plugin, nlp.textgen, nlp.chat_data; "
-            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys; import nlp.plugin, nlp.textgen, nlp.chat_data; "
+        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -161,12 +213,19 @@ def test_importing_the_plugin_loads_no_torch():
 
 def ingest(tmp_path, lines, name="chat.jsonl"):
     path = tmp_path / name
-    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    path.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
+    )
     return ChatJsonl().ingest(path, tmp_path)
 
 
-GOOD_CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                          {"role": "assistant", "content": "Hello."}]}
+GOOD_CHAT = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ]
+}
 GOOD_PAIR = {"prompt": "2+2=", "completion": "4"}
 
 
@@ -221,13 +280,24 @@ def test_uploads_need_rows_jsonl_and_utf8(tmp_path):
     with pytest.raises(DatasetInvalid, match="accepted file"):
         ChatJsonl().check_format("chat.csv")
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps({"prompt": "caf\u00e9", "completion": "x"}).encode("utf-8").replace(b"\\u00e9", b"\xe9"))
+    path.write_bytes(
+        json.dumps({"prompt": "caf\u00e9", "completion": "x"})
+        .encode("utf-8")
+        .replace(b"\\u00e9", b"\xe9")
+    )
     with pytest.raises(DatasetInvalid, match="not UTF-8"):
         ChatJsonl().ingest(path, tmp_path)
     with pytest.raises(DatasetInvalid) as refused:
-        ChatJsonl(max_chars=10).ingest(write_jsonl(tmp_path / "long.jsonl", [GOOD_PAIR] * 3 + [
-            {"prompt": "a" * 20, "completion": "b"}]), tmp_path)
-    assert refused.value.problems[0].where == "line 4" and "at most 10" in refused.value.problems[0].message
+        ChatJsonl(max_chars=10).ingest(
+            write_jsonl(
+                tmp_path / "long.jsonl", [GOOD_PAIR] * 3 + [{"prompt": "a" * 20, "completion": "b"}]
+            ),
+            tmp_path,
+        )
+    assert (
+        refused.value.problems[0].where == "line 4"
+        and "at most 10" in refused.value.problems[0].message
+    )
 
 
 def test_example_dataset_is_seeded_and_ingestible(task, tmp_path):
@@ -247,7 +317,11 @@ def test_the_split_is_seeded_and_random(task, tmp_path):
     refs = {name: [e.ref for e in split] for name, split in first.items()}
     assert refs == {name: [e.ref for e in split] for name, split in again.items()}
     assert refs != {name: [e.ref for e in split] for name, split in other.items()}
-    assert {name: len(split) for name, split in first.items()} == {"train": 48, "validation": 6, "test": 6}
+    assert {name: len(split) for name, split in first.items()} == {
+        "train": 48,
+        "validation": 6,
+        "test": 6,
+    }
 
 
 # --- the tokenizer ---------------------------------------------------------------------------------
@@ -256,7 +330,9 @@ def test_the_split_is_seeded_and_random(task, tmp_path):
 def test_the_byte_tokenizer_is_fixed_and_encodes_any_text():
     first, second = causal_lm.byte_tokenizer(), causal_lm.byte_tokenizer()
     assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
-    assert len(first) == 260 and first.convert_ids_to_tokens([0, 1, 2, 3]) == causal_lm.SPECIAL_TOKENS
+    assert (
+        len(first) == 260 and first.convert_ids_to_tokens([0, 1, 2, 3]) == causal_lm.SPECIAL_TOKENS
+    )
     text = "Héllo, 世界! <tab>\t"
     ids = first(text, add_special_tokens=False)["input_ids"]
     assert len(ids) == len(text.encode("utf-8")) and all(4 <= i < 260 for i in ids)
@@ -286,7 +362,9 @@ def test_training_lowers_the_validation_loss_by_the_stated_margin(task, trained,
     assert final <= initial - FROM_SCRATCH_DROP, (initial, final)
     evaluation = task.evaluate(model, splits["validation"])
     assert evaluation.metrics["validation_loss"] == pytest.approx(final, rel=1e-5)
-    assert evaluation.metrics["perplexity"] == pytest.approx(torch.tensor(final).exp().item(), rel=1e-5)
+    assert evaluation.metrics["perplexity"] == pytest.approx(
+        torch.tensor(final).exp().item(), rel=1e-5
+    )
     assert evaluation.metrics["initial_validation_loss"] == initial
     assert evaluation.report == {"examples": len(splits["validation"])}
 
@@ -298,11 +376,17 @@ def test_training_reports_and_checkpoints_each_epoch(task, trained, splits):
     losses = [r for r in ctx.reports if "train_loss" in r[2]]
     assert [r[0] for r in losses] == list(range(1, epochs * steps_per_epoch + 1))
     epoch_points = [r[2] for r in ctx.reports if "epoch_train_loss" in r[2]]
-    assert len(epoch_points) == epochs and all({"val_loss", "val_perplexity"} <= set(m) for m in epoch_points)
+    assert len(epoch_points) == epochs and all(
+        {"val_loss", "val_perplexity"} <= set(m) for m in epoch_points
+    )
     assert ctx.samples == epochs * len(splits["train"])
     assert [c.step for c in ctx.checkpoints] == list(range(1, epochs + 1))
     last = ctx.checkpoints[-1].state
-    assert (last["epoch"], last["architecture"], last["method"]) == (epochs, "causal-lm-small", "full")
+    assert (last["epoch"], last["architecture"], last["method"]) == (
+        epochs,
+        "causal-lm-small",
+        "full",
+    )
     assert last["model_config"]["hidden_size"] == task.tiny_params["d_model"]
     assert not model.model.training
 
@@ -310,11 +394,20 @@ def test_training_reports_and_checkpoints_each_epoch(task, trained, splits):
 def test_a_resumed_run_ends_where_the_uninterrupted_one_did(task, trained, splits):
     full_ctx, full_model = trained
     middle = full_ctx.checkpoints[4]
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], params=task.tiny_params, seed=3)
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=task.tiny_params,
+        seed=3,
+    )
     ctx._checkpoint = middle
     model = closed(task.train(ctx))
     steps_per_epoch = -(-len(splits["train"]) // task.tiny_params["batch_size"])
-    assert min(r[0] for r in ctx.reports if "train_loss" in r[2]) == middle.state["epoch"] * steps_per_epoch + 1
+    assert (
+        min(r[0] for r in ctx.reports if "train_loss" in r[2])
+        == middle.state["epoch"] * steps_per_epoch + 1
+    )
     assert model.facts == full_model.facts  # the loss before training came back with the checkpoint
     ours, theirs = model.model.state_dict(), full_model.model.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
@@ -322,23 +415,45 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_did(task, trained, split
 
 def test_bad_sizes_and_missing_bases_are_training_errors(task, splits):
     with pytest.raises(TrainingError, match="multiple of num_heads"):
-        task.train(LocalTrainContext(task, train=splits["train"], validation=splits["validation"],
-                                     params={**task.tiny_params, "d_model": 64, "num_heads": 12}))
+        task.train(
+            LocalTrainContext(
+                task,
+                train=splits["train"],
+                validation=splits["validation"],
+                params={**task.tiny_params, "d_model": 64, "num_heads": 12},
+            )
+        )
     with pytest.raises(TrainingError, match="choose a base model"):
-        task.train(LocalTrainContext(task, train=splits["train"], validation=splits["validation"],
-                                     params=task.tiny_params, architecture="causal-lm-finetune"))
+        task.train(
+            LocalTrainContext(
+                task,
+                train=splits["train"],
+                validation=splits["validation"],
+                params=task.tiny_params,
+                architecture="causal-lm-finetune",
+            )
+        )
 
 
 # --- fine-tuning -----------------------------------------------------------------------------------
 
 
 def finetune(task, splits, base, **params):
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], architecture="causal-lm-finetune",
-                            base=base, seed=1, params={"epochs": 4, "batch_size": 8, "max_length": 128, **params})
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        architecture="causal-lm-finetune",
+        base=base,
+        seed=1,
+        params={"epochs": 4, "batch_size": 8, "max_length": 128, **params},
+    )
     return ctx, closed(task.train(ctx))
 
 
-def test_lora_changes_only_the_projections_by_low_rank_merged_updates(task, splits, tiny_base, tmp_path):
+def test_lora_changes_only_the_projections_by_low_rank_merged_updates(
+    task, splits, tiny_base, tmp_path
+):
     before = state_of(causal_lm.load(tiny_base).model)
     ctx, model = finetune(task, splits, tiny_base, method="lora", lora_rank=4, learning_rate=1e-2)
     after = state_of(model.model)
@@ -356,7 +471,10 @@ def test_lora_changes_only_the_projections_by_low_rank_merged_updates(task, spli
 
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
         assert not any("lora" in key for key in weights.keys())
-    assert json.loads((tmp_path / "config.json").read_text())["verticals_architecture"] == "causal-lm-finetune"
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["verticals_architecture"]
+        == "causal-lm-finetune"
+    )
 
 
 def test_full_fine_tune_trains_every_weight(task, splits, tiny_base):
@@ -365,18 +483,29 @@ def test_full_fine_tune_trains_every_weight(task, splits, tiny_base):
     after = state_of(model.model)
     assert all(not torch.equal(before[name], after[name]) for name in before)
     final = [r[2]["val_loss"] for r in ctx.reports if "val_loss" in r[2]][-1]
-    print(f"\nfull fine-tune: validation loss {model.facts['initial_validation_loss']:.3f} -> {final:.3f}")
+    print(
+        f"\nfull fine-tune: validation loss {model.facts['initial_validation_loss']:.3f} -> {final:.3f}"
+    )
     assert final <= model.facts["initial_validation_loss"] - FINE_TUNE_DROP
 
 
 def test_a_small_parent_continues_from_its_weights(task, splits, saved):
-    ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], base=saved,
-                            params={**task.tiny_params, "epochs": 1, "d_model": 128})
+    ctx = LocalTrainContext(
+        task,
+        train=splits["train"],
+        validation=splits["validation"],
+        base=saved,
+        params={**task.tiny_params, "epochs": 1, "d_model": 128},
+    )
     model = closed(task.train(ctx))
-    assert model.architecture == "causal-lm-small" and model.model.config.hidden_size == task.tiny_params["d_model"]
+    assert (
+        model.architecture == "causal-lm-small"
+        and model.model.config.hidden_size == task.tiny_params["d_model"]
+    )
     parent = causal_lm.load(saved)
     assert model.facts["initial_validation_loss"] == pytest.approx(
-        task.evaluate(parent, splits["validation"]).metrics["validation_loss"], rel=1e-5)
+        task.evaluate(parent, splits["validation"]).metrics["validation_loss"], rel=1e-5
+    )
 
 
 # --- artifacts -------------------------------------------------------------------------------------
@@ -387,11 +516,23 @@ def test_save_writes_a_plain_hugging_face_directory(saved):
 
     check_model_files(saved, TextGenerationTask.model_files)
     names = {p.name for p in saved.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    } <= names
     config = json.loads((saved / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["model_type"] == "llama"
-    assert (config["verticals_task"], config["verticals_architecture"]) == ("text-generation", "causal-lm-small")
-    assert config["verticals_context_length"] == 256 and "initial_validation_loss" in config["verticals_training"]
+    assert (config["verticals_task"], config["verticals_architecture"]) == (
+        "text-generation",
+        "causal-lm-small",
+    )
+    assert (
+        config["verticals_context_length"] == 256
+        and "initial_validation_loss" in config["verticals_training"]
+    )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(str(saved)).chat_template == causal_lm.CHAT_TEMPLATE
@@ -401,8 +542,9 @@ def test_save_writes_a_plain_hugging_face_directory(saved):
 def test_save_then_load_generates_exactly_alike(task, trained, saved):
     _, model = trained
     loaded = closed(task.load(saved))
-    inputs = [task.decode_input(raw) for raw in task.example_inputs()] + [task.decode_input({"messages": [
-        {"role": "user", "content": "Repeat river"}]})]
+    inputs = [task.decode_input(raw) for raw in task.example_inputs()] + [
+        task.decode_input({"messages": [{"role": "user", "content": "Repeat river"}]})
+    ]
     options = {"max_tokens": 24, "temperature": 0}
     before = task.predict(model, inputs, options=options)
     after = task.predict(loaded, inputs, options=options)
@@ -418,13 +560,18 @@ def test_save_then_load_generates_exactly_alike(task, trained, saved):
 def test_sampling_with_a_seed_repeats_and_stop_strings_end_the_text(task, trained):
     _, model = trained
     [prompt] = [task.decode_input({"messages": [{"role": "user", "content": "Repeat lemon"}]})]
-    sampled = [task.predict(model, [prompt], options={"temperature": 1.5, "seed": 42, "max_tokens": 16})[0]
-               for _ in range(2)]
+    sampled = [
+        task.predict(model, [prompt], options={"temperature": 1.5, "seed": 42, "max_tokens": 16})[0]
+        for _ in range(2)
+    ]
     assert sampled[0] == sampled[1]
     [stopped] = task.predict(model, [prompt], options={"temperature": 0, "stop": " "})
     prompt_tokens = len(task.generation_request(model, prompt, {}).prompt_ids)
-    assert stopped == {"generated_text": "lemon", "finish_reason": "stop",
-                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len("lemon ")}}
+    assert stopped == {
+        "generated_text": "lemon",
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len("lemon ")},
+    }
     [short] = task.predict(model, [prompt], options={"temperature": 0, "max_tokens": 2})
     assert short["finish_reason"] == "length" and short["usage"]["completion_tokens"] == 2
 
@@ -434,7 +581,9 @@ def test_recognize_reads_configs_only(task, saved, tiny_base, tmp_path):
     assert task.recognize(tiny_base) == ("causal-lm-finetune", [])
     bert = tmp_path / "bert"
     bert.mkdir()
-    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    (bert / "config.json").write_text(
+        json.dumps({"model_type": "bert", "architectures": ["BertModel"]})
+    )
     (bert / "model.safetensors").write_bytes(b"")
     (bert / "tokenizer.json").write_text("{}")
     assert task.recognize(bert) is None
@@ -453,30 +602,48 @@ def test_recognize_reads_configs_only(task, saved, tiny_base, tmp_path):
 
 def test_decode_input_takes_prompts_messages_and_dataset_rows(task):
     assert task.decode_input("Once upon a time") == {"prompt": "Once upon a time"}
-    messages = [{"role": "developer", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}]
-    assert task.decode_input({"messages": messages}) == {"messages": [{"role": "system", "content": "Be brief."},
-                                                                      {"role": "user", "content": "Hi there"}]}
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
+        },
+    ]
+    assert task.decode_input({"messages": messages}) == {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi there"},
+        ]
+    }
     row = {"messages": [{"role": "user", "content": "Hi"}], "completion": "Hello."}
     assert task.decode_input(row) == {"messages": [{"role": "user", "content": "Hi"}]}
     assert task.decode_input({"prompt": "2+2=", "completion": "4"}) == {"prompt": "2+2="}
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (None, "not null"),
-    (12345, "not a number"),
-    ({"not": "an input"}, "without 'messages'"),
-    ("", "empty"),
-    ("x" * (MAX_CHARS + 1), f"at most {MAX_CHARS}"),
-    ({"messages": []}, "'messages' is empty; send at least one message"),
-    ({"messages": "hello"}, "'messages' must be an array"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]: the role 'robot' is not one of"),
-    ({"messages": [{"content": "hi"}]}, "messages[0]: 'role' is missing"),
-    ({"messages": [{"role": "user", "content": 3}]}, "messages[0]: 'content' must be a string"),
-    ({"messages": [{"role": "user", "content": " "}]}, "messages[0]: 'content' is empty"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]}, "reads text only"),
-    ({"messages": ["hi"]}, "messages[0] must be an object"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, "not null"),
+        (12345, "not a number"),
+        ({"not": "an input"}, "without 'messages'"),
+        ("", "empty"),
+        ("x" * (MAX_CHARS + 1), f"at most {MAX_CHARS}"),
+        ({"messages": []}, "'messages' is empty; send at least one message"),
+        ({"messages": "hello"}, "'messages' must be an array"),
+        (
+            {"messages": [{"role": "robot", "content": "hi"}]},
+            "messages[0]: the role 'robot' is not one of",
+        ),
+        ({"messages": [{"content": "hi"}]}, "messages[0]: 'role' is missing"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages[0]: 'content' must be a string"),
+        ({"messages": [{"role": "user", "content": " "}]}, "messages[0]: 'content' is empty"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
+            "reads text only",
+        ),
+        ({"messages": ["hi"]}, "messages[0] must be an object"),
+    ],
+)
 def test_decode_input_says_what_to_fix(task, raw, message):
     with pytest.raises(InputError) as refused:
         task.decode_input(raw)
@@ -488,11 +655,17 @@ def test_prompts_longer_than_the_context_are_refused_with_both_numbers(task, tra
     prompt = task.decode_input("x" * 200)
     with pytest.raises(InputError) as refused:
         task.generation_request(model, prompt, {"max_tokens": 100})
-    assert str(refused.value).startswith("The prompt has 200 tokens and max_tokens is 100: 300 in all, over this "
-                                         "model's context of 256 tokens.")
+    assert str(refused.value).startswith(
+        "The prompt has 200 tokens and max_tokens is 100: 300 in all, over this "
+        "model's context of 256 tokens."
+    )
     assert task.generation_request(model, prompt, {"max_tokens": 56}).max_new_tokens == 56
-    assert task.generation_request(model, prompt, {}).max_new_tokens == 56  # the default shrinks to what is left
-    with pytest.raises(InputError, match="The prompt has 256 tokens; this model's context holds 256"):
+    assert (
+        task.generation_request(model, prompt, {}).max_new_tokens == 56
+    )  # the default shrinks to what is left
+    with pytest.raises(
+        InputError, match="The prompt has 256 tokens; this model's context holds 256"
+    ):
         task.generation_request(model, task.decode_input("x" * 256), {})
     with pytest.raises(InputError, match="over this model's context"):
         task.predict(model, [prompt], options={"max_tokens": 57})
@@ -500,24 +673,45 @@ def test_prompts_longer_than_the_context_are_refused_with_both_numbers(task, tra
 
 def test_generation_requests_carry_checked_options(task, trained):
     _, model = trained
-    request = task.generation_request(model, {"prompt": "Hi"}, {"max_tokens": 5, "temperature": 0.5, "top_p": 0.9,
-                                                                "stop": "\n", "seed": 7})
-    assert (request.max_new_tokens, request.temperature, request.top_p, request.stop, request.seed) == (5, 0.5, 0.9, ["\n"], 7)
+    request = task.generation_request(
+        model,
+        {"prompt": "Hi"},
+        {"max_tokens": 5, "temperature": 0.5, "top_p": 0.9, "stop": "\n", "seed": 7},
+    )
+    assert (
+        request.max_new_tokens,
+        request.temperature,
+        request.top_p,
+        request.stop,
+        request.seed,
+    ) == (5, 0.5, 0.9, ["\n"], 7)
     greedy = task.generation_request(model, {"prompt": "Hi"}, None)
-    assert (greedy.temperature, greedy.top_p, greedy.stop, greedy.seed) == (0.0, 1.0, [], None)  # generation_config: greedy
+    assert (greedy.temperature, greedy.top_p, greedy.stop, greedy.seed) == (
+        0.0,
+        1.0,
+        [],
+        None,
+    )  # generation_config: greedy
     assert set(generation_options({"stop": ["a", "b"]})) == {"stop"}
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"max_tokens": 0}, "max_tokens must be an integer of at least 1"),
-    ({"max_tokens": True}, "max_tokens must be an integer"),
-    ({"temperature": 2.5}, "temperature must be a number from 0 (greedy) to 2"),
-    ({"top_p": 0}, "top_p must be a number above 0"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
-    ({"stop": [""]}, "stop must be a non-empty string"),
-    ({"seed": -1}, "seed must be an integer"),
-    ({"top_k": 3}, "Unknown parameter(s) top_k; text generation takes " + ", ".join(GENERATION_PARAMS_SCHEMA["properties"])),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens must be an integer of at least 1"),
+        ({"max_tokens": True}, "max_tokens must be an integer"),
+        ({"temperature": 2.5}, "temperature must be a number from 0 (greedy) to 2"),
+        ({"top_p": 0}, "top_p must be a number above 0"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
+        ({"stop": [""]}, "stop must be a non-empty string"),
+        ({"seed": -1}, "seed must be an integer"),
+        (
+            {"top_k": 3},
+            "Unknown parameter(s) top_k; text generation takes "
+            + ", ".join(GENERATION_PARAMS_SCHEMA["properties"]),
+        ),
+    ],
+)
 def test_bad_generation_options_are_input_errors(options, message):
     with pytest.raises(InputError) as refused:
         generation_options(options)
@@ -529,7 +723,9 @@ def test_a_template_less_model_refuses_messages(task, trained):
     template, model.tokenizer.chat_template = model.tokenizer.chat_template, None
     try:
         with pytest.raises(InputError, match="no chat template; send the prompt as a string"):
-            task.generation_request(model, task.decode_input({"messages": [{"role": "user", "content": "Hi"}]}), {})
+            task.generation_request(
+                model, task.decode_input({"messages": [{"role": "user", "content": "Hi"}]}), {}
+            )
     finally:
         model.tokenizer.chat_template = template
 

@@ -36,6 +36,13 @@ def b64(data: bytes) -> str:
 
 def train_tiny(task, shapes: dict, architecture: str = "", **params):
     """(context, model) of `architecture` trained with the task's tiny_params (and `params`)."""
-    ctx = LocalTrainContext(task, train=shapes["train"], validation=shapes["validation"], test=shapes["test"],
-                            params={**task.tiny_params, **params}, architecture=architecture, seed=0)
+    ctx = LocalTrainContext(
+        task,
+        train=shapes["train"],
+        validation=shapes["validation"],
+        test=shapes["test"],
+        params={**task.tiny_params, **params},
+        architecture=architecture,
+        seed=0,
+    )
     return ctx, task.train(ctx)

@@ -25,7 +25,11 @@ def test_plugin():
 def test_task_declarations(task):
     assert isinstance(task, Task)
     assert (task.name, task.domain, task.playground, task.primary_metric) == (
-        "image-classification", "vision", "image", "accuracy")
+        "image-classification",
+        "vision",
+        "image",
+        "accuracy",
+    )
     assert task.title and task.description
     assert isinstance(task.dataset, LabelledImages)
     assert task.output_schema == CLASSIFICATION_OUTPUT
@@ -39,7 +43,9 @@ def test_task_declarations(task):
 
 def test_architectures(task):
     names = [a.name for a in task.architectures]
-    assert {"resnet18", "mobilenet_v3_small", "simple-cnn"} <= set(names) and len(names) == len(set(names))
+    assert {"resnet18", "mobilenet_v3_small", "simple-cnn"} <= set(names) and len(names) == len(
+        set(names)
+    )
     assert task.default_architecture == "resnet18"
     for architecture in task.architectures:
         assert architecture.title and architecture.families == (architecture.name,)
@@ -56,7 +62,11 @@ def test_params_schema(task):
     assert problems(schema, defaults) == []
     assert defaults["learning_rate"] is None and defaults["horizontal_flip"] is True
     assert problems(schema, task.tiny_params) == []
-    assert problems(schema, {"epochs": 0}) and problems(schema, {"learning_rate": 0}) and problems(schema, {"nope": 1})
+    assert (
+        problems(schema, {"epochs": 0})
+        and problems(schema, {"learning_rate": 0})
+        and problems(schema, {"nope": 1})
+    )
     assert problems(schema, {"image_size": 32, "epochs": 6, "horizontal_flip": False}) == []
 
 
@@ -65,7 +75,11 @@ def test_example_dataset(task, tmp_path):
     assert upload.suffix == ".zip" and upload.parent == tmp_path / "a"
     with zipfile.ZipFile(upload) as archive:
         names = archive.namelist()
-    assert len(names) == 30 and {name.split("/")[0] for name in names} == {"circle", "square", "triangle"}
+    assert len(names) == 30 and {name.split("/")[0] for name in names} == {
+        "circle",
+        "square",
+        "triangle",
+    }
     examples = ingest(upload, tmp_path / "files")
     assert len(examples) == 30 and all(e.input.is_file() for e in examples)
     again = task.example_dataset(tmp_path / "b", rows=30, seed=3)
@@ -75,10 +89,14 @@ def test_example_dataset(task, tmp_path):
 
 
 def test_importing_the_plugin_does_not_import_torch():
-    code = ("import sys, vision.plugin, vision.classification; "
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy', 'PIL')); "
-            "print(heavy); sys.exit(1 if heavy else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    code = (
+        "import sys, vision.plugin, vision.classification; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy', 'PIL')); "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -88,7 +106,11 @@ def test_the_plugin_imports_only_the_sdk_from_the_platform():
     package = Path(vision.__file__).parent
     for source in package.glob("*.py"):
         text = source.read_text()
-        assert "django" not in text.replace("Django", "").lower() or source.name == "apps.py", source.name
+        assert "django" not in text.replace("Django", "").lower() or source.name == "apps.py", (
+            source.name
+        )
         for line in text.splitlines():
             if line.lstrip().startswith(("import verticals", "from verticals")):
-                assert line.lstrip().startswith(("from verticals.sdk import", "from verticals.sdk ")), (source.name, line)
+                assert line.lstrip().startswith(
+                    ("from verticals.sdk import", "from verticals.sdk ")
+                ), (source.name, line)

@@ -13,7 +13,11 @@ from verticals.sdk import EncodedImage, InputError
 
 def test_base64_png(task):
     image = task.decode_input(b64(png(Image.new("RGB", (20, 10), (10, 200, 30)))))
-    assert isinstance(image, EncodedImage) and (image.format, image.width, image.height) == ("PNG", 20, 10)
+    assert isinstance(image, EncodedImage) and (image.format, image.width, image.height) == (
+        "PNG",
+        20,
+        10,
+    )
     rgb = image.decode()
     assert rgb.mode == "RGB" and rgb.size == (20, 10) and rgb.getpixel((0, 0)) == (10, 200, 30)
 

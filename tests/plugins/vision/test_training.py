@@ -24,16 +24,22 @@ def test_default_architecture_learns_and_reports(task, shapes, trained):
     evaluation = task.evaluate(model, shapes["test"])
     assert set(evaluation.metrics) == set(task.metrics)
     assert evaluation.metrics["accuracy"] > CHANCE + 0.1, evaluation.metrics
-    assert evaluation.report["confusion_matrix"] and evaluation.report["examples"] == len(shapes["test"])
+    assert evaluation.report["confusion_matrix"] and evaluation.report["examples"] == len(
+        shapes["test"]
+    )
 
     epochs, batch = ctx.params["epochs"], ctx.params["batch_size"]
     total = epochs * steps_per_epoch(len(shapes["train"]), batch)
-    losses = [(step, metrics["train_loss"]) for step, _, metrics in ctx.reports if "train_loss" in metrics]
+    losses = [
+        (step, metrics["train_loss"]) for step, _, metrics in ctx.reports if "train_loss" in metrics
+    ]
     assert [step for step, _ in losses] == list(range(1, total + 1))
     assert all(t == total for _, t, m in ctx.reports)
     assert all(math.isfinite(value) for _, value in losses)
     validation = [m for _, _, m in ctx.reports if "val_accuracy" in m]
-    assert len(validation) == epochs and all({"val_loss", "val_accuracy"} <= set(m) for m in validation)
+    assert len(validation) == epochs and all(
+        {"val_loss", "val_accuracy"} <= set(m) for m in validation
+    )
     assert ctx.samples == epochs * len(shapes["train"])
 
     checkpoint = ctx.restore()
@@ -88,8 +94,13 @@ class Rerun(LocalTrainContext):
 
 def test_rerun_resumes_from_the_checkpoint_exactly(task, shapes):
     params = {**task.tiny_params, "epochs": 3, "crop_scale": 0.7, "horizontal_flip": True}
-    common = {"train": shapes["train"], "validation": shapes["validation"], "params": params, "architecture": "simple-cnn",
-              "seed": 5}
+    common = {
+        "train": shapes["train"],
+        "validation": shapes["validation"],
+        "params": params,
+        "architecture": "simple-cnn",
+        "seed": 5,
+    }
     straight = LocalTrainContext(task, **common)
     whole = task.train(straight)
 
@@ -101,16 +112,26 @@ def test_rerun_resumes_from_the_checkpoint_exactly(task, shapes):
     rerun = Rerun(task, **common, left=lost.restore())
     resumed = task.train(rerun)
     per_epoch = steps_per_epoch(len(shapes["train"]), params["batch_size"])
-    assert min(step for step, _, _ in rerun.reports) == per_epoch + 1  # epoch 1 was not trained again
+    assert (
+        min(step for step, _, _ in rerun.reports) == per_epoch + 1
+    )  # epoch 1 was not trained again
     assert rerun.samples == 2 * len(shapes["train"])
     assert any("Resuming after epoch 1" in line for line in rerun.lines)
-    for (key, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=False):
+    for (key, a), (_, b) in zip(
+        whole.state_dict().items(), resumed.state_dict().items(), strict=False
+    ):
         assert torch.equal(a, b), key  # same seed, same data: identical to the uninterrupted run
 
 
 def test_a_checkpoint_of_another_run_is_ignored(task, shapes):
-    common = {"train": shapes["train"], "validation": shapes["validation"], "architecture": "simple-cnn"}
-    first = LocalTrainContext(task, **common, params={**task.tiny_params, "epochs": 1, "image_size": 32})
+    common = {
+        "train": shapes["train"],
+        "validation": shapes["validation"],
+        "architecture": "simple-cnn",
+    }
+    first = LocalTrainContext(
+        task, **common, params={**task.tiny_params, "epochs": 1, "image_size": 32}
+    )
     task.train(first)
     rerun = Rerun(task, **common, params={**task.tiny_params, "epochs": 1}, left=first.restore())
     task.train(rerun)
@@ -120,8 +141,13 @@ def test_a_checkpoint_of_another_run_is_ignored(task, shapes):
 
 def test_training_without_validation(task, shapes):
     empty = DatasetSplit("validation", [], shapes["train"].labels)
-    ctx = LocalTrainContext(task, train=shapes["train"], validation=empty, params={**task.tiny_params, "epochs": 1},
-                            architecture="simple-cnn")
+    ctx = LocalTrainContext(
+        task,
+        train=shapes["train"],
+        validation=empty,
+        params={**task.tiny_params, "epochs": 1},
+        architecture="simple-cnn",
+    )
     task.train(ctx)
     assert not [m for _, _, m in ctx.reports if "val_loss" in m]
     assert ctx.restore().state["epoch"] == 1
@@ -135,14 +161,21 @@ def test_diverging_training_fails_with_a_message(task, shapes, monkeypatch):
             return super().forward(logits, target) * float("nan")
 
     monkeypatch.setattr(training.nn, "CrossEntropyLoss", NanLoss)
-    ctx = LocalTrainContext(task, train=shapes["train"], validation=shapes["validation"], params=task.tiny_params,
-                            architecture="simple-cnn")
+    ctx = LocalTrainContext(
+        task,
+        train=shapes["train"],
+        validation=shapes["validation"],
+        params=task.tiny_params,
+        architecture="simple-cnn",
+    )
     with pytest.raises(TrainingError, match="diverged"):
         task.train(ctx)
 
 
 def test_too_few_images(task, shapes):
     one = split("train", shapes["train"].examples[:1], shapes["train"].labels)
-    ctx = LocalTrainContext(task, train=one, validation=shapes["validation"], params=task.tiny_params)
+    ctx = LocalTrainContext(
+        task, train=one, validation=shapes["validation"], params=task.tiny_params
+    )
     with pytest.raises(TrainingError, match="at least 2"):
         task.train(ctx)

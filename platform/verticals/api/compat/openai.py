@@ -22,14 +22,35 @@ from verticals.serving import service as serving
 
 GENERATION = ("max_tokens", "temperature", "top_p", "stop", "seed")
 # Accepted and ignored at their neutral values (clients send them by default).
-NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "user": None, "echo": False,
-           "best_of": 1, "suffix": None, "logit_bias": None, "top_logprobs": None, "parallel_tool_calls": None,
-           "response_format": None, "service_tier": None, "store": None, "metadata": None}
+NEUTRAL = {
+    "n": 1,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "logprobs": False,
+    "user": None,
+    "echo": False,
+    "best_of": 1,
+    "suffix": None,
+    "logit_bias": None,
+    "top_logprobs": None,
+    "parallel_tool_calls": None,
+    "response_format": None,
+    "service_tier": None,
+    "store": None,
+    "metadata": None,
+}
 
 
 class OpenAIError(exceptions.APIException):
-    def __init__(self, message: str, *, status_code: int = 400, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 400,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status_code, self.type, self.param, self.openai_code = status_code, type_, param, code
 
@@ -42,8 +63,17 @@ def openai_exception_handler(exc, context):
         answer = exception_handler(exc, context)  # our shape, status and headers; re-worded below
         answer.data = openai_body(answer.status_code, answer.data)
         return answer
-    return Response({"error": {"message": str(exc.detail), "type": exc.type, "param": exc.param, "code": exc.openai_code}},
-                    status=exc.status_code)
+    return Response(
+        {
+            "error": {
+                "message": str(exc.detail),
+                "type": exc.type,
+                "param": exc.param,
+                "code": exc.openai_code,
+            }
+        },
+        status=exc.status_code,
+    )
 
 
 class OpenAIView(CallerAPIView):
@@ -60,24 +90,49 @@ class OpenAIView(CallerAPIView):
 
 def _model_card(model, tenant) -> dict:
     if isinstance(model, ModelVersion):
-        parent = model.parent.public_id if model.parent_id else (model.base_model.name if model.base_model_id else None)
+        parent = (
+            model.parent.public_id
+            if model.parent_id
+            else (model.base_model.name if model.base_model_id else None)
+        )
         root = model.base_model.name if model.base_model_id else model.public_id
-        return {"id": model.public_id, "object": "model", "created": int(model.created_at.timestamp()),
-                "owned_by": model.tenant.public_id, "name": f"{model.name} v{model.version}", "task": model.task,
-                "parent": parent, "root": root}
+        return {
+            "id": model.public_id,
+            "object": "model",
+            "created": int(model.created_at.timestamp()),
+            "owned_by": model.tenant.public_id,
+            "name": f"{model.name} v{model.version}",
+            "task": model.task,
+            "parent": parent,
+            "root": root,
+        }
     task = serving.base_generation_task(model, tenant)
-    return {"id": model.name, "object": "model", "created": int(model.created_at.timestamp()), "owned_by": "verticals",
-            "name": model.title, "task": task.name if task else None, "parent": None, "root": model.name}
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": "verticals",
+        "name": model.title,
+        "task": task.name if task else None,
+        "parent": None,
+        "root": model.name,
+    }
 
 
 def resolve_model(caller, name) -> ModelVersion | BaseModel:
     """The model a request names, among those this caller may use; 404 in OpenAI's words if none."""
-    missing = OpenAIError(f"The model '{name}' does not exist or you do not have access to it.", status_code=404,
-                          param="model", code="model_not_found")
+    missing = OpenAIError(
+        f"The model '{name}' does not exist or you do not have access to it.",
+        status_code=404,
+        param="model",
+        code="model_not_found",
+    )
     if not isinstance(name, str) or not name:
         raise OpenAIError("You must provide a model parameter.", param="model")
     if name.startswith("mdl_"):
-        models = ModelVersion.objects.filter(public_id=name, task__in=list(serving.generation_tasks(caller.tenant)))
+        models = ModelVersion.objects.filter(
+            public_id=name, task__in=list(serving.generation_tasks(caller.tenant))
+        )
         if caller.project is not None:
             models = models.filter(project=caller.project)
         model = models.select_related("project").first()
@@ -95,16 +150,27 @@ class ModelList(OpenAIView):
 
     def required_action(self) -> str | None:
         caller = self.caller
-        return "model.view" if caller is not None and caller.denial("model.predict") else "model.predict"
+        return (
+            "model.view"
+            if caller is not None and caller.denial("model.predict")
+            else "model.predict"
+        )
 
     def get(self, request):
         tenant = self.caller.tenant
-        versions = ModelVersion.objects.filter(task__in=list(serving.generation_tasks(tenant))).select_related(
-            "parent", "base_model", "tenant")
+        versions = ModelVersion.objects.filter(
+            task__in=list(serving.generation_tasks(tenant))
+        ).select_related("parent", "base_model", "tenant")
         if self.caller.project is not None:
             versions = versions.filter(project=self.caller.project)
-        bases = [base for base in BaseModel.objects.all() if serving.base_generation_task(base, tenant) is not None]
-        return Response({"object": "list", "data": [_model_card(m, tenant) for m in [*bases, *versions]]})
+        bases = [
+            base
+            for base in BaseModel.objects.all()
+            if serving.base_generation_task(base, tenant) is not None
+        ]
+        return Response(
+            {"object": "list", "data": [_model_card(m, tenant) for m in [*bases, *versions]]}
+        )
 
 
 class ModelDetail(ModelList):
@@ -113,14 +179,25 @@ class ModelDetail(ModelList):
 
 
 def _options(body: dict, *, chat: bool) -> dict:
-    known = set(GENERATION) | {"model", "stream", "stream_options", "max_completion_tokens"} | set(NEUTRAL)
+    known = (
+        set(GENERATION)
+        | {"model", "stream", "stream_options", "max_completion_tokens"}
+        | set(NEUTRAL)
+    )
     known |= {"messages"} if chat else {"prompt"}
     for name in body:
         if name not in known:
             raise OpenAIError(f"Unrecognized request argument supplied: {name}", param=name)
     for name, neutral in NEUTRAL.items():
-        if body.get(name) not in (None, neutral) and name not in ("user", "metadata", "store", "service_tier"):
-            raise OpenAIError(f"'{name}' is not supported here; leave it out or send {neutral!r}.", param=name)
+        if body.get(name) not in (None, neutral) and name not in (
+            "user",
+            "metadata",
+            "store",
+            "service_tier",
+        ):
+            raise OpenAIError(
+                f"'{name}' is not supported here; leave it out or send {neutral!r}.", param=name
+            )
     options = {name: body[name] for name in GENERATION if body.get(name) is not None}
     options.setdefault("temperature", 1.0)  # OpenAI's default: sampling (send 0 for greedy)
     if body.get("max_completion_tokens") is not None:
@@ -133,15 +210,23 @@ def _options(body: dict, *, chat: bool) -> dict:
 def _messages(raw) -> list[dict]:
     """OpenAI chat messages as the task takes them: text content, `developer` as `system`."""
     if not isinstance(raw, list) or not raw:
-        raise OpenAIError("'messages' must be a non-empty array of {role, content}.", param="messages")
+        raise OpenAIError(
+            "'messages' must be a non-empty array of {role, content}.", param="messages"
+        )
     messages = []
     for index, message in enumerate(raw):
         if not isinstance(message, dict) or "role" not in message:
-            raise OpenAIError(f"messages[{index}] must be an object with a role and content.", param=f"messages[{index}]")
+            raise OpenAIError(
+                f"messages[{index}] must be an object with a role and content.",
+                param=f"messages[{index}]",
+            )
         content = message.get("content")
         if isinstance(content, list):  # content parts: only text can be read here
             if any(not isinstance(part, dict) or part.get("type") != "text" for part in content):
-                raise OpenAIError(f"messages[{index}].content: only text parts are supported.", param=f"messages[{index}].content")
+                raise OpenAIError(
+                    f"messages[{index}].content: only text parts are supported.",
+                    param=f"messages[{index}].content",
+                )
             content = "".join(str(part.get("text", "")) for part in content)
         role = "system" if message["role"] == "developer" else message["role"]
         messages.append({"role": role, "content": content})
@@ -159,8 +244,11 @@ def _stream_flags(body: dict) -> tuple[bool, bool]:
 
 
 def _usage(generation) -> dict:
-    return {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,
-            "total_tokens": generation.prompt_tokens + generation.completion_tokens}
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    }
 
 
 class _Completion(OpenAIView):
@@ -178,7 +266,13 @@ class _Completion(OpenAIView):
         stream, include_usage = _stream_flags(body)
         raw_input = self.raw_input(body)
         try:
-            generation = serving.generate(model=model, caller=self.caller, raw_input=raw_input, options=options, route=self.route)
+            generation = serving.generate(
+                model=model,
+                caller=self.caller,
+                raw_input=raw_input,
+                options=options,
+                route=self.route,
+            )
         except serving.BadInput as exc:
             where = exc.where if exc.where != "inputs" else ("messages" if self.chat else "prompt")
             message = str(exc)
@@ -188,8 +282,12 @@ class _Completion(OpenAIView):
         except serving.ModelUnavailable as exc:
             raise OpenAIError(str(exc), param="model", code="model_not_supported") from None
         except serving.InferenceRestarted as exc:
-            raise OpenAIError(str(exc), status_code=status.HTTP_503_SERVICE_UNAVAILABLE, type_="server_error",
-                              code="inference_restarted") from None
+            raise OpenAIError(
+                str(exc),
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                type_="server_error",
+                code="inference_restarted",
+            ) from None
         ident, created = self.id_prefix + uuid.uuid4().hex[:24], int(time.time())
         name = body["model"]
         if stream:
@@ -200,30 +298,72 @@ class _Completion(OpenAIView):
         finally:
             generation.close()
         if generation.finish_reason == "error":
-            raise OpenAIError("The model failed while generating; retry.", status_code=500, type_="server_error")
-        return Response({"id": ident, "object": self.object_name, "created": created, "model": name,
-                         "choices": [self.choice(text, generation.finish_reason)], "usage": _usage(generation)})
+            raise OpenAIError(
+                "The model failed while generating; retry.", status_code=500, type_="server_error"
+            )
+        return Response(
+            {
+                "id": ident,
+                "object": self.object_name,
+                "created": created,
+                "model": name,
+                "choices": [self.choice(text, generation.finish_reason)],
+                "usage": _usage(generation),
+            }
+        )
 
     def chunks(self, generation, ident, created, name, include_usage):
-        head = {"id": ident, "object": self.object_name + ".chunk" if self.chat else self.object_name, "created": created,
-                "model": name}
+        head = {
+            "id": ident,
+            "object": self.object_name + ".chunk" if self.chat else self.object_name,
+            "created": created,
+            "model": name,
+        }
         try:
             if self.chat:
-                yield sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+                yield sse(
+                    {
+                        **head,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
             for event in generation:
                 if event.text:
                     yield sse({**head, "choices": [self.delta(event.text, None)]})
                 if event.finished:
                     if event.finish_reason == "error":
-                        yield sse({"error": {"message": "The model failed while generating; retry.", "type": "server_error",
-                                             "param": None, "code": None}})
+                        yield sse(
+                            {
+                                "error": {
+                                    "message": "The model failed while generating; retry.",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            }
+                        )
                         return
                     yield sse({**head, "choices": [self.delta("", event.finish_reason)]})
             if include_usage:
                 yield sse({**head, "choices": [], "usage": _usage(generation)})
             yield sse("[DONE]")
         except serving.InferenceRestarted as exc:
-            yield sse({"error": {"message": str(exc), "type": "server_error", "param": None, "code": "inference_restarted"}})
+            yield sse(
+                {
+                    "error": {
+                        "message": str(exc),
+                        "type": "server_error",
+                        "param": None,
+                        "code": "inference_restarted",
+                    }
+                }
+            )
 
 
 class ChatCompletions(_Completion):
@@ -233,10 +373,20 @@ class ChatCompletions(_Completion):
         return {"messages": _messages(body.get("messages"))}
 
     def choice(self, text, finish_reason):
-        return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish_reason}
+        return {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
 
     def delta(self, text, finish_reason):
-        return {"index": 0, "delta": {"content": text} if text else {}, "logprobs": None, "finish_reason": finish_reason}
+        return {
+            "index": 0,
+            "delta": {"content": text} if text else {},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
 
 
 class Completions(_Completion):
@@ -252,7 +402,9 @@ class Completions(_Completion):
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
         if not isinstance(prompt, str) or not prompt:
-            raise OpenAIError("'prompt' must be a non-empty string (one prompt per call).", param="prompt")
+            raise OpenAIError(
+                "'prompt' must be a non-empty string (one prompt per call).", param="prompt"
+            )
         return prompt
 
     def choice(self, text, finish_reason):

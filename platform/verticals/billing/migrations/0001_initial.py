@@ -10,293 +10,909 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("registry", "0001_initial"),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Meter',
+            name="Meter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$', 'A meter key is dotted lower case, e.g. speech.audio_seconds.')])),
-                ('name', models.CharField(max_length=120)),
-                ('unit', models.CharField(help_text='Singular unit: request, token, image, second, GB-day.', max_length=32)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('declared_by', models.CharField(default='core', help_text='core, or the plugin that declares it.', max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$",
+                                "A meter key is dotted lower case, e.g. speech.audio_seconds.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "unit",
+                    models.CharField(
+                        help_text="Singular unit: request, token, image, second, GB-day.",
+                        max_length=32,
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=300)),
+                (
+                    "declared_by",
+                    models.CharField(
+                        default="core",
+                        help_text="core, or the plugin that declares it.",
+                        max_length=64,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['key'],
+                "ordering": ["key"],
             },
         ),
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='pln')),
-                ('code', models.CharField(max_length=40, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9-]{0,39}$', 'A plan code is lower case letters, digits and dashes.')])),
-                ('name', models.CharField(max_length=120)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('currency', models.CharField(choices=[('AUD', 'AUD'), ('BHD', 'BHD'), ('BRL', 'BRL'), ('CAD', 'CAD'), ('CHF', 'CHF'), ('CLP', 'CLP'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('INR', 'INR'), ('ISK', 'ISK'), ('JOD', 'JOD'), ('JPY', 'JPY'), ('KRW', 'KRW'), ('KWD', 'KWD'), ('OMR', 'OMR'), ('SGD', 'SGD'), ('TND', 'TND'), ('USD', 'USD'), ('ZAR', 'ZAR')], default='USD', max_length=3)),
-                ('monthly_fee', models.DecimalField(decimal_places=9, default=0, max_digits=24, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('cap', models.CharField(choices=[('hard', 'Hard cap: work stops when included units run out'), ('soft', 'Soft cap: work goes on and is billed as overage')], default='soft', max_length=4)),
-                ('requests_per_minute', models.PositiveIntegerField(blank=True, help_text='Metered calls per minute; empty: no limit.', null=True)),
-                ('concurrent_jobs', models.PositiveIntegerField(blank=True, help_text='Jobs running at once; empty: the platform default.', null=True)),
-                ('max_model_versions', models.PositiveIntegerField(blank=True, help_text='Model versions kept; empty: no limit.', null=True)),
-                ('enabled_tasks', models.JSONField(blank=True, default=list, help_text='Task names; empty: every installed task.')),
-                ('is_active', models.BooleanField(default=True, help_text='Offered for new subscriptions.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="pln")),
+                (
+                    "code",
+                    models.CharField(
+                        max_length=40,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9-]{0,39}$",
+                                "A plan code is lower case letters, digits and dashes.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("description", models.CharField(blank=True, max_length=500)),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("AUD", "AUD"),
+                            ("BHD", "BHD"),
+                            ("BRL", "BRL"),
+                            ("CAD", "CAD"),
+                            ("CHF", "CHF"),
+                            ("CLP", "CLP"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("INR", "INR"),
+                            ("ISK", "ISK"),
+                            ("JOD", "JOD"),
+                            ("JPY", "JPY"),
+                            ("KRW", "KRW"),
+                            ("KWD", "KWD"),
+                            ("OMR", "OMR"),
+                            ("SGD", "SGD"),
+                            ("TND", "TND"),
+                            ("USD", "USD"),
+                            ("ZAR", "ZAR"),
+                        ],
+                        default="USD",
+                        max_length=3,
+                    ),
+                ),
+                (
+                    "monthly_fee",
+                    models.DecimalField(
+                        decimal_places=9,
+                        default=0,
+                        max_digits=24,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                (
+                    "cap",
+                    models.CharField(
+                        choices=[
+                            ("hard", "Hard cap: work stops when included units run out"),
+                            ("soft", "Soft cap: work goes on and is billed as overage"),
+                        ],
+                        default="soft",
+                        max_length=4,
+                    ),
+                ),
+                (
+                    "requests_per_minute",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Metered calls per minute; empty: no limit.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "concurrent_jobs",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Jobs running at once; empty: the platform default.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "max_model_versions",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Model versions kept; empty: no limit.", null=True
+                    ),
+                ),
+                (
+                    "enabled_tasks",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Task names; empty: every installed task.",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(default=True, help_text="Offered for new subscriptions."),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['monthly_fee', 'code'],
+                "ordering": ["monthly_fee", "code"],
             },
         ),
         migrations.CreateModel(
-            name='Contract',
+            name="Contract",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='ctr')),
-                ('name', models.CharField(max_length=120)),
-                ('monthly_fee', models.DecimalField(blank=True, decimal_places=9, help_text="Empty: the plan's fee.", max_digits=24, null=True, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('starts_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('notes', models.TextField(blank=True, max_length=2000)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="ctr")),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "monthly_fee",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=9,
+                        help_text="Empty: the plan's fee.",
+                        max_digits=24,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                ("starts_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                ("notes", models.TextField(blank=True, max_length=2000)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-starts_at', '-pk'],
+                "ordering": ["-starts_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Invoice',
+            name="Invoice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='invc')),
-                ('number', models.CharField(max_length=40, unique=True)),
-                ('kind', models.CharField(choices=[('retail', 'Retail'), ('wholesale', 'Wholesale'), ('credit_note', 'Credit note')], max_length=12)),
-                ('currency', models.CharField(choices=[('AUD', 'AUD'), ('BHD', 'BHD'), ('BRL', 'BRL'), ('CAD', 'CAD'), ('CHF', 'CHF'), ('CLP', 'CLP'), ('EUR', 'EUR'), ('GBP', 'GBP'), ('INR', 'INR'), ('ISK', 'ISK'), ('JOD', 'JOD'), ('JPY', 'JPY'), ('KRW', 'KRW'), ('KWD', 'KWD'), ('OMR', 'OMR'), ('SGD', 'SGD'), ('TND', 'TND'), ('USD', 'USD'), ('ZAR', 'ZAR')], max_length=3)),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('total_minor', models.BigIntegerField(help_text='Sum of the lines, in minor units.')),
-                ('retail_total_minor', models.BigIntegerField(blank=True, help_text='Wholesale: what the partner billed its tenants for the same lines.', null=True)),
-                ('reason', models.CharField(blank=True, max_length=500)),
-                ('brand', models.JSONField(blank=True, default=dict, help_text="The issuer's brand as it was at issue.")),
-                ('bill_to', models.JSONField(blank=True, default=dict)),
-                ('issued_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('credits', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='credit_notes', to='billing.invoice')),
-                ('issuer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='issued_invoices', to='tenancy.partner')),
-                ('partner', models.ForeignKey(blank=True, help_text='The billed partner (wholesale, and its credit notes).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='wholesale_invoices', to='tenancy.partner')),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="invc")),
+                ("number", models.CharField(max_length=40, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("retail", "Retail"),
+                            ("wholesale", "Wholesale"),
+                            ("credit_note", "Credit note"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        choices=[
+                            ("AUD", "AUD"),
+                            ("BHD", "BHD"),
+                            ("BRL", "BRL"),
+                            ("CAD", "CAD"),
+                            ("CHF", "CHF"),
+                            ("CLP", "CLP"),
+                            ("EUR", "EUR"),
+                            ("GBP", "GBP"),
+                            ("INR", "INR"),
+                            ("ISK", "ISK"),
+                            ("JOD", "JOD"),
+                            ("JPY", "JPY"),
+                            ("KRW", "KRW"),
+                            ("KWD", "KWD"),
+                            ("OMR", "OMR"),
+                            ("SGD", "SGD"),
+                            ("TND", "TND"),
+                            ("USD", "USD"),
+                            ("ZAR", "ZAR"),
+                        ],
+                        max_length=3,
+                    ),
+                ),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                (
+                    "total_minor",
+                    models.BigIntegerField(help_text="Sum of the lines, in minor units."),
+                ),
+                (
+                    "retail_total_minor",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Wholesale: what the partner billed its tenants for the same lines.",
+                        null=True,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=500)),
+                (
+                    "brand",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The issuer's brand as it was at issue."
+                    ),
+                ),
+                ("bill_to", models.JSONField(blank=True, default=dict)),
+                ("issued_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "credits",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="credit_notes",
+                        to="billing.invoice",
+                    ),
+                ),
+                (
+                    "issuer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="issued_invoices",
+                        to="tenancy.partner",
+                    ),
+                ),
+                (
+                    "partner",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The billed partner (wholesale, and its credit notes).",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="wholesale_invoices",
+                        to="tenancy.partner",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoices",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-issued_at', '-pk'],
+                "ordering": ["-issued_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='InvoiceSequence',
+            name="InvoiceSequence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveIntegerField()),
-                ('last', models.PositiveIntegerField(default=0)),
-                ('issuer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.partner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("year", models.PositiveIntegerField()),
+                ("last", models.PositiveIntegerField(default=0)),
+                (
+                    "issuer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.partner",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ContractPrice',
+            name="ContractPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('included', verticals.billing.money.QuantityField(blank=True, help_text="Empty: the plan's included units.", null=True)),
-                ('unit_price', models.DecimalField(decimal_places=9, max_digits=24, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('contract', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prices', to='billing.contract')),
-                ('meter', models.ForeignKey(db_column='meter', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.meter', to_field='key')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "included",
+                    verticals.billing.money.QuantityField(
+                        blank=True, help_text="Empty: the plan's included units.", null=True
+                    ),
+                ),
+                (
+                    "unit_price",
+                    models.DecimalField(
+                        decimal_places=9,
+                        max_digits=24,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                (
+                    "contract",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prices",
+                        to="billing.contract",
+                    ),
+                ),
+                (
+                    "meter",
+                    models.ForeignKey(
+                        db_column="meter",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="billing.meter",
+                        to_field="key",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='InvoiceLine',
+            name="InvoiceLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('fee', 'Plan fee'), ('usage', 'Usage'), ('credit', 'Credit')], max_length=8)),
-                ('description', models.CharField(max_length=300)),
-                ('meter', models.CharField(blank=True, max_length=64)),
-                ('quantity', verticals.billing.money.QuantityField(default=0, help_text='Units used (usage) or the share of the period (fee).')),
-                ('included', verticals.billing.money.QuantityField(default=0)),
-                ('billable', verticals.billing.money.QuantityField(default=0, help_text='Units charged: used beyond the included ones.')),
-                ('unit_price', models.DecimalField(decimal_places=9, default=0, max_digits=24, validators=[verticals.billing.money.check_price_digits])),
-                ('amount_minor', models.BigIntegerField()),
-                ('wholesale_unit_price', models.DecimalField(blank=True, decimal_places=9, max_digits=24, null=True, validators=[verticals.billing.money.check_price_digits])),
-                ('wholesale_included', verticals.billing.money.QuantityField(blank=True, null=True)),
-                ('wholesale_billable', verticals.billing.money.QuantityField(blank=True, null=True)),
-                ('wholesale_amount_minor', models.BigIntegerField(blank=True, null=True)),
-                ('retail_amount_minor', models.BigIntegerField(blank=True, null=True)),
-                ('by_task', models.JSONField(blank=True, default=dict, help_text='Usage lines: units per task (strings), for revenue by task.')),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='billing.invoice')),
-                ('source', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='billed_lines', to='billing.invoice')),
-                ('tenant', models.ForeignKey(blank=True, help_text='Wholesale: the tenant the line is for.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("fee", "Plan fee"), ("usage", "Usage"), ("credit", "Credit")],
+                        max_length=8,
+                    ),
+                ),
+                ("description", models.CharField(max_length=300)),
+                ("meter", models.CharField(blank=True, max_length=64)),
+                (
+                    "quantity",
+                    verticals.billing.money.QuantityField(
+                        default=0, help_text="Units used (usage) or the share of the period (fee)."
+                    ),
+                ),
+                ("included", verticals.billing.money.QuantityField(default=0)),
+                (
+                    "billable",
+                    verticals.billing.money.QuantityField(
+                        default=0, help_text="Units charged: used beyond the included ones."
+                    ),
+                ),
+                (
+                    "unit_price",
+                    models.DecimalField(
+                        decimal_places=9,
+                        default=0,
+                        max_digits=24,
+                        validators=[verticals.billing.money.check_price_digits],
+                    ),
+                ),
+                ("amount_minor", models.BigIntegerField()),
+                (
+                    "wholesale_unit_price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=9,
+                        max_digits=24,
+                        null=True,
+                        validators=[verticals.billing.money.check_price_digits],
+                    ),
+                ),
+                (
+                    "wholesale_included",
+                    verticals.billing.money.QuantityField(blank=True, null=True),
+                ),
+                (
+                    "wholesale_billable",
+                    verticals.billing.money.QuantityField(blank=True, null=True),
+                ),
+                ("wholesale_amount_minor", models.BigIntegerField(blank=True, null=True)),
+                ("retail_amount_minor", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "by_task",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Usage lines: units per task (strings), for revenue by task.",
+                    ),
+                ),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="lines",
+                        to="billing.invoice",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="billed_lines",
+                        to="billing.invoice",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Wholesale: the tenant the line is for.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="billing.plan",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['invoice', 'position'],
+                "ordering": ["invoice", "position"],
             },
         ),
         migrations.CreateModel(
-            name='PlanPrice',
+            name="PlanPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('included', verticals.billing.money.QuantityField(default=0)),
-                ('unit_price', models.DecimalField(decimal_places=9, default=0, max_digits=24, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('meter', models.ForeignKey(db_column='meter', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.meter', to_field='key')),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prices', to='billing.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("included", verticals.billing.money.QuantityField(default=0)),
+                (
+                    "unit_price",
+                    models.DecimalField(
+                        decimal_places=9,
+                        default=0,
+                        max_digits=24,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                (
+                    "meter",
+                    models.ForeignKey(
+                        db_column="meter",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="billing.meter",
+                        to_field="key",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prices",
+                        to="billing.plan",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['meter'],
+                "ordering": ["meter"],
             },
         ),
         migrations.CreateModel(
-            name='PriceBook',
+            name="PriceBook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='pbk')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('partner', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='price_book', to='tenancy.partner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="pbk")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "partner",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="price_book",
+                        to="tenancy.partner",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PriceBookEntry',
+            name="PriceBookEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item', models.CharField(help_text='plan.fee, or a meter key.', max_length=64)),
-                ('wholesale', models.DecimalField(decimal_places=9, max_digits=24, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('retail', models.DecimalField(blank=True, decimal_places=9, help_text="Empty: the plan's list price (never below wholesale).", max_digits=24, null=True, validators=[django.core.validators.MinValueValidator(0), verticals.billing.money.check_price_digits])),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='billing.plan')),
-                ('price_book', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='billing.pricebook')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("item", models.CharField(help_text="plan.fee, or a meter key.", max_length=64)),
+                (
+                    "wholesale",
+                    models.DecimalField(
+                        decimal_places=9,
+                        max_digits=24,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                (
+                    "retail",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=9,
+                        help_text="Empty: the plan's list price (never below wholesale).",
+                        max_digits=24,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            verticals.billing.money.check_price_digits,
+                        ],
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="billing.plan",
+                    ),
+                ),
+                (
+                    "price_book",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="entries",
+                        to="billing.pricebook",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['plan', 'item'],
+                "ordering": ["plan", "item"],
             },
         ),
         migrations.CreateModel(
-            name='RateWindow',
+            name="RateWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window_start', models.DateTimeField()),
-                ('count', models.PositiveIntegerField(default=0)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("window_start", models.DateTimeField()),
+                ("count", models.PositiveIntegerField(default=0)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='sub')),
-                ('anchor_day', models.PositiveSmallIntegerField(default=1, help_text="Day of the month each billing period starts (UTC; a shorter month's last day when it has no such day).", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(31)])),
-                ('anchor_seconds', models.PositiveIntegerField(default=0, help_text='Seconds past midnight UTC the periods start at.', validators=[django.core.validators.MaxValueValidator(86399)])),
-                ('trial_ends_at', models.DateTimeField(blank=True, null=True)),
-                ('starts_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='billing.plan')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="sub")),
+                (
+                    "anchor_day",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Day of the month each billing period starts (UTC; a shorter month's last day when it has no such day).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(31),
+                        ],
+                    ),
+                ),
+                (
+                    "anchor_seconds",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Seconds past midnight UTC the periods start at.",
+                        validators=[django.core.validators.MaxValueValidator(86399)],
+                    ),
+                ),
+                ("trial_ends_at", models.DateTimeField(blank=True, null=True)),
+                ("starts_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to="billing.plan",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-starts_at', '-pk'],
+                "ordering": ["-starts_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='UsageCounter',
+            name="UsageCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('meter', models.CharField(max_length=64)),
-                ('period_start', models.DateTimeField()),
-                ('quantity', verticals.billing.money.QuantityField(default=0)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("meter", models.CharField(max_length=64)),
+                ("period_start", models.DateTimeField()),
+                ("quantity", verticals.billing.money.QuantityField(default=0)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='UsageEvent',
+            name="UsageEvent",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('meter', models.CharField(max_length=64)),
-                ('quantity', verticals.billing.money.QuantityField()),
-                ('task', models.CharField(blank=True, max_length=64)),
-                ('model', models.CharField(blank=True, help_text='The model id the call named (kept when the model is deleted).', max_length=100)),
-                ('source', models.CharField(help_text='serving, jobs, storage, or external:<name>.', max_length=64)),
-                ('route', models.CharField(blank=True, help_text='predict, predict.stream, openai.chat, job.train …', max_length=40)),
-                ('idempotency_key', models.CharField(max_length=200)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('occurred_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('recorded_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.apikey')),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion')),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.project')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("meter", models.CharField(max_length=64)),
+                ("quantity", verticals.billing.money.QuantityField()),
+                ("task", models.CharField(blank=True, max_length=64)),
+                (
+                    "model",
+                    models.CharField(
+                        blank=True,
+                        help_text="The model id the call named (kept when the model is deleted).",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="serving, jobs, storage, or external:<name>.", max_length=64
+                    ),
+                ),
+                (
+                    "route",
+                    models.CharField(
+                        blank=True,
+                        help_text="predict, predict.stream, openai.chat, job.train …",
+                        max_length=40,
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=200)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("occurred_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("recorded_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenancy.apikey",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="registry.modelversion",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenancy.project",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at', '-id'],
+                "ordering": ["-occurred_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='invoice',
-            index=models.Index(fields=['kind', 'period_start'], name='invoice_kind_period'),
+            model_name="invoice",
+            index=models.Index(fields=["kind", "period_start"], name="invoice_kind_period"),
         ),
         migrations.AddConstraint(
-            model_name='invoice',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'retail')), fields=('tenant', 'period_start', 'currency'), name='one_retail_invoice_per_period'),
+            model_name="invoice",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "retail")),
+                fields=("tenant", "period_start", "currency"),
+                name="one_retail_invoice_per_period",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoicesequence',
-            constraint=models.UniqueConstraint(fields=('issuer', 'year'), name='one_sequence_per_issuer_year'),
+            model_name="invoicesequence",
+            constraint=models.UniqueConstraint(
+                fields=("issuer", "year"), name="one_sequence_per_issuer_year"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='contractprice',
-            constraint=models.UniqueConstraint(fields=('contract', 'meter'), name='one_price_per_contract_meter'),
+            model_name="contractprice",
+            constraint=models.UniqueConstraint(
+                fields=("contract", "meter"), name="one_price_per_contract_meter"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoiceline',
-            constraint=models.UniqueConstraint(fields=('invoice', 'position'), name='one_line_per_position'),
+            model_name="invoiceline",
+            constraint=models.UniqueConstraint(
+                fields=("invoice", "position"), name="one_line_per_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planprice',
-            constraint=models.UniqueConstraint(fields=('plan', 'meter'), name='one_price_per_plan_meter'),
+            model_name="planprice",
+            constraint=models.UniqueConstraint(
+                fields=("plan", "meter"), name="one_price_per_plan_meter"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pricebookentry',
-            constraint=models.UniqueConstraint(fields=('price_book', 'plan', 'item'), name='one_entry_per_book_plan_item'),
+            model_name="pricebookentry",
+            constraint=models.UniqueConstraint(
+                fields=("price_book", "plan", "item"), name="one_entry_per_book_plan_item"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pricebookentry',
-            constraint=models.CheckConstraint(condition=models.Q(('retail__isnull', True), ('retail__gte', models.F('wholesale')), _connector='OR'), name='retail_not_below_wholesale'),
+            model_name="pricebookentry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("retail__isnull", True),
+                    ("retail__gte", models.F("wholesale")),
+                    _connector="OR",
+                ),
+                name="retail_not_below_wholesale",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pricebookentry',
-            constraint=models.CheckConstraint(condition=models.Q(('wholesale__gte', 0)), name='wholesale_not_negative'),
+            model_name="pricebookentry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("wholesale__gte", 0)), name="wholesale_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ratewindow',
-            constraint=models.UniqueConstraint(fields=('tenant', 'window_start'), name='one_rate_window'),
+            model_name="ratewindow",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "window_start"), name="one_rate_window"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='subscription',
-            constraint=models.UniqueConstraint(condition=models.Q(('ends_at__isnull', True)), fields=('tenant',), name='one_open_subscription_per_tenant'),
+            model_name="subscription",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ends_at__isnull", True)),
+                fields=("tenant",),
+                name="one_open_subscription_per_tenant",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='usagecounter',
-            constraint=models.UniqueConstraint(fields=('tenant', 'meter', 'period_start'), name='one_counter_per_period'),
+            model_name="usagecounter",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "meter", "period_start"), name="one_counter_per_period"
+            ),
         ),
         migrations.AddIndex(
-            model_name='usageevent',
-            index=models.Index(fields=['tenant', 'occurred_at', 'meter'], name='usage_tenant_time_meter'),
+            model_name="usageevent",
+            index=models.Index(
+                fields=["tenant", "occurred_at", "meter"], name="usage_tenant_time_meter"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='usageevent',
-            constraint=models.UniqueConstraint(fields=('tenant', 'source', 'idempotency_key'), name='usage_event_counted_once'),
+            model_name="usageevent",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "source", "idempotency_key"), name="usage_event_counted_once"
+            ),
         ),
     ]

@@ -6,29 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0004_catalogversion'),
-        ('tenancy', '0001_initial'),
+        ("billing", "0004_catalogversion"),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='invoicesequence',
-            name='one_sequence_per_issuer_year',
+            model_name="invoicesequence",
+            name="one_sequence_per_issuer_year",
         ),
         migrations.AddField(
-            model_name='invoicesequence',
-            name='billed',
-            field=models.CharField(default='', help_text='The public id of the billed tenant or partner.', max_length=32),
+            model_name="invoicesequence",
+            name="billed",
+            field=models.CharField(
+                default="",
+                help_text="The public id of the billed tenant or partner.",
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='invoice',
-            name='number',
-            field=models.CharField(help_text='In the series of its issuer, billed party and year.', max_length=64, unique=True),
+            model_name="invoice",
+            name="number",
+            field=models.CharField(
+                help_text="In the series of its issuer, billed party and year.",
+                max_length=64,
+                unique=True,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='invoicesequence',
-            constraint=models.UniqueConstraint(fields=('issuer', 'billed', 'year'), name='one_sequence_per_series_year'),
+            model_name="invoicesequence",
+            constraint=models.UniqueConstraint(
+                fields=("issuer", "billed", "year"), name="one_sequence_per_series_year"
+            ),
         ),
     ]

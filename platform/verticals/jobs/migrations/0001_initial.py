@@ -8,138 +8,329 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='job')),
-                ('kind', models.CharField(max_length=64)),
-                ('task', models.CharField(blank=True, help_text='The plugin task the job serves, if any.', max_length=64)),
-                ('queue', models.CharField(max_length=32)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=16)),
-                ('progress_current', models.FloatField(default=0)),
-                ('progress_total', models.FloatField(blank=True, null=True)),
-                ('progress_description', models.CharField(blank=True, max_length=200)),
-                ('eta_seconds', models.FloatField(blank=True, null=True)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('checkpoint', models.JSONField(blank=True, help_text="The runner's last saved state; a rerun resumes from it.", null=True)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.TextField(blank=True, help_text='Shown to the customer.')),
-                ('error_traceback', models.TextField(blank=True, help_text='Staff only.')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('dispatched_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('max_attempts', models.PositiveIntegerField(default=1)),
-                ('heartbeat_ttl', models.FloatField(default=60, help_text='Seconds of silence after which the reaper acts (from the kind).')),
-                ('time_limit', models.FloatField(blank=True, help_text='Seconds a run may take (from the kind); none: no limit.', null=True)),
-                ('resource_seconds', models.FloatField(default=0, help_text='CPU seconds used by all attempts.')),
-                ('webhook_url', models.URLField(blank=True, max_length=2000)),
-                ('webhook_events', models.JSONField(blank=True, default=list)),
-                ('webhook_secret', models.CharField(blank=True, max_length=100)),
-                ('webhook_progress_sent_at', models.DateTimeField(blank=True, null=True)),
-                ('event_seq', models.PositiveIntegerField(default=0, help_text="The id of the job's last event.")),
-                ('idempotency_key', models.CharField(blank=True, max_length=200)),
-                ('request_hash', models.CharField(blank=True, help_text='What the keyed create asked for.', max_length=64)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.apikey')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='tenancy.project')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="job")),
+                ("kind", models.CharField(max_length=64)),
+                (
+                    "task",
+                    models.CharField(
+                        blank=True,
+                        help_text="The plugin task the job serves, if any.",
+                        max_length=64,
+                    ),
+                ),
+                ("queue", models.CharField(max_length=32)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("progress_current", models.FloatField(default=0)),
+                ("progress_total", models.FloatField(blank=True, null=True)),
+                ("progress_description", models.CharField(blank=True, max_length=200)),
+                ("eta_seconds", models.FloatField(blank=True, null=True)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                (
+                    "checkpoint",
+                    models.JSONField(
+                        blank=True,
+                        help_text="The runner's last saved state; a rerun resumes from it.",
+                        null=True,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.TextField(blank=True, help_text="Shown to the customer.")),
+                ("error_traceback", models.TextField(blank=True, help_text="Staff only.")),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                ("max_attempts", models.PositiveIntegerField(default=1)),
+                (
+                    "heartbeat_ttl",
+                    models.FloatField(
+                        default=60,
+                        help_text="Seconds of silence after which the reaper acts (from the kind).",
+                    ),
+                ),
+                (
+                    "time_limit",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Seconds a run may take (from the kind); none: no limit.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "resource_seconds",
+                    models.FloatField(default=0, help_text="CPU seconds used by all attempts."),
+                ),
+                ("webhook_url", models.URLField(blank=True, max_length=2000)),
+                ("webhook_events", models.JSONField(blank=True, default=list)),
+                ("webhook_secret", models.CharField(blank=True, max_length=100)),
+                ("webhook_progress_sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "event_seq",
+                    models.PositiveIntegerField(
+                        default=0, help_text="The id of the job's last event."
+                    ),
+                ),
+                ("idempotency_key", models.CharField(blank=True, max_length=200)),
+                (
+                    "request_hash",
+                    models.CharField(
+                        blank=True, help_text="What the keyed create asked for.", max_length=64
+                    ),
+                ),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenancy.apikey",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="tenancy.project",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='JobEffect',
+            name="JobEffect",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200)),
-                ('attempt', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='effects', to='jobs.job')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200)),
+                ("attempt", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="effects",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JobEvent',
+            name="JobEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('type', models.CharField(choices=[('status', 'Status'), ('progress', 'Progress'), ('metric', 'Metric'), ('log', 'Log')], max_length=16)),
-                ('data', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='jobs.job')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("status", "Status"),
+                            ("progress", "Progress"),
+                            ("metric", "Metric"),
+                            ("log", "Log"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("data", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['job', 'seq'],
+                "ordering": ["job", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='whd')),
-                ('message_id', models.CharField(help_text='The webhook-id header: the same on every try.', max_length=40, unique=True)),
-                ('event_type', models.CharField(max_length=32)),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], db_index=True, default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('response_status', models.PositiveIntegerField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('tries', models.JSONField(blank=True, default=list, help_text='Every try: when, HTTP status or error, milliseconds.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='jobs.job')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="whd")),
+                (
+                    "message_id",
+                    models.CharField(
+                        help_text="The webhook-id header: the same on every try.",
+                        max_length=40,
+                        unique=True,
+                    ),
+                ),
+                ("event_type", models.CharField(max_length=32)),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("response_status", models.PositiveIntegerField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                (
+                    "tries",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Every try: when, HTTP status or error, milliseconds.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['tenant', 'status', 'created_at'], name='job_fair_share'),
+            model_name="job",
+            index=models.Index(fields=["tenant", "status", "created_at"], name="job_fair_share"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='job_reaper'),
+            model_name="job",
+            index=models.Index(fields=["status", "heartbeat_at"], name="job_reaper"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['tenant', 'project', 'created_at'], name='job_list'),
+            model_name="job",
+            index=models.Index(fields=["tenant", "project", "created_at"], name="job_list"),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('tenant', 'idempotency_key'), name='job_idempotency_key_unique'),
+            model_name="job",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("tenant", "idempotency_key"),
+                name="job_idempotency_key_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='jobeffect',
-            constraint=models.UniqueConstraint(fields=('job', 'key'), name='job_effect_once'),
+            model_name="jobeffect",
+            constraint=models.UniqueConstraint(fields=("job", "key"), name="job_effect_once"),
         ),
         migrations.AddIndex(
-            model_name='jobevent',
-            index=models.Index(fields=['job', 'type', 'seq'], name='job_event_type'),
+            model_name="jobevent",
+            index=models.Index(fields=["job", "type", "seq"], name="job_event_type"),
         ),
         migrations.AddConstraint(
-            model_name='jobevent',
-            constraint=models.UniqueConstraint(fields=('job', 'seq'), name='job_event_seq_unique'),
+            model_name="jobevent",
+            constraint=models.UniqueConstraint(fields=("job", "seq"), name="job_event_seq_unique"),
         ),
     ]

@@ -8,123 +8,315 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('jobs', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("jobs", "0001_initial"),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BaseModel',
+            name="BaseModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('architecture', models.CharField(max_length=100)),
-                ('storage_prefix', models.CharField(max_length=300)),
-                ('files', models.JSONField(default=list, help_text='[{name, bytes}] of the stored artifact.')),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(blank=True, help_text='Digest of the weights file.', max_length=64)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='bm')),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('family', models.CharField(help_text='Hugging Face model_type or torchvision architecture.', max_length=100)),
-                ('labels', models.JSONField(blank=True, default=list)),
-                ('source', models.CharField(blank=True, help_text='Where the weights came from.', max_length=300)),
-                ('license', models.CharField(blank=True, max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("architecture", models.CharField(max_length=100)),
+                ("storage_prefix", models.CharField(max_length=300)),
+                (
+                    "files",
+                    models.JSONField(
+                        default=list, help_text="[{name, bytes}] of the stored artifact."
+                    ),
+                ),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                (
+                    "sha256",
+                    models.CharField(
+                        blank=True, help_text="Digest of the weights file.", max_length=64
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="bm")),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "family",
+                    models.CharField(
+                        help_text="Hugging Face model_type or torchvision architecture.",
+                        max_length=100,
+                    ),
+                ),
+                ("labels", models.JSONField(blank=True, default=list)),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="Where the weights came from.", max_length=300
+                    ),
+                ),
+                ("license", models.CharField(blank=True, max_length=100)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='ds')),
-                ('name', models.CharField(max_length=200)),
-                ('task', models.CharField(max_length=64)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='datasets', to='tenancy.project')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="ds")),
+                ("name", models.CharField(max_length=200)),
+                ("task", models.CharField(max_length=64)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="datasets",
+                        to="tenancy.project",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='dsv')),
-                ('version', models.PositiveIntegerField()),
-                ('source_name', models.CharField(help_text="The uploaded file's name.", max_length=255)),
-                ('source_bytes', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_prefix', models.CharField(max_length=300)),
-                ('labels', models.JSONField(default=list)),
-                ('rows', models.PositiveIntegerField(default=0)),
-                ('stats', models.JSONField(default=dict, help_text='Rows and label counts per split.')),
-                ('split_seed', models.IntegerField(default=0)),
-                ('split_fractions', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='registry.dataset')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="dsv")),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "source_name",
+                    models.CharField(help_text="The uploaded file's name.", max_length=255),
+                ),
+                ("source_bytes", models.BigIntegerField(default=0)),
+                ("sha256", models.CharField(max_length=64)),
+                ("storage_prefix", models.CharField(max_length=300)),
+                ("labels", models.JSONField(default=list)),
+                ("rows", models.PositiveIntegerField(default=0)),
+                (
+                    "stats",
+                    models.JSONField(default=dict, help_text="Rows and label counts per split."),
+                ),
+                ("split_seed", models.IntegerField(default=0)),
+                ("split_fractions", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="registry.dataset",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-version'],
+                "ordering": ["-version"],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('architecture', models.CharField(max_length=100)),
-                ('storage_prefix', models.CharField(max_length=300)),
-                ('files', models.JSONField(default=list, help_text='[{name, bytes}] of the stored artifact.')),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('sha256', models.CharField(blank=True, help_text='Digest of the weights file.', max_length=64)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('public_id', verticals.tenancy.ids.PublicIdField(prefix='mdl')),
-                ('name', models.CharField(max_length=200)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('task', models.CharField(max_length=64)),
-                ('labels', models.JSONField(blank=True, default=list)),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text='Held-out (test split) metrics.')),
-                ('report', models.JSONField(blank=True, default=dict, help_text='Confusion matrix, per-class metrics …')),
-                ('params', models.JSONField(blank=True, default=dict, help_text='The training parameters.')),
-                ('source', models.CharField(choices=[('trained', 'Trained'), ('imported', 'Imported'), ('optimized', 'Optimized')], max_length=16)),
-                ('base_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.basemodel')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.datasetversion')),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.job')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='registry.modelversion')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='model_versions', to='tenancy.project')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("architecture", models.CharField(max_length=100)),
+                ("storage_prefix", models.CharField(max_length=300)),
+                (
+                    "files",
+                    models.JSONField(
+                        default=list, help_text="[{name, bytes}] of the stored artifact."
+                    ),
+                ),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                (
+                    "sha256",
+                    models.CharField(
+                        blank=True, help_text="Digest of the weights file.", max_length=64
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("public_id", verticals.tenancy.ids.PublicIdField(prefix="mdl")),
+                ("name", models.CharField(max_length=200)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("task", models.CharField(max_length=64)),
+                ("labels", models.JSONField(blank=True, default=list)),
+                (
+                    "metrics",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Held-out (test split) metrics."
+                    ),
+                ),
+                (
+                    "report",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Confusion matrix, per-class metrics …"
+                    ),
+                ),
+                (
+                    "params",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The training parameters."
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("trained", "Trained"),
+                            ("imported", "Imported"),
+                            ("optimized", "Optimized"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "base_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="registry.basemodel",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="registry.datasetversion",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="jobs.job",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="children",
+                        to="registry.modelversion",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="model_versions",
+                        to="tenancy.project",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.UniqueConstraint(fields=('project', 'name'), name='dataset_name_unique_in_project'),
+            model_name="dataset",
+            constraint=models.UniqueConstraint(
+                fields=("project", "name"), name="dataset_name_unique_in_project"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='datasetversion',
-            constraint=models.UniqueConstraint(fields=('dataset', 'version'), name='dataset_version_unique'),
+            model_name="datasetversion",
+            constraint=models.UniqueConstraint(
+                fields=("dataset", "version"), name="dataset_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('project', 'name', 'version'), name='model_version_unique'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                fields=("project", "name", "version"), name="model_version_unique"
+            ),
         ),
     ]

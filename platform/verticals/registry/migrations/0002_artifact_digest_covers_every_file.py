@@ -4,20 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0001_initial'),
+        ("registry", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='basemodel',
-            name='sha256',
-            field=models.CharField(blank=True, help_text='sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name.', max_length=64),
+            model_name="basemodel",
+            name="sha256",
+            field=models.CharField(
+                blank=True,
+                help_text="sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name.",
+                max_length=64,
+            ),
         ),
         migrations.AlterField(
-            model_name='modelversion',
-            name='sha256',
-            field=models.CharField(blank=True, help_text='sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name.', max_length=64),
+            model_name="modelversion",
+            name="sha256",
+            field=models.CharField(
+                blank=True,
+                help_text="sha256 of the manifest of every stored file: a line `<sha256 of the file>  <name>` per file, sorted by name.",
+                max_length=64,
+            ),
         ),
     ]

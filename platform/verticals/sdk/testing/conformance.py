@@ -25,9 +25,14 @@ def local_splits(task: Task, upload: Path, work: Path, *, seed: int = 0) -> dict
     files.mkdir(parents=True, exist_ok=True)
     examples = task.dataset.ingest(upload, files)
     labels = sorted({e.label for e in examples}) if task.labelled else []
-    split = split_examples(examples, seed=seed, fractions=DEFAULT_FRACTIONS)  # on relative paths, as the platform does
+    split = split_examples(
+        examples, seed=seed, fractions=DEFAULT_FRACTIONS
+    )  # on relative paths, as the platform does
     if task.dataset.input_kind == "file":
-        split = {name: [Example(files / e.input, e.label, e.ref) for e in members] for name, members in split.items()}
+        split = {
+            name: [Example(files / e.input, e.label, e.ref) for e in members]
+            for name, members in split.items()
+        }
     return {name: DatasetSplit(name, members, labels) for name, members in split.items()}
 
 
@@ -47,7 +52,9 @@ class TaskConformance:
         from verticals.sdk import discovery
 
         found = discovery.get_task(self.task_name)
-        assert found is not None, f"the task {self.task_name!r} is not installed (check the plugin's entry point)"
+        assert found is not None, (
+            f"the task {self.task_name!r} is not installed (check the plugin's entry point)"
+        )
         return found
 
     def test_task_passes_start_up_validation(self, task):
@@ -63,14 +70,21 @@ class TaskConformance:
         from verticals.tenancy.services import api_key_create
 
         with tenant_context(project.tenant):
-            _key, secret = api_key_create(caller=caller, name="kit", scopes=[Scope.READ], role=Role.VIEWER)
+            _key, secret = api_key_create(
+                caller=caller, name="kit", scopes=[Scope.READ], role=Role.VIEWER
+            )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         listed = {t["name"]: t for t in client.get("/api/v1/tasks/").json()["results"]}
         assert task.name in listed
         entry = listed[task.name]
-        assert entry["input_schema"] == task.input_schema and entry["output_schema"] == task.output_schema
-        assert set(task.params_schema.get("properties", {})) <= set(entry["params_schema"]["properties"])
+        assert (
+            entry["input_schema"] == task.input_schema
+            and entry["output_schema"] == task.output_schema
+        )
+        assert set(task.params_schema.get("properties", {})) <= set(
+            entry["params_schema"]["properties"]
+        )
 
     def test_example_dataset_uploads_with_statistics(self, task, tiny_dataset):
         version = tiny_dataset(task.name, rows=40)
@@ -84,11 +98,22 @@ class TaskConformance:
     def test_save_then_load_reproduces_predictions_exactly(self, task, tmp_path):
         upload_dir = tmp_path / "upload"
         upload_dir.mkdir()
-        splits = local_splits(task, task.example_dataset(upload_dir, rows=40, seed=1), tmp_path / "data")
-        ctx = LocalTrainContext(task, train=splits["train"], validation=splits["validation"], test=splits["test"],
-                                params=task.tiny_params, seed=0, scratch_dir=tmp_path / "scratch")
+        splits = local_splits(
+            task, task.example_dataset(upload_dir, rows=40, seed=1), tmp_path / "data"
+        )
+        ctx = LocalTrainContext(
+            task,
+            train=splits["train"],
+            validation=splits["validation"],
+            test=splits["test"],
+            params=task.tiny_params,
+            seed=0,
+            scratch_dir=tmp_path / "scratch",
+        )
         model = task.train(ctx)
-        assert ctx.reports, "train() never called ctx.report(): progress and cancellation depend on it"
+        assert ctx.reports, (
+            "train() never called ctx.report(): progress and cancellation depend on it"
+        )
         inputs = [task.decode_input(raw) for raw in task.example_inputs()]
         before = task.predict(model, inputs)
         saved = tmp_path / "saved"
@@ -96,22 +121,32 @@ class TaskConformance:
         task.save(model, saved)
         from verticals.registry.archives import check_model_files
 
-        check_model_files(saved, task.model_files)  # safetensors weights, no pickles, nothing core would drop
+        check_model_files(
+            saved, task.model_files
+        )  # safetensors weights, no pickles, nothing core would drop
         after = task.predict(task.load(saved), inputs)
         assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
         _validate_outputs(task, after)
-        assert task.recognize(saved) is not None, "recognize() must accept the task's own saved models"
+        assert task.recognize(saved) is not None, (
+            "recognize() must accept the task's own saved models"
+        )
         evaluation = task.evaluate(model, splits["test"])
         assert set(task.metrics) <= set(evaluation.metrics)
 
-    def test_train_job_serves_predictions_and_jobs_evaluate_and_batch_predict(self, task, tiny_dataset, run_job):
+    def test_train_job_serves_predictions_and_jobs_evaluate_and_batch_predict(
+        self, task, tiny_dataset, run_job
+    ):
         from verticals.registry.models import ModelVersion
         from verticals.serving import service as serving
         from verticals.tenancy.scoping import tenant_context
 
         version = tiny_dataset(task.name, rows=40)
         job = run_job("train", task.name, {"dataset": version.public_id, **task.tiny_params})
-        assert job.status == "succeeded", (job.error_code, job.error_message, job.error_traceback[-2000:])
+        assert job.status == "succeeded", (
+            job.error_code,
+            job.error_message,
+            job.error_traceback[-2000:],
+        )
         with tenant_context(job.tenant):
             model = ModelVersion.objects.get(public_id=job.result["model_version"])
             assert model.dataset_version_id == version.pk and model.job_id == job.pk
@@ -120,11 +155,17 @@ class TaskConformance:
             outputs = serving.predict(model_version=model, inputs=raw)
             assert len(outputs) == len(raw)
             _validate_outputs(task, outputs)
-            assert serving.predict(model_version=model, inputs=raw[:1]) == outputs[:1] or len(raw) > 1
-            evaluated = run_job("evaluate", task.name, {"model": model.public_id, "dataset": version.public_id})
+            assert (
+                serving.predict(model_version=model, inputs=raw[:1]) == outputs[:1] or len(raw) > 1
+            )
+            evaluated = run_job(
+                "evaluate", task.name, {"model": model.public_id, "dataset": version.public_id}
+            )
             assert evaluated.status == "succeeded", evaluated.error_message
             assert set(task.metrics) <= set(evaluated.result["metrics"])
-            batch = run_job("batch_predict", task.name, {"model": model.public_id, "dataset": version.public_id})
+            batch = run_job(
+                "batch_predict", task.name, {"model": model.public_id, "dataset": version.public_id}
+            )
             assert batch.status == "succeeded", batch.error_message
             assert batch.result["rows"] == version.rows
 

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('serving', '0001_initial'),
-        ('billing', '0002_usage_from_serving'),
+        ("serving", "0001_initial"),
+        ("billing", "0002_usage_from_serving"),
     ]
 
     operations = [
         migrations.DeleteModel(
-            name='Usage',
+            name="Usage",
         ),
     ]

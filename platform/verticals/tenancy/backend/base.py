@@ -25,11 +25,15 @@ from psycopg.pq import ExecStatus
 
 from verticals.tenancy.context import database_scope, platform_scope
 
-SET_SCOPE = ("SELECT set_config('app.tenant_id', %s, false), set_config('app.tenant_ids', %s, false), "
-             "set_config('app.partner_ids', %s, false), set_config('app.platform', %s, false), set_config('role', %s, false)")
-SET_SCOPE_LIBPQ = (b"SELECT set_config('app.tenant_id', $1, false), set_config('app.tenant_ids', $2, false), "
-                   b"set_config('app.partner_ids', $3, false), set_config('app.platform', $4, false), "
-                   b"set_config('role', $5, false)")
+SET_SCOPE = (
+    "SELECT set_config('app.tenant_id', %s, false), set_config('app.tenant_ids', %s, false), "
+    "set_config('app.partner_ids', %s, false), set_config('app.platform', %s, false), set_config('role', %s, false)"
+)
+SET_SCOPE_LIBPQ = (
+    b"SELECT set_config('app.tenant_id', $1, false), set_config('app.tenant_ids', $2, false), "
+    b"set_config('app.partner_ids', $3, false), set_config('app.platform', $4, false), "
+    b"set_config('role', $5, false)"
+)
 TUPLES_OK = ExecStatus.TUPLES_OK
 
 
@@ -70,7 +74,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     def as_owner(self, reason: str):
         """Log in as the owner for schema work (and see every tenant's rows: migrations move data)."""
         if self.in_atomic_block:
-            raise NotSupportedError("Switching to the owner's login inside a transaction would end it.")
+            raise NotSupportedError(
+                "Switching to the owner's login inside a transaction would end it."
+            )
         switch = self.logs_in_as_app
         if switch:
             self.close()
@@ -99,8 +105,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             # libpq's own call, in one round trip: a tenth of the CPU a psycopg cursor spends on it
             # (measured here: about 5 µs against 64 µs), which a request pays when its scope changes.
             with self.wrap_database_errors:
-                result = self.connection.pgconn.exec_params(SET_SCOPE_LIBPQ, [value.encode() for value in wanted])
-            if result.status != TUPLES_OK:  # (a failed transaction, a broken connection): the database's error, as Django raises it
+                result = self.connection.pgconn.exec_params(
+                    SET_SCOPE_LIBPQ, [value.encode() for value in wanted]
+                )
+            if (
+                result.status != TUPLES_OK
+            ):  # (a failed transaction, a broken connection): the database's error, as Django raises it
                 with self.wrap_database_errors, self.connection.cursor() as cursor:
                     cursor.execute(SET_SCOPE, wanted)
             self._scope_sent = wanted

@@ -4,23 +4,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuthFailureWindow',
+            name="AuthFailureWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject', models.CharField(help_text='kind:digest — the account, address or key, hashed.', max_length=80)),
-                ('window_start', models.DateTimeField()),
-                ('count', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "subject",
+                    models.CharField(
+                        help_text="kind:digest — the account, address or key, hashed.",
+                        max_length=80,
+                    ),
+                ),
+                ("window_start", models.DateTimeField()),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['window_start'], name='auth_failure_window_start')],
-                'constraints': [models.UniqueConstraint(fields=('subject', 'window_start'), name='one_auth_failure_window')],
+                "indexes": [
+                    models.Index(fields=["window_start"], name="auth_failure_window_start")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("subject", "window_start"), name="one_auth_failure_window"
+                    )
+                ],
             },
         ),
     ]

@@ -16,19 +16,27 @@ from verticals.tenancy.roles import Role, Scope, grantable_roles
 from verticals.tenancy.services.common import check_grantable, revoke_once
 
 
-def _check_within_parent_key(*, parent: ApiKey, scopes: list[str], project: Project | None, expires_at):
+def _check_within_parent_key(
+    *, parent: ApiKey, scopes: list[str], project: Project | None, expires_at
+):
     """A key may mint keys, but never with more reach than itself. Returns the expiry to use."""
     extra = sorted(set(scopes) - set(parent.scopes))
     if extra:
-        raise ValidationError({"scopes": f"This API key cannot grant scopes it lacks: {', '.join(extra)}."})
+        raise ValidationError(
+            {"scopes": f"This API key cannot grant scopes it lacks: {', '.join(extra)}."}
+        )
     if parent.project is not None and (project is None or project.pk != parent.project_id):
-        raise ValidationError({"project": f"This API key is restricted to project {parent.project.public_id}."})
+        raise ValidationError(
+            {"project": f"This API key is restricted to project {parent.project.public_id}."}
+        )
     if parent.expires_at is not None:
         if expires_at is None:
             return parent.expires_at
         if expires_at > parent.expires_at:
             raise ValidationError(
-                {"expires_at": f"This API key expires at {parent.expires_at.isoformat()}: a key it creates cannot outlive it."}
+                {
+                    "expires_at": f"This API key expires at {parent.expires_at.isoformat()}: a key it creates cannot outlive it."
+                }
             )
     return expires_at
 
@@ -44,7 +52,9 @@ def api_key_create(
     mode: str = ApiKey.Mode.LIVE,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its secret, which is never shown again."""
-    role = role or (Role.DEVELOPER if Role.DEVELOPER in grantable_roles(caller.role) else caller.role)
+    role = role or (
+        Role.DEVELOPER if Role.DEVELOPER in grantable_roles(caller.role) else caller.role
+    )
     check_grantable(caller=caller, role=role)
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown or not scopes:
@@ -52,7 +62,9 @@ def api_key_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "Give a time in the future."})
     if caller.api_key is not None:
-        expires_at = _check_within_parent_key(parent=caller.api_key, scopes=scopes, project=project, expires_at=expires_at)
+        expires_at = _check_within_parent_key(
+            parent=caller.api_key, scopes=scopes, project=project, expires_at=expires_at
+        )
     parsed = keys.generate_secret(mode)
     with transaction.atomic():
         key = ApiKey.objects.create(
@@ -68,9 +80,18 @@ def api_key_create(
             created_by=caller.person,
             parent=caller.api_key,
         )
-        audit_record(tenant=caller.tenant, actor=caller, action="api_key.create", target=key,
-                     details={"name": name, "role": role, "scopes": key.scopes,
-                              "project": project.public_id if project else None})
+        audit_record(
+            tenant=caller.tenant,
+            actor=caller,
+            action="api_key.create",
+            target=key,
+            details={
+                "name": name,
+                "role": role,
+                "scopes": key.scopes,
+                "project": project.public_id if project else None,
+            },
+        )
     return key, parsed.secret
 
 
@@ -79,10 +100,15 @@ def api_key_revoke(*, api_key: ApiKey, actor: Caller | None = None) -> ApiKey:
     with transaction.atomic():
         family, frontier = [], [api_key.pk]
         while frontier:
-            frontier = list(ApiKey.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+            frontier = list(
+                ApiKey.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)
+            )
             family.extend(frontier)
         descendants = ApiKey.objects.filter(pk__in=family, revoked_at__isnull=True)
         descendant_ids = list(descendants.values_list("public_id", flat=True))
         descendants.update(revoked_at=timezone.now())
-        details = {"name": api_key.name, **({"revoked_children": descendant_ids} if descendant_ids else {})}
+        details = {
+            "name": api_key.name,
+            **({"revoked_children": descendant_ids} if descendant_ids else {}),
+        }
         return revoke_once(row=api_key, actor=actor, action="api_key.revoke", details=details)

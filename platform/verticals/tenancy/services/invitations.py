@@ -46,11 +46,15 @@ def _send(invitation: Invitation, token: str) -> None:
         f"as {invitation.role}.\n\nAccept here (the link works until {invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n{link}\n"
     )
     try:
-        send_mail(f"Join {tenant.name} on {tenant.partner.display_name}", body, None, [invitation.email])
+        send_mail(
+            f"Join {tenant.name} on {tenant.partner.display_name}", body, None, [invitation.email]
+        )
     except Exception:
         logger.exception("invitation %s: the email could not be sent", invitation.public_id)
         return
-    Invitation.dangerously_unscoped.filter(pk=invitation.pk).update(sent_at=timezone.now())  # this row, by id
+    Invitation.dangerously_unscoped.filter(pk=invitation.pk).update(
+        sent_at=timezone.now()
+    )  # this row, by id
 
 
 def invitation_create(*, caller: Caller, email: str, role: str) -> Invitation:
@@ -65,22 +69,36 @@ def invite(*, tenant: Tenant, email: str, role: str, actor: Caller | None) -> In
     with tenant_context(tenant):  # partner staff act on a tenant from outside it
         if Membership.objects.filter(user__email__iexact=email).exists():
             raise ValidationError({"email": f"{email} is already a member of this tenant."})
-        if Invitation.objects.filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True).exists():
-            raise ValidationError({"email": f"{email} already has an open invitation: resend or revoke it."})
+        if Invitation.objects.filter(
+            email=email, accepted_at__isnull=True, revoked_at__isnull=True
+        ).exists():
+            raise ValidationError(
+                {"email": f"{email} already has an open invitation: resend or revoke it."}
+            )
         # The email names a person (or the partner), never an API key's prefix.
         person = actor.person if actor else None
         invitation = Invitation(
-            tenant=tenant, email=email, role=role, invited_by_user=person,
+            tenant=tenant,
+            email=email,
+            role=role,
+            invited_by_user=person,
             invited_by=person.email if person else tenant.partner.display_name,
         )
         token = _new_token(invitation)
         try:
             with transaction.atomic():
                 invitation.save()
-                audit_record(tenant=tenant, actor=actor, action="member.invite", target=invitation,
-                             details={"email": email, "role": role})
+                audit_record(
+                    tenant=tenant,
+                    actor=actor,
+                    action="member.invite",
+                    target=invitation,
+                    details={"email": email, "role": role},
+                )
         except IntegrityError:  # a concurrent invitation of the same address
-            raise ValidationError({"email": f"{email} already has an open invitation: resend or revoke it."}) from None
+            raise ValidationError(
+                {"email": f"{email} already has an open invitation: resend or revoke it."}
+            ) from None
     transaction.on_commit(lambda: _send(invitation, token))
     return invitation
 
@@ -88,13 +106,20 @@ def invite(*, tenant: Tenant, email: str, role: str, actor: Caller | None) -> In
 def invitation_resend(*, invitation: Invitation, actor: Caller) -> Invitation:
     check_grantable(caller=actor, role=invitation.role)
     if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
-        raise ValidationError({"status": f"This invitation is {invitation.status}: only an open one can be resent."})
+        raise ValidationError(
+            {"status": f"This invitation is {invitation.status}: only an open one can be resent."}
+        )
     token = _new_token(invitation)
     invitation.sent_at = None
     with transaction.atomic():
         invitation.save(update_fields=["token_hash", "expires_at", "sent_at"])
-        audit_record(tenant=invitation.tenant, actor=actor, action="member.invite_resend", target=invitation,
-                     details={"email": invitation.email})
+        audit_record(
+            tenant=invitation.tenant,
+            actor=actor,
+            action="member.invite_resend",
+            target=invitation,
+            details={"email": invitation.email},
+        )
     transaction.on_commit(lambda: _send(invitation, token))
     return invitation
 
@@ -105,14 +130,20 @@ def invitation_revoke(*, invitation: Invitation, actor: Caller) -> Invitation:
         # Locked and read again: an accept may have happened since the caller loaded it.
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if locked.accepted_at is not None:
-            raise ValidationError({"status": "This invitation was already accepted: remove the member instead."})
-        return revoke_once(row=locked, actor=actor, action="member.invite_revoke", details={"email": locked.email})
+            raise ValidationError(
+                {"status": "This invitation was already accepted: remove the member instead."}
+            )
+        return revoke_once(
+            row=locked, actor=actor, action="member.invite_revoke", details={"email": locked.email}
+        )
 
 
 def invitation_find(token: str) -> Invitation | None:
     """The pending invitation that `token` opens, or None. The token is the credential."""
     invitation = (  # found before any tenant is known: the token says which
-        Invitation.dangerously_unscoped.select_related("tenant__partner").filter(token_hash=_hash(token)).first()
+        Invitation.dangerously_unscoped.select_related("tenant__partner")
+        .filter(token_hash=_hash(token))
+        .first()
     )
     if invitation is None or invitation.status != Invitation.Status.PENDING:
         return None
@@ -126,7 +157,11 @@ def _check_tenant_active(tenant: Tenant) -> None:
 
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     if user.email.lower() != invitation.email.lower():
-        raise ValidationError({"email": f"This invitation is for {invitation.email}; you are signed in as {user.email}."})
+        raise ValidationError(
+            {
+                "email": f"This invitation is for {invitation.email}; you are signed in as {user.email}."
+            }
+        )
     tenant = invitation.tenant
     _check_tenant_active(tenant)
     with tenant_context(tenant), transaction.atomic():
@@ -139,8 +174,13 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
         locked.accepted_at = timezone.now()
         locked.accepted_by = user
         locked.save(update_fields=["accepted_at", "accepted_by"])
-        audit_record(tenant=tenant, actor=Caller(user=user, tenant=tenant, role=locked.role),
-                     action="member.join", target=membership, details={"email": user.email, "role": locked.role})
+        audit_record(
+            tenant=tenant,
+            actor=Caller(user=user, tenant=tenant, role=locked.role),
+            action="member.join",
+            target=membership,
+            details={"email": user.email, "role": locked.role},
+        )
     return membership
 
 
@@ -152,6 +192,8 @@ def user_create_from_invitation(*, invitation: Invitation, full_name: str, passw
         raise exists
     try:
         with transaction.atomic():
-            return User.objects.create_user(email=invitation.email, password=password, full_name=full_name)
+            return User.objects.create_user(
+                email=invitation.email, password=password, full_name=full_name
+            )
     except IntegrityError:  # the same form submitted twice at once
         raise exists from None

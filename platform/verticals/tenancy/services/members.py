@@ -20,7 +20,9 @@ def _check_owner_rules(*, caller: Caller, membership: Membership, new_role: str 
         # Lock the tenant row so that two owners demoting each other at once cannot both pass.
         Tenant.objects.select_for_update().get(pk=membership.tenant_id)
         if Membership.objects.filter(role=Role.OWNER).count() <= 1:
-            raise ValidationError({"role": "A tenant keeps at least one owner: make someone else owner first."})
+            raise ValidationError(
+                {"role": "A tenant keeps at least one owner: make someone else owner first."}
+            )
 
 
 def _withdraw_invitations(invitations) -> list[str]:
@@ -40,10 +42,21 @@ def member_change_role(*, caller: Caller, membership: Membership, role: str) -> 
         lowered_ids = list(lowered.values_list("public_id", flat=True))
         lowered.update(role=role)
         # Open invitations it sent for roles it may no longer grant are withdrawn.
-        withdrawn = _withdraw_invitations(Invitation.objects.filter(invited_by_user=membership.user).exclude(role__in=allowed))
-        audit_record(tenant=caller.tenant, actor=caller, action="member.change_role", target=membership,
-                     details={"email": membership.user.email, "role": [membership.role, role],
-                              "lowered_api_keys": lowered_ids, "revoked_invitations": withdrawn})
+        withdrawn = _withdraw_invitations(
+            Invitation.objects.filter(invited_by_user=membership.user).exclude(role__in=allowed)
+        )
+        audit_record(
+            tenant=caller.tenant,
+            actor=caller,
+            action="member.change_role",
+            target=membership,
+            details={
+                "email": membership.user.email,
+                "role": [membership.role, role],
+                "lowered_api_keys": lowered_ids,
+                "revoked_invitations": withdrawn,
+            },
+        )
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -56,8 +69,19 @@ def member_remove(*, caller: Caller, membership: Membership) -> None:
         revoked = ApiKey.objects.filter(created_by=membership.user, revoked_at__isnull=True)
         revoked_ids = list(revoked.values_list("public_id", flat=True))
         revoked.update(revoked_at=timezone.now())
-        withdrawn = _withdraw_invitations(Invitation.objects.filter(invited_by_user=membership.user))
-        audit_record(tenant=caller.tenant, actor=caller, action="member.remove", target=membership,
-                     details={"email": membership.user.email, "role": membership.role,
-                              "revoked_api_keys": revoked_ids, "revoked_invitations": withdrawn})
+        withdrawn = _withdraw_invitations(
+            Invitation.objects.filter(invited_by_user=membership.user)
+        )
+        audit_record(
+            tenant=caller.tenant,
+            actor=caller,
+            action="member.remove",
+            target=membership,
+            details={
+                "email": membership.user.email,
+                "role": membership.role,
+                "revoked_api_keys": revoked_ids,
+                "revoked_invitations": withdrawn,
+            },
+        )
         membership.delete()

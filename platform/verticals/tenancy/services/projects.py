@@ -14,15 +14,26 @@ def _name_clash(name: str) -> ValidationError:
     return ValidationError({"name": f"A project named '{name}' already exists in this tenant."})
 
 
-def project_create(*, tenant: Tenant, name: str, description: str = "", actor: Caller | None = None) -> Project:
+def project_create(
+    *, tenant: Tenant, name: str, description: str = "", actor: Caller | None = None
+) -> Project:
     if Project.objects.filter(tenant=tenant, name=name).exists():
         raise _name_clash(name)
     try:
         with transaction.atomic():
             project = Project.objects.create(
-                tenant=tenant, name=name, description=description, created_by=actor.person if actor else None
+                tenant=tenant,
+                name=name,
+                description=description,
+                created_by=actor.person if actor else None,
             )
-            audit_record(tenant=tenant, actor=actor, action="project.create", target=project, details={"name": name})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action="project.create",
+                target=project,
+                details={"name": name},
+            )
     except IntegrityError:  # a concurrent create of the same name
         raise _name_clash(name) from None
     return project
@@ -30,15 +41,26 @@ def project_create(*, tenant: Tenant, name: str, description: str = "", actor: C
 
 def project_update(*, project: Project, actor: Caller | None = None, **changes) -> Project:
     name = changes.get("name")
-    if name is not None and Project.objects.filter(tenant=project.tenant, name=name).exclude(pk=project.pk).exists():
+    if (
+        name is not None
+        and Project.objects.filter(tenant=project.tenant, name=name).exclude(pk=project.pk).exists()
+    ):
         raise _name_clash(name)
     try:
         with transaction.atomic():
-            changed = {k: [getattr(project, k), v] for k, v in changes.items() if getattr(project, k) != v}
+            changed = {
+                k: [getattr(project, k), v] for k, v in changes.items() if getattr(project, k) != v
+            }
             for field_name, value in changes.items():
                 setattr(project, field_name, value)
             project.save()
-            audit_record(tenant=project.tenant, actor=actor, action="project.update", target=project, details=changed)
+            audit_record(
+                tenant=project.tenant,
+                actor=actor,
+                action="project.update",
+                target=project,
+                details=changed,
+            )
     except IntegrityError:  # a concurrent rename to the same name
         raise _name_clash(name) from None
     return project
@@ -46,5 +68,11 @@ def project_update(*, project: Project, actor: Caller | None = None, **changes) 
 
 def project_delete(*, project: Project, actor: Caller | None = None) -> None:
     with transaction.atomic():
-        audit_record(tenant=project.tenant, actor=actor, action="project.delete", target=project, details={"name": project.name})
+        audit_record(
+            tenant=project.tenant,
+            actor=actor,
+            action="project.delete",
+            target=project,
+            details={"name": project.name},
+        )
         project.delete()

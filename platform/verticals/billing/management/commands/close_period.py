@@ -12,16 +12,26 @@ class Command(BaseCommand):
     help = "Close ended billing periods: retail invoices per tenant, then wholesale invoices per partner."
 
     def add_arguments(self, parser):
-        parser.add_argument("--now", help="Close as if it were this ISO time (UTC), e.g. 2026-12-01T00:00:00Z (default: now less "
-                            "BILLING_CLOSE_GRACE_SECONDS, so that usage on its way is in).")
-        parser.add_argument("--tenant", action="append", default=[], help="Only this tenant (public id); repeatable.")
+        parser.add_argument(
+            "--now",
+            help="Close as if it were this ISO time (UTC), e.g. 2026-12-01T00:00:00Z (default: now less "
+            "BILLING_CLOSE_GRACE_SECONDS, so that usage on its way is in).",
+        )
+        parser.add_argument(
+            "--tenant",
+            action="append",
+            default=[],
+            help="Only this tenant (public id); repeatable.",
+        )
 
     def handle(self, *args, now=None, tenant=(), **options):
         at = None
         if now:
             at = parse_datetime(now)
             if at is None or at.tzinfo is None:
-                raise CommandError(f"--now {now!r}: give an ISO time with a zone, e.g. 2026-12-01T00:00:00Z.")
+                raise CommandError(
+                    f"--now {now!r}: give an ISO time with a zone, e.g. 2026-12-01T00:00:00Z."
+                )
         tenants = None
         if tenant:
             tenants = list(Tenant.objects.filter(public_id__in=tenant))
@@ -31,5 +41,7 @@ class Command(BaseCommand):
         issued = close_period(at, tenants=tenants)
         for invoice in issued:
             whom = invoice.tenant.name if invoice.tenant_id else invoice.partner.name
-            self.stdout.write(f"{invoice.number}  {invoice.kind:<9}  {whom}  {format_money(invoice.total_minor, invoice.currency)}")
+            self.stdout.write(
+                f"{invoice.number}  {invoice.kind:<9}  {whom}  {format_money(invoice.total_minor, invoice.currency)}"
+            )
         self.stdout.write(f"{len(issued)} invoice(s) issued.")

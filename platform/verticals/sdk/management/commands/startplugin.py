@@ -16,7 +16,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from verticals.sdk.discovery import SLUG  # the rule start-up validation applies to plugin and task names
+from verticals.sdk.discovery import (
+    SLUG,  # the rule start-up validation applies to plugin and task names
+)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "scaffold" / "plugin"
 TEMPLATE_SUFFIX = "-tpl"
@@ -36,8 +38,10 @@ def plugin_context(name: str, task_name: str | None = None) -> dict[str, str]:
     while "--" in slug:
         slug = slug.replace("--", "-")
     if not SLUG.match(slug):
-        raise CommandError(f"'{name}' gives the plugin name '{slug}', which start-up validation refuses (a slug of at most "
-                           f"63 characters); pick another name.")
+        raise CommandError(
+            f"'{name}' gives the plugin name '{slug}', which start-up validation refuses (a slug of at most "
+            f"63 characters); pick another name."
+        )
     task_name = task_name if task_name is not None else f"{slug}-classifier"
     if not SLUG.match(task_name):
         raise CommandError(
@@ -65,26 +69,38 @@ def check_unused(context: dict[str, str]) -> None:
     name = context["name"]
     spec = find_spec(name)
     # A namespace package (a bare folder on the path, e.g. docs/ here) is not a module that would clash.
-    if spec is not None and not (spec.origin is None and spec.submodule_search_locations is not None):
-        raise CommandError(f"A Python module named '{name}' already exists ({spec.origin}); the plugin's package would "
-                           f"clash with it. Pick another name.")
+    if spec is not None and not (
+        spec.origin is None and spec.submodule_search_locations is not None
+    ):
+        raise CommandError(
+            f"A Python module named '{name}' already exists ({spec.origin}); the plugin's package would "
+            f"clash with it. Pick another name."
+        )
     if name in apps.app_configs:
-        raise CommandError(f"A Django app labelled '{name}' is installed already ({apps.app_configs[name].name}); pick another name.")
+        raise CommandError(
+            f"A Django app labelled '{name}' is installed already ({apps.app_configs[name].name}); pick another name."
+        )
     plugins = discovery.plugins()
     if context["plugin_name"] in plugins:
-        raise CommandError(f"A plugin named '{context['plugin_name']}' is installed already "
-                           f"({getattr(plugins[context['plugin_name']], 'source', '?')}); pick another name.")
+        raise CommandError(
+            f"A plugin named '{context['plugin_name']}' is installed already "
+            f"({getattr(plugins[context['plugin_name']], 'source', '?')}); pick another name."
+        )
     owner = discovery.plugin_of(context["task_name"])
     if owner is not None:
-        raise CommandError(f"The task '{context['task_name']}' is declared already, by the plugin '{owner.name}'; "
-                           f"task names are unique across plugins: choose another with --task.")
+        raise CommandError(
+            f"The task '{context['task_name']}' is declared already, by the plugin '{owner.name}'; "
+            f"task names are unique across plugins: choose another with --task."
+        )
 
 
 def render(text: str, context: dict[str, str], where: str) -> str:
     def value(match: re.Match) -> str:
         key = match.group(1)
         if key not in context:
-            raise CommandError(f"The scaffold template {where} names an unknown placeholder {{{{ {key} }}}} (a bug in the SDK).")
+            raise CommandError(
+                f"The scaffold template {where} names an unknown placeholder {{{{ {key} }}}} (a bug in the SDK)."
+            )
         return context[key]
 
     return PLACEHOLDER.sub(value, text)
@@ -97,30 +113,49 @@ def rendered_files(context: dict[str, str]) -> dict[Path, str]:
         relative = template.relative_to(TEMPLATES)
         parts = [context["name"] if part == PACKAGE_FOLDER else part for part in relative.parts]
         parts[-1] = parts[-1][: -len(TEMPLATE_SUFFIX)]
-        files[Path(*parts)] = render(template.read_text(encoding="utf-8"), context, relative.as_posix())
+        files[Path(*parts)] = render(
+            template.read_text(encoding="utf-8"), context, relative.as_posix()
+        )
     if not files:
-        raise CommandError(f"No scaffold templates were found in {TEMPLATES}; the verticals installation is incomplete.")
+        raise CommandError(
+            f"No scaffold templates were found in {TEMPLATES}; the verticals installation is incomplete."
+        )
     return files
 
 
 class Command(BaseCommand):
-    help = ("Create DIR/NAME/, a new Verticals plugin package with a working example task (a text classifier) "
-            "and its tests, ready for `pip install -e DIR/NAME`.")
+    help = (
+        "Create DIR/NAME/, a new Verticals plugin package with a working example task (a text classifier) "
+        "and its tests, ready for `pip install -e DIR/NAME`."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="The plugin's Python package: a lower-case identifier, e.g. legal_docs.")
-        parser.add_argument("--directory", default=None,
-                            help="Where to create the NAME/ folder (default: the current directory).")
-        parser.add_argument("--task", dest="task", default=None,
-                            help="The example task's name, a lower-case slug unique across plugins (default: NAME-classifier).")
+        parser.add_argument(
+            "name", help="The plugin's Python package: a lower-case identifier, e.g. legal_docs."
+        )
+        parser.add_argument(
+            "--directory",
+            default=None,
+            help="Where to create the NAME/ folder (default: the current directory).",
+        )
+        parser.add_argument(
+            "--task",
+            dest="task",
+            default=None,
+            help="The example task's name, a lower-case slug unique across plugins (default: NAME-classifier).",
+        )
 
-    def handle(self, *args, name: str, directory: str | None = None, task: str | None = None, **options):
+    def handle(
+        self, *args, name: str, directory: str | None = None, task: str | None = None, **options
+    ):
         context = plugin_context(name, task)
         parent = Path(directory).expanduser() if directory else Path.cwd()
         target = (parent / name).resolve()
         if target.exists() or target.is_symlink():
-            raise CommandError(f"{target} exists already; startplugin never overwrites a folder. Remove it or choose "
-                               f"another --directory.")
+            raise CommandError(
+                f"{target} exists already; startplugin never overwrites a folder. Remove it or choose "
+                f"another --directory."
+            )
         check_unused(context)
         files = rendered_files(context)
         try:
@@ -137,7 +172,9 @@ class Command(BaseCommand):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
             if target.exists():
-                raise CommandError(f"{target} appeared while the plugin was being written; nothing was overwritten.")
+                raise CommandError(
+                    f"{target} appeared while the plugin was being written; nothing was overwritten."
+                )
             staging.rename(target)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -145,8 +182,11 @@ class Command(BaseCommand):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self.stdout.write(self.style.SUCCESS(
-            f"Created the plugin '{context['plugin_name']}' with the task '{context['task_name']}' in {target}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created the plugin '{context['plugin_name']}' with the task '{context['task_name']}' in {target}"
+            )
+        )
         for relative in files:
             self.stdout.write(f"  {name}/{relative.as_posix()}")
         self.stdout.write(

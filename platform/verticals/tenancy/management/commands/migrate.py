@@ -9,6 +9,8 @@ from verticals.tenancy import rls
 class Command(DjangoMigrate):
     def handle(self, *args, **options):
         connection = connections[options["database"]]
-        with rls.as_owner(connection, "migrations change the schema and may move every tenant's rows"):
+        with rls.as_owner(
+            connection, "migrations change the schema and may move every tenant's rows"
+        ):
             super().handle(*args, **options)
             rls.provision_app_role(connection)
