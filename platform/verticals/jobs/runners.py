@@ -14,8 +14,9 @@
                 ctx.checkpoint({"step": step + 1})
             return {"accuracy": 0.97}                          # the job's result
 
-Nothing registers kinds in core: plugins bring them (through the SDK), and staff may name
-extra modules in the JOBS_RUNNER_MODULES setting, imported when Django starts.
+The jobs app names no kind itself: the apps above it register theirs (the registry's model
+jobs — train, evaluate, batch predict, import — in `verticals.registry.runners`), and staff may
+name extra modules in the JOBS_RUNNER_MODULES setting, imported when Django starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, ClassVar
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+from verticals.sdk.params import problems as schema_problems
 
 if TYPE_CHECKING:
     from verticals.jobs.context import JobContext
@@ -85,6 +88,13 @@ class Runner:
         return schema_problems(cls.params_schema, params)
 
     @classmethod
+    def admission(cls, *, project, task: str, params: dict) -> dict:
+        """What billing is asked before the job is queued (the keywords of billing.port.admit_job,
+        given the params `prepare` returned): the task the plan must include, and, for a kind that
+        adds a model version, how many the tenant keeps now (`model_versions`)."""
+        return {"task": task or None}
+
+    @classmethod
     def prepare(cls, *, project, task: str, params: dict) -> dict:
         """The params to store for a new job, or ValidationError naming what to fix.
 
@@ -96,16 +106,6 @@ class Runner:
         if problems:
             raise ValidationError({"params": problems})
         return params
-
-
-def schema_problems(schema: dict, value) -> list[str]:
-    """Messages naming each place where `value` breaks the JSON `schema` (empty when it is valid)."""
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
-        where = ".".join(str(p) for p in error.absolute_path)
-        problems.append(f"{where}: {error.message}" if where else error.message)
-    return problems
 
 
 def register(cls: type[Runner]) -> type[Runner]:

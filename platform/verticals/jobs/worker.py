@@ -11,7 +11,7 @@ import traceback
 
 from django.conf import settings
 
-from verticals.jobs import engine, runners
+from verticals.jobs import compute, engine, runners
 from verticals.jobs.context import Heartbeat, JobCancelled, JobContext, JobSuperseded
 from verticals.jobs.models import Job
 from verticals.jobs.runners import JobError
@@ -110,6 +110,4 @@ def _device() -> str:
     """Where the attempt ran: a job that never loaded torch ran on the CPU."""
     if "torch" not in sys.modules:
         return "cpu"
-    from verticals.registry.training import device
-
-    return device()
+    return compute.device()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from verticals.jobs.compute import device
 from verticals.jobs.context import JobContext
 from verticals.registry import storage
 from verticals.sdk.contracts import Checkpoint, DatasetSplit, Task, TrainContext
@@ -134,23 +135,6 @@ class JobTrainContext(TrainContext):
         return (self.samples - self.first_batch_samples) / (
             self.last_batch_at - self.first_batch_at
         )
-
-
-def device() -> str:
-    """`cuda` when the worker has a GPU and TRAIN_DEVICE allows it, else `cpu`."""
-    import torch
-
-    wanted = getattr(settings, "TRAIN_DEVICE", "auto")
-    if wanted == "cpu":
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def configure_torch() -> None:
-    import torch
-
-    if settings.TORCH_THREADS > 0 and torch.get_num_threads() != settings.TORCH_THREADS:
-        torch.set_num_threads(settings.TORCH_THREADS)
 
 
 def drop_checkpoint(job) -> None:
