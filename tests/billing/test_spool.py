@@ -8,6 +8,7 @@ when a project is deleted meanwhile — and the rate limit never lets one call t
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from verticals.billing.models import (
     UsageCounter,
     UsageEvent,
 )
-from verticals.billing.spool import Spool
+from verticals.infra.spool import Spool
 from verticals.tenancy.scoping import tenant_context
 from verticals.tenancy.services import partner_root, project_create, tenant_create
 
@@ -41,7 +42,6 @@ FIELDS = (
     "meter",
     "quantity",
     "task",
-    "model_version_id",
     "model",
     "api_key_id",
     "user_id",
@@ -72,7 +72,6 @@ def served(world, key: str, *, at: datetime | None = None, **extra) -> Usage:
         idempotency_key=key,
         project=world.project,
         task="sentiment",
-        model_version=world.model,
         model=world.model.public_id,
         api_key=world.key,
         user=world.owner,
@@ -200,7 +199,7 @@ def test_tokens_a_hard_cap_did_not_reserve_move_its_counter_at_once(world_a):
 KILLED = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from verticals.billing.spool import Spool
+from verticals.infra.spool import Spool
 lines = open(sys.argv[3], encoding="utf-8").read().splitlines(keepends=True)
 dying = Spool(sys.argv[2], 3600, write=lambda _lines: os._exit(3))  # its writer never runs
 dying.add(lines[:2])
@@ -318,7 +317,7 @@ def test_an_event_whose_project_went_meanwhile_is_kept_without_it_and_a_gone_ten
                     Decimal(1),
                     idempotency_key="project-gone",
                     project=doomed_project,
-                    model_version=world_a.model,
+                    model=world_a.model.public_id,
                 )
             ],
             "serving",
@@ -338,7 +337,7 @@ def test_an_event_whose_project_went_meanwhile_is_kept_without_it_and_a_gone_ten
     assert (
         event.idempotency_key == "project-gone"
         and event.project_id is None
-        and event.model_version_id == world_a.model.pk
+        and event.model == world_a.model.public_id
     )
     assert UsageEvent.dangerously_unscoped.count() == 1  # the deleted tenant's event went with it
 
@@ -515,7 +514,7 @@ def test_an_event_the_ledger_refuses_is_kept_aside_and_the_others_written(world_
 
 @pytest.mark.django_db(transaction=True)
 def test_a_process_exiting_writes_a_late_call_s_events_at_once(world_a, monkeypatch):
-    monkeypatch.setattr(spool, "_exiting", True)
+    monkeypatch.setattr(spool.process, "exiting", True)
     record_call(world_a.tenant, [served(world_a, "while-exiting")])
     assert [e.idempotency_key for e in events(world_a)] == ["while-exiting"]
 
@@ -529,3 +528,18 @@ def test_each_database_has_its_own_spool_folder(db):
     finally:
         connection.settings_dict["NAME"] = name
     assert spool.directory() == here
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_journal_line_written_before_the_ledger_dropped_its_model_reference_is_still_read(
+    world_a,
+):
+    """A segment left by a process of the previous release holds 15 values per event (with the
+    model version's row id); the next release writes it with the model's public id only."""
+    (row,) = [r.values for r in metering._rows(world_a.tenant, [served(world_a, "old")], "serving")]
+    line = journal_line(row)
+    values = json.loads(line)
+    values.insert(5, world_a.model.pk)  # the old layout: model_version_id before the model's id
+    write_lines([json.dumps(values) + "\n"])
+    (event,) = events(world_a)
+    assert event.idempotency_key == "old" and event.model == world_a.model.public_id

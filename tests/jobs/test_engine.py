@@ -469,7 +469,7 @@ def test_an_attempt_is_billed_in_the_transaction_that_ends_it(world_a, in_proces
     that dies at the ledger write takes the end with it (the job still runs; the reaper reruns it)."""
     job = make_job(world_a)
     with (
-        mock.patch("verticals.billing.sources.record_job_seconds", side_effect=WorkerKilled),
+        mock.patch("verticals.billing.port.record_job_seconds", side_effect=WorkerKilled),
         pytest.raises(WorkerKilled),
     ):
         start(world_a, job)

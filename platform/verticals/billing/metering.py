@@ -37,6 +37,8 @@ from verticals.billing.catalog import meter_keys, standing
 from verticals.billing.models import UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
 from verticals.billing.quotas import Admission, ensure_counters
+from verticals.tenancy.backend.cursors import raw_cursor
+from verticals.tenancy.models import ApiKey, Project, Tenant, User
 from verticals.tenancy.scoping import platform_scope, tenant_context
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,9 @@ class Usage:
     project: object = None
     project_id: int | None = None  # instead of `project`, when only its id is at hand
     task: str = ""
-    model_version: object = None
-    model: str = ""
+    model: str = (
+        ""  # the model's public id (the ledger keeps ids, not references into the registry)
+    )
     api_key: object = None
     user: object = None
     route: str = ""
@@ -121,7 +124,6 @@ def _rows(tenant, items: list[Usage], source: str) -> list[_Row]:
                 item.meter,
                 to_micro(quantity),
                 item.task,
-                _pk(item.model_version),
                 item.model,
                 _pk(item.api_key),
                 _pk(item.user),
@@ -229,7 +231,7 @@ _journal = json.JSONEncoder(separators=(",", ":"))
 def journal_line(row: tuple) -> str:
     return (
         _journal.encode(
-            row[:13] + ((row[13] - EPOCH) // MICROSECOND, (row[14] - EPOCH) // MICROSECOND)
+            row[:12] + ((row[12] - EPOCH) // MICROSECOND, (row[13] - EPOCH) // MICROSECOND)
         )
         + "\n"
     )
@@ -237,13 +239,17 @@ def journal_line(row: tuple) -> str:
 
 def row_of(line: str) -> tuple:
     values = json.loads(line)
-    return tuple(values[:13]) + (EPOCH + values[13] * MICROSECOND, EPOCH + values[14] * MICROSECOND)
+    if (
+        len(values) == len(COLUMNS) + 1
+    ):  # written before the ledger dropped its model-version reference
+        del values[5]
+    return tuple(values[:12]) + (EPOCH + values[12] * MICROSECOND, EPOCH + values[13] * MICROSECOND)
 
 
 @platform_scope("the ledger spool writes the events of every tenant served by this process")
 def write_lines(lines: list[str]) -> None:
     """Put journal lines in the ledger (outside a transaction), events already there (same key)
-    counted once. An event whose project, model version, API key or user was deleted since the
+    counted once. An event whose project, API key or user was deleted since the
     work is written without that reference; one whose tenant was deleted is dropped with it; one
     the database refuses for another reason is kept aside (spool.refused). Raises when the
     database cannot be reached (the lines are tried again later)."""
@@ -269,7 +275,7 @@ def _write_one(line: str) -> None:
             kept = _without_deleted_references(row)
             if kept is None:
                 log.warning(
-                    "a usage event of deleted tenant %s is dropped (key %s)", row[0], row[11]
+                    "a usage event of deleted tenant %s is dropped (key %s)", row[0], row[10]
                 )
                 return
             _insert_new([kept])
@@ -295,7 +301,6 @@ def _insert_lines(lines: list[str]) -> None:
             text,
             number,
             text,
-            number,
             text,
             number,
             number,
@@ -316,7 +321,7 @@ def _insert_lines(lines: list[str]) -> None:
                 "THEN printf('.%%06d', json_extract(value, '$[{0}]') %% 1000000) ELSE '' END"
             ),
         )
-        kinds = (value,) * 13 + (when, when)
+        kinds = (value,) * 12 + (when, when)
         source = "json_each(%s) WHERE true"  # (WHERE: an upsert's SELECT needs one to parse)
     into, conflict = _insert_clauses()
     with connection.wrap_database_errors, raw_cursor() as cursor:
@@ -338,21 +343,18 @@ def _insert_clauses() -> tuple[str, str]:
 def _params(row: tuple) -> tuple:
     """A row's values as the database takes them (its details as JSON, its times in the backend's form)."""
     ops = connection.ops
-    return row[:12] + (
-        ops.adapt_json_value(row[12], None),
+    return row[:11] + (
+        ops.adapt_json_value(row[11], None),
+        ops.adapt_datetimefield_value(row[12]),
         ops.adapt_datetimefield_value(row[13]),
-        ops.adapt_datetimefield_value(row[14]),
     )
 
 
 def _without_deleted_references(row: tuple) -> tuple | None:
-    from verticals.registry.models import ModelVersion
-    from verticals.tenancy.models import ApiKey, Project, Tenant, User
-
     if not Tenant.objects.filter(pk=row[0]).exists():
         return None
     values = list(row)
-    for index, model in ((1, Project), (5, ModelVersion), (7, ApiKey), (8, User)):
+    for index, model in ((1, Project), (6, ApiKey), (7, User)):
         if values[index] is not None and not model._base_manager.filter(pk=values[index]).exists():
             values[index] = None
     return tuple(values)
@@ -369,7 +371,6 @@ COLUMNS = (
     "meter",
     "quantity",
     "task",
-    "model_version_id",
     "model",
     "api_key_id",
     "user_id",
@@ -396,23 +397,6 @@ def _insert_new(values: list[tuple]) -> list[str]:
     with connection.wrap_database_errors, raw_cursor() as cursor:
         cursor.execute(sql, params)
         return [key for (key,) in cursor.fetchall()]
-
-
-def raw_cursor():
-    """A cursor for the hot path's statements. On PostgreSQL, psycopg's own cursor on Django's
-    connection (same transaction): parameters bound by the server, the statement prepared once
-    it repeats — a fraction of the client-side work of Django's default (interpolating) cursor.
-    It passes Django's cursor, so it tells the database the tenant scope itself (row-level security)."""
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        connection.ensure_connection()
-        if hasattr(connection, "apply_tenant_scope"):
-            connection.apply_tenant_scope()
-        return psycopg.Cursor(
-            connection.connection
-        )  # Django's connection makes client-side cursors by default
-    return connection.cursor()
 
 
 def _counted(tenant, admission: Admission | None) -> tuple[dict[str, Decimal], tuple | None]:
@@ -452,3 +436,6 @@ def _move_counters(tenant, deltas: dict[str, Decimal], segment: tuple) -> None:
             ).update(  # the given tenant's
                 quantity=F("quantity") + to_micro(delta)
             )
+
+
+spool.writes_with(write_lines)

@@ -255,9 +255,6 @@ class UsageEvent(TenantOwnedModel):
     meter = models.CharField(max_length=64)
     quantity = QuantityField()
     task = models.CharField(max_length=64, blank=True)
-    model_version = models.ForeignKey(
-        "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     model = models.CharField(
         max_length=100,
         blank=True,

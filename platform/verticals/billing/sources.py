@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Sum
-
 from verticals.billing.metering import Usage, record
+from verticals.tenancy.models import Tenant
 from verticals.tenancy.scoping import platform_scope
 
 GB = Decimal(10) ** 9
@@ -36,29 +36,31 @@ def record_job_seconds(job, attempt: int, seconds: float, device: str = "cpu") -
     )
 
 
+# What each app keeps per tenant, in bytes: functions returning {tenant id: bytes}, registered by
+# the apps that store things (the registry: dataset uploads and model versions) when Django starts.
+_storage_measures: list[Callable[[], dict[int, int]]] = []
+
+
+def measures_storage(measure: Callable[[], dict[int, int]]) -> Callable[[], dict[int, int]]:
+    """Count what `measure` returns in the daily storage snapshot (registered once)."""
+    if measure not in _storage_measures:
+        _storage_measures.append(measure)
+    return measure
+
+
 @platform_scope("the storage snapshot measures every tenant")
 def snapshot_storage(day: date, at: datetime | None = None) -> int:
-    """Each tenant's stored bytes (dataset uploads and model versions) now, as one GB-day for `day`,
-    stamped `at` (default: noon that day); returns tenants recorded. The beat measures today and
-    stamps it now, so the event lands in a period still open (a closed one would never bill it)."""
-    from verticals.registry.models import DatasetVersion, ModelVersion
-    from verticals.tenancy.models import Tenant
-
-    # One pass over every tenant's rows is the snapshot's purpose: grouped by tenant.
-    datasets = dict(
-        DatasetVersion.dangerously_unscoped.values("tenant_id")
-        .annotate(b=Sum("source_bytes"))
-        .values_list("tenant_id", "b")
-    )
-    models = dict(
-        ModelVersion.dangerously_unscoped.values("tenant_id")
-        .annotate(b=Sum("size_bytes"))
-        .values_list("tenant_id", "b")
-    )  # likewise
+    """Each tenant's stored bytes (what every registered measure counts) now, as one GB-day for
+    `day`, stamped `at` (default: noon that day); returns tenants recorded. The beat measures today
+    and stamps it now, so the event lands in a period still open (a closed one would never bill it)."""
+    stored_by_tenant: dict[int, int] = {}
+    for measure in _storage_measures:
+        for tenant_id, stored in measure().items():
+            stored_by_tenant[tenant_id] = stored_by_tenant.get(tenant_id, 0) + (stored or 0)
     at = at or datetime.combine(day, time(12), tzinfo=UTC)
     count = 0
-    for tenant in Tenant.objects.filter(pk__in=set(datasets) | set(models)):
-        stored = Decimal((datasets.get(tenant.pk) or 0) + (models.get(tenant.pk) or 0))
+    for tenant in Tenant.objects.filter(pk__in=set(stored_by_tenant)):
+        stored = Decimal(stored_by_tenant[tenant.pk])
         if not stored:
             continue
         record(

@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from verticals.billing import port
 from verticals.jobs import runners, webhooks
 from verticals.jobs.models import Job, JobEvent
 from verticals.tenancy.audit import audit_record
@@ -146,7 +147,7 @@ def job_create(
     params = runner.prepare(project=project, task=task, params=params)
     hook = webhooks.clean_webhook(webhook) if webhook is not None else None
     tenant = project.tenant
-    _admit(tenant, kind, _task_to_admit(project, kind, task, params))
+    _admit(tenant, runner, project, task, params)
     try:
         with transaction.atomic():
             job = _insert(
@@ -160,35 +161,10 @@ def job_create(
     return job
 
 
-# Kinds that run a model version (params["model"], resolved by their runner's prepare()): without
-# a `task` they run the model's, and the plan is checked against that.
-MODEL_JOB_KINDS = ("evaluate", "batch_predict")
-
-
-def _task_to_admit(project, kind: str, task: str, params: dict) -> str:
-    """The task the plan must include: the job's, else (evaluate, batch_predict) its model version's."""
-    if task or kind not in MODEL_JOB_KINDS or not isinstance(params.get("model"), str):
-        return task
-    from verticals.registry.models import ModelVersion
-
-    return (
-        ModelVersion.objects.filter(project=project, public_id=params["model"])
-        .values_list("task", flat=True)
-        .first()
-        or task
-    )
-
-
-def _admit(tenant: Tenant, kind: str, task: str) -> None:
-    """The tenant's plan lets the job in (quotas.Refused: 403 task not in plan, 402 job time or model versions used up)."""
-    from verticals.billing import quotas
-    from verticals.registry.models import ModelVersion
-
-    quotas.admit_job(tenant, task=task or None)
-    if kind == "train":
-        quotas.check_model_versions(
-            tenant, ModelVersion.dangerously_unscoped.filter(tenant_id=tenant.pk).count()
-        )  # this tenant's
+def _admit(tenant: Tenant, runner: type[runners.Runner], project, task: str, params: dict) -> None:
+    """The tenant's plan lets the job in (Refused: 403 task not in plan, 402 job time or model
+    versions used up); the runner says what to ask (its task, the model versions it adds)."""
+    port.admit_job(tenant, **runner.admission(project=project, task=task, params=params))
 
 
 def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, fingerprint) -> Job:
@@ -234,9 +210,8 @@ def _insert(project, kind, task, runner, params, caller, hook, idempotency_key, 
 def running_limit(tenant: Tenant) -> int:
     """Jobs a tenant may have running (or dispatched) at once: its plan's concurrent jobs, else the
     platform default; 0 means no limit."""
-    from verticals.billing.quotas import running_jobs_limit
 
-    planned = running_jobs_limit(tenant)
+    planned = port.running_jobs_limit(tenant)
     return settings.JOBS_MAX_RUNNING_PER_TENANT if planned is None else planned
 
 
@@ -285,7 +260,7 @@ def schedule(tenant_id: int) -> list[str]:
 
 def send(public_id: str, queue: str, time_limit: float | None = None) -> None:
     """Put "run job X" on the job's queue. Losing this message loses nothing: the reaper resends."""
-    from verticals.jobs.tasks import run_job
+    from verticals.jobs.tasks import run_job  # (the Celery tasks module imports this one)
 
     # A runner stuck past its time limit (and the reaper's grace) is stopped by the pool.
     options = (
@@ -449,11 +424,9 @@ def _metered_seconds(cpu_seconds: float) -> Decimal:
 def _bill(job: Job, attempt: int, seconds: Decimal, device: str) -> None:
     """The attempt's usage event, inside the caller's transaction; a ledger that refuses it is logged
     and does not undo the job's end (a savepoint)."""
-    from verticals.billing.sources import record_job_seconds
-
     try:
         with transaction.atomic():
-            record_job_seconds(job, attempt, seconds, device=device)
+            port.record_job_seconds(job, attempt, seconds, device=device)
     except Exception:
         log.exception(
             "job %s attempt %s: could not record %s s of usage", job.public_id, attempt, seconds

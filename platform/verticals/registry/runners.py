@@ -11,13 +11,14 @@ import time
 
 from django.core.exceptions import ValidationError
 
+from verticals.jobs.compute import configure_torch
 from verticals.jobs.context import JobContext
 from verticals.jobs.runners import JobError, Runner, register
 from verticals.registry import selectors, services, storage
 from verticals.registry.models import SPLITS, BaseModel, ModelVersion
-from verticals.registry.training import JobTrainContext, configure_torch, drop_checkpoint
+from verticals.registry.training import JobTrainContext, drop_checkpoint
 from verticals.sdk import discovery
-from verticals.sdk.contracts import Task, TrainingError
+from verticals.sdk.contracts import DatasetSplit, Task, TrainingError
 from verticals.sdk.params import problems, with_defaults
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -106,6 +107,14 @@ class Train(Runner):
         "required": ["dataset"],
     }
     CORE = tuple(params_schema["properties"])
+
+    @classmethod
+    def admission(cls, *, project, task: str, params: dict) -> dict:
+        """A training adds a model version: the plan's limit on them is checked with its task."""
+        kept = ModelVersion.dangerously_unscoped.filter(
+            tenant_id=project.tenant_id
+        ).count()  # this tenant's
+        return {"task": task or None, "model_versions": kept}
 
     @classmethod
     def prepare(cls, *, project, task: str, params: dict) -> dict:
@@ -283,6 +292,18 @@ class ModelOnDataset(Runner):
     """Base of the kinds that run a model version over a dataset version (evaluate, batch_predict)."""
 
     @classmethod
+    def admission(cls, *, project, task: str, params: dict) -> dict:
+        """Without a `task` the job runs its model version's, and the plan is asked about that one."""
+        if not task and isinstance(params.get("model"), str):
+            task = (
+                ModelVersion.objects.filter(project=project, public_id=params["model"])
+                .values_list("task", flat=True)
+                .first()
+                or task
+            )
+        return {"task": task or None}
+
+    @classmethod
     def prepare(cls, *, project, task: str, params: dict) -> dict:
         params = super().prepare(
             project=project, task=task, params=with_defaults(cls.params_schema, params)
@@ -324,7 +345,6 @@ class Evaluate(ModelOnDataset):
     }
 
     def run(self, ctx: JobContext) -> dict:
-        from verticals.sdk.contracts import DatasetSplit
 
         task, model_version, version, examples = self.inputs(ctx)
         if not examples:

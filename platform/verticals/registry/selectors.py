@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import Sum
+
 from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelVersion
 
 
@@ -36,3 +38,20 @@ def base_model_by_id_or_name(value: str) -> BaseModel | None:
     # The model garden is platform-owned and readable by every tenant: no tenant filter applies.
     field = "public_id" if value.startswith("bm_") else "name"
     return BaseModel.objects.filter(**{field: value}).first()
+
+
+def stored_bytes_by_tenant() -> dict[int, int]:
+    """Every tenant's stored bytes (dataset uploads and model versions): the registry's part of
+    billing's daily storage snapshot, which runs in platform scope (one pass over every tenant's
+    rows, grouped by tenant, is its purpose)."""
+    stored: dict[int, int] = {}
+    # Every tenant's rows, grouped by tenant: the snapshot is platform-wide work.
+    for manager, field in (
+        (DatasetVersion.dangerously_unscoped, "source_bytes"),
+        (ModelVersion.dangerously_unscoped, "size_bytes"),
+    ):
+        for tenant_id, size in (
+            manager.values("tenant_id").annotate(b=Sum(field)).values_list("tenant_id", "b")
+        ):
+            stored[tenant_id] = stored.get(tenant_id, 0) + (size or 0)
+    return stored

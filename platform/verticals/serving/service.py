@@ -342,7 +342,6 @@ def generate(
         {
             "tenant": caller.tenant,
             "project_id": model.project_id if is_version else (project.pk if project else None),
-            "model_version": model if is_version else None,
             "model": model.public_id if is_version else model.name,
             "task": task.name,
             "route": route,
@@ -454,7 +453,6 @@ def predict(
                     quantity=quantity,
                     project_id=model_version.project_id,
                     task=task.name,
-                    model_version=model_version,
                     model=model_version.public_id,
                     api_key=caller.api_key,
                     user=caller.user,
