@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
+from verticals.billing import spool
 from verticals.billing.catalog import period_of, previous_period, prorate, segments, share_of
 from verticals.billing.models import (
     Invoice,
@@ -426,10 +427,9 @@ def close_period(now: datetime | None = None, tenants=None) -> list[Invoice]:
 def _recover_spooled_usage() -> None:
     """Served calls' events that web processes on this machine left in their spools when they
     died go to the ledger before it is invoiced (best effort: a close never fails for it)."""
-    from verticals.billing import metering, spool
 
     try:
-        spool.recover_orphans(spool.directory(), metering.write_lines)
+        spool.recover()
     except Exception:
         log.exception("the ledger spool's left events could not be written before the close")
 

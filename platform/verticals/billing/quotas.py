@@ -25,8 +25,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from verticals.billing.catalog import Standing, standing
-from verticals.billing.models import Plan, RateWindow, UsageCounter
+from verticals.billing.models import Plan, RateWindow, UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
+from verticals.tenancy.backend.cursors import raw_cursor
 from verticals.tenancy.scoping import for_tenant
 
 
@@ -126,7 +127,6 @@ def _take(tenant_id: int, window, limit: int, tokens: int) -> bool:
 
 def _bump(tenant_id: int, window, limit: int, tokens: int) -> bool:
     """Count `tokens` calls in the window if they fit under `limit`: one conditional UPDATE (atomic on every backend)."""
-    from verticals.billing.metering import raw_cursor
 
     quote = connection.ops.quote_name
     table, count = quote(RateWindow._meta.db_table), quote("count")
@@ -148,8 +148,6 @@ def _counters(tenant, start):
 def ensure_counters(tenant, start, end, meters) -> None:
     """Counters of the segment [start, end) for these meters, each started from the ledger."""
     from django.db.models import Sum
-
-    from verticals.billing.models import UsageEvent
 
     missing = sorted(
         set(meters)

@@ -1,23 +1,21 @@
-"""The ledger spool: served calls' usage events, written to the ledger in batches.
+"""A spool: lines an application must not lose, journalled in memory-mapped files before the
+caller goes on, and handed in batches to a writer it is given.
 
-A served call (a prediction, a generation) must not wait for a database write of its own: that
-write costs more than everything else metering does. So each web process keeps a spool:
-
-* `add()` appends the call's events to a local journal segment (a file mapped in memory: a copy
-  into the page cache, before the call answers) and to a list in memory;
-* a thread writes the list to the ledger every BILLING_LEDGER_FLUSH_SECONDS (or as soon as
-  `BATCH` events wait) in one INSERT … ON CONFLICT DO NOTHING, then deletes the journal segment
-  that held them; a failed write is kept and tried again at the next tick;
-* the journal survives the process: a web process that dies (killed, out of memory) leaves its
-  segments behind, and every spool on the machine (at its first tick, then every
-  `RECOVER_SECONDS`) and every period close writes them to the ledger. Each event carries its
-  idempotency key, so an event written twice (the process died between the INSERT and deleting
-  the segment) counts once;
-* the process writes what it holds when it exits normally.
+* `add()` appends lines to a local journal segment (a file mapped in memory: a copy into the page
+  cache) and to a list in memory;
+* a thread hands the list to `write(lines)` every `interval` seconds (or as soon as `BATCH` lines
+  wait), then deletes the journal segment that held them; a failed write is kept and tried again
+  at the next tick;
+* the journal survives the process: a process that dies (killed, out of memory) leaves its
+  segments behind, and every spool on the folder (at its first tick, then every `RECOVER_SECONDS`)
+  and anyone calling `recover_orphans` hands them to its writer. A line may so be written twice
+  (the process died between the write and deleting the segment): writers make that harmless
+  (billing's ledger counts each event once by its key);
+* the process writes what it holds when it exits normally (`ProcessSpool`).
 
 Each spool holds an exclusive `flock` on its `<owner>.lock` for its lifetime; a lock that can be
 taken belongs to a process that has ended, and its segments (`<owner>.<n>.jsonl`) are recovered.
-The folder is one per database (`directory()`), on a local file system.
+The folder must be on a local file system. The ledger spool (`verticals.billing.spool`) is its user.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import mmap
@@ -50,15 +47,30 @@ class SpoolClosed(OSError):
     """The spool takes no more events (its process is exiting): write them another way."""
 
 
-class Spool:
-    """One process's spool in `directory`; `write(lines)` puts journal lines (one JSON text per
-    event, metering.journal_line) in the ledger, or raises."""
+def _nothing() -> None:
+    pass
 
-    def __init__(self, directory: Path, interval: float, write: Callable[[list[str]], None]):
+
+class Spool:
+    """One process's spool in `directory`; `write(lines)` stores journal lines (one JSON text
+    each, ending with a newline) for good, or raises. The writer thread calls `on_tick()` before
+    each tick's writes and `on_release()` after a failed tick and when it ends (a database user
+    passes: close old connections, drop a broken one)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        interval: float,
+        write: Callable[[list[str]], None],
+        *,
+        on_tick: Callable[[], None] = _nothing,
+        on_release: Callable[[], None] = _nothing,
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.interval = interval
         self._write = write
+        self._on_tick, self._on_release = on_tick, on_release
         self.owner = (
             f"{socket.gethostname().replace('.', '-')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
@@ -76,19 +88,21 @@ class Spool:
             (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
             raise
         self._mutex = threading.Lock()  # the open segment and the lines in memory
-        self._flushing = threading.Lock()  # one write to the ledger at a time
+        self._flushing = threading.Lock()  # one write at a time
         self._wake = threading.Event()
         self._lines: list[str] = []
-        self._waiting: list[tuple[Path, list[str]]] = []  # closed segments not yet in the ledger
+        self._waiting: list[tuple[Path, list[str]]] = []  # closed segments not yet written
         self._closed = False
         self._recovered_at = 0.0
-        self._thread = threading.Thread(target=self._run, name="ledger-spool", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"spool-{self.directory.name}", daemon=True
+        )
         self._thread.start()
 
     # --- the calls' side ----------------------------------------------------------------
 
     def add(self, lines: list[str]) -> None:
-        """Journal the lines (each ends with a newline) and queue them for the ledger."""
+        """Journal the lines (each ends with a newline) and queue them for the writer."""
         data = "".join(lines).encode()
         if len(data) > SEGMENT_BYTES:
             raise ValueError(
@@ -96,7 +110,7 @@ class Spool:
             )
         with self._mutex:
             if self._closed:
-                raise SpoolClosed("the ledger spool is closed")
+                raise SpoolClosed("the spool is closed")
             rotated = self._used + len(data) > SEGMENT_BYTES
             if rotated:
                 self._rotate()
@@ -151,21 +165,22 @@ class Spool:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
-                _close_old_connection()
+                self._on_tick()
                 self.flush()
                 if time.monotonic() - self._recovered_at >= RECOVER_SECONDS:
                     self.recover()
             except Exception:  # logged; what was not written waits for the next tick
                 log.exception(
-                    "the ledger spool could not write its events; it tries again in %.2f s",
+                    "the spool %s could not write its lines; it tries again in %.2f s",
+                    self.directory,
                     self.interval,
                 )
-                _reset_connection()
-        _reset_connection()  # closed: this thread's database connection goes with it
+                self._on_release()
+        self._on_release()  # closed: what this thread holds (a database connection) goes with it
 
     def flush(self) -> int:
-        """Write every queued event to the ledger now; returns how many were written. Raises when
-        the ledger cannot be written (the events stay queued)."""
+        """Write every queued line now; returns how many were written. Raises when the writer
+        cannot write them (they stay queued)."""
         written = 0
         with self._flushing:
             with self._mutex:
@@ -202,7 +217,8 @@ class Spool:
             self.flush()
         except Exception:
             log.exception(
-                "the ledger spool could not write its events at exit; the next process on this machine will"
+                "the spool %s could not write its lines at exit; the next process on this machine will",
+                self.directory,
             )
             with self._mutex:
                 self._map.close()
@@ -216,7 +232,7 @@ class Spool:
 
 def recover_orphans(directory: Path, write: Callable[[list[str]], None]) -> int:
     """Write the segments of spools in `directory` whose process has ended (their lock can be
-    taken); returns how many events they held. Raises when the ledger cannot be written (they stay)."""
+    taken); returns how many lines they held. Raises when the writer fails (they stay)."""
     found = 0
     for lock in sorted(Path(directory).glob("*.lock")):
         owner = lock.name[: -len(".lock")]
@@ -240,7 +256,7 @@ def recover_orphans(directory: Path, write: Callable[[list[str]], None]) -> int:
             os.close(fd)
     if found:
         log.warning(
-            "wrote %d usage events that ended processes had left in the ledger spool", found
+            "wrote %d lines that ended processes had left in the spool %s", found, directory
         )
     return found
 
@@ -263,114 +279,50 @@ def _read_segment(path: Path) -> list[str]:
     return found
 
 
-def _reset_connection() -> None:
-    from django.db import connection
+class ProcessSpool:
+    """The one spool of this process: started by `start()` at its first use, written and closed
+    when the process exits normally, forgotten by a forked child (which starts its own)."""
 
-    try:
-        connection.close()  # a broken connection is opened afresh at the next write
-    except Exception:
-        pass
+    def __init__(self, start: Callable[[], Spool]):
+        self._start = start
+        self._spool: Spool | None = None
+        self.exiting = False
+        self._lock = threading.Lock()
+        atexit.register(self._at_exit)
+        os.register_at_fork(after_in_child=self._forget_in_child)
 
+    def current(self) -> Spool:
+        """This process's spool (SpoolClosed once the process is exiting)."""
+        with self._lock:
+            if self.exiting:
+                raise SpoolClosed("the process is exiting")
+            if self._spool is None:
+                self._spool = self._start()
+            return self._spool
 
-def _close_old_connection() -> None:
-    from django.db import close_old_connections
+    def flush(self) -> int:
+        """Write this process's queued lines now."""
+        spool = self._spool
+        return spool.flush() if spool is not None else 0
 
-    close_old_connections()  # as after a request: CONN_MAX_AGE holds for the writer's connection too
+    def stop(self) -> None:
+        """Write what this process's spool holds and end it (a later line starts a new one)."""
+        with self._lock:
+            spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
 
+    def _at_exit(self) -> None:
+        with self._lock:
+            self.exiting = True  # a line from here on is the caller's to write at once
+        self.stop()
 
-def refused(lines: list[str], reason: str) -> None:
-    """Events the ledger refuses for good (not a connection problem: a value it cannot store): kept
-    in `refused.jsonl` beside the spool, for staff to look at, and logged."""
-    log.error(
-        "the ledger refused %d usage event(s): %s; they are kept in %s",
-        len(lines),
-        reason,
-        directory() / "refused.jsonl",
-    )
-    with open(directory() / "refused.jsonl", "a", encoding="utf-8") as kept:
-        kept.writelines(lines)
-
-
-# --- this process's spool -------------------------------------------------------------------
-
-_spool: Spool | None = None
-_exiting = False
-_lock = threading.Lock()
-
-
-def enabled() -> bool:
-    from django.conf import settings
-
-    return settings.BILLING_LEDGER_FLUSH_SECONDS > 0
-
-
-def directory() -> Path:
-    """The spools' folder for this database (VAR_DIR/billing/spool/<database>): processes that
-    share a VAR_DIR but not a database — tests, a dev server — never write each other's events."""
-    from django.conf import settings
-    from django.db import connection
-
-    found = connection.settings_dict
-    identity = "|".join(str(found.get(key) or "") for key in ("ENGINE", "NAME", "HOST", "PORT"))
-    path = (
-        Path(settings.VAR_DIR)
-        / "billing"
-        / "spool"
-        / hashlib.sha256(identity.encode()).hexdigest()[:16]
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def current() -> Spool:
-    """This process's spool, started at its first use (its first tick recovers what ended
-    processes left). SpoolClosed once the process is exiting."""
-    global _spool
-    with _lock:
-        if _exiting:
-            raise SpoolClosed("the process is exiting")
-        if _spool is None:
-            from django.conf import settings
-
-            from verticals.billing.metering import write_lines
-
-            _spool = Spool(directory(), settings.BILLING_LEDGER_FLUSH_SECONDS, write_lines)
-        return _spool
-
-
-def flush() -> int:
-    """Write this process's queued events now (tests, and readers that must see every call made here)."""
-    spool = _spool
-    return spool.flush() if spool is not None else 0
-
-
-def stop() -> None:
-    """Write what this process's spool holds and end it (a later event starts a new one)."""
-    global _spool
-    with _lock:
-        spool, _spool = _spool, None
-    if spool is not None:
-        spool.close()
-
-
-@atexit.register
-def _at_exit() -> None:
-    global _exiting
-    with _lock:
-        _exiting = True  # an event from here on is written at once
-    stop()
-
-
-def _forget_in_child() -> None:
-    """A forked child has no writer thread: it starts a spool of its own, and lets go of its
-    copy of the parent's lock (held while that copy is open)."""
-    global _spool, _lock
-    if _spool is not None:
-        try:
-            os.close(_spool._lock_fd)
-        except OSError:
-            pass
-    _spool, _lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_in_child)
+    def _forget_in_child(self) -> None:
+        """A forked child has no writer thread: it starts a spool of its own, and lets go of its
+        copy of the parent's lock (held while that copy is open)."""
+        if self._spool is not None:
+            try:
+                os.close(self._spool._lock_fd)
+            except OSError:
+                pass
+        self._spool, self._lock = None, threading.Lock()
