@@ -19,7 +19,6 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.conftest import World, make_key
 from verticals.billing.models import Invoice, Plan, PriceBookEntry, Subscription, UsageEvent
-from verticals.config.paths import is_api_path
 from verticals.jobs.models import Job, JobEffect, JobEvent, WebhookDelivery
 from verticals.registry.models import Dataset, DatasetVersion, ModelVersion
 from verticals.tenancy.models import (
@@ -31,6 +30,7 @@ from verticals.tenancy.models import (
     Project,
     Tenant,
 )
+from verticals.tenancy.paths import is_api_path
 from verticals.tenancy.roles import Role
 
 METHODS = ["get", "head", "options", "post", "put", "patch", "delete"]

@@ -22,9 +22,9 @@ from tests.api.test_cross_tenant_probe import exemption, invoice_of, iter_routes
 from tests.conftest import make_finished_job, make_key, make_member
 from tests.registry.factories import make_dataset_version, make_model_version
 from tests.tenancy.test_roles import doc_table, partner_member_session
-from verticals.config.paths import is_api_path
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import AuditEvent
+from verticals.tenancy.paths import is_api_path
 from verticals.tenancy.roles import PartnerRole, Role
 from verticals.tenancy.scoping import tenant_context
 from verticals.tenancy.services import invite, project_create, tenant_create

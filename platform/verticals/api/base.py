@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from verticals.api.inputs import refusing_unstorable
 from verticals.api.permissions import PartnerActionPermission, TenantActionPermission
+from verticals.tenancy.models import Project
 from verticals.tenancy.scoping import partner_scope
 
 
@@ -83,8 +84,6 @@ class ProjectScopedViewSet(TenantScopedViewSet):
 
     def get_project(self):
         from django.http import Http404
-
-        from verticals.tenancy.models import Project
 
         if not hasattr(self, "_project"):
             projects = Project.objects.filter(public_id=self.kwargs.get("project_id", ""))

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from verticals.billing.quotas import Refused
-from verticals.config.paths import is_api_path
+from verticals.tenancy.paths import is_api_path
 from verticals.tenancy.scoping import TenantContextMissing
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import DataAndFiles
 
 from verticals.api.errors import error_response
-from verticals.config.paths import is_api_path
+from verticals.tenancy.paths import is_api_path
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Django's and DRF's own words (their CharFields refuse the same).

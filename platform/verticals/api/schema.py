@@ -40,11 +40,10 @@ class JobDetailScheme(OpenApiSerializerExtension):
     target_class = "verticals.api.jobs.JobDetailSerializer"
 
     def map_serializer(self, auto_schema, direction):
-        from verticals.api.jobs import JobSerializer
-
-        base = auto_schema.resolve_serializer(JobSerializer, direction)
         serializer = force_instance(self.target)
-        extra = [name for name in serializer.fields if name not in JobSerializer.Meta.fields]
+        job_serializer = type(serializer).__bases__[0]  # JobSerializer, which the detail extends
+        base = auto_schema.resolve_serializer(job_serializer, direction)
+        extra = [name for name in serializer.fields if name not in job_serializer.Meta.fields]
         properties = {
             name: auto_schema._map_serializer_field(serializer.fields[name], direction)
             for name in extra

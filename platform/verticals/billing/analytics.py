@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from verticals.billing.catalog import _add_months, period_of, standing
 from verticals.billing.models import Invoice, InvoiceLine, Meter, Subscription, UsageEvent
+from verticals.billing.money import to_minor
 from verticals.billing.pricing import PriceList, contract_at
 from verticals.tenancy.models import Partner, Tenant
 from verticals.tenancy.scoping import platform_scope
@@ -240,7 +241,6 @@ def _month_bounds(months: int, now: datetime) -> list[tuple[datetime, datetime]]
 
 def mrr_at(tenant_ids, at: datetime) -> dict[str, int]:
     """Monthly recurring revenue at `at`: the retail monthly fee of every subscription open then."""
-    from verticals.billing.money import to_minor
 
     subscriptions = (
         Subscription.dangerously_unscoped.filter(starts_at__lte=at)  # the tenants given

@@ -13,13 +13,12 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from verticals.billing.models import Contract, Meter, Plan, Subscription
+from verticals.billing.models import CatalogVersion, Contract, Meter, Plan, Subscription
+from verticals.sdk import discovery
 
 
 def sync_meters(**_) -> None:
     """Create or update a Meter row for core's meters and every installed plugin's."""
-    from verticals.sdk import discovery
-
     for key, (meter, owner) in discovery.meters().items():
         Meter.objects.update_or_create(
             key=key,
@@ -37,8 +36,6 @@ def sync_meters_after_migrate(**_) -> None:
 
 
 def meter_keys() -> frozenset[str]:
-    from verticals.sdk import discovery
-
     return discovery.meter_keys()
 
 
@@ -235,7 +232,6 @@ def catalog_changed(**_) -> None:
     """A plan, a price, a subscription or a contract changed: this process forgets every tenant's
     plan at once, and the others when they next check the catalog's version (raised inside the
     change's transaction when it has one)."""
-    from verticals.billing.models import CatalogVersion
 
     forget_standing(None)
     if not CatalogVersion.objects.filter(pk=1).update(version=F("version") + 1):
@@ -244,7 +240,6 @@ def catalog_changed(**_) -> None:
 
 def _check_catalog() -> None:
     """Every BILLING_PLAN_CACHE_SECONDS, one read of the catalog's version; when it moved, forget."""
-    from verticals.billing.models import CatalogVersion
 
     now = time.monotonic()
     if now - _seen["checked"] < settings.BILLING_PLAN_CACHE_SECONDS:

@@ -96,7 +96,7 @@ class PooledThreadsASGIHandler(ASGIHandler):
     async def _too_large(self, scope, send) -> None:
         from django.http import HttpRequest
 
-        from verticals.api.errors import error_response
+        from verticals.api.errors import error_response  # (Django is set up by now, not at import)
 
         request = HttpRequest()
         request.path = scope.get("path", "")
@@ -142,7 +142,7 @@ def _declared_length(scope) -> int:
 def get_application() -> PooledThreadsASGIHandler:
     import django
 
-    from verticals.serving import memory
+    from verticals.serving import memory  # (after django.setup(): it reads settings)
 
     memory.fix_mmap_threshold()  # a request's large buffers go back to the system when freed
     django.setup(set_prefix=False)

@@ -269,7 +269,7 @@ def emit(job: Job, event: str, data: dict | None = None) -> WebhookDelivery | No
 
 
 def _enqueue(delivery_id: int) -> None:
-    from verticals.jobs.tasks import deliver_webhook
+    from verticals.jobs.tasks import deliver_webhook  # (the Celery tasks module imports this one)
 
     try:
         deliver_webhook.apply_async(args=[delivery_id])  # routed to the system queue

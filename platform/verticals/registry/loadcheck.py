@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from verticals.sdk import discovery
+    from verticals.sdk import discovery  # (a process of its own: after django.setup())
 
     task = discovery.get_task(task_name)
     try:

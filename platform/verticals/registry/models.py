@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from verticals.sdk import discovery
 from verticals.tenancy.ids import PublicIdField
 from verticals.tenancy.scoping import TenantOwnedModel
 
@@ -167,7 +168,6 @@ class ModelVersion(ArtifactFields, TenantOwnedModel):
     def predictable(self) -> bool:
         """A labelled task's model with no labels is an encoder without a head: fine-tune it before
         predicting. A generation model has no labels and predicts."""
-        from verticals.sdk import discovery
 
         task = discovery.get_task(self.task)
         return bool(self.labels) or (task is not None and not task.labelled)

@@ -21,6 +21,7 @@ from verticals.sdk.contracts import OPTIMIZATIONS, PLAYGROUNDS, Architecture, Pl
 from verticals.sdk.datasets import DatasetSchema
 from verticals.sdk.meters import CORE_METERS, Meter
 from verticals.sdk.meters import KEY as METER_KEY
+from verticals.sdk.params import problems, with_defaults
 
 ENTRY_POINT_GROUP = "verticals.plugins"
 # Parameters core adds to every train job: a task's own schema may not use these names.
@@ -175,7 +176,6 @@ def validate_task(task: Task, label: str) -> None:
     clash = RESERVED_PARAMS & set(task.params_schema.get("properties") or {})
     if clash:
         fail(f"`params_schema` uses names core reserves for every train job: {sorted(clash)}.")
-    from verticals.sdk.params import problems, with_defaults
 
     defaults_bad = problems(task.params_schema, with_defaults(task.params_schema, {}))
     if defaults_bad:

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from verticals.sdk.contracts import Checkpoint, DatasetSplit, TrainContext
+from verticals.sdk.params import with_defaults
 
 
 class LocalTrainContext(TrainContext):
@@ -26,7 +27,6 @@ class LocalTrainContext(TrainContext):
         seed: int = 0,
         scratch_dir: Path | None = None,
     ):
-        from verticals.sdk.params import with_defaults
 
         self.task = task
         self.params = with_defaults(task.params_schema, params or {})

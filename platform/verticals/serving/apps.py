@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from verticals.serving import memory
+
 
 class ServingConfig(AppConfig):
     name = "verticals.serving"
@@ -14,6 +16,5 @@ class ServingConfig(AppConfig):
 
 def _release_memory(sender, **kwargs) -> None:
     """After each request: what it freed goes back to the system (verticals.serving.memory)."""
-    from verticals.serving import memory
 
     memory.release_soon()

@@ -31,6 +31,7 @@ import threading
 import traceback
 from itertools import count
 
+from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError
 from verticals.serving import memory
 from verticals.serving.cache import ModelCache
@@ -316,7 +317,6 @@ def _serve_streams(connection) -> None:
 
 
 def _generation(task_name: str, key: tuple, size: int, files: str, decoded_input, options: dict):
-    from verticals.sdk import discovery
 
     task = discovery.get_task(task_name)
     model = _models.get(key, size, lambda: task.load(files))
@@ -325,7 +325,6 @@ def _generation(task_name: str, key: tuple, size: int, files: str, decoded_input
 
 def predict(task_name: str, key: tuple, size: int, files: str, inputs: list, options: dict) -> list:
     """(In the inference process.) The task's outputs for decoded inputs, loading the model once."""
-    from verticals.sdk import discovery
 
     task = discovery.get_task(task_name)
     model = _models.get(key, size, lambda: task.load(files))

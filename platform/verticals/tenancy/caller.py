@@ -10,9 +10,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from verticals.config.paths import is_api_path
 from verticals.tenancy import keys
 from verticals.tenancy.models import ApiKey, Membership, PartnerMembership, Project, Tenant, User
+from verticals.tenancy.paths import is_api_path
 from verticals.tenancy.roles import (
     TENANT_ACTIONS,
     TENANT_WIDE_ACTIONS,
@@ -20,6 +20,8 @@ from verticals.tenancy.roles import (
     role_allows,
     scope_for,
 )
+from verticals.tenancy.selectors import user_memberships
+from verticals.tenancy.throttle import key_failed
 
 TENANT_HEADER = "HTTP_X_TENANT"
 SESSION_TENANT_KEY = "tenant"
@@ -116,7 +118,6 @@ def _invalid_key(
 ) -> tuple[None, CallerError]:
     """A failed key lookup: counted by the throttle, a 401 — or a 429 once the caller's address (or
     the key named) is over its limit. Only failures are counted: a correct key never waits on it."""
-    from verticals.tenancy.throttle import key_failed
 
     lockout = key_failed(request, key=key)
     if lockout is not None:
@@ -157,15 +158,6 @@ def _resolve_api_key(request: HttpRequest, secret: str) -> tuple[Caller | None, 
         ApiKey.dangerously_unscoped.filter(pk=key.pk).update(last_used_at=now)  # same row as above
         key.last_used_at = now
     return Caller(api_key=key, tenant=key.tenant, role=key.role), None
-
-
-def user_memberships(user: User) -> list[Membership]:
-    # A user's own memberships span tenants by nature; filtering by the user is the scope.
-    return list(
-        Membership.dangerously_unscoped.filter(user=user)
-        .select_related("tenant__partner")
-        .order_by("created_at", "pk")
-    )
 
 
 def _resolve_user(request: HttpRequest, user: User) -> tuple[Caller | None, CallerError | None]:

@@ -2,9 +2,10 @@
 
 from celery import shared_task
 
+from verticals.tenancy.throttle import prune
+
 
 @shared_task(name="verticals.tenancy.prune_auth_failures")
 def prune_auth_failures_task() -> int:
-    from verticals.tenancy.throttle import prune
 
     return prune()

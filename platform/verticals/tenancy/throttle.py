@@ -37,7 +37,9 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from verticals.tenancy.models import AuthFailureWindow
+from verticals.tenancy.audit import audit_record
+from verticals.tenancy.models import AuthFailureWindow, User
+from verticals.tenancy.selectors import user_memberships
 
 log = logging.getLogger("verticals.security")
 
@@ -275,9 +277,6 @@ def login_succeeded(sender, request: HttpRequest | None = None, user=None, **kwa
 
 
 def _record_login_lockout(reason: str, username: str, address: str, lockout: Lockout) -> None:
-    from verticals.tenancy.audit import audit_record
-    from verticals.tenancy.caller import user_memberships
-    from verticals.tenancy.models import User
 
     limit = (
         settings.AUTH_THROTTLE_ACCOUNT_FAILURES
@@ -335,8 +334,6 @@ def key_failed(request: HttpRequest, *, key=None) -> Lockout | None:
             until.isoformat(),
         )
         if reason == KEY:
-            from verticals.tenancy.audit import audit_record
-
             audit_record(
                 tenant=key.tenant,
                 actor=None,

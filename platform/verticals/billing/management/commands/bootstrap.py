@@ -8,6 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from verticals.billing.catalog import standing
+from verticals.billing.models import Plan, Subscription
+from verticals.billing.services import subscribe
 from verticals.tenancy.caller import Caller
 from verticals.tenancy.models import Membership, Project, Tenant, User
 from verticals.tenancy.roles import Role, Scope
@@ -56,9 +59,6 @@ class Command(BaseCommand):
         plan: str | None = None,
         **options,
     ):
-        from verticals.billing.models import Plan, Subscription
-        from verticals.billing.services import subscribe
-
         try:
             validate_email(email)
         except ValidationError:
@@ -134,7 +134,5 @@ class Command(BaseCommand):
 
 
 def _plan_of(tenant) -> str | None:
-    from verticals.billing.catalog import standing
-
     current = standing(tenant)
     return current.plan.code if current else None

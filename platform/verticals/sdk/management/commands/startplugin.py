@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from verticals.sdk import discovery
 from verticals.sdk.discovery import (
     SLUG,  # the rule start-up validation applies to plugin and task names
 )
@@ -63,8 +64,6 @@ def plugin_context(name: str, task_name: str | None = None) -> dict[str, str]:
 def check_unused(context: dict[str, str]) -> None:
     """Refuse names that would clash with what is installed: a module, an app label, a plugin, a task."""
     from django.apps import apps
-
-    from verticals.sdk import discovery
 
     name = context["name"]
     spec = find_spec(name)
