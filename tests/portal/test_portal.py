@@ -156,3 +156,19 @@ def test_audit_page_for_owners_only(world_a):
     viewer = make_member(world_a.tenant, "viewer@example.com", Role.VIEWER)
     assert signed_in(viewer.user).get("/audit/").status_code == 403
     assert "Audit log" not in signed_in(viewer.user).get("/projects/").content.decode()
+
+
+@pytest.mark.django_db
+def test_partner_staff_with_no_tenant_land_in_the_partner_console(world_a):
+    """The portal's home sends a partner's staff who belong to no tenant to the console, and a
+    tenant member to the projects (neither gets the "not a member of any tenant" page)."""
+    from django.test import Client
+
+    staff = Client()
+    staff.force_login(world_a.partner_admin)
+    answer = staff.get("/")
+    assert answer.status_code == 302 and answer["Location"].endswith("/partner/")
+    member = Client()
+    member.force_login(world_a.owner)
+    answer = member.get("/")
+    assert answer.status_code == 302 and answer["Location"].endswith("/projects/")

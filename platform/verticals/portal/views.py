@@ -101,9 +101,15 @@ def _apply_errors(form, error: ValidationError) -> None:
 
 
 @tenant_page("project.view")
+def _tenant_home(request):
+    return redirect("portal:projects")
+
+
+@login_required
 def home(request):
     caller = getattr(request, "caller", None)
-    # A partner's staff who belong to no tenant work in the partner console.
+    # A partner's staff who belong to no tenant work in the partner console (checked before the
+    # tenant page's own checks, which would refuse them: they have no tenant).
     if (
         caller is not None
         and caller.tenant is None
@@ -111,7 +117,10 @@ def home(request):
         and caller.partner_memberships()
     ):
         return redirect("portal:partner_tenants")
-    return redirect("portal:projects")
+    return _tenant_home(request)
+
+
+home.role_actions = _tenant_home.role_actions
 
 
 @tenant_page("project.view", methods=("GET", "POST"), writes="project.create")
