@@ -453,9 +453,8 @@ def model_publish(
 
 
 def model_delete(*, model: ModelVersion, caller) -> None:
-    """Delete a model version, its files once that commits, and its copy in the inference process."""
-    from verticals.serving import service as serving
-
+    """Delete a model version and its files once that commits (serving drops its loaded copy on
+    the model's post_delete signal: verticals.serving.apps)."""
     prefix = model.storage_prefix
     with transaction.atomic():
         audit_record(
@@ -467,7 +466,6 @@ def model_delete(*, model: ModelVersion, caller) -> None:
         )
         model.delete()
         transaction.on_commit(lambda: storage.delete_prefix(prefix))
-    serving.forget(model)
 
 
 def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
