@@ -17,10 +17,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from verticals.billing import quotas
 from verticals.registry import archives, datasets, loadcheck, storage
 from verticals.registry.datasets import DEFAULT_FRACTIONS, EXAMPLES_FILE
 from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
+from verticals.sdk.artifacts import read_config
 from verticals.sdk.contracts import DatasetSplit, Example, Task
 from verticals.sdk.ingestion import Refused
 from verticals.tenancy.audit import audit_record
@@ -322,8 +324,6 @@ def dataset_splits(version: DatasetVersion) -> dict[str, DatasetSplit]:
 
 
 def _artifact_fields(directory: Path, prefix: str) -> dict:
-    from verticals.sdk.artifacts import read_config
-
     stored = storage.store_tree(directory, prefix)
     return {
         "storage_prefix": prefix,
@@ -511,8 +511,6 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
 
     The archive goes through the model-archive policy (registry.archives): only the files the task
     loads are kept, each checked as it is extracted; the audit row names the files dropped."""
-    from verticals.billing import quotas
-
     task_obj = task_or_error(task, tenant=project.tenant)
     quotas.check_task_of(project.tenant, task_obj.name)
     quotas.check_model_versions(
@@ -569,8 +567,6 @@ def base_model_import(
 
     The same model-archive policy as imports, keeping the files any installed task loads; the
     returned row carries `dropped_files`, the names the policy dropped (not stored)."""
-    from verticals.sdk.artifacts import read_config
-
     existing = BaseModel.objects.filter(name=name).first()
     if existing is not None and not replace:
         return existing
