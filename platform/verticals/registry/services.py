@@ -529,27 +529,29 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
             or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0])
             or f"imported-{task}"
         )
-        version = model_publish(
-            project=project,
-            task=task_obj,
-            model=None,
-            name=label,
-            architecture=architecture,
-            labels=labels,
-            metrics={},
-            report={},
-            params={},
-            caller=caller,
-            source=ModelVersion.Source.IMPORTED,
-            checked=checked,
-        )
-    audit_record(
-        tenant=project.tenant,
-        actor=caller,
-        action="model.import",
-        target=version,
-        details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]},
-    )
+        staged = model_stage(tenant=project.tenant, task=task_obj, checked=checked)
+        # The version and its audit row commit together or not at all (and then its files go).
+        with storage.removed_on_failure(staged.prefix), transaction.atomic():
+            version = model_record(
+                staged=staged,
+                project=project,
+                task=task_obj,
+                name=label,
+                architecture=architecture,
+                labels=labels,
+                metrics={},
+                report={},
+                params={},
+                caller=caller,
+                source=ModelVersion.Source.IMPORTED,
+            )
+            audit_record(
+                tenant=project.tenant,
+                actor=caller,
+                action="model.import",
+                target=version,
+                details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]},
+            )
     return version
 
 
