@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from nlp.chat_data import MAX_MESSAGES, ROLES, ChatJsonl, example_records, write_jsonl
-from verticals.sdk import Architecture, DatasetSplit, Evaluation, InputError, Task, text_input
+from verticals.sdk import (
+    Architecture,
+    ContextLengthExceeded,
+    DatasetSplit,
+    Evaluation,
+    InputError,
+    Task,
+    text_input,
+)
 from verticals.sdk.contracts import PLAYGROUNDS
 
 MAX_CHARS = 50_000  # characters of one input (a prompt, or a conversation's contents together)
@@ -356,14 +364,14 @@ class TextGenerationTask(Task):
         max_tokens = chosen.get("max_tokens")
         if max_tokens is not None:
             if len(ids) + max_tokens > context:
-                raise InputError(
+                raise ContextLengthExceeded(
                     f"The prompt has {len(ids)} tokens and max_tokens is {max_tokens}: {len(ids) + max_tokens} "
                     f"in all, over this model's context of {context} tokens. Shorten the prompt or lower max_tokens."
                 )
         else:
             max_tokens = min(DEFAULT_MAX_TOKENS, context - len(ids))
             if max_tokens < 1:
-                raise InputError(
+                raise ContextLengthExceeded(
                     f"The prompt has {len(ids)} tokens; this model's context holds {context}, with room for "
                     f"at least one generated token. Shorten the prompt."
                 )

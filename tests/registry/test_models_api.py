@@ -263,3 +263,31 @@ def test_models_list_filters_by_task(world_a):
     )
     assert [m["name"] for m in listed["results"]] == ["shapes"]
     assert json.dumps(listed).count("storage_prefix") == 0
+
+
+def test_an_import_that_fails_after_its_rows_leaves_no_version_no_audit_row_and_no_files(
+    world_a, artifacts_dir, monkeypatch
+):
+    from verticals.registry import services
+    from verticals.tenancy.models import AuditEvent
+    from verticals.tenancy.scoping import tenant_context
+
+    written = []
+
+    def audit_then_fail(**kwargs):
+        written.append(real_audit(**kwargs))
+        raise RuntimeError("the connection dropped after the audit row")
+
+    real_audit = services.audit_record
+    monkeypatch.setattr(services, "audit_record", audit_then_fail)
+    with tenant_context(world_a.tenant), pytest.raises(RuntimeError, match="connection dropped"):
+        services.model_import(
+            project=world_a.project,
+            caller=None,
+            task="sentiment",
+            upload=tiny_model_dir("sentiment"),
+        )
+    assert written, "the audit row was written, inside the import's transaction"
+    assert not ModelVersion.dangerously_unscoped.exists()
+    assert not AuditEvent.dangerously_unscoped.filter(action="model.import").exists()
+    assert stored_models(artifacts_dir) == []

@@ -78,9 +78,14 @@ def test_a_model_that_cannot_load_fails_its_calls_and_others_still_serve(world_a
     fine = make_model_version(world_a, name="fine")
     weights = artifacts_dir / broken.storage_prefix / "model.safetensors"
     weights.write_bytes(b"not safetensors")
-    with pytest.raises(RuntimeError, match="In the inference process"):
+    with pytest.raises(service.ModelNotLoadable):
         service.predict(model_version=broken, inputs=["I love it"])
     assert len(service.predict(model_version=fine, inputs=["I love it", "awful"])) == 2
+
+    answer = world_a.client().post(predict_url(world_a, broken), {"inputs": "x"}, format="json")
+    error = answer.json()["error"]
+    assert answer.status_code == 503 and error["code"] == "model_not_loadable"
+    assert "safetensors" not in error["message"], "the cause is logged, not shown"
 
 
 def test_a_deleted_model_leaves_the_inference_process(world_a, django_capture_on_commit_callbacks):

@@ -11,7 +11,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from verticals.billing.quotas import Refused
+from verticals.sdk.errors import ServiceError
 from verticals.tenancy.paths import is_api_path
 from verticals.tenancy.scoping import TenantContextMissing
 
@@ -62,6 +62,19 @@ def _django_validation_to_drf(exc: DjangoValidationError) -> exceptions.Validati
     return exceptions.ValidationError({"non_field_errors": exc.messages})
 
 
+def service_error_body(exc: ServiceError) -> dict:
+    """A service's refusal or failure in the one shape: its code, its message (after the field
+    it is about, as a validation error names it) and its details."""
+    if exc.field:
+        problem = {exc.field: [exc.message]}
+        return error_body(
+            exc.code,
+            validation_message(problem),
+            exc.details if exc.details is not None else problem,
+        )
+    return error_body(exc.code, exc.message, exc.details)
+
+
 class RequestTooLarge(exceptions.APIException):
     """A body over the size a route reads (DATA_UPLOAD_MAX_MEMORY_SIZE for JSON and form fields)."""
 
@@ -82,10 +95,14 @@ def exception_handler(exc, context):
         exc, RequestDataTooBig
     ):  # Django refused to read the body: nothing was parsed or done
         exc = RequestTooLarge()
-    if isinstance(exc, Refused):  # the plan said no: 429 (with Retry-After), 402 or 403
+    if isinstance(exc, ServiceError):
+        # A service said no or failed, and says how to answer: the plan (429 with Retry-After, 402,
+        # 403), serving (400 invalid or context_length_exceeded, 409, 503, 500), an InputError.
         set_rollback()
+        if exc.status >= 500:
+            logger.warning("%s (%s): %s", type(exc).__name__, exc.code, exc.message)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return Response(error_body(exc.code, exc.message), status=exc.status, headers=headers)
+        return Response(service_error_body(exc), status=exc.status, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = _django_validation_to_drf(exc)
     elif isinstance(exc, Http404):

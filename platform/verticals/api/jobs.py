@@ -37,7 +37,7 @@ from verticals.api import filters
 from verticals.api.base import ProjectScopedViewSet
 from verticals.api.params import MAX_INT
 from verticals.api.serializers import StrictCharField
-from verticals.jobs import engine, queries, webhooks
+from verticals.jobs import engine, selectors, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
 from verticals.tenancy.scoping import tenant_context
 
@@ -254,7 +254,7 @@ class JobDetailSerializer(JobSerializer):
         }
     )
     def get_metrics(self, job: Job) -> dict:
-        return queries.metric_series(job)
+        return selectors.metric_series(job)
 
     @extend_schema_field(
         inline_serializer(
@@ -269,7 +269,7 @@ class JobDetailSerializer(JobSerializer):
         )
     )
     def get_log_tail(self, job: Job) -> list[dict]:
-        return queries.log_tail(job, LOG_TAIL_LINES)
+        return selectors.log_tail(job, LOG_TAIL_LINES)
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
@@ -335,7 +335,7 @@ def _idempotency_key(request) -> str:
 
 
 def sse_event(event: JobEvent) -> bytes:
-    data = json.dumps(queries.event_dict(event), cls=DjangoJSONEncoder, separators=(",", ":"))
+    data = json.dumps(selectors.event_dict(event), cls=DjangoJSONEncoder, separators=(",", ":"))
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
@@ -371,7 +371,7 @@ class JobEventStream:
                 if row is None:  # the job (its project) was deleted meanwhile
                     self.finished = True
                     break
-                events = queries.events_after(self.job, self.after, limit=EVENTS_PER_READ)
+                events = selectors.events_after(self.job, self.after, limit=EVENTS_PER_READ)
                 for event in events:
                     chunks.append(sse_event(event))
                     self.after = event.seq

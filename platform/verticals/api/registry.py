@@ -32,6 +32,7 @@ from verticals.registry import services, storage
 from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.registry.runners import Train
 from verticals.sdk import discovery
+from verticals.sdk.errors import ServiceError
 from verticals.serving import service as serving
 
 
@@ -44,16 +45,6 @@ class UploadInvalid(exceptions.APIException):
     def __init__(self, message: str, problems: list | None = None):
         super().__init__(message)
         self.details = {"problems": problems or []}
-
-
-class ModelUnavailable(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "model_unavailable"
-
-
-class InferenceRestarted(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "inference_restarted"
 
 
 def _predict_too_large(length: int | None = None) -> RequestTooLarge:
@@ -646,7 +637,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
         model = self.get_object()
         with serving.reading_body(length):
             try:
-                with serving_errors():
+                with form_fields_too_large():
                     task = serving.task_of(model)
                     if task.streams:
                         return _generation_response(request, model, self.caller)
@@ -674,9 +665,9 @@ class BarePredictView(ModelVersionViewSet):
 
 
 @contextmanager
-def serving_errors():
-    """Serving's failures as API errors: 400 naming the input or parameter, 409, 503; and 413 for a multipart
-    form too large to read."""
+def form_fields_too_large():
+    """413 for a multipart predict form whose fields are too large to read, saying how to send
+    it. (Serving's own failures carry their status: api.errors answers them.)"""
     try:
         yield
     except (
@@ -687,12 +678,6 @@ def serving_errors():
             f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; upload images as files in `inputs`, "
             f"or send JSON (up to {settings.SERVING_MAX_BODY_BYTES} bytes)."
         ) from None
-    except serving.BadInput as exc:
-        raise exceptions.ValidationError({exc.where: [str(exc)]}) from None
-    except serving.ModelUnavailable as exc:
-        raise ModelUnavailable(str(exc)) from None
-    except serving.InferenceRestarted as exc:
-        raise InferenceRestarted(str(exc)) from None
 
 
 def _generation_response(request, model, caller):
@@ -757,8 +742,8 @@ def _tgi_events(generation):
                 if event.error:
                     body["error"] = {"code": "generation_failed", "message": event.error}
             yield sse(body)
-    except serving.InferenceRestarted as exc:
-        yield sse({"error": {"code": "inference_restarted", "message": str(exc)}})
+    except ServiceError as exc:  # e.g. the inference process stopped midway (inference_restarted)
+        yield sse({"error": {"code": exc.code, "message": exc.message}})
 
 
 def _drop_body(request) -> None:

@@ -27,16 +27,16 @@ from django.utils import timezone
 from verticals.billing.catalog import Standing, standing
 from verticals.billing.models import Plan, RateWindow, UsageCounter, UsageEvent
 from verticals.billing.money import to_micro
+from verticals.sdk.errors import ServiceError
 from verticals.tenancy.backend.cursors import raw_cursor
 from verticals.tenancy.scoping import for_tenant
 
 
-class Refused(Exception):
+class Refused(ServiceError):
     """Work refused by the plan: `status` 429 (rate), 402 (hard cap) or 403 (task not in plan)."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
 
 
 def _units(value: Decimal) -> str:

@@ -22,19 +22,19 @@ from django.urls import reverse
 
 from verticals.api.inputs import unstorable
 from verticals.api.streaming import event_stream, sse
-from verticals.billing.quotas import Refused
 from verticals.portal.jobs import _project
-from verticals.portal.views import tenant_page
+from verticals.portal.views import service_refusal, tenant_page
 from verticals.registry import selectors
 from verticals.registry.models import BaseModel, ModelVersion
+from verticals.sdk.errors import ServiceError
 from verticals.serving import service as serving
 
 ROUTE = "portal.chat"
 PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+# What the form starts with (a small model rambles at 1).
 # The OpenAI routes sample at temperature 1 when none is given; the playground does the same,
 # so that the snippets it offers answer as the playground did.
 DEFAULT_TEMPERATURE = 1.0
-# What the form starts with (a small model rambles at 1).
 INITIAL_TEMPERATURE = 0.7
 EXAMPLE = "What is the capital of France?"
 KEY_VARIABLE = "VERTICALS_API_KEY"
@@ -207,6 +207,13 @@ def _refused(message: str, status: int = 400, where: str = "") -> JsonResponse:
     return response
 
 
+def _where(refused: ServiceError) -> str:
+    """The part of the form a refusal is about: the parameters, the messages or the model."""
+    if refused.field:
+        return "parameters" if refused.field == "parameters" else "messages"
+    return "model" if isinstance(refused, serving.ModelUnavailable) else ""
+
+
 def _parameters(raw) -> dict:
     """The generation parameters the page sent, OpenAI's default temperature filled in; serving
     checks the values against the task's schema (an unknown name is refused there)."""
@@ -249,8 +256,8 @@ def _events(generation):
                     }
                 )
                 return
-    except serving.InferenceRestarted as stopped:
-        yield sse({"error": str(stopped)})
+    except ServiceError as stopped:  # e.g. the inference process stopped midway
+        yield sse({"error": service_refusal(stopped)[0]})
 
 
 @tenant_page("model.predict", methods=("POST",))
@@ -296,19 +303,11 @@ def chat_stream(request, project_id: str):
             route=ROUTE,
             project=project,
         )
-    except serving.BadInput as refused:
-        return _refused(
-            str(refused), 400, "parameters" if refused.where == "parameters" else "messages"
-        )
-    except Refused as refused:
-        response = _refused(refused.message, refused.status)
+    except ServiceError as refused:  # a bad input or parameter, the plan, the model, its process
+        response = _refused(*service_refusal(refused), _where(refused))
         if refused.retry_after:  # 429: the seconds left in the rate window, as the API sends them
             response["Retry-After"] = str(refused.retry_after)
         return response
-    except serving.ModelUnavailable as unavailable:
-        return _refused(str(unavailable), 409, "model")
-    except serving.InferenceRestarted as stopped:
-        return _refused(str(stopped), 503)
     return event_stream(
         request, _events(generation), cancel=generation.cancel, close=generation.close
     )

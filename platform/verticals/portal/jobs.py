@@ -17,7 +17,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from verticals.jobs import engine, queries
+from verticals.jobs import engine, selectors
 from verticals.jobs.models import Job, WebhookDelivery
 from verticals.portal.views import _error_text, _is_htmx, tenant_page
 from verticals.tenancy.models import Project
@@ -116,9 +116,9 @@ def _live_context(
     # twice, and the page keeps one point per step; none is missed.
     cursor = job.event_seq
     if after is None or after > cursor:
-        points = queries.metric_series(job)
+        points = selectors.metric_series(job)
     else:
-        points, cut_at = queries.metric_points_after(job, after, POLL_POINTS_MAX)
+        points, cut_at = selectors.metric_points_after(job, after, POLL_POINTS_MAX)
         if cut_at is not None:  # a client far behind: the next poll goes on from there
             cursor = cut_at
     caller = request.caller
@@ -146,7 +146,7 @@ def _live_context(
         "show_worker": request.user.is_staff,
         "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result else "",
         "metric_points": points,
-        "log": queries.log_tail(job, LOG_LINES),
+        "log": selectors.log_tail(job, LOG_LINES),
     }
 
 

@@ -31,10 +31,11 @@ from verticals.jobs import engine
 from verticals.portal import chat
 from verticals.portal.jobs import _project
 from verticals.portal.registry_forms import DatasetUploadForm, DatasetVersionForm, TrainForm
-from verticals.portal.views import _error_text, _is_htmx, _refuse, tenant_page
+from verticals.portal.views import _error_text, _is_htmx, _refuse, service_refusal, tenant_page
 from verticals.registry import selectors, services
 from verticals.registry.models import SPLITS, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
+from verticals.sdk.errors import ServiceError
 from verticals.serving import service as serving
 
 PAGE_SIZE = 50
@@ -675,14 +676,8 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
                 caller=request.caller,
                 route="portal.predict",
             )
-    except serving.BadInput as refused:
-        return None, None, str(refused), 400
-    except Refused as refused:
-        return None, None, refused.message, refused.status
-    except serving.ModelUnavailable as unavailable:
-        return None, None, str(unavailable), 409
-    except serving.InferenceRestarted as stopped:
-        return None, None, str(stopped), 503
+    except ServiceError as refused:  # a bad input, the plan, the model or its process
+        return None, None, *service_refusal(refused)
     return label_bars(outputs[0]), outputs[0], "", 200
 
 

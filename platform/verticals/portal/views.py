@@ -3,6 +3,7 @@
 Writes go through the tenancy services.
 """
 
+import logging
 from functools import wraps
 
 from django.contrib import messages
@@ -22,15 +23,26 @@ from verticals.portal.forms import (
     ProjectForm,
     RoleForm,
 )
+from verticals.sdk.errors import ServiceError
 from verticals.tenancy import services
 from verticals.tenancy.caller import SESSION_TENANT_KEY
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, User
 from verticals.tenancy.roles import AUDITED_ACTIONS, grantable_roles
 from verticals.tenancy.throttle import REQUEST_LOCKOUT
 
+logger = logging.getLogger(__name__)
+
 
 def _refuse(request, message: str, status: int = 403):
     return render(request, "portal/refused.html", {"message": message}, status=status)
+
+
+def service_refusal(error: ServiceError) -> tuple[str, int]:
+    """What a page shows when a service refused or failed the work (a ServiceError: the plan,
+    serving, an input): its message, and the status the API answers it with (api/errors.py)."""
+    if error.status >= 500:
+        logger.warning("%s (%s): %s", type(error).__name__, error.code, error.message)
+    return error.message, error.status
 
 
 class LoginView(auth_views.LoginView):

@@ -17,10 +17,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from verticals.billing import quotas
 from verticals.registry import archives, datasets, loadcheck, storage
 from verticals.registry.datasets import DEFAULT_FRACTIONS, EXAMPLES_FILE
 from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
 from verticals.sdk import discovery
+from verticals.sdk.artifacts import read_config
 from verticals.sdk.contracts import DatasetSplit, Example, Task
 from verticals.sdk.ingestion import Refused
 from verticals.tenancy.audit import audit_record
@@ -322,8 +324,6 @@ def dataset_splits(version: DatasetVersion) -> dict[str, DatasetSplit]:
 
 
 def _artifact_fields(directory: Path, prefix: str) -> dict:
-    from verticals.sdk.artifacts import read_config
-
     stored = storage.store_tree(directory, prefix)
     return {
         "storage_prefix": prefix,
@@ -453,9 +453,8 @@ def model_publish(
 
 
 def model_delete(*, model: ModelVersion, caller) -> None:
-    """Delete a model version, its files once that commits, and its copy in the inference process."""
-    from verticals.serving import service as serving
-
+    """Delete a model version and its files once that commits (serving drops its loaded copy on
+    the model's post_delete signal: verticals.serving.apps)."""
     prefix = model.storage_prefix
     with transaction.atomic():
         audit_record(
@@ -467,7 +466,6 @@ def model_delete(*, model: ModelVersion, caller) -> None:
         )
         model.delete()
         transaction.on_commit(lambda: storage.delete_prefix(prefix))
-    serving.forget(model)
 
 
 def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
@@ -513,8 +511,6 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
 
     The archive goes through the model-archive policy (registry.archives): only the files the task
     loads are kept, each checked as it is extracted; the audit row names the files dropped."""
-    from verticals.billing import quotas
-
     task_obj = task_or_error(task, tenant=project.tenant)
     quotas.check_task_of(project.tenant, task_obj.name)
     quotas.check_model_versions(
@@ -533,27 +529,29 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
             or (getattr(upload, "name", "") and Path(upload.name).name.split(".")[0])
             or f"imported-{task}"
         )
-        version = model_publish(
-            project=project,
-            task=task_obj,
-            model=None,
-            name=label,
-            architecture=architecture,
-            labels=labels,
-            metrics={},
-            report={},
-            params={},
-            caller=caller,
-            source=ModelVersion.Source.IMPORTED,
-            checked=checked,
-        )
-    audit_record(
-        tenant=project.tenant,
-        actor=caller,
-        action="model.import",
-        target=version,
-        details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]},
-    )
+        staged = model_stage(tenant=project.tenant, task=task_obj, checked=checked)
+        # The version and its audit row commit together or not at all (and then its files go).
+        with storage.removed_on_failure(staged.prefix), transaction.atomic():
+            version = model_record(
+                staged=staged,
+                project=project,
+                task=task_obj,
+                name=label,
+                architecture=architecture,
+                labels=labels,
+                metrics={},
+                report={},
+                params={},
+                caller=caller,
+                source=ModelVersion.Source.IMPORTED,
+            )
+            audit_record(
+                tenant=project.tenant,
+                actor=caller,
+                action="model.import",
+                target=version,
+                details={"task": task, "files": checked.files, "dropped": checked.dropped[:100]},
+            )
     return version
 
 
@@ -571,8 +569,6 @@ def base_model_import(
 
     The same model-archive policy as imports, keeping the files any installed task loads; the
     returned row carries `dropped_files`, the names the policy dropped (not stored)."""
-    from verticals.sdk.artifacts import read_config
-
     existing = BaseModel.objects.filter(name=name).first()
     if existing is not None and not replace:
         return existing

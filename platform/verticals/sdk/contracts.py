@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from verticals.sdk.artifacts import MODEL_FILES
+from verticals.sdk.errors import ServiceError
 
 if TYPE_CHECKING:  # pragma: no cover
     from verticals.sdk.datasets import DatasetSchema
@@ -22,11 +23,22 @@ OPTIMIZATIONS = ("quantize", "prune", "distill", "regularize")
 PLAYGROUNDS = ("text", "image", "chat")
 
 
-class InputError(ValueError):
+class InputError(ServiceError, ValueError):
     """An input a caller sent cannot be used (wrong type, empty, too long, corrupt image …).
 
-    The message is shown to the caller as it is (HTTP 400): say what to fix.
+    The message is shown to the caller as it is (HTTP 400): say what to fix. `code` is the
+    machine code callers read (`invalid`; ContextLengthExceeded has its own).
     """
+
+    status = 400
+    code = "invalid"
+
+
+class ContextLengthExceeded(InputError):
+    """A prompt (with the tokens asked for) longer than the model's context: HTTP 400 with the
+    code `context_length_exceeded`, which OpenAI clients recognize."""
+
+    code = "context_length_exceeded"
 
 
 class TrainingError(Exception):
@@ -239,7 +251,8 @@ class Task:
 
     def generation_request(self, model: Any, decoded_input: Any, options: dict):
         """(Streaming tasks.) A `GenerationRequest` for one decoded input and checked generation
-        parameters; raise InputError for what cannot run (e.g. a prompt too long for the model)."""
+        parameters; raise InputError for what cannot run, ContextLengthExceeded for a prompt
+        (with the tokens asked for) longer than the model's context."""
         raise NotImplementedError
 
     # --- test kit -------------------------------------------------------------------------

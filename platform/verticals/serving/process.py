@@ -24,6 +24,7 @@ to their streams.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import queue
@@ -33,13 +34,12 @@ from itertools import count
 
 from verticals.sdk import discovery
 from verticals.sdk.contracts import InputError
+from verticals.sdk.errors import ServiceError
 from verticals.serving import memory
 from verticals.serving.cache import ModelCache
+from verticals.serving.errors import InferenceFailed, InferenceRestarted, ModelNotLoadable
 
-
-class InferenceRestarted(Exception):
-    """The inference process stopped during the call (e.g. out of memory); HTTP 503, retry."""
-
+logger = logging.getLogger(__name__)
 
 RESTARTED = (
     "The model process stopped while it ran this call (it may have run out of memory); it starts again "
@@ -273,9 +273,12 @@ def _close(model) -> None:
 
 
 def _portable(exc: Exception) -> Exception:
-    """An error the web process can rebuild: InputError as itself, anything else with its traceback."""
+    """An error the web process can rebuild: an InputError as one (a plugin's own subclass may not
+    travel) with its code, serving's own errors as they are, anything else with its traceback."""
     if isinstance(exc, InputError):
-        return InputError(str(exc))
+        return InputError(str(exc), code=exc.code)
+    if isinstance(exc, ServiceError):
+        return exc
     return RuntimeError(
         "In the inference process: " + "".join(traceback.format_exception(exc))[-4000:]
     )
@@ -319,16 +322,38 @@ def _serve_streams(connection) -> None:
 def _generation(task_name: str, key: tuple, size: int, files: str, decoded_input, options: dict):
 
     task = discovery.get_task(task_name)
-    model = _models.get(key, size, lambda: task.load(files))
+    model = _models.get(key, size, lambda: _load(task, key, files))
     return task.engine(model), task.generation_request(model, decoded_input, options)
+
+
+def _load(task, key: tuple, files: str):
+    """(In the inference process.) The task's model from its files; ModelNotLoadable (logged
+    here, with its cause) when they do not load."""
+    try:
+        return task.load(files)
+    except Exception as exc:
+        logger.exception("model %s (%s) could not be loaded from %s", key[1], task.name, files)
+        raise ModelNotLoadable(
+            "The model could not be loaded to serve this call (the error has been logged). "
+            "Import or train it again; if it served before, retry."
+        ) from exc
 
 
 def predict(task_name: str, key: tuple, size: int, files: str, inputs: list, options: dict) -> list:
     """(In the inference process.) The task's outputs for decoded inputs, loading the model once."""
 
     task = discovery.get_task(task_name)
-    model = _models.get(key, size, lambda: task.load(files))
-    return task.predict(model, inputs, options=options)
+    model = _models.get(key, size, lambda: _load(task, key, files))
+    try:
+        return task.predict(model, inputs, options=options)
+    except ServiceError:  # an InputError too: the caller's to fix
+        raise
+    except Exception as exc:
+        logger.exception("model %s (%s) failed on a batch", key[1], task.name)
+        raise InferenceFailed(
+            "The model failed while it ran this call (the error has been logged); retry, or "
+            "send other inputs."
+        ) from exc
 
 
 def forget(key: tuple) -> None:

@@ -15,14 +15,16 @@ from verticals.sdk.contracts import InputError, Task
 from verticals.sdk.inputs import EncodedImage
 from verticals.serving import gates, process
 from verticals.serving.batcher import BatcherClosed, MicroBatcher
-from verticals.serving.process import InferenceRestarted  # noqa: F401  (re-exported: the API answers it 503)
+from verticals.serving.errors import (  # noqa: F401  (InferenceFailed… re-exported for callers)
+    BadInput,
+    InferenceFailed,
+    InferenceRestarted,
+    ModelNotLoadable,
+    ModelUnavailable,
+)
 
 _batchers: dict[tuple, MicroBatcher] = {}
 _lock = threading.Lock()
-
-
-class ModelUnavailable(Exception):
-    """The model cannot serve (its task is not installed here, or it has no head); HTTP 409."""
 
 
 def task_of(model_version: ModelVersion) -> Task:
@@ -79,14 +81,6 @@ def reading_body(length: int):
     return gates.body_bytes().holding(length)
 
 
-class BadInput(InputError):
-    """An InputError that knows which input it is about (`inputs`, or `inputs[3]` in a list)."""
-
-    def __init__(self, message: str, where: str = "inputs"):
-        super().__init__(message)
-        self.where = where
-
-
 def decode_inputs(
     task: Task, raw_inputs: list, *, single: bool = False, model_version: ModelVersion | None = None
 ) -> list:
@@ -102,7 +96,7 @@ def decode_inputs(
         try:
             value = task.decode_input(raw)
         except InputError as exc:
-            raise BadInput(str(exc), where) from exc
+            raise BadInput(str(exc), where, code=exc.code) from exc
         if not isinstance(raw, (bytes, bytearray)):
             found = schema_errors(task.input_schema, raw)
             if found:
@@ -119,7 +113,7 @@ def decode_inputs(
                 try:
                     decoded[index] = value.decode(fit=fit)
                 except InputError as exc:
-                    raise BadInput(str(exc), _where(index, single)) from exc
+                    raise BadInput(str(exc), _where(index, single), code=exc.code) from exc
     return decoded
 
 
@@ -209,7 +203,7 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
                         process.predict, _task.name, _key, _mv.size_bytes, files, inputs, options
                     )
                 except InputError as exc:
-                    raise BadInput(str(exc)) from None
+                    raise BadInput(str(exc), code=exc.code) from None
 
             batcher = MicroBatcher(
                 run,
@@ -315,9 +309,10 @@ def generate(
     decoded=None,
 ) -> MeteredStream:
     """Start generating from one input with a model version or a garden base model: a stream of
-    GenerationEvents (close it to cancel), metered when it ends. BadInput (400) for a bad input or
-    parameter, or a prompt the model cannot hold; ModelUnavailable (409); InferenceRestarted (503);
-    quotas.Refused (429, 402, 403) when the plan does not let it in."""
+    GenerationEvents (close it to cancel), metered when it ends. Its failures are ServiceErrors
+    (verticals.serving.errors): BadInput (400) for a bad input or parameter, or a prompt the model
+    cannot hold (code context_length_exceeded); ModelUnavailable (409); InferenceRestarted and
+    ModelNotLoadable (503); quotas.Refused (429, 402, 403) when the plan does not let it in."""
     task = generation_task_of(model, caller.tenant)
     if decoded is None:
         decoded = _generation_inputs(task, [raw_input], options)[0]
@@ -332,7 +327,7 @@ def generate(
         )
     except InputError as exc:
         admission.release()
-        raise BadInput(str(exc)) from None
+        raise BadInput(str(exc), code=exc.code) from None
     except BaseException:
         admission.release()
         raise
@@ -410,8 +405,9 @@ def predict(
     route: str = "predict",
 ) -> list:
     """Outputs for raw inputs, in order, metered (the task's meters, units per input) when a caller
-    is given. BadInput (400) for bad input, ModelUnavailable (409), quotas.Refused (429, 402, 403),
-    InferenceRestarted (503) when the inference process stopped during the call.
+    is given. Its failures are ServiceErrors: BadInput (400) for bad input, ModelUnavailable (409),
+    quotas.Refused (429, 402, 403), InferenceRestarted (503) when the inference process stopped
+    during the call, ModelNotLoadable (503), InferenceFailed (500) when the model itself failed.
 
     A metered call (with a caller) to a model that generates text is ModelUnavailable: its work is
     tokens (`generate`, `complete`), not one unit per input. Unmetered calls (the plugin

@@ -11,13 +11,15 @@ from __future__ import annotations
 import time
 import uuid
 
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from verticals.api.base import CallerAPIView
+from verticals.api.errors import error_body, exception_handler, openai_body
 from verticals.api.streaming import event_stream, sse
 from verticals.registry.models import BaseModel, ModelVersion
+from verticals.sdk.errors import ServiceError
 from verticals.serving import service as serving
 
 GENERATION = ("max_tokens", "temperature", "top_p", "stop", "seed")
@@ -55,13 +57,22 @@ class OpenAIError(exceptions.APIException):
         self.status_code, self.type, self.param, self.openai_code = status_code, type_, param, code
 
 
+# Serving's refusals that OpenAI's clients know by another status and code: (status, param, code).
+AS_OPENAI = {"model_unavailable": (400, "model", "model_not_supported")}
+
+
 def openai_exception_handler(exc, context):
     """Every failure of these routes in OpenAI's error shape."""
-    from verticals.api.errors import exception_handler, openai_body
-
     if not isinstance(exc, OpenAIError):
         answer = exception_handler(exc, context)  # our shape, status and headers; re-worded below
         answer.data = openai_body(answer.status_code, answer.data)
+        if isinstance(exc, ServiceError):  # its code as it is; OpenAI names the parameter apart
+            error = answer.data["error"]
+            error["message"] = exc.message
+            if exc.field:
+                error["param"] = _param(exc, context.get("view"))
+            if exc.code in AS_OPENAI:
+                answer.status_code, error["param"], error["code"] = AS_OPENAI[exc.code]
         return answer
     return Response(
         {
@@ -74,6 +85,16 @@ def openai_exception_handler(exc, context):
         },
         status=exc.status_code,
     )
+
+
+def _param(exc: ServiceError, view) -> str:
+    """The request argument a serving error is about, in OpenAI's names: the prompt or the
+    messages for the input, the parameter itself for a parameter (`max_tokens: …`)."""
+    if exc.field == "parameters":
+        return exc.message.split(":")[0]
+    if exc.field == "inputs":
+        return "messages" if getattr(view, "chat", True) else "prompt"
+    return exc.field
 
 
 class OpenAIView(CallerAPIView):
@@ -265,29 +286,14 @@ class _Completion(OpenAIView):
         options = _options(body, chat=self.chat)
         stream, include_usage = _stream_flags(body)
         raw_input = self.raw_input(body)
-        try:
-            generation = serving.generate(
-                model=model,
-                caller=self.caller,
-                raw_input=raw_input,
-                options=options,
-                route=self.route,
-            )
-        except serving.BadInput as exc:
-            where = exc.where if exc.where != "inputs" else ("messages" if self.chat else "prompt")
-            message = str(exc)
-            param = where.split(": ")[0] if where != "parameters" else message.split(":")[0]
-            code = "context_length_exceeded" if "context" in message else None
-            raise OpenAIError(message, param=param, code=code) from None
-        except serving.ModelUnavailable as exc:
-            raise OpenAIError(str(exc), param="model", code="model_not_supported") from None
-        except serving.InferenceRestarted as exc:
-            raise OpenAIError(
-                str(exc),
-                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                type_="server_error",
-                code="inference_restarted",
-            ) from None
+        # Serving's failures (ServiceError) carry their status and code: openai_exception_handler.
+        generation = serving.generate(
+            model=model,
+            caller=self.caller,
+            raw_input=raw_input,
+            options=options,
+            route=self.route,
+        )
         ident, created = self.id_prefix + uuid.uuid4().hex[:24], int(time.time())
         name = body["model"]
         if stream:
@@ -298,9 +304,7 @@ class _Completion(OpenAIView):
         finally:
             generation.close()
         if generation.finish_reason == "error":
-            raise OpenAIError(
-                "The model failed while generating; retry.", status_code=500, type_="server_error"
-            )
+            raise serving.InferenceFailed("The model failed while generating; retry.")
         return Response(
             {
                 "id": ident,
@@ -353,17 +357,8 @@ class _Completion(OpenAIView):
             if include_usage:
                 yield sse({**head, "choices": [], "usage": _usage(generation)})
             yield sse("[DONE]")
-        except serving.InferenceRestarted as exc:
-            yield sse(
-                {
-                    "error": {
-                        "message": str(exc),
-                        "type": "server_error",
-                        "param": None,
-                        "code": "inference_restarted",
-                    }
-                }
-            )
+        except ServiceError as exc:  # e.g. the inference process stopped midway (503)
+            yield sse(openai_body(exc.status, error_body(exc.code, exc.message)))
 
 
 class ChatCompletions(_Completion):
