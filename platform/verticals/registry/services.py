@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from verticals.billing import quotas
+from verticals.billing import port
 from verticals.registry import archives, datasets, loadcheck, storage
 from verticals.registry.datasets import DEFAULT_FRACTIONS, EXAMPLES_FILE
 from verticals.registry.models import SPLITS, BaseModel, Dataset, DatasetVersion, ModelVersion
@@ -512,8 +512,8 @@ def model_import(*, project: Project, caller, task: str, upload, name: str = "")
     The archive goes through the model-archive policy (registry.archives): only the files the task
     loads are kept, each checked as it is extracted; the audit row names the files dropped."""
     task_obj = task_or_error(task, tenant=project.tenant)
-    quotas.check_task_of(project.tenant, task_obj.name)
-    quotas.check_model_versions(
+    port.check_task_of(project.tenant, task_obj.name)
+    port.check_model_versions(
         project.tenant, ModelVersion.objects.filter(tenant=project.tenant).count()
     )
     with storage.workspace("import") as work:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from verticals.billing import metering, quotas
+from verticals.billing import port
 from verticals.registry import services as registry
 from verticals.registry.models import ModelVersion
 from verticals.sdk import discovery
@@ -261,10 +261,10 @@ class MeteredStream:
         self._recorded = True
         usage = dict(self._usage)
         tenant, meter = usage.pop("tenant"), usage.pop("meter")
-        metering.record_call(
+        port.record_call(
             tenant,
             [
-                metering.Usage(
+                port.Usage(
                     meter=meter,
                     quantity=Decimal(self.prompt_tokens + self.completion_tokens),
                     **usage,
@@ -279,9 +279,9 @@ class MeteredStream:
         )
 
 
-def admit(caller, task: Task, units: dict) -> quotas.Admission:
-    """The plan lets this call in (or quotas.Refused: 429, 402, 403) before any work starts."""
-    return quotas.admit(caller.tenant, task=task.name, units=units)
+def admit(caller, task: Task, units: dict) -> port.Admission:
+    """The plan lets this call in (or port.Refused: 429, 402, 403) before any work starts."""
+    return port.admit(caller.tenant, task=task.name, units=units)
 
 
 def _generation_inputs(task: Task, raw_inputs: list, options: dict) -> list:
@@ -312,7 +312,7 @@ def generate(
     GenerationEvents (close it to cancel), metered when it ends. Its failures are ServiceErrors
     (verticals.serving.errors): BadInput (400) for a bad input or parameter, or a prompt the model
     cannot hold (code context_length_exceeded); ModelUnavailable (409); InferenceRestarted and
-    ModelNotLoadable (503); quotas.Refused (429, 402, 403) when the plan does not let it in."""
+    ModelNotLoadable (503); port.Refused (429, 402, 403) when the plan does not let it in."""
     task = generation_task_of(model, caller.tenant)
     if decoded is None:
         decoded = _generation_inputs(task, [raw_input], options)[0]
@@ -406,7 +406,7 @@ def predict(
 ) -> list:
     """Outputs for raw inputs, in order, metered (the task's meters, units per input) when a caller
     is given. Its failures are ServiceErrors: BadInput (400) for bad input, ModelUnavailable (409),
-    quotas.Refused (429, 402, 403), InferenceRestarted (503) when the inference process stopped
+    port.Refused (429, 402, 403), InferenceRestarted (503) when the inference process stopped
     during the call, ModelNotLoadable (503), InferenceFailed (500) when the model itself failed.
 
     A metered call (with a caller) to a model that generates text is ModelUnavailable: its work is
@@ -441,10 +441,10 @@ def predict(
             admission.release()
         raise
     if caller is not None:
-        metering.record_call(
+        port.record_call(
             caller.tenant,
             [
-                metering.Usage(
+                port.Usage(
                     meter=meter,
                     quantity=quantity,
                     project_id=model_version.project_id,
