@@ -83,7 +83,8 @@ def parameter_groups(
     `parameters` is an `nn.Module` or (name, parameter) pairs (`module.named_parameters()`)."""
     named = parameters.named_parameters() if hasattr(parameters, "named_parameters") else parameters
     markers = tuple(m.lower() for m in no_decay_names)
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, parameter in named:
         if not parameter.requires_grad:
             continue
