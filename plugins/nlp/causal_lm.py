@@ -21,12 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlp.text_models import default_epochs, epoch_order, warmup_then_decay
 from verticals.sdk import (
     TrainingError,
-    optimizer_tensors,
+    TrainingLoop,
+    auto_epochs,
+    parameter_groups,
     read_config,
-    restore_optimizer,
+    usable_checkpoint,
+    warmup_then_decay,
     write_config,
 )
 
@@ -495,7 +497,7 @@ def train(ctx) -> CausalLM:
 
     batch_size = int(params["batch_size"])
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
-    epochs = int(params.get("epochs") or default_epochs(architecture, steps_per_epoch, AUTO_EPOCHS))
+    epochs = int(params.get("epochs") or auto_epochs(steps_per_epoch, **AUTO_EPOCHS[architecture]))
     learning_rate = float(
         params.get("learning_rate")
         or DEFAULT_LEARNING_RATE[SMALL if architecture == SMALL else method]
@@ -511,21 +513,19 @@ def train(ctx) -> CausalLM:
         f"peak learning rate {learning_rate:g}."
     )
 
-    decay = [p for name, p in trainable if p.ndim >= 2 and "norm" not in name.lower()]
-    no_decay = [p for name, p in trainable if not (p.ndim >= 2 and "norm" not in name.lower())]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
+    optimizer = torch.optim.AdamW(parameter_groups(trainable, weight_decay), lr=learning_rate)
+    loop = TrainingLoop(
+        ctx,
+        optimizer,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=learning_rate,
+        schedule=warmup_then_decay(learning_rate, warmup_steps, total_steps),
+        max_grad_norm=MAX_GRAD_NORM,
+        clip=[p for _, p in trainable],
     )
 
-    start_epoch = 0
-    if checkpoint is not None:
-        state = {
-            k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")
-        }
+    def load_trainable(state: dict) -> None:
         named = dict(trainable)
         if set(state) != set(named):
             raise TrainingError(
@@ -534,10 +534,10 @@ def train(ctx) -> CausalLM:
         with torch.no_grad():
             for name, value in state.items():
                 named[name].copy_(value)
-        restore_optimizer(optimizer, checkpoint.tensors)
-        start_epoch = min(int(checkpoint.state.get("epoch", 0)), epochs)
+
+    if checkpoint is not None:
+        loop.resume(checkpoint, load_trainable)
         model.facts.update(checkpoint.state.get("facts") or {})
-        ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
     elif validation_pairs:
         initial = split_loss(model, validation_pairs, batch_size=max(batch_size, 8))
         model.facts["initial_validation_loss"] = initial
@@ -551,54 +551,24 @@ def train(ctx) -> CausalLM:
             description="starting",
         )
 
-    rate = warmup_then_decay(learning_rate, warmup_steps, total_steps)
-
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, epochs):
-        order = epoch_order(ctx.seed, epoch, len(train_pairs))
+    for epoch in loop.epochs():
         module.train()
-        total_loss, tokens = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            chosen = [train_pairs[i] for i in order[start : start + batch_size].tolist()]
+        for indices in epoch.batches(len(train_pairs), batch_size):
+            chosen = [train_pairs[i] for i in indices.tolist()]
             batch = collate(chosen, model.pad_id, ctx.device)
-            for group in optimizer.param_groups:
-                group["lr"] = rate(step)
-            loss = completion_loss(module, batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged. "
-                    f"Lower the learning_rate (it was {learning_rate:g}) and train again."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
-            optimizer.step()
-            step += 1
-            count = sum(len(c) for _, c in chosen)
-            total_loss += loss.item() * count
-            tokens += count
-            ctx.count_samples(len(chosen))
-            ctx.report(
-                step,
-                total_steps,
-                {"train_loss": loss.item()},
-                description=f"epoch {epoch + 1}/{epochs}",
+            loop.step(
+                completion_loss(module, batch),
+                samples=len(chosen),
+                weight=sum(len(c) for _, c in chosen),
             )
-        metrics = {"epoch_train_loss": total_loss / max(tokens, 1)}
+        metrics = {"epoch_train_loss": epoch.mean_loss}
         if validation_pairs:
             val = split_loss(model, validation_pairs, batch_size=max(batch_size, 8))
             metrics.update({"val_loss": val, "val_perplexity": perplexity(val)})
-        ctx.report(step, total_steps, metrics, description=f"epoch {epoch + 1}/{epochs} done")
-        state = {
-            "epoch": epoch + 1,
-            "step": step,
-            "architecture": architecture,
-            "method": method,
-            "facts": dict(model.facts),
-        }
+        state = {"architecture": architecture, "method": method, "facts": dict(model.facts)}
         if architecture == SMALL and ctx.base is None:
             state["model_config"] = _small_config_of(module)
-        ctx.checkpoint(epoch + 1, _checkpoint_tensors(trainable, optimizer), state)
+        loop.end_epoch(metrics, weights={name: p.detach() for name, p in trainable}, state=state)
     if method == "lora":
         merge_lora(module)
     module.eval()
@@ -628,24 +598,11 @@ def _small_config_of(module) -> dict:
 
 
 def _usable_checkpoint(ctx, architecture: str, method: str):
-    checkpoint = ctx.restore()
-    if checkpoint is None:
-        return None
-    state = checkpoint.state or {}
-    if state.get("architecture") != architecture or state.get("method") != method:
-        ctx.log(
-            "The saved checkpoint belongs to another architecture or method; training starts over.",
-            "warning",
-        )
-        return None
-    return checkpoint
-
-
-def _checkpoint_tensors(trainable, optimizer) -> dict:
-    return {
-        **{f"model.{name}": p.detach() for name, p in trainable},
-        **optimizer_tensors(optimizer),
-    }
+    return usable_checkpoint(
+        ctx,
+        {"architecture": architecture, "method": method},
+        warning="The saved checkpoint belongs to another architecture or method; training starts over.",
+    )
 
 
 # --- artifacts -------------------------------------------------------------------------------------

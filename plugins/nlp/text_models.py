@@ -17,12 +17,15 @@ from torch import nn
 
 from verticals.sdk import (
     TrainingError,
+    TrainingLoop,
+    auto_epochs,
     load_weights,
-    optimizer_tensors,
+    parameter_groups,
     read_config,
-    restore_optimizer,
     save_weights,
     upload_limits,
+    usable_checkpoint,
+    warmup_then_decay,
     write_config,
 )
 
@@ -286,75 +289,37 @@ def train(ctx) -> SentimentModel:
     module = model.module.to(ctx.device)
     model.device = ctx.device
 
-    decay, no_decay = [], []
-    for name, parameter in module.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-    )
-
-    start_epoch = 0
-    if checkpoint is not None:
-        module.load_state_dict(
-            {k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
-        )
-        restore_optimizer(optimizer, checkpoint.tensors)
-        start_epoch = min(int(checkpoint.state.get("epoch", 0)), epochs)
-        ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
-
+    optimizer = torch.optim.AdamW(parameter_groups(module, weight_decay), lr=learning_rate)
     total_steps = epochs * steps_per_epoch
-    warmup_steps = int(total_steps * warmup_ratio)
-
-    rate = warmup_then_decay(learning_rate, warmup_steps, total_steps)
+    loop = TrainingLoop(
+        ctx,
+        optimizer,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=learning_rate,
+        schedule=warmup_then_decay(learning_rate, int(total_steps * warmup_ratio), total_steps),
+        max_grad_norm=MAX_GRAD_NORM,
+        clip=module.parameters(),
+    )
+    loop.resume(checkpoint, module.load_state_dict)
 
     loss_fn = nn.CrossEntropyLoss()
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, epochs):
-        order = epoch_order(ctx.seed, epoch, len(train_pairs))
+    for epoch in loop.epochs():
         module.train()
-        total_loss, seen = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            chosen = [train_pairs[i] for i in order[start : start + batch_size].tolist()]
+        for indices in epoch.batches(len(train_pairs), batch_size):
+            chosen = [train_pairs[i] for i in indices.tolist()]
             batch = model.encode([text for text, _ in chosen])
             targets = torch.tensor(
                 [label for _, label in chosen], dtype=torch.long, device=ctx.device
             )
-            for group in optimizer.param_groups:
-                group["lr"] = rate(step)
-            loss = loss_fn(model.logits(batch).float(), targets)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"The training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: training diverged. "
-                    f"Lower the learning_rate (it was {learning_rate:g}) and train again."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            step += 1
-            total_loss += loss.item() * len(chosen)
-            seen += len(chosen)
-            ctx.count_samples(len(chosen))
-            ctx.report(
-                step,
-                total_steps,
-                {"train_loss": loss.item()},
-                description=f"epoch {epoch + 1}/{epochs}",
-            )
-        metrics = {"epoch_train_loss": total_loss / max(seen, 1)}
+            loop.step(loss_fn(model.logits(batch).float(), targets), samples=len(chosen))
+        metrics = {"epoch_train_loss": epoch.mean_loss}
         metrics.update(validation_metrics(model, ctx.validation, batch_size=max(batch_size, 32)))
-        ctx.report(step, total_steps, metrics, description=f"epoch {epoch + 1}/{epochs} done")
-        ctx.checkpoint(
-            epoch + 1,
-            _checkpoint_tensors(model, optimizer),
-            {
-                "epoch": epoch + 1,
-                "step": step,
+        loop.end_epoch(
+            metrics,
+            weights=model.module.state_dict(),
+            tensors=_tokenizer_tensors(model),
+            state={
                 "architecture": architecture,
                 "labels": labels,
                 "model_config": model.config,
@@ -364,35 +329,9 @@ def train(ctx) -> SentimentModel:
     return model
 
 
-def default_epochs(architecture: str, steps_per_epoch: int, rules: dict | None = None) -> int:
-    """Enough epochs for about `steps` optimizer steps, within [low, high] (rules by architecture)."""
-    rule = (rules or AUTO_EPOCHS)[architecture]
-    return max(rule["low"], min(rule["high"], math.ceil(rule["steps"] / max(1, steps_per_epoch))))
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffle and dropout: a resumed run draws what an uninterrupted one did."""
-    return (int(seed) * 1_000_003 + 7919 * (epoch + 1)) % (2**63 - 1)
-
-
-def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
-    """Seed the epoch's dropout and return its shuffled row order: both depend on (seed, epoch)
-    only, so a resumed run repeats exactly what the lost one would have done."""
-    torch.manual_seed(epoch_seed(seed, epoch))
-    return torch.randperm(
-        rows, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch) + 1)
-    )
-
-
-def warmup_then_decay(learning_rate: float, warmup_steps: int, total_steps: int):
-    """The learning rate by step: a linear warm-up, then a linear decay to zero."""
-
-    def rate(step: int) -> float:
-        if step < warmup_steps:
-            return learning_rate * (step + 1) / warmup_steps
-        return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return rate
+def default_epochs(architecture: str, steps_per_epoch: int) -> int:
+    """epochs=null: enough epochs for about `steps` optimizer steps (AUTO_EPOCHS by architecture)."""
+    return auto_epochs(steps_per_epoch, **AUTO_EPOCHS[architecture])
 
 
 def validation_metrics(model: SentimentModel, split, *, batch_size: int) -> dict:
@@ -413,31 +352,20 @@ def validation_metrics(model: SentimentModel, split, *, batch_size: int) -> dict
 
 
 def _usable_checkpoint(ctx, architecture: str, labels: list[str]):
-    checkpoint = ctx.restore()
-    if checkpoint is None:
-        return None
-    state = checkpoint.state or {}
-    if (
-        state.get("architecture", architecture) != architecture
-        or state.get("labels", labels) != labels
-    ):
-        ctx.log(
-            "The saved checkpoint belongs to another architecture or label set; training starts over.",
-            "warning",
-        )
-        return None
-    return checkpoint
+    return usable_checkpoint(
+        ctx,
+        {"architecture": architecture, "labels": labels},
+        missing_ok=True,
+        warning="The saved checkpoint belongs to another architecture or label set; training starts over.",
+    )
 
 
-def _checkpoint_tensors(model: SentimentModel, optimizer) -> dict:
-    tensors = {
-        **{f"model.{key}": value for key, value in model.module.state_dict().items()},
-        **optimizer_tensors(optimizer),
-    }
-    if model.architecture == SMALL:
-        data = model.tokenizer.to_str().encode("utf-8")
-        tensors["tokenizer.json"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    return tensors
+def _tokenizer_tensors(model: SentimentModel) -> dict:
+    """transformer-small's tokenizer, learned from the data, travels with its checkpoint."""
+    if model.architecture != SMALL:
+        return {}
+    data = model.tokenizer.to_str().encode("utf-8")
+    return {"tokenizer.json": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
 
 
 def _build_small(

@@ -12,10 +12,11 @@ from torch import nn
 from verticals.sdk import (
     TrainContext,
     TrainingError,
+    TrainingLoop,
     load_weights,
-    optimizer_tensors,
+    parameter_groups,
     read_config,
-    restore_optimizer,
+    usable_checkpoint,
 )
 from vision.networks import (
     IMAGENET_MEAN,
@@ -146,9 +147,19 @@ def train(ctx: TrainContext) -> ImageClassifier:
     batch_size = int(params["batch_size"])
     steps_per_epoch = len(split_batches(torch.arange(len(train_images)), batch_size))
     total = epochs * steps_per_epoch
-    start_epoch = _resume(ctx, model, optimizer)
-    if start_epoch:
-        ctx.log(f"Resuming after epoch {start_epoch} of {epochs}.")
+    loop = TrainingLoop(
+        ctx,
+        optimizer,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=peak,
+        schedule=lambda step: learning_rate_at(step, total, peak, params["schedule"]),
+        optimizer_prefix="optimizer.",
+        epoch_seeds=epoch_seeds,
+        step_description="",
+        epoch_description="epoch {epoch} of {epochs}",
+    )
+    _resume(ctx, loop, model)
     ctx.log(
         f"Training {architecture} on {len(train_images)} images, {len(labels)} labels: {epochs} epochs of "
         f"{steps_per_epoch} steps, peak learning rate {peak:g}, normalization mean {model.mean} std {model.std}."
@@ -156,46 +167,22 @@ def train(ctx: TrainContext) -> ImageClassifier:
 
     flip = bool(params["horizontal_flip"])
     min_scale = float(params["crop_scale"])
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, epochs):
-        # Every random draw of an epoch comes from seeds of (run seed, epoch): a rerun resumed
-        # from a checkpoint continues exactly as the uninterrupted run would have.
-        generator = torch.Generator().manual_seed(ctx.seed * 100_003 + epoch)
-        torch.manual_seed(ctx.seed * 100_003 + epoch)  # dropout
+    for epoch in loop.epochs():
         model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        for indices in split_batches(order, batch_size):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, total, peak, params["schedule"])
+        for indices in split_batches(epoch.order(len(train_images)), batch_size):
             inputs = model.normalize(train_images.get(indices))
-            inputs = augment(inputs, generator, min_scale=min_scale, flip=flip)
-            loss = loss_fn(model(inputs), train_targets[indices].to(device))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"The training loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
-                    f"diverged. Lower learning_rate (it was {peak:g}) and train again."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            ctx.count_samples(len(indices))
-            ctx.report(step, total, {"train_loss": value})
+            inputs = augment(inputs, epoch.generator, min_scale=min_scale, flip=flip)
+            loop.step(
+                loss_fn(model(inputs), train_targets[indices].to(device)), samples=len(indices)
+            )
+        metrics = {}
         if len(val_images):
             val_loss, val_accuracy = validation_metrics(model, val_images, val_targets)
-            ctx.report(
-                step,
-                total,
-                {"val_loss": val_loss, "val_accuracy": val_accuracy},
-                description=f"epoch {epoch + 1} of {epochs}",
-            )
-        ctx.checkpoint(
-            epoch + 1,
-            _checkpoint_tensors(model, optimizer),
-            {
-                "epoch": epoch + 1,
-                "step": step,
+            metrics = {"val_loss": val_loss, "val_accuracy": val_accuracy}
+        loop.end_epoch(
+            metrics,
+            weights=model.network.state_dict(),
+            state={
                 "architecture": architecture,
                 "labels": labels,
                 "image_size": size,
@@ -266,49 +253,38 @@ def validation_metrics(
     return loss_sum / len(images), correct / len(images)
 
 
+def epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """Every random draw of an epoch (its shuffle, its augmentation, dropout) comes from a seed of
+    (run seed, epoch): a rerun resumed from a checkpoint continues exactly as the uninterrupted run
+    would have."""
+    return seed * 100_003 + epoch, seed * 100_003 + epoch
+
+
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and normalization weights (1-dimensional tensors). The
     fused implementation: on CPU its step takes a sixth of the default's time (resnet18:
     8 ms instead of 56 ms, a sixth of a 32-pixel training step)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=lr,
-        fused=True,
+        parameter_groups(model, weight_decay, no_decay_names=()), lr=lr, fused=True
     )
 
 
-def _checkpoint_tensors(model: ImageClassifier, optimizer: torch.optim.Optimizer) -> dict:
-    return {
-        **{f"model.{key}": value for key, value in model.network.state_dict().items()},
-        **optimizer_tensors(optimizer, prefix="optimizer."),
-    }
-
-
-def _resume(ctx: TrainContext, model: ImageClassifier, optimizer: torch.optim.Optimizer) -> int:
-    """Load the job's last checkpoint, if any; the epoch to start from."""
-    checkpoint = ctx.restore()
+def _resume(ctx: TrainContext, loop: TrainingLoop, model: ImageClassifier) -> None:
+    """Continue from the job's last checkpoint, if it was made for this architecture, label set
+    and image size."""
+    checkpoint = usable_checkpoint(
+        ctx,
+        {
+            "architecture": model.architecture,
+            "labels": model.labels,
+            "image_size": model.image_size,
+        },
+        warning="The checkpoint found was made for another architecture, label set or image size; starting over.",
+    )
     if checkpoint is None:
-        return 0
-    state = checkpoint.state or {}
-    if (state.get("architecture"), state.get("labels"), state.get("image_size")) != (
-        model.architecture,
-        model.labels,
-        model.image_size,
-    ):
-        ctx.log(
-            "The checkpoint found was made for another architecture, label set or image size; starting over.",
-            "warning",
-        )
-        return 0
-    weights = {
-        k[len("model.") :]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")
-    }
-    model.network.load_state_dict(weights, strict=True)
-    model.mean, model.std = list(state["mean"]), list(state["std"])
-    restore_optimizer(optimizer, checkpoint.tensors, prefix="optimizer.", device=model.device)
-    return int(state.get("epoch", checkpoint.step))
+        return
+    model.mean, model.std = list(checkpoint.state["mean"]), list(checkpoint.state["std"])
+    loop.resume(checkpoint, lambda weights: model.network.load_state_dict(weights, strict=True))
 
 
 def _start_from_base(

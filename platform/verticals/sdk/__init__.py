@@ -1,7 +1,8 @@
 """verticals.sdk — the contract between core and domain plugins (DESIGN §4).
 
 Plugins import from the SDK only: the names below, and the SDK's own modules for what a plugin
-needs more rarely (`verticals.sdk.ingestion`, `.datasets`, `.artifacts`, `.generation`):
+needs more rarely (`verticals.sdk.ingestion`, `.datasets`, `.artifacts`, `.generation`,
+`.training`):
 
     from verticals.sdk import Plugin, Task, Architecture, LabelledText, InputError, ...
 """
@@ -49,6 +50,18 @@ from verticals.sdk.inputs import (
 from verticals.sdk.local import LocalTrainContext
 from verticals.sdk.meters import CORE_METERS, Meter
 from verticals.sdk.metrics import CLASSIFICATION_OUTPUT, classification_evaluation, label_scores
+from verticals.sdk.training import (
+    Epoch,
+    TrainingLoop,
+    auto_epochs,
+    check_finite,
+    epoch_generator,
+    epoch_order,
+    epoch_seed,
+    parameter_groups,
+    usable_checkpoint,
+    warmup_then_decay,
+)
 
 __all__ = [
     "OPTIMIZATIONS",
@@ -81,6 +94,16 @@ __all__ = [
     "CLASSIFICATION_OUTPUT",
     "classification_evaluation",
     "label_scores",
+    "Epoch",
+    "TrainingLoop",
+    "auto_epochs",
+    "check_finite",
+    "epoch_generator",
+    "epoch_order",
+    "epoch_seed",
+    "parameter_groups",
+    "usable_checkpoint",
+    "warmup_then_decay",
     "load_weights",
     "optimizer_tensors",
     "read_config",

@@ -90,12 +90,12 @@ class DatasetSplit:
         return [e.input for e in self.examples]
 
     @property
-    def targets(self) -> list[str]:
+    def targets(self) -> list[str | None]:
         return [e.label for e in self.examples]
 
     @property
     def label_ids(self) -> list[int]:
-        index = {label: i for i, label in enumerate(self.labels)}
+        index: dict[str | None, int] = {label: i for i, label in enumerate(self.labels)}
         return [index[e.label] for e in self.examples]
 
 
@@ -284,6 +284,9 @@ class Plugin:
     version: ClassVar[str] = "0"
     # Meters of its own (verticals.sdk.Meter) that its tasks charge, beside core's (verticals.sdk.meters).
     meters: ClassVar[Sequence] = ()
+    # Set by discovery when it validates and registers the plugin.
+    task_instances: list[Task]
+    source: str
 
 
 Predictor = Callable[[list], list]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from importlib import import_module, metadata
+from typing import NoReturn
 
 import jsonschema
 from django.core.exceptions import ImproperlyConfigured
@@ -131,7 +133,7 @@ def validate_plugin(candidate, source: str) -> Plugin:
 def validate_task(task: Task, label: str) -> None:
     where = f"{label}, task '{task.name or type(task).__name__}'"
 
-    def fail(problem: str):
+    def fail(problem: str) -> NoReturn:
         raise PluginError(f"{where}: {problem}")
 
     if not task.name or not SLUG.match(task.name):
@@ -218,7 +220,7 @@ def validate_task(task: Task, label: str) -> None:
             fail(f"`model_files` must match {needed!r}: core stores and loads a model by it.")
 
 
-def _check_units(meter: str, per_input, fail) -> None:
+def _check_units(meter: str, per_input, fail: Callable[[str], NoReturn]) -> None:
     """Units per predicted input: a positive int, float or Decimal that micro-units hold exactly
     (usage quantities are stored as integers of millionths), so a call's quantity never has to be rounded."""
     if isinstance(per_input, bool) or not isinstance(per_input, (int, float, Decimal)):
@@ -231,7 +233,8 @@ def _check_units(meter: str, per_input, fail) -> None:
         fail(
             f"`meters` must map meter names to positive units per predicted input; '{meter}' has {per_input!r}."
         )
-    _sign, digits, exponent = units.as_tuple()
+    exponent: int  # finite (checked above): an int, not 'n', 'N' or 'F'
+    _sign, digits, exponent = units.as_tuple()  # type: ignore[assignment]
     while (
         exponent < 0 and digits[-1] == 0
     ):  # 0.5000000 is 0.5 (no rounding: exact at any precision)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -85,8 +86,8 @@ class ContinuousBatcher:
         self.max_batch_tokens = max(1, int(max_batch_tokens))
         self._waiting: list[_Sequence] = []
         self._running: list[_Sequence] = []
-        self._cache = None  # the running sequences' KV cache, left-padded to one length
-        self._mask = None  # [batch, cached length]: 1 for a token, 0 for padding
+        self._cache: Any = None  # the running sequences' KV cache, left-padded to one length
+        self._mask: Any = None  # [batch, cached length]: 1 for a token, 0 for padding
         self._ids = iter(range(1, 1 << 62))
         self._lock = threading.Condition()
         self._closed = False
@@ -131,7 +132,7 @@ class ContinuousBatcher:
         event each, whose `text` is the whole completion."""
         import threading
 
-        texts = [[] for _ in requests]
+        texts: list[list[str]] = [[] for _ in requests]
         finals: list[GenerationEvent | None] = [None] * len(requests)
         done = threading.Semaphore(0)
 
@@ -150,6 +151,7 @@ class ContinuousBatcher:
             done.acquire()
         results = []
         for index, final in enumerate(finals):
+            assert final is not None  # each request's last event released `done`
             if final.finish_reason == "error":
                 raise RuntimeError(final.error or "generation failed")
             results.append(
@@ -205,7 +207,7 @@ class ContinuousBatcher:
 
     def _admissible(self) -> list[_Sequence]:
         """Waiting requests that fit beside the running ones (in order; at least one when idle)."""
-        admitted = []
+        admitted: list[_Sequence] = []
         while self._waiting and len(self._running) + len(admitted) < self.max_batch:
             candidate = self._waiting[0]
             need = len(candidate.request.prompt_ids) + candidate.request.max_new_tokens

@@ -317,7 +317,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
             raise Refused(
                 f"The archive holds a header extension of {self.size} bytes; at most {MAX_TAR_EXTENSION_BYTES}."
             )
-        return super()._proc_member(tarfile_)
+        return super()._proc_member(tarfile_)  # type: ignore[misc]  # tarfile's private hook
 
 
 def _member(name: str, size: int, opener, budget: Budget, seen: set[str]) -> Member:
@@ -337,7 +337,8 @@ def _member(name: str, size: int, opener, budget: Budget, seen: set[str]) -> Mem
 
 
 def _zip_members(bundle: zipfile.ZipFile, budget: Budget) -> list[Member]:
-    members, seen = [], set()
+    members: list[Member] = []
+    seen: set[str] = set()
     for info in bundle.infolist():
         if info.is_dir():
             continue
@@ -370,7 +371,8 @@ def _zip_listing_bounds(path: Path, budget: Budget) -> None:
             record = None
     if not record:
         return  # zipfile refuses it below with its own message
-    entries, size = record[zipfile._ECD_ENTRIES_TOTAL], record[zipfile._ECD_SIZE]
+    entries = record[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]  # zipfile's private
+    size = record[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
     if entries > budget.max_files:
         raise Refused(f"{budget.what} holds {entries} files; at most {budget.max_files}.")
     if size > MAX_LISTING_BYTES:
@@ -378,7 +380,9 @@ def _zip_listing_bounds(path: Path, budget: Budget) -> None:
 
 
 def _tar_members(bundle: tarfile.TarFile, budget: Budget) -> list[Member]:
-    members, seen, entries = [], set(), 0
+    members: list[Member] = []
+    seen: set[str] = set()
+    entries = 0
     while True:
         info = bundle.next()
         if info is None:
@@ -400,7 +404,8 @@ def _tar_members(bundle: tarfile.TarFile, budget: Budget) -> list[Member]:
 
 
 def _directory_members(root: Path, budget: Budget) -> list[Member]:
-    members, seen = [], set()
+    members: list[Member] = []
+    seen: set[str] = set()
     for folder, directories, files in os.walk(root, followlinks=False):
         directories.sort()
         for name in sorted(directories + files):
@@ -443,12 +448,12 @@ def open_archive(source: Path, *, budget: Budget) -> Iterator[list[Member]]:
             yield _zip_members(bundle, budget)
     elif name.endswith((".tar", ".tar.gz", ".tgz")):
         try:
-            bundle = tarfile.open(source, tarinfo=_BoundedTarInfo)
+            tar = tarfile.open(source, tarinfo=_BoundedTarInfo)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise Refused(f"The file is not a readable tar archive ({exc}).") from None
-        with bundle:
+        with tar:
             try:
-                members = _tar_members(bundle, budget)
+                members = _tar_members(tar, budget)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise Refused(f"The tar archive is damaged ({exc}).") from None
             yield members
@@ -543,7 +548,8 @@ def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, in
             io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
             formats=list(IMAGE_SIGNATURES),
         ) as probe:
-            kind = _OPENED_AS.get(probe.format, probe.format)
+            opened = probe.format or kind  # (set by every format it opens)
+            kind = _OPENED_AS.get(opened, opened)
             width, height = probe.size
             if width * height > max_pixels:
                 raise ImageRefused(

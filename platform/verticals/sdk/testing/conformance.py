@@ -8,6 +8,8 @@ schema, and checks that save → load reproduces predictions exactly.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -39,6 +41,41 @@ def local_splits(task: Task, upload: Path, work: Path, *, seed: int = 0) -> dict
 def _validate_outputs(task: Task, outputs: list) -> None:
     for output in outputs:
         jsonschema.validate(output, task.output_schema)
+
+
+# Scores of an input predicted alone and among others may differ by float rounding (padding to a
+# batch's longest input changes the order of sums); anything beyond this is a different answer.
+SCORE_TOLERANCE = 1e-4
+
+
+def same_output(a, b, *, tolerance: float = SCORE_TOLERANCE) -> bool:
+    """Whether two outputs are the same answer: equal structure, labels and texts; numbers within
+    `tolerance`."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_output(a[k], b[k], tolerance=tolerance) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(
+            same_output(x, y, tolerance=tolerance) for x, y in zip(a, b, strict=True)
+        )
+    return a == b
+
+
+def check_alone_as_in_batch(predict: Callable[[list], list], raw: list, batched: list) -> None:
+    """Each input predicted alone gets the answer it got among the others (`batched`, the outputs
+    of `predict(raw)`): the predict path batches callers' inputs together, so an answer must not
+    depend on what else was in the batch."""
+    assert len(batched) == len(raw), f"{len(raw)} inputs gave {len(batched)} outputs"
+    for i, item in enumerate(raw):
+        alone = predict([item])
+        assert len(alone) == 1, f"one input gave {len(alone)} outputs"
+        assert same_output(alone[0], batched[i]), (
+            f"input {i} predicted alone answered {alone[0]!r}, but {batched[i]!r} among "
+            f"{len(raw)} inputs: an output must not depend on the rest of its batch"
+        )
 
 
 @pytest.mark.django_db
@@ -155,8 +192,8 @@ class TaskConformance:
             outputs = serving.predict(model_version=model, inputs=raw)
             assert len(outputs) == len(raw)
             _validate_outputs(task, outputs)
-            assert (
-                serving.predict(model_version=model, inputs=raw[:1]) == outputs[:1] or len(raw) > 1
+            check_alone_as_in_batch(
+                lambda inputs: serving.predict(model_version=model, inputs=inputs), raw, outputs
             )
             evaluated = run_job(
                 "evaluate", task.name, {"model": model.public_id, "dataset": version.public_id}
