@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
-from verticals.api.billing import (
+from verticals.api.billing.partner import (
     PartnerTenantPlanCreateSerializer,
     default_plan,
     partner_tenant_created,
