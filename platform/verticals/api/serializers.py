@@ -1,5 +1,10 @@
-"""Request and response shapes of the tenancy resources."""
+"""Request and response shapes of the tenancy resources, and the bases every request body stands
+on (StrictSerializer: the declared fields and no other)."""
 
+from collections.abc import Mapping
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from verticals.tenancy.models import (
@@ -26,6 +31,49 @@ class StrictCharField(serializers.CharField):
         if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+# A request body: an object of the declared fields, and no other. An unknown field is refused by
+# name, {name: ["Unknown field; <what the body takes>."]} (400), before any field is read: a misspelt
+# field must not pass for an absent one. (A comment, not a docstring: the OpenAPI document would
+# give it to every request body as its description.)
+class StrictSerializer(serializers.Serializer):
+    #: What the refusal says the body takes (default: "this request takes <the fields>").
+    takes: str | None = None
+    #: The error for a body that is no object (default: DRF's "Invalid data. Expected a dictionary").
+    not_an_object: dict | None = None
+
+    def unknown_field_message(self) -> str:
+        return f"Unknown field; {self.takes or 'this request takes ' + ', '.join(self.fields)}."
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            if self.not_an_object is not None:
+                raise serializers.ValidationError(self.not_an_object)
+            return super().to_internal_value(data)
+        unknown = sorted(str(name) for name in data if name not in self.fields)
+        if unknown:
+            message = self.unknown_field_message()
+            raise serializers.ValidationError({name: [message] for name in unknown})
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class AsSentField(serializers.Field):
+    """A value passed on as sent (None included) for a service to check, where the service's
+    message says more than a field's would (a float refused as a price, a source name's rules).
+    Documented as a string."""
+
+    def validate_empty_values(self, data):
+        if data is serializers.empty:
+            return super().validate_empty_values(data)
+        return False, data  # None and "" are the service's to judge
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class PublicIdRelatedField(serializers.SlugRelatedField):

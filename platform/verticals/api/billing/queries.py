@@ -8,8 +8,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import exceptions
 
 from verticals.api.billing.formatting import when
-from verticals.api.filters import as_utc
 from verticals.api.params import whole_number
+from verticals.billing.moments import as_utc
 
 CSV = "text/csv"
 MAX_MONTHS = 36
