@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
-from django.core.files.base import ContentFile
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -16,13 +13,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from verticals.api.billing.partner import PARTNER_PARAMETER, PartnerConsoleViewSet
-from verticals.api.serializers import StrictCharField
+from verticals.api.serializers import AsSentField, StrictCharField, StrictSerializer
+from verticals.tenancy.brand import LOGO_MAX_BYTES, logo_checked
 from verticals.tenancy.models import Partner, hex_colour
-
-LOGO_MAX_BYTES = 1024 * 1024
-LOGO_MAX_SIDE = 4096
-LOGO_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
-
+from verticals.tenancy.services.brand import BRAND_FIELDS, partner_brand_update
 
 # Brand ---------------------------------------------------------------------------------------------
 
@@ -49,19 +43,22 @@ class BrandSerializer(serializers.ModelSerializer):
         return partner.logo.url if partner.logo else None
 
 
+class AsSentEmailField(AsSentField, serializers.EmailField):
+    """An email address as sent (BrandSerializer checks it; "" clears it)."""
+
+
+class BrandChangeSerializer(StrictSerializer):
+    takes = "a brand takes brand_colour, brand_name, logo, support_email"
+
+    brand_name = AsSentField(required=False)
+    brand_colour = AsSentField(required=False)
+    support_email = AsSentEmailField(required=False)
+    logo = AsSentField(required=False, allow_null=True, help_text="null: remove the logo.")
+    partner = AsSentField(required=False)
+
+
 BrandChange = {
-    "application/json": inline_serializer(
-        "BrandChange",
-        {
-            "brand_name": serializers.CharField(required=False),
-            "brand_colour": serializers.CharField(required=False),
-            "support_email": serializers.EmailField(required=False),
-            "logo": serializers.CharField(
-                required=False, allow_null=True, help_text="null: remove the logo."
-            ),
-            "partner": serializers.CharField(required=False),
-        },
-    ),
+    "application/json": BrandChangeSerializer,
     "multipart/form-data": inline_serializer(
         "BrandUpload",
         {
@@ -76,41 +73,6 @@ BrandChange = {
         },
     ),
 }
-
-
-def checked_logo(upload) -> tuple[bytes, str]:
-    """The logo's bytes and extension: a real raster image, small, and no decompression bomb."""
-    from PIL import Image
-
-    size = getattr(upload, "size", None)
-    if size is None or size > LOGO_MAX_BYTES:
-        raise exceptions.ValidationError(
-            {"logo": [f"The logo has {size} bytes; at most {LOGO_MAX_BYTES} (1 MB)."]}
-        )
-    data = upload.read()
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            kind = image.format
-            width, height = image.size
-            if kind not in LOGO_FORMATS:
-                raise ValueError
-            if width > LOGO_MAX_SIDE or height > LOGO_MAX_SIDE:
-                raise exceptions.ValidationError(
-                    {
-                        "logo": [
-                            f"The logo is {width}×{height} pixels; at most "
-                            f"{LOGO_MAX_SIDE}×{LOGO_MAX_SIDE}."
-                        ]
-                    }
-                )
-            image.verify()
-    except exceptions.ValidationError:
-        raise
-    except Exception:  # Pillow raises many kinds for a file that is not an image it reads
-        raise exceptions.ValidationError(
-            {"logo": ["Upload a PNG, JPEG, GIF or WebP image; this file is not one."]}
-        ) from None
-    return data, LOGO_FORMATS[kind]
 
 
 class PartnerBrandView(PartnerConsoleViewSet):
@@ -135,28 +97,26 @@ class PartnerBrandView(PartnerConsoleViewSet):
     )
     def change(self, request):
         data = request.data
-        known = {"brand_name", "brand_colour", "support_email", "logo", "partner"}
-        takes = ", ".join(sorted(known - {"partner"}))
+        takes = ", ".join(
+            name for name in sorted(BrandChangeSerializer().fields) if name != "partner"
+        )
         # An array, or a multipart body whose parts have no names, changes nothing: it is a mistake.
         if not hasattr(data, "keys") or not (set(data) | set(request.FILES)) - {"partner"}:
             raise exceptions.ValidationError(
                 {"non_field_errors": [f"Send an object with what to change: {takes}."]}
             )
         partner = self.chosen_partner(data.get("partner"))
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise exceptions.ValidationError(
-                {unknown[0]: [f"Unknown field; a brand takes {takes}."]}
-            )
-        fields = {
-            key: data[key] for key in ("brand_name", "brand_colour", "support_email") if key in data
-        }
+        BrandChangeSerializer(data=data).is_valid(raise_exception=True)  # no unknown field
+        fields = {key: data[key] for key in BRAND_FIELDS if key in data}
         payload = BrandSerializer(partner, data=fields, partial=True)
         payload.is_valid(raise_exception=True)
         logo = None
         remove_logo = False
         if "logo" in request.FILES:
-            logo = checked_logo(request.FILES["logo"])
+            try:
+                logo = logo_checked(request.FILES["logo"])
+            except DjangoValidationError as exc:
+                raise exceptions.ValidationError({"logo": exc.messages}) from None
         elif "logo" in data:
             if data["logo"] in (None, ""):
                 remove_logo = True
@@ -168,20 +128,11 @@ class PartnerBrandView(PartnerConsoleViewSet):
                         ]
                     }
                 )
-        with transaction.atomic():
-            for key, value in payload.validated_data.items():
-                setattr(partner, key, value)
-            if remove_logo:
-                # The file stays: invoices issued under this brand keep naming it.
-                partner.logo = ""
-            if logo is not None:
-                partner.logo.save(
-                    f"{partner.public_id}.{logo[1]}", ContentFile(logo[0]), save=False
-                )
-            partner.full_clean(
-                exclude=["parent", "name", "public_id"],
-                validate_unique=False,
-                validate_constraints=False,
-            )
-            partner.save()
+        partner_brand_update(
+            partner=partner,
+            actor=self.caller,
+            changes=dict(payload.validated_data),
+            logo=logo,
+            remove_logo=remove_logo,
+        )
         return Response(BrandSerializer(partner).data)
