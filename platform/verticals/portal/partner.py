@@ -24,19 +24,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from verticals.billing import analytics
+from verticals.billing import analytics, documents
 from verticals.billing import services as billing_services
 from verticals.billing.catalog import period_of, previous_period
-from verticals.billing.models import FEE, Invoice, Plan
-from verticals.billing.pricing import PriceList, book_items, contract_at
+from verticals.billing.models import Invoice, Plan
+from verticals.billing.pricing import PriceList, contract_at
+from verticals.billing.selectors import price_book_rows
 from verticals.portal.billing import (
     PlanChangeForm,
     amount_text,
-    change_plan,
     chart,
     gauges,
     invoice_context,
-    invoice_file,
     invoice_row,
     money_fmt,
     moneys_text,
@@ -44,6 +43,7 @@ from verticals.portal.billing import (
     plan_offer,
     plan_summary,
     price_text,
+    submit_plan_change,
     unit_words,
     usage_text,
 )
@@ -270,17 +270,14 @@ def tenant_new(request, console: Console):
         data = form.cleaned_data
         try:
             # The tenant, its owner's invitation and its subscription are made together or not at all.
-            with transaction.atomic():
-                tenant = tenancy_services.tenant_create(
-                    partner=partner,
-                    name=data["name"],
-                    owner_email=data["owner_email"],
-                    actor=console.caller,
-                )
-                with tenant_context(tenant):
-                    billing_services.subscribe(
-                        tenant, data["plan"], trial_days=data["trial_days"], actor=console.caller
-                    )
+            tenant = billing_services.partner_tenant_create(
+                partner=partner,
+                name=data["name"],
+                owner_email=data["owner_email"],
+                plan=data["plan"],
+                trial_days=data["trial_days"],
+                actor=console.caller,
+            )
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -363,9 +360,7 @@ def tenant_detail(request, console: Console, tenant_id: str):
 def tenant_plan(request, console: Console, tenant_id: str):
     tenant = _tenant(console, tenant_id, "partner.tenant.plan")
     form = PlanChangeForm(request.POST)
-    with tenant_context(tenant):
-        changed = change_plan(form, tenant, console.caller)
-    if not changed:
+    if not submit_plan_change(form, tenant=tenant, actor=console.caller, partner=tenant.partner):
         return _tenant_page(request, console, tenant, plan_form=form, status=400)
     messages.success(
         request, f"'{tenant.name}' is now on the plan {form.cleaned_data['plan'].name}."
@@ -411,38 +406,32 @@ def _field(plan: Plan, item: str) -> str:
 
 
 def price_rows(partner: Partner) -> list[dict]:
-    """Per active plan, its fee and each meter it prices: list, wholesale (the operator's, read
-    only), the partner's retail (empty: the list price) and what its tenants pay."""
-    names = analytics.meter_names()
+    """Per active plan, its fee and each meter it prices (the API's rows, `price_book_rows`): list,
+    wholesale (the operator's, read only), the partner's retail (empty: the list price) and what
+    its tenants pay."""
     plans: dict[int, dict] = {}
-    for entry in book_items(
-        partner, Plan.objects.filter(is_active=True).prefetch_related("prices")
-    ):
-        plan, currency = entry.plan, entry.plan.currency
-        if entry.item == FEE:
+    for row in price_book_rows(partner=partner, plans=Plan.objects.filter(is_active=True)):
+        plan, currency = row.plan, row.plan.currency
+        if row.is_fee:
             label, note = "Monthly fee", ""
         else:
-            meter = names.get(entry.item)
-            unit = meter.unit if meter else "unit"
-            label, note = (
-                meter.name if meter else entry.item,
-                f"{unit_words(entry.included, unit)} included; per {unit}",
-            )
-        wholesale = entry.wholesale if entry.wholesale is not None else entry.list_price
+            unit = row.unit or "unit"
+            label, note = row.name, f"{unit_words(row.included, unit)} included; per {unit}"
+        wholesale = row.wholesale if row.wholesale is not None else row.list_price
         plans.setdefault(plan.pk, {"plan": plan, "rows": []})["rows"].append(
             {
                 "plan": plan,
-                "item": entry.item,
+                "item": row.item,
                 "label": label,
                 "note": note,
-                "field": _field(plan, entry.item),
-                "list": price_text(entry.list_price, currency),
+                "field": _field(plan, row.item),
+                "list": price_text(row.list_price, currency),
                 "wholesale": price_text(wholesale, currency),
-                "retail": entry.retail_set,
-                "value": "" if entry.retail_set is None else f"{entry.retail_set.normalize():f}",
-                "placeholder": f"{entry.list_price.normalize():f}",
-                "paid": price_text(entry.retail, currency),
-                "margin": price_text(entry.retail - wholesale, currency),
+                "retail": row.retail_set,
+                "value": "" if row.retail_set is None else f"{row.retail_set.normalize():f}",
+                "placeholder": f"{row.list_price.normalize():f}",
+                "paid": price_text(row.retail, currency),
+                "margin": price_text(row.retail - wholesale, currency),
                 "error": "",
             }
         )
@@ -458,7 +447,7 @@ def _same(raw: str, current: Decimal | None) -> bool:
         return False
 
 
-def apply_prices(partner: Partner, plans: list[dict], data) -> int:
+def apply_prices(partner: Partner, plans: list[dict], data, *, actor) -> int:
     """Set every retail price changed in `data`, all or none: errors land on their rows (nothing is
     written when one is wrong). Returns how many prices changed."""
     changes = []
@@ -475,7 +464,13 @@ def apply_prices(partner: Partner, plans: list[dict], data) -> int:
     with transaction.atomic():
         for row, raw in changes:
             try:
-                billing_services.set_retail(partner, row["plan"], row["item"], raw or None)
+                billing_services.price_book_set_retail(
+                    partner=partner,
+                    plan=row["plan"],
+                    item=row["item"],
+                    retail=raw or None,
+                    actor=actor,
+                )
             except ValidationError as error:
                 row["error"] = _error_text(error)
                 failed = True
@@ -500,7 +495,7 @@ def price_book(request, console: Console):
             return _refuse(
                 request, "The operator's retail prices are the plans' list prices.", status=400
             )
-        changed = apply_prices(partner, plans, request.POST)
+        changed = apply_prices(partner, plans, request.POST, actor=console.caller)
         if changed >= 0:
             messages.success(
                 request,
@@ -743,4 +738,4 @@ def invoice_download(request, console: Console, invoice_id: str, fmt: str):
     invoice = get_object_or_404(
         _partner_invoices(console).select_related("credits"), public_id=invoice_id
     )
-    return invoice_file(invoice, fmt)
+    return documents.invoice_response(invoice, fmt)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import django_filters
 from django.core.files.storage import default_storage
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -32,6 +32,7 @@ from verticals.api.billing.formatting import (
 )
 from verticals.api.billing.queries import CSV
 from verticals.api.permissions import require_staff
+from verticals.api.serializers import AsSentField, StrictSerializer
 from verticals.billing import documents, invoicing
 from verticals.billing.models import Invoice
 from verticals.billing.money import (
@@ -368,17 +369,6 @@ class PartnerInvoiceDetailSerializer(PartnerInvoiceSerializer):
         return PartnerInvoiceLineSerializer(lines, many=True).data
 
 
-def invoice_download(invoice: Invoice, kind: str) -> HttpResponse:
-    if kind == "pdf":
-        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
-    else:
-        response = HttpResponse(
-            documents.invoice_csv(invoice), content_type=f"{CSV}; charset=utf-8"
-        )
-    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.{kind}"'
-    return response
-
-
 class WithoutSlash:
     """A route's twin without the trailing slash: the same view, left out of the schema (it lists
     the route once, with the slash), one object, so no filters or pages."""
@@ -395,13 +385,13 @@ class InvoiceDownloads:
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def pdf(self, request, invoice_id=None):
         """The invoice as a PDF, under its issuer's brand."""
-        return invoice_download(self.get_object(), "pdf")
+        return documents.invoice_response(self.get_object(), "pdf")
 
     @extend_schema(responses={(200, CSV): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def csv(self, request, invoice_id=None):
         """The invoice's lines and total as CSV (amounts as decimals in the currency)."""
-        return invoice_download(self.get_object(), "csv")
+        return documents.invoice_response(self.get_object(), "csv")
 
 
 class InvoiceViewSet(
@@ -436,16 +426,30 @@ class BareInvoiceDownloadView(WithoutSlash, InvoiceViewSet):
     """`{id}/pdf` and `{id}/csv` without the trailing slash."""
 
 
-CreditNoteIn = inline_serializer(
-    "CreditNoteRequest",
-    {
-        "reason": serializers.CharField(max_length=400, help_text="Printed on the credit note."),
-        "amount": serializers.CharField(
-            required=False,
-            help_text="Decimal string in the invoice's currency; default: all that is left.",
-        ),
-    },
+REASON_NEEDED = (
+    "Say why the invoice is credited (at most 400 characters); "
+    "the reason is printed on the credit note."
 )
+
+
+class CreditNoteRequestSerializer(StrictSerializer):
+    takes = "send reason and, optionally, amount"
+    not_an_object = {"reason": [REASON_NEEDED]}
+
+    reason = AsSentField(
+        max_length=400,
+        help_text="Printed on the credit note.",
+        error_messages={"required": REASON_NEEDED},
+    )
+    amount = AsSentField(
+        required=False,
+        help_text="Decimal string in the invoice's currency; default: all that is left.",
+    )
+
+    def validate_reason(self, value) -> str:
+        if not isinstance(value, str) or not value.strip() or len(value) > 400:
+            raise serializers.ValidationError(REASON_NEEDED)
+        return value
 
 
 class InvoiceCreditNoteView(CallerAPIView):
@@ -455,7 +459,7 @@ class InvoiceCreditNoteView(CallerAPIView):
         return None  # staff only, checked in post()
 
     @extend_schema(
-        request=CreditNoteIn,
+        request=CreditNoteRequestSerializer,
         responses={
             201: PartnerInvoiceDetailSerializer,
             400: OpenApiResponse(
@@ -482,22 +486,10 @@ class InvoiceCreditNoteView(CallerAPIView):
         invoice = invoices.first()
         if invoice is None:
             raise Http404
-        body = request.data if isinstance(request.data, dict) else {}
-        unknown = sorted(set(body) - {"reason", "amount"})
-        if unknown:
-            raise exceptions.ValidationError(
-                {unknown[0]: ["Unknown field; send reason and, optionally, amount."]}
-            )
-        reason = body.get("reason")
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > 400:
-            raise exceptions.ValidationError(
-                {
-                    "reason": [
-                        "Say why the invoice is credited (at most 400 characters); "
-                        "the reason is printed on the credit note."
-                    ]
-                }
-            )
+        payload = CreditNoteRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        body = payload.validated_data
+        reason = body["reason"]
         amount_minor = None
         if body.get("amount") not in (None, ""):
             try:

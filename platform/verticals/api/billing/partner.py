@@ -45,19 +45,21 @@ from verticals.api.billing.invoices import (
 from verticals.api.billing.plans import (
     PlanChangeSerializer,
     SubscriptionOut,
-    change_plan,
     plan_by_code,
     subscription_dict,
 )
 from verticals.api.billing.queries import CSV, DownloadNegotiation, months_param, time_range
 from verticals.api.billing.usage import USAGE_PARAMETERS, UsagePage, usage_answer
 from verticals.api.pagination import Pagination
-from verticals.api.serializers import PartnerTenantCreateSerializer, StrictCharField
-from verticals.billing import analytics, services
-from verticals.billing.models import FEE, Invoice, Plan, PriceBookEntry, Subscription
-from verticals.billing.pricing import book_items
+from verticals.api.serializers import (
+    AsSentField,
+    PartnerTenantCreateSerializer,
+    StrictCharField,
+    StrictSerializer,
+)
+from verticals.billing import analytics, selectors, services
+from verticals.billing.models import FEE, Invoice, Plan
 from verticals.tenancy.models import Partner, Tenant
-from verticals.tenancy.scoping import tenant_context
 
 log = logging.getLogger(__name__)
 
@@ -132,44 +134,48 @@ class PriceBookRow(serializers.Serializer):
 
 
 PriceBookPage = page_of("PriceBookPage", PriceBookRow(many=True), partner=PartnerRef)
-PriceBookChange = inline_serializer(
-    "PriceBookChange",
-    {
-        "plan": serializers.CharField(),
-        "item": serializers.CharField(help_text="plan.fee, or a meter key the plan prices."),
-        "retail": serializers.CharField(
-            allow_null=True, help_text="Decimal string; null: back to the list price."
-        ),
-        "partner": serializers.CharField(required=False),
-    },
-)
+
+
+class PriceBookChangeSerializer(StrictSerializer):
+    takes = "send plan, item and retail (and partner)"
+
+    plan = AsSentField()  # plan_by_code says what is wrong with it
+    item = AsSentField(
+        help_text="plan.fee, or a meter key the plan prices.",
+        error_messages={"required": f"Name the item: {FEE}, or a meter the plan prices."},
+    )
+    retail = AsSentField(
+        allow_null=True,
+        help_text="Decimal string; null: back to the list price.",
+        error_messages={
+            "required": "Give the retail price as a decimal string, or null for the list price."
+        },
+    )
+    partner = AsSentField(required=False)
+
+    def validate_item(self, value):
+        if not isinstance(value, str) or not value:
+            raise serializers.ValidationError(f"Name the item: {FEE}, or a meter the plan prices.")
+        return value
 
 
 def price_book_rows(partner: Partner, plans=None) -> list[dict]:
-    if plans is None:
-        plan_ids = PriceBookEntry.objects.filter(price_book__partner=partner).values("plan_id")
-        plans = Plan.objects.filter(Q(is_active=True) | Q(pk__in=plan_ids))
-    names = analytics.meter_names()
-    rows = []
-    for entry in book_items(
-        partner, plans.prefetch_related("prices").order_by("monthly_fee", "code")
-    ):
-        plan, meter = entry.plan, names.get(entry.item)
-        rows.append(
-            {
-                "plan": plan.code,
-                "plan_name": plan.name,
-                "currency": plan.currency,
-                "item": entry.item,
-                "name": "Plan fee" if entry.item == FEE else (meter.name if meter else entry.item),
-                "included": decimal_text(entry.included),
-                "list_price": price(entry.list_price, plan.currency),
-                "wholesale": price(entry.wholesale, plan.currency),
-                "retail": price(entry.retail, plan.currency),
-                "retail_set": price(entry.retail_set, plan.currency),
-            }
-        )
-    return rows
+    """The book's rows (billing.selectors.price_book_rows, the portal's too) as the API writes them."""
+    return [
+        {
+            "plan": row.plan.code,
+            "plan_name": row.plan.name,
+            "currency": row.plan.currency,
+            "item": row.item,
+            "name": "Plan fee" if row.is_fee else row.name,
+            "included": decimal_text(row.included),
+            "list_price": price(row.list_price, row.plan.currency),
+            "wholesale": price(row.wholesale, row.plan.currency),
+            "retail": price(row.retail, row.plan.currency),
+            "retail_set": price(row.retail_set, row.plan.currency),
+        }
+        for row in selectors.price_book_rows(partner=partner, plans=plans)
+    ]
 
 
 class PartnerPriceBookView(PartnerConsoleViewSet):
@@ -187,7 +193,7 @@ class PartnerPriceBookView(PartnerConsoleViewSet):
         return answer
 
     @extend_schema(
-        request=PriceBookChange,
+        request=PriceBookChangeSerializer,
         responses={
             200: PriceBookRow,
             400: OpenApiResponse(
@@ -196,32 +202,18 @@ class PartnerPriceBookView(PartnerConsoleViewSet):
         },
     )
     def change(self, request):
-        body = request.data if isinstance(request.data, dict) else {}
-        unknown = sorted(set(body) - {"plan", "item", "retail", "partner"})
-        if unknown:
-            raise exceptions.ValidationError(
-                {unknown[0]: ["Unknown field; send plan, item and retail (and partner)."]}
-            )
+        payload = PriceBookChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        body = payload.validated_data
         partner = self.chosen_partner(body.get("partner"))
         plan = plan_by_code(body.get("plan"))
-        item = body.get("item")
-        if not isinstance(item, str) or not item:
-            raise exceptions.ValidationError(
-                {"item": [f"Name the item: {FEE}, or a meter the plan prices."]}
-            )
-        if "retail" not in body:
-            raise exceptions.ValidationError(
-                {
-                    "retail": [
-                        "Give the retail price as a decimal string, or null for the list price."
-                    ]
-                }
-            )
-        services.set_retail(partner, plan, item, body["retail"])
+        entry = services.price_book_set_retail(
+            partner=partner, plan=plan, item=body["item"], retail=body["retail"], actor=self.caller
+        )
         row = next(
             r
             for r in price_book_rows(partner, Plan.objects.filter(pk=plan.pk))
-            if r["item"] == item
+            if r["item"] == entry.item
         )
         return Response(row)
 
@@ -267,11 +259,6 @@ def default_plan() -> Plan | None:
     return plan
 
 
-def subscribe_new_tenant(tenant, plan: Plan, *, trial_days: int, actor) -> Subscription:
-    with tenant_context(tenant):
-        return services.subscribe(tenant, plan, trial_days=trial_days, actor=actor)
-
-
 class PartnerTenantBillingViewSet(DownloadNegotiation, PartnerScopedViewSet):
     """The plan and usage of a partner's tenant (`partner/tenants/{id}/plan/`, `…/usage/`)."""
 
@@ -300,11 +287,12 @@ class PartnerTenantBillingViewSet(DownloadNegotiation, PartnerScopedViewSet):
         tenant = self.get_object()
         payload = PartnerPlanChangeSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        change_plan(
-            tenant,
-            payload.validated_data["plan"],
+        services.subscription_change(
+            tenant=tenant,
+            plan=plan_by_code(payload.validated_data["plan"]),
             actor=self.caller,
             trial_days=payload.validated_data["trial_days"],
+            partner=tenant.partner,  # the change shows in its partner's trail too
         )
         return Response(subscription_dict(tenant))
 
@@ -484,11 +472,3 @@ class PartnerInvoiceViewSet(
 
 class BarePartnerInvoiceDownloadView(WithoutSlash, PartnerInvoiceViewSet):
     """Partner invoices' `{id}/pdf` and `{id}/csv` without the trailing slash."""
-
-
-def partner_tenant_created(tenant, payload: dict, actor) -> None:
-    """After a partner creates a tenant: the plan it named, if any (call it in the same transaction)."""
-    if payload.get("plan") is not None:
-        subscribe_new_tenant(
-            tenant, payload["plan"], trial_days=payload.get("trial_days") or 0, actor=actor
-        )

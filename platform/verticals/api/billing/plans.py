@@ -27,9 +27,8 @@ from verticals.api.billing.formatting import (
 )
 from verticals.api.serializers import StrictCharField
 from verticals.billing import analytics, services
-from verticals.billing.models import Plan, Subscription
+from verticals.billing.models import Plan
 from verticals.billing.pricing import PriceList, contract_at
-from verticals.tenancy.scoping import tenant_context
 
 
 class PlanMeterSerializer(serializers.Serializer):
@@ -224,12 +223,6 @@ class PlanChangeSerializer(serializers.Serializer):
     )
 
 
-def change_plan(tenant, code, *, actor, trial_days: int = 0) -> Subscription:
-    plan = plan_by_code(code)
-    with tenant_context(tenant):  # partner staff act on a tenant from outside it
-        return services.subscribe(tenant, plan, trial_days=trial_days, actor=actor)
-
-
 class SubscriptionView(CallerAPIView):
     """The tenant's plan, period and usage against it; POST changes the plan (prorated on the invoice)."""
 
@@ -254,5 +247,9 @@ class SubscriptionView(CallerAPIView):
     def post(self, request):
         payload = PlanChangeSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        change_plan(self.caller.tenant, payload.validated_data["plan"], actor=self.caller)
+        services.subscription_change(
+            tenant=self.caller.tenant,
+            plan=plan_by_code(payload.validated_data["plan"]),
+            actor=self.caller,
+        )
         return Response(subscription_dict(self.caller.tenant, restricted=self.caller.project))

@@ -210,7 +210,10 @@ class UsageEventsSerializer(StrictSerializer):
             for key in ("required", "blank", "null")
         },
     )
-    events = UsageEventListField(error_messages={"required": "Give a non-empty list of events."})
+    events = UsageEventListField(
+        allow_blank=True,  # a list, not a string: no minLength in the document
+        error_messages={"required": "Give a non-empty list of events."},
+    )
 
     def validate_source(self, value) -> str:
         return usage_source_name(value)
