@@ -17,6 +17,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseNotAllowed
@@ -49,12 +50,13 @@ from verticals.portal.billing import (
 )
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
+from verticals.tenancy.brand import Logo, logo_checked
 from verticals.tenancy.models import Partner, Tenant
 from verticals.tenancy.scoping import partner_scope, tenant_context
+from verticals.tenancy.services.brand import BRAND_FIELDS
 
 GROWTH_MONTHS = 12
 MAX_MONTHS = 36
-LOGO_MAX_BYTES = 1024 * 1024
 TENANT_INVOICES_SHOWN = 50
 TASK_CHARTS = 8
 
@@ -515,6 +517,13 @@ def price_book(request, console: Console):
 
 
 class BrandForm(forms.ModelForm):
+    """Parses the brand; the logo goes through the API's check (tenancy.brand.logo_checked), and
+    the change through the one brand service."""
+
+    # A plain file field: Django's image field would open the file itself, before our check says
+    # what is wrong (format, pixels, a decompression bomb) in the API's words.
+    logo = forms.FileField(required=False, help_text="PNG, JPEG, GIF or WebP, at most 1 MB.")
+
     class Meta:
         model = Partner
         fields = ["brand_name", "brand_colour", "support_email", "logo"]
@@ -528,16 +537,28 @@ class BrandForm(forms.ModelForm):
             "brand_name": "Shown in your tenants' portal, on their invoices and emails (empty: the partner's name).",
             "brand_colour": "The portal's top bar and buttons, and the band on invoices (#rrggbb).",
             "support_email": "Where your tenants are told to write.",
-            "logo": "PNG, JPEG or GIF, at most 1 MB.",
         }
 
     def clean_logo(self):
         logo = self.cleaned_data.get("logo")
-        if logo and getattr(logo, "size", 0) > LOGO_MAX_BYTES:
-            raise ValidationError(
-                f"The logo is {logo.size:,} bytes; give one of at most {LOGO_MAX_BYTES:,} bytes."
-            )
-        return logo
+        if isinstance(logo, UploadedFile):
+            return logo_checked(logo)  # a ValidationError lands on the field
+        return logo  # False: cleared; otherwise the logo kept as it is
+
+    def brand_changes(self) -> dict:
+        """What to pass the brand service: the fields, a checked logo or its removal."""
+        logo = self.cleaned_data.get("logo")
+        return {
+            "changes": {key: self.cleaned_data[key] for key in BRAND_FIELDS},
+            "logo": logo if isinstance(logo, Logo) else None,
+            "remove_logo": logo is False,
+            # The portal keeps the name the file was uploaded under (the API names it by the partner).
+            "logo_name": logo.named_as_uploaded if isinstance(logo, Logo) else None,
+        }
+
+    def _post_clean(self):
+        # The model's own checks run in the service; a checked Logo is no file for the instance.
+        pass
 
 
 @partner_page("partner.tenant.view", methods=("GET", "POST"), writes="partner.brand.update")
@@ -554,11 +575,19 @@ def brand(request, console: Console):
                 f"Your role at {partner.name} ({console.role()}) does not allow partner.brand.update.",
             )
         if form.is_valid():
-            form.save()
-            messages.success(
-                request, "Brand saved: your tenants' portal and their next invoices show it."
-            )
-            return redirect(_back(console, "portal:partner_brand"))
+            try:
+                tenancy_services.partner_brand_update(
+                    partner=Partner.objects.get(pk=partner.pk),
+                    actor=console.caller,
+                    **form.brand_changes(),
+                )
+            except ValidationError as error:
+                _apply_errors(form, error)
+            else:
+                messages.success(
+                    request, "Brand saved: your tenants' portal and their next invoices show it."
+                )
+                return redirect(_back(console, "portal:partner_brand"))
     return _render(
         request,
         console,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from PIL import Image
@@ -16,10 +17,17 @@ NOT_AN_IMAGE = "Upload a valid image (PNG, JPEG, GIF or WebP); this file is not 
 
 @dataclass(frozen=True)
 class Logo:
-    """A checked logo: its bytes and the extension of its format."""
+    """A checked logo: its bytes, the extension of its format, the name it was uploaded under."""
 
     data: bytes
     extension: str
+    upload_name: str = ""
+
+    @property
+    def named_as_uploaded(self) -> str:
+        """The upload's name with its format's extension (acme.png)."""
+        stem = Path(self.upload_name or "logo").stem or "logo"
+        return f"{stem}.{self.extension}"
 
 
 def logo_checked(upload) -> Logo:
@@ -50,4 +58,4 @@ def logo_checked(upload) -> Logo:
         ) from None
     except Exception:  # Pillow raises many kinds for a file that is not an image it reads
         raise ValidationError(NOT_AN_IMAGE) from None
-    return Logo(data, LOGO_FORMATS[kind])
+    return Logo(data, LOGO_FORMATS[kind], getattr(upload, "name", "") or "")

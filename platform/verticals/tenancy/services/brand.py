@@ -20,9 +20,11 @@ def partner_brand_update(
     changes: dict,
     logo: Logo | None = None,
     remove_logo: bool = False,
+    logo_name: str | None = None,
 ) -> Partner:
     """Change the brand: `changes` of BRAND_FIELDS, a checked `logo` (tenancy.brand.logo_checked)
-    or `remove_logo`. The partner's trail records what changed, in the same transaction."""
+    or `remove_logo`; the logo is stored as `logo_name` (default: the partner's id). The partner's
+    trail records what changed, in the same transaction."""
     unknown = sorted(set(changes) - set(BRAND_FIELDS))
     if unknown:
         raise ValueError(f"Not brand fields: {', '.join(unknown)}.")
@@ -32,15 +34,17 @@ def partner_brand_update(
         if remove_logo:
             # The file stays: invoices issued under this brand keep naming it.
             partner.logo = ""
-        if logo is not None:
-            partner.logo.save(
-                f"{partner.public_id}.{logo.extension}", ContentFile(logo.data), save=False
-            )
         partner.full_clean(
-            exclude=["parent", "name", "public_id"],
+            exclude=["parent", "name", "public_id", "logo"],
             validate_unique=False,
             validate_constraints=False,
         )
+        if logo is not None:  # stored once the rest is known to be valid
+            partner.logo.save(
+                logo_name or f"{partner.public_id}.{logo.extension}",
+                ContentFile(logo.data),
+                save=False,
+            )
         partner.save()
         changed = sorted(changes) + (["logo"] if logo is not None or remove_logo else [])
         partner_audit_record(
