@@ -3,8 +3,6 @@ on (StrictSerializer: the declared fields and no other)."""
 
 from collections.abc import Mapping
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from verticals.tenancy.models import (
@@ -38,13 +36,13 @@ class StrictCharField(serializers.CharField):
 # field must not pass for an absent one. (A comment, not a docstring: the OpenAPI document would
 # give it to every request body as its description.)
 class StrictSerializer(serializers.Serializer):
-    #: What the refusal says the body takes (default: "this request takes <the fields>").
-    takes: str | None = None
+    #: What the refusal says the body takes; {fields} stands for the declared fields, in order.
+    takes: str = "this request takes {fields}"
     #: The error for a body that is no object (default: DRF's "Invalid data. Expected a dictionary").
     not_an_object: dict | None = None
 
     def unknown_field_message(self) -> str:
-        return f"Unknown field; {self.takes or 'this request takes ' + ', '.join(self.fields)}."
+        return f"Unknown field; {self.takes.format(fields=', '.join(self.fields))}."
 
     def to_internal_value(self, data):
         if not isinstance(data, Mapping):
@@ -58,18 +56,14 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-@extend_schema_field(OpenApiTypes.STR)
-class AsSentField(serializers.Field):
-    """A value passed on as sent (None included) for a service to check, where the service's
-    message says more than a field's would (a float refused as a price, a source name's rules).
-    Documented as a string."""
+class AsSentField(serializers.CharField):
+    """A value passed on as sent (None, "" and numbers included) for a service to check, where the
+    service's message says more than a field's would (a float refused as a price, a source
+    name's rules). Documented as the string it should be; absent, it is `required`'s to judge."""
 
-    def validate_empty_values(self, data):
+    def run_validation(self, data=serializers.empty):
         if data is serializers.empty:
-            return super().validate_empty_values(data)
-        return False, data  # None and "" are the service's to judge
-
-    def to_internal_value(self, data):
+            return serializers.Field.run_validation(self, data)
         return data
 
     def to_representation(self, value):
@@ -251,3 +245,20 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "action", "actor", "target_type", "target_id", "details", "created_at"]
+
+
+# The JSON bodies of a predict call (the document describes them in api/registry.py): the inputs and
+# parameters are the task's to check, as sent.
+class PredictBodySerializer(StrictSerializer):
+    takes = "a predict request takes inputs and parameters"
+
+    inputs = AsSentField()
+    parameters = AsSentField(required=False)
+
+
+class GenerationBodySerializer(StrictSerializer):
+    takes = "a predict request takes inputs, parameters and stream"
+
+    inputs = AsSentField()
+    parameters = AsSentField(required=False)
+    stream = AsSentField(required=False)
