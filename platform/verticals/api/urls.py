@@ -7,6 +7,21 @@ from verticals.api.billing import brand, insights, invoices, partner, plans, usa
 app_name = "api"
 
 router = SimpleRouter()
+
+# The same view, answering its route's form without the trailing slash (as integrators and
+# download links write it): left out of the document, which lists the route once, with the slash;
+# one object, so no filters or pages. A setting of the route, not a twin class per view.
+SLASHLESS = {"schema": None, "filter_backends": [], "pagination_class": None}
+
+
+def slashless(route: str, view, name: str, actions: dict | None = None):
+    initkwargs = SLASHLESS if actions is not None else {"schema": None}
+    callback = (
+        view.as_view(actions, **initkwargs) if actions is not None else view.as_view(**initkwargs)
+    )
+    return path(route, callback, name=name)
+
+
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register(r"projects/(?P<project_id>[^/.]+)/jobs", jobs.JobViewSet, basename="job")
 router.register(
@@ -43,22 +58,18 @@ urlpatterns = [
     path("subscription/", plans.SubscriptionView.as_view(), name="subscription"),
     path("usage/", usage.UsageView.as_view(), name="usage"),
     path("usage/events/", usage.UsageEventsView.as_view(), name="usage-events"),
-    path("usage/events", usage.BareUsageEventsView.as_view(), name="usage-events-bare"),
+    slashless("usage/events", usage.UsageEventsView, "usage-events-bare"),
     path("insights/", insights.InsightsView.as_view(), name="insights"),
     path(
         "invoices/<str:invoice_id>/credit-notes/",
         invoices.InvoiceCreditNoteView.as_view(),
         name="invoice-credit-notes",
     ),
-    path(
-        "invoices/<str:invoice_id>/pdf",
-        invoices.BareInvoiceDownloadView.as_view({"get": "pdf"}),
-        name="invoice-pdf-bare",
+    slashless(
+        "invoices/<str:invoice_id>/pdf", invoices.InvoiceViewSet, "invoice-pdf-bare", {"get": "pdf"}
     ),
-    path(
-        "invoices/<str:invoice_id>/csv",
-        invoices.BareInvoiceDownloadView.as_view({"get": "csv"}),
-        name="invoice-csv-bare",
+    slashless(
+        "invoices/<str:invoice_id>/csv", invoices.InvoiceViewSet, "invoice-csv-bare", {"get": "csv"}
     ),
     path(
         "partner/price-book/",
@@ -80,20 +91,23 @@ urlpatterns = [
         partner.PartnerGrowthView.as_view({"get": "report"}),
         name="partner-growth",
     ),
-    path(
+    slashless(
         "partner/tenants/<str:tenant_id>/plan",
-        partner.BarePartnerTenantPlanView.as_view({"post": "plan"}),
-        name="partner-tenant-plan-bare",
+        partner.PartnerTenantBillingViewSet,
+        "partner-tenant-plan-bare",
+        {"post": "plan"},
     ),
-    path(
+    slashless(
         "partner/invoices/<str:invoice_id>/pdf",
-        partner.BarePartnerInvoiceDownloadView.as_view({"get": "pdf"}),
-        name="partner-invoice-pdf-bare",
+        partner.PartnerInvoiceViewSet,
+        "partner-invoice-pdf-bare",
+        {"get": "pdf"},
     ),
-    path(
+    slashless(
         "partner/invoices/<str:invoice_id>/csv",
-        partner.BarePartnerInvoiceDownloadView.as_view({"get": "csv"}),
-        name="partner-invoice-csv-bare",
+        partner.PartnerInvoiceViewSet,
+        "partner-invoice-csv-bare",
+        {"get": "csv"},
     ),
     *router.urls,
 ]

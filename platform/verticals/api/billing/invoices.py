@@ -369,15 +369,6 @@ class PartnerInvoiceDetailSerializer(PartnerInvoiceSerializer):
         return PartnerInvoiceLineSerializer(lines, many=True).data
 
 
-class WithoutSlash:
-    """A route's twin without the trailing slash: the same view, left out of the schema (it lists
-    the route once, with the slash), one object, so no filters or pages."""
-
-    schema = None
-    filter_backends = []
-    pagination_class = None
-
-
 class InvoiceDownloads:
     """`{id}/pdf/` and `{id}/csv/` of an invoice the viewset lets the caller see."""
 
@@ -420,10 +411,6 @@ class InvoiceViewSet(
 
     def get_serializer_class(self):
         return InvoiceDetailSerializer if self.action == "retrieve" else InvoiceSerializer
-
-
-class BareInvoiceDownloadView(WithoutSlash, InvoiceViewSet):
-    """`{id}/pdf` and `{id}/csv` without the trailing slash."""
 
 
 REASON_NEEDED = (

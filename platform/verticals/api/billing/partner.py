@@ -40,7 +40,6 @@ from verticals.api.billing.invoices import (
     PartnerInvoiceDetailSerializer,
     PartnerInvoiceFilter,
     PartnerInvoiceSerializer,
-    WithoutSlash,
 )
 from verticals.api.billing.plans import (
     PlanChangeSerializer,
@@ -139,7 +138,7 @@ PriceBookPage = page_of("PriceBookPage", PriceBookRow(many=True), partner=Partne
 class PriceBookChangeSerializer(StrictSerializer):
     takes = "send plan, item and retail (and partner)"
 
-    plan = AsSentField()  # plan_by_code says what is wrong with it
+    plan = AsSentField()  # plan_by_code says what is wrong with it (validate_plan)
     item = AsSentField(
         help_text="plan.fee, or a meter key the plan prices.",
         error_messages={"required": f"Name the item: {FEE}, or a meter the plan prices."},
@@ -152,6 +151,12 @@ class PriceBookChangeSerializer(StrictSerializer):
         },
     )
     partner = AsSentField(required=False)
+
+    def validate_plan(self, value) -> Plan:
+        try:
+            return plan_by_code(value)
+        except exceptions.ValidationError as exc:
+            raise serializers.ValidationError(exc.detail["plan"]) from None
 
     def validate_item(self, value):
         if not isinstance(value, str) or not value:
@@ -203,10 +208,14 @@ class PartnerPriceBookView(PartnerConsoleViewSet):
     )
     def change(self, request):
         payload = PriceBookChangeSerializer(data=request.data)
+        # As ever: an unknown field first, then whose price book it is (404), then the values.
+        payload.refuse_unknown_fields(request.data)
+        partner = self.chosen_partner(
+            request.data.get("partner") if isinstance(request.data, dict) else None
+        )
         payload.is_valid(raise_exception=True)
         body = payload.validated_data
-        partner = self.chosen_partner(body.get("partner"))
-        plan = plan_by_code(body.get("plan"))
+        plan = body["plan"]
         entry = services.price_book_set_retail(
             partner=partner, plan=plan, item=body["item"], retail=body["retail"], actor=self.caller
         )
@@ -303,10 +312,6 @@ class PartnerTenantBillingViewSet(DownloadNegotiation, PartnerScopedViewSet):
     def usage(self, request, tenant_id=None):
         """The tenant's usage summary (the parameters of /api/v1/usage/)."""
         return usage_answer(self, request, self.get_object())
-
-
-class BarePartnerTenantPlanView(WithoutSlash, PartnerTenantBillingViewSet):
-    """`partner/tenants/{id}/plan` without the trailing slash."""
 
 
 # Revenue and growth -------------------------------------------------------------------------------
@@ -468,7 +473,3 @@ class PartnerInvoiceViewSet(
             if self.action == "retrieve"
             else PartnerInvoiceSerializer
         )
-
-
-class BarePartnerInvoiceDownloadView(WithoutSlash, PartnerInvoiceViewSet):
-    """Partner invoices' `{id}/pdf` and `{id}/csv` without the trailing slash."""

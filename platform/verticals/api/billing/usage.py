@@ -277,9 +277,3 @@ class UsageEventsView(CallerAPIView):
             "keys": {"new": new, "duplicate": duplicate},
         }
         return Response(body, status=status.HTTP_201_CREATED if new else status.HTTP_200_OK)
-
-
-class BareUsageEventsView(UsageEventsView):
-    """`usage/events` without the trailing slash (the schema lists it once, with the slash)."""
-
-    schema = None
