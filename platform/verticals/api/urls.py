@@ -87,6 +87,11 @@ urlpatterns = [
         name="partner-revenue",
     ),
     path(
+        "partner/audit-events/",
+        partner.PartnerAuditEventView.as_view({"get": "list"}),
+        name="partner-audit-events",
+    ),
+    path(
         "partner/growth/",
         partner.PartnerGrowthView.as_view({"get": "report"}),
         name="partner-growth",

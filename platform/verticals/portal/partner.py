@@ -1,10 +1,10 @@
 """The partner console: a channel partner's customer tenants (usage, revenue, margin; create, change
-plan, suspend, reactivate), its price book, its brand, its growth and its invoices.
+plan, suspend, reactivate), its price book, its brand, its growth, its invoices and its audit trail.
 
 Only users with a partner membership see it (others get 404). The partner is chosen with
 `?partner=ptn_…` among those the user belongs to (and their sub-partners); every page checks the
 partner action of the user's role there, and a tenant of another partner is a 404. Writes go
-through the tenancy and billing services, inside the affected tenant's context.
+through the tenancy and billing services (the API's), which record them in the partner's trail.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseNotAllowed
@@ -51,7 +52,7 @@ from verticals.portal.billing import (
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
 from verticals.tenancy.brand import Logo, logo_checked
-from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.models import Partner, PartnerAuditEvent, Tenant
 from verticals.tenancy.scoping import partner_scope, tenant_context
 from verticals.tenancy.services.brand import BRAND_FIELDS
 
@@ -59,6 +60,7 @@ GROWTH_MONTHS = 12
 MAX_MONTHS = 36
 TENANT_INVOICES_SHOWN = 50
 TASK_CHARTS = 8
+AUDIT_PAGE_SIZE = 50
 
 
 # --- which partner, and what the user may do there -----------------------------------------
@@ -596,6 +598,19 @@ def brand(request, console: Console):
         here="brand",
         status=400 if form.errors else 200,
     )
+
+
+# --- the partner's own audit trail ---------------------------------------------------------
+
+
+@partner_page("partner.tenant.view")
+def audit(request, console: Console):
+    """Who changed this partner's price book and brand, created its tenants, changed their plans:
+    this partner's trail only (a sub-partner's console shows its own)."""
+    page = Paginator(
+        PartnerAuditEvent.objects.filter(partner=console.partner), AUDIT_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    return _render(request, console, "portal/partner_audit.html", {"page": page}, here="audit")
 
 
 # --- growth ---------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from verticals.api.serializers import (
 )
 from verticals.billing import analytics, selectors, services
 from verticals.billing.models import FEE, Invoice, Plan
-from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.models import Partner, PartnerAuditEvent, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -473,3 +473,32 @@ class PartnerInvoiceViewSet(
             if self.action == "retrieve"
             else PartnerInvoiceSerializer
         )
+
+
+# The partner's own audit trail ------------------------------------------------------------------------
+
+
+class PartnerAuditEventSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = PartnerAuditEvent
+        fields = ["id", "action", "actor", "target_type", "target_id", "details", "created_at"]
+
+
+class PartnerAuditEventView(mixins.ListModelMixin, PartnerConsoleViewSet):
+    """What was done in one partner's console (its price book, brand, new tenants, their plans),
+    newest first: that partner's own trail, never another's (not even a sub-partner's)."""
+
+    actions = {"list": "partner.tenant.view"}
+    serializer_class = PartnerAuditEventSerializer
+    filter_backends = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows
+            return PartnerAuditEvent.objects.none()
+        return PartnerAuditEvent.objects.filter(partner=self.chosen_partner())
+
+    @extend_schema(parameters=[PARTNER_PARAMETER])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
