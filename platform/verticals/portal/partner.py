@@ -51,7 +51,7 @@ from verticals.portal.billing import (
 )
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
-from verticals.tenancy.brand import Logo, logo_checked
+from verticals.tenancy.brand import LOGO_MAX_BYTES, Logo, logo_checked
 from verticals.tenancy.models import Partner, PartnerAuditEvent, Tenant
 from verticals.tenancy.scoping import partner_scope, tenant_context
 from verticals.tenancy.services.brand import BRAND_FIELDS
@@ -524,7 +524,9 @@ class BrandForm(forms.ModelForm):
 
     # A plain file field: Django's image field would open the file itself, before our check says
     # what is wrong (format, pixels, a decompression bomb) in the API's words.
-    logo = forms.FileField(required=False, help_text="PNG, JPEG, GIF or WebP, at most 1 MB.")
+    logo = forms.FileField(
+        required=False, help_text=f"PNG, JPEG, GIF or WebP, at most {LOGO_MAX_BYTES // 1024} KB."
+    )
 
     class Meta:
         model = Partner
