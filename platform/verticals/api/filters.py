@@ -1,38 +1,15 @@
 """Query filters for list endpoints."""
 
-from datetime import UTC, datetime, timedelta
-
 import django_filters
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
+from verticals.billing.moments import as_utc
 from verticals.jobs.models import Job
 from verticals.registry.models import Dataset, ModelVersion
 from verticals.tenancy.models import ApiKey, AuditEvent, Invitation, Membership, Project, Tenant
-
-# The UTC offsets clocks use (Baker Island's to Kiribati's). A wider one is a mistake, and
-# PostgreSQL refuses any past ±15:59 ("time zone displacement out of range").
-MIN_UTC_OFFSET, MAX_UTC_OFFSET = timedelta(hours=-12), timedelta(hours=14)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """An aware date-time the client sent, in UTC; ValueError saying what to fix when its offset is
-    none a clock uses or it leaves the years 1 to 9999 once in UTC (9999-12-31T23:59-05:00)."""
-    offset = moment.utcoffset()
-    if offset is not None and not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET:
-        sign, minutes = (
-            ("-" if offset < timedelta(0) else "+"),
-            int(abs(offset).total_seconds()) // 60,
-        )
-        raise ValueError(
-            f"Give a UTC offset from -12:00 to +14:00 (or Z), not {sign}{minutes // 60:02d}:{minutes % 60:02d}."
-        )
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("Give a date and time between the years 1 and 9999 (UTC).") from None
 
 
 class _BoundedIsoDateTimeField(IsoDateTimeField):

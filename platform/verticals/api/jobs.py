@@ -36,7 +36,7 @@ from rest_framework.response import Response
 from verticals.api import filters
 from verticals.api.base import ProjectScopedViewSet
 from verticals.api.params import MAX_INT
-from verticals.api.serializers import StrictCharField
+from verticals.api.serializers import StrictCharField, StrictSerializer
 from verticals.jobs import engine, selectors, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
 from verticals.tenancy.scoping import tenant_context
@@ -100,7 +100,9 @@ class JobWebhookField(JsonObjectField):
     """The webhook part of a create request; `engine.job_create` checks what is inside."""
 
 
-class JobCreateSerializer(serializers.Serializer):
+class JobCreateSerializer(StrictSerializer):
+    takes = "a job takes {fields}"
+
     kind = StrictCharField(max_length=64, help_text="The job kind (its runner), e.g. `train`.")
     task = StrictCharField(
         max_length=64,
@@ -116,16 +118,6 @@ class JobCreateSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Signed messages about the job (Standard Webhooks).",
     )
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(str(name) for name in data if name not in self.fields)
-            if unknown:
-                known = ", ".join(self.fields)
-                raise serializers.ValidationError(
-                    {name: [f"Unknown field; a job takes {known}."] for name in unknown}
-                )
-        return super().to_internal_value(data)
 
 
 # --- response shapes ----------------------------------------------------------------------

@@ -42,3 +42,15 @@ class PartnerActionPermission(permissions.BasePermission):
         if not caller.partner_ids_for(action):
             raise exceptions.PermissionDenied(f"None of your partner roles allows {action}.")
         return True
+
+
+def require_staff(caller) -> None:
+    person = caller.person if caller else None
+    if person is None or not person.is_staff:
+        raise exceptions.PermissionDenied(
+            "Only platform staff may do this (a staff member's session or a key a staff member made)."
+        )
+    if caller.api_key is not None and "billing" not in caller.api_key.scopes:
+        raise exceptions.PermissionDenied(
+            "This API key lacks the 'billing' scope that staff billing routes need."
+        )

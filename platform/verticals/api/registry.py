@@ -26,7 +26,11 @@ from verticals.api import filters
 from verticals.api.base import CallerAPIView, CatalogViewSet, ProjectScopedViewSet
 from verticals.api.errors import RequestTooLarge
 from verticals.api.params import MAX_INT, content_length, whole_number
-from verticals.api.serializers import StrictCharField
+from verticals.api.serializers import (
+    GenerationBodySerializer,
+    PredictBodySerializer,
+    StrictCharField,
+)
 from verticals.api.streaming import event_stream, sse
 from verticals.registry import services, storage
 from verticals.registry.models import BaseModel, Dataset, DatasetVersion, ModelVersion
@@ -694,11 +698,7 @@ def _generation_response(request, model, caller):
                 ]
             }
         )
-    unknown = sorted(set(request.data) - {"inputs", "parameters", "stream"})
-    if unknown:
-        raise exceptions.ValidationError(
-            {unknown[0]: ["Unknown field; a predict request takes inputs, parameters and stream."]}
-        )
+    GenerationBodySerializer(data=request.data).is_valid(raise_exception=True)
     raw, parameters, stream = (
         request.data["inputs"],
         request.data.get("parameters") or {},
@@ -787,11 +787,7 @@ def _predict_inputs(request) -> tuple[bool, list, dict]:
                     ]
                 }
             )
-        unknown = sorted(set(request.data) - {"inputs", "parameters"})
-        if unknown:
-            raise exceptions.ValidationError(
-                {unknown[0]: ["Unknown field; a predict request takes inputs and parameters."]}
-            )
+        PredictBodySerializer(data=request.data).is_valid(raise_exception=True)
         raw = request.data["inputs"]
         single = not isinstance(raw, list)
         inputs = [raw] if single else raw

@@ -1,4 +1,7 @@
-"""Request and response shapes of the tenancy resources."""
+"""Request and response shapes of the tenancy resources, and the bases every request body stands
+on (StrictSerializer: the declared fields and no other)."""
+
+from collections.abc import Mapping
 
 from rest_framework import serializers
 
@@ -26,6 +29,49 @@ class StrictCharField(serializers.CharField):
         if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+# A request body: an object of the declared fields, and no other. An unknown field is refused by
+# name, {name: ["Unknown field; <what the body takes>."]} (400), before any field is read: a misspelt
+# field must not pass for an absent one. (A comment, not a docstring: the OpenAPI document would
+# give it to every request body as its description.)
+class StrictSerializer(serializers.Serializer):
+    #: What the refusal says the body takes; {fields} stands for the declared fields, in order.
+    takes: str = "this request takes {fields}"
+    #: The error for a body that is no object (default: DRF's "Invalid data. Expected a dictionary").
+    not_an_object: dict | None = None
+
+    def unknown_field_message(self) -> str:
+        return f"Unknown field; {self.takes.format(fields=', '.join(self.fields))}."
+
+    def refuse_unknown_fields(self, data) -> None:
+        """The first check of a body; a view may make it before others (whose partner it is)."""
+        if not isinstance(data, Mapping):
+            return
+        unknown = sorted(str(name) for name in data if name not in self.fields)
+        if unknown:
+            message = self.unknown_field_message()
+            raise serializers.ValidationError({name: [message] for name in unknown})
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping) and self.not_an_object is not None:
+            raise serializers.ValidationError(self.not_an_object)
+        self.refuse_unknown_fields(data)
+        return super().to_internal_value(data)
+
+
+class AsSentField(serializers.CharField):
+    """A value passed on as sent (None, "" and numbers included) for a service to check, where the
+    service's message says more than a field's would (a float refused as a price, a source
+    name's rules). Documented as the string it should be; absent, it is `required`'s to judge."""
+
+    def run_validation(self, data=serializers.empty):
+        if data is serializers.empty:
+            return serializers.Field.run_validation(self, data)
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class PublicIdRelatedField(serializers.SlugRelatedField):
@@ -203,3 +249,20 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "action", "actor", "target_type", "target_id", "details", "created_at"]
+
+
+# The JSON bodies of a predict call (the document describes them in api/registry.py): the inputs and
+# parameters are the task's to check, as sent.
+class PredictBodySerializer(StrictSerializer):
+    takes = "a predict request takes inputs and parameters"
+
+    inputs = AsSentField()
+    parameters = AsSentField(required=False)
+
+
+class GenerationBodySerializer(StrictSerializer):
+    takes = "a predict request takes inputs, parameters and stream"
+
+    inputs = AsSentField()
+    parameters = AsSentField(required=False)
+    stream = AsSentField(required=False)

@@ -1,11 +1,27 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from verticals.api import billing, jobs, registry, views
+from verticals.api import jobs, registry, views
+from verticals.api.billing import brand, insights, invoices, partner, plans, usage
 
 app_name = "api"
 
 router = SimpleRouter()
+
+# The same view, answering its route's form without the trailing slash (as integrators and
+# download links write it): left out of the document, which lists the route once, with the slash;
+# one object, so no filters or pages. A setting of the route, not a twin class per view.
+SLASHLESS = {"schema": None, "filter_backends": [], "pagination_class": None}
+
+
+def slashless(route: str, view, name: str, actions: dict | None = None):
+    initkwargs = SLASHLESS if actions is not None else {"schema": None}
+    callback = (
+        view.as_view(actions, **initkwargs) if actions is not None else view.as_view(**initkwargs)
+    )
+    return path(route, callback, name=name)
+
+
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register(r"projects/(?P<project_id>[^/.]+)/jobs", jobs.JobViewSet, basename="job")
 router.register(
@@ -21,12 +37,12 @@ router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("partner/tenants", views.PartnerTenantViewSet, basename="partner-tenant")
 # Billing: plans, usage, invoices; the partner console's tenants' plans and usage, invoices.
-router.register("plans", billing.PlanViewSet, basename="plan")
-router.register("invoices", billing.InvoiceViewSet, basename="invoice")
+router.register("plans", plans.PlanViewSet, basename="plan")
+router.register("invoices", invoices.InvoiceViewSet, basename="invoice")
 router.register(
-    "partner/tenants", billing.PartnerTenantBillingViewSet, basename="partner-tenant-billing"
+    "partner/tenants", partner.PartnerTenantBillingViewSet, basename="partner-tenant-billing"
 )
-router.register("partner/invoices", billing.PartnerInvoiceViewSet, basename="partner-invoice")
+router.register("partner/invoices", partner.PartnerInvoiceViewSet, basename="partner-invoice")
 
 urlpatterns = [
     path("me", views.MeView.as_view(), name="me"),
@@ -39,60 +55,64 @@ urlpatterns = [
     ),
     # Billing routes that are not collections of rows, and the bare forms (no trailing slash) of
     # the actions integrators and download links write without one.
-    path("subscription/", billing.SubscriptionView.as_view(), name="subscription"),
-    path("usage/", billing.UsageView.as_view(), name="usage"),
-    path("usage/events/", billing.UsageEventsView.as_view(), name="usage-events"),
-    path("usage/events", billing.BareUsageEventsView.as_view(), name="usage-events-bare"),
-    path("insights/", billing.InsightsView.as_view(), name="insights"),
+    path("subscription/", plans.SubscriptionView.as_view(), name="subscription"),
+    path("usage/", usage.UsageView.as_view(), name="usage"),
+    path("usage/events/", usage.UsageEventsView.as_view(), name="usage-events"),
+    slashless("usage/events", usage.UsageEventsView, "usage-events-bare"),
+    path("insights/", insights.InsightsView.as_view(), name="insights"),
     path(
         "invoices/<str:invoice_id>/credit-notes/",
-        billing.InvoiceCreditNoteView.as_view(),
+        invoices.InvoiceCreditNoteView.as_view(),
         name="invoice-credit-notes",
     ),
-    path(
-        "invoices/<str:invoice_id>/pdf",
-        billing.BareInvoiceDownloadView.as_view({"get": "pdf"}),
-        name="invoice-pdf-bare",
+    slashless(
+        "invoices/<str:invoice_id>/pdf", invoices.InvoiceViewSet, "invoice-pdf-bare", {"get": "pdf"}
     ),
-    path(
-        "invoices/<str:invoice_id>/csv",
-        billing.BareInvoiceDownloadView.as_view({"get": "csv"}),
-        name="invoice-csv-bare",
+    slashless(
+        "invoices/<str:invoice_id>/csv", invoices.InvoiceViewSet, "invoice-csv-bare", {"get": "csv"}
     ),
     path(
         "partner/price-book/",
-        billing.PartnerPriceBookView.as_view({"get": "show", "put": "change", "patch": "change"}),
+        partner.PartnerPriceBookView.as_view({"get": "show", "put": "change", "patch": "change"}),
         name="partner-price-book",
     ),
     path(
         "partner/brand/",
-        billing.PartnerBrandView.as_view({"get": "show", "patch": "change"}),
+        brand.PartnerBrandView.as_view({"get": "show", "patch": "change"}),
         name="partner-brand",
     ),
     path(
         "partner/revenue/",
-        billing.PartnerRevenueView.as_view({"get": "report"}),
+        partner.PartnerRevenueView.as_view({"get": "report"}),
         name="partner-revenue",
     ),
     path(
+        "partner/audit-events/",
+        partner.PartnerAuditEventView.as_view({"get": "list"}),
+        name="partner-audit-events",
+    ),
+    path(
         "partner/growth/",
-        billing.PartnerGrowthView.as_view({"get": "report"}),
+        partner.PartnerGrowthView.as_view({"get": "report"}),
         name="partner-growth",
     ),
-    path(
+    slashless(
         "partner/tenants/<str:tenant_id>/plan",
-        billing.BarePartnerTenantPlanView.as_view({"post": "plan"}),
-        name="partner-tenant-plan-bare",
+        partner.PartnerTenantBillingViewSet,
+        "partner-tenant-plan-bare",
+        {"post": "plan"},
     ),
-    path(
+    slashless(
         "partner/invoices/<str:invoice_id>/pdf",
-        billing.BarePartnerInvoiceDownloadView.as_view({"get": "pdf"}),
-        name="partner-invoice-pdf-bare",
+        partner.PartnerInvoiceViewSet,
+        "partner-invoice-pdf-bare",
+        {"get": "pdf"},
     ),
-    path(
+    slashless(
         "partner/invoices/<str:invoice_id>/csv",
-        billing.BarePartnerInvoiceDownloadView.as_view({"get": "csv"}),
-        name="partner-invoice-csv-bare",
+        partner.PartnerInvoiceViewSet,
+        "partner-invoice-csv-bare",
+        {"get": "csv"},
     ),
     *router.urls,
 ]

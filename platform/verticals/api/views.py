@@ -1,6 +1,5 @@
 """REST resources under /api/v1/: me, projects, members, invitations, API keys, audit events, partner console."""
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -8,11 +7,7 @@ from rest_framework.response import Response
 
 from verticals.api import filters
 from verticals.api.base import CallerAPIView, PartnerScopedViewSet, TenantScopedViewSet
-from verticals.api.billing import (
-    PartnerTenantPlanCreateSerializer,
-    default_plan,
-    partner_tenant_created,
-)
+from verticals.api.billing.partner import PartnerTenantPlanCreateSerializer, default_plan
 from verticals.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -27,6 +22,7 @@ from verticals.api.serializers import (
     SuspendSerializer,
     TenantSerializer,
 )
+from verticals.billing import services as billing_services
 from verticals.tenancy import services
 from verticals.tenancy.models import (
     ApiKey,
@@ -277,14 +273,14 @@ class PartnerTenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Par
                     {"partner": "You administer several partners: name one by id."}
                 )
             partner = direct[0]
-        with transaction.atomic():
-            tenant = services.tenant_create(
-                partner=partner,
-                name=data["name"],
-                owner_email=data.get("owner_email"),
-                actor=self.caller,
-            )
-            partner_tenant_created(tenant, data, actor=self.caller)
+        tenant = billing_services.partner_tenant_create(
+            partner=partner,
+            name=data["name"],
+            owner_email=data.get("owner_email"),
+            plan=data.get("plan"),
+            trial_days=data.get("trial_days") or 0,
+            actor=self.caller,
+        )
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PartnerTenantUpdateSerializer, responses=TenantSerializer)

@@ -10,6 +10,8 @@ import csv
 import io
 from decimal import Decimal
 
+from django.http import HttpResponse
+
 from verticals.billing.models import Invoice
 from verticals.billing.money import format_money, from_minor
 
@@ -224,3 +226,16 @@ def invoice_pdf(invoice: Invoice) -> bytes:
                 new_y="NEXT",
             )
     return bytes(pdf.output())
+
+
+def invoice_response(invoice: Invoice, fmt: str) -> HttpResponse:
+    """The invoice as a download (`pdf` or `csv`), for the API and the portal alike: the PDF
+    carries the brand stored on the invoice, the CSV its lines. Never kept by a shared cache or
+    the browser: an invoice is one party's business."""
+    if fmt == "pdf":
+        response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+    else:
+        response = HttpResponse(invoice_csv(invoice), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.{fmt}"'
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -1,4 +1,6 @@
-"""Subscriptions, plan changes, price books and contracts: the writes the API and portal make."""
+"""Subscriptions, plan changes, price books, contracts and a partner's new tenants: the writes the API
+and portal make. Each write that changes what a tenant or a partner sees takes the actor and records
+its audit row (the tenant's log, the partner's trail) inside its own transaction."""
 
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from verticals.billing.models import (
     Subscription,
 )
 from verticals.billing.money import PRICE_PLACES, MoneyError, as_decimal, check_price_digits
-from verticals.tenancy.audit import audit_record
-from verticals.tenancy.scoping import for_tenant
+from verticals.tenancy.audit import audit_record, partner_audit_record
+from verticals.tenancy.scoping import for_tenant, tenant_context
+from verticals.tenancy.services import tenant_create
 
 
 def _price(value, field: str) -> Decimal:
@@ -116,6 +119,51 @@ def subscribe(
     return subscription
 
 
+def subscription_change(
+    *, tenant, plan: Plan, actor, trial_days: int = 0, partner=None
+) -> Subscription:
+    """Put `tenant` on `plan` (a first plan, or a change prorated on its invoice), asked by the
+    tenant or, with `partner`, by partner staff in that partner's console: the tenant's log
+    records it (`subscribe`), and the partner's trail too, in the same transaction."""
+    with transaction.atomic():
+        subscription = subscribe(tenant, plan, trial_days=trial_days, actor=actor)
+        if partner is not None:
+            partner_audit_record(
+                partner=partner,
+                actor=actor,
+                action="tenant.plan.change",
+                target=tenant,
+                details={"plan": plan.code, "trial_days": trial_days},
+            )
+    return subscription
+
+
+def partner_tenant_create(
+    *,
+    partner,
+    name: str,
+    actor,
+    owner_email: str | None = None,
+    plan: Plan | None = None,
+    trial_days: int = 0,
+):
+    """A partner's new customer tenant, its owner's invitation and (with `plan`) its subscription,
+    together or not at all; the tenant's log and the partner's trail record it."""
+    with transaction.atomic():
+        tenant = tenant_create(partner=partner, name=name, owner_email=owner_email, actor=actor)
+        if plan is not None:
+            with tenant_context(tenant):
+                subscribe(tenant, plan, trial_days=trial_days, actor=actor)
+        partner_audit_record(
+            partner=partner,
+            actor=actor,
+            action="tenant.create",
+            target=tenant,
+            details={"name": name, "plan": plan.code if plan else None},
+        )
+    return tenant
+
+
 def price_book_of(partner) -> PriceBook:
     book, _ = PriceBook.objects.get_or_create(partner=partner)
     return book
@@ -178,6 +226,25 @@ def set_retail(partner, plan: Plan, item: str, retail) -> PriceBookEntry:
             entry = PriceBookEntry(price_book=book, plan=plan, item=item, wholesale=wholesale)
         entry.retail = retail
         entry.save()
+    return entry
+
+
+def price_book_set_retail(*, partner, plan: Plan, item: str, retail, actor) -> PriceBookEntry:
+    """A partner sets (or, with None, clears) its retail price of one item: `set_retail`'s rules,
+    and the partner's trail records the change in the same transaction."""
+    with transaction.atomic():
+        entry = set_retail(partner, plan, item, retail)
+        partner_audit_record(
+            partner=partner,
+            actor=actor,
+            action="price_book.retail",
+            target=plan,
+            details={
+                "plan": plan.code,
+                "item": entry.item,
+                "retail": None if entry.retail is None else format(entry.retail.normalize(), "f"),
+            },
+        )
     return entry
 
 

@@ -16,7 +16,6 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
@@ -449,19 +448,6 @@ def invoice_context(invoice: Invoice) -> dict:
     }
 
 
-def invoice_file(invoice: Invoice, fmt: str) -> HttpResponse:
-    """The invoice as a download: the PDF carries the brand stored on the invoice, the CSV its lines."""
-    if fmt == "pdf":
-        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
-    else:
-        response = HttpResponse(
-            documents.invoice_csv(invoice), content_type="text/csv; charset=utf-8"
-        )
-    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.{fmt}"'
-    response["Cache-Control"] = "private, no-store"
-    return response
-
-
 def _tenant_invoices(tenant):
     # Invoices are not tenant-owned rows (a wholesale one bills a partner): filter by the tenant explicitly.
     return Invoice.objects.filter(
@@ -488,12 +474,15 @@ class PlanChangeForm(forms.Form):
         self.fields["plan"].queryset = Plan.objects.filter(is_active=True)
 
 
-def change_plan(form: PlanChangeForm, tenant, actor) -> bool:
-    """Subscribe the tenant to the chosen plan (the service audits it); errors land on the form."""
+def submit_plan_change(form: PlanChangeForm, *, tenant, actor, partner=None) -> bool:
+    """The plan the form parsed, put through the one plan-change service (the API's too); its
+    refusals land on the form."""
     if not form.is_valid():
         return False
     try:
-        services.subscribe(tenant, form.cleaned_data["plan"], actor=actor)
+        services.subscription_change(
+            tenant=tenant, plan=form.cleaned_data["plan"], actor=actor, partner=partner
+        )
     except ValidationError as error:
         _apply_errors(form, error)
         return False
@@ -535,7 +524,7 @@ def plan_change(request):
         denial = caller.denial("plan.change")
         if denial:
             return _refuse(request, denial)
-        if change_plan(form, tenant, caller):
+        if submit_plan_change(form, tenant=tenant, actor=caller):
             messages.success(request, f"You are now on the plan {form.cleaned_data['plan'].name}.")
             return redirect("portal:billing")
     usage = analytics.period_usage(tenant)
@@ -574,4 +563,4 @@ def invoice_download(request, invoice_id: str, fmt: str):
     invoice = get_object_or_404(
         _tenant_invoices(request.caller.tenant).select_related("credits"), public_id=invoice_id
     )
-    return invoice_file(invoice, fmt)
+    return documents.invoice_response(invoice, fmt)

@@ -1,10 +1,10 @@
 """The partner console: a channel partner's customer tenants (usage, revenue, margin; create, change
-plan, suspend, reactivate), its price book, its brand, its growth and its invoices.
+plan, suspend, reactivate), its price book, its brand, its growth, its invoices and its audit trail.
 
 Only users with a partner membership see it (others get 404). The partner is chosen with
 `?partner=ptn_…` among those the user belongs to (and their sub-partners); every page checks the
 partner action of the user's role there, and a tenant of another partner is a 404. Writes go
-through the tenancy and billing services, inside the affected tenant's context.
+through the tenancy and billing services (the API's), which record them in the partner's trail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpResponseNotAllowed
@@ -24,19 +26,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from verticals.billing import analytics
+from verticals.billing import analytics, documents
 from verticals.billing import services as billing_services
 from verticals.billing.catalog import period_of, previous_period
-from verticals.billing.models import FEE, Invoice, Plan
-from verticals.billing.pricing import PriceList, book_items, contract_at
+from verticals.billing.models import Invoice, Plan
+from verticals.billing.pricing import PriceList, contract_at
+from verticals.billing.selectors import price_book_rows
 from verticals.portal.billing import (
     PlanChangeForm,
     amount_text,
-    change_plan,
     chart,
     gauges,
     invoice_context,
-    invoice_file,
     invoice_row,
     money_fmt,
     moneys_text,
@@ -44,19 +45,22 @@ from verticals.portal.billing import (
     plan_offer,
     plan_summary,
     price_text,
+    submit_plan_change,
     unit_words,
     usage_text,
 )
 from verticals.portal.views import _apply_errors, _error_text, _refuse, page_actions
 from verticals.tenancy import services as tenancy_services
-from verticals.tenancy.models import Partner, Tenant
+from verticals.tenancy.brand import LOGO_MAX_BYTES, Logo, logo_checked
+from verticals.tenancy.models import Partner, PartnerAuditEvent, Tenant
 from verticals.tenancy.scoping import partner_scope, tenant_context
+from verticals.tenancy.services.brand import BRAND_FIELDS
 
 GROWTH_MONTHS = 12
 MAX_MONTHS = 36
-LOGO_MAX_BYTES = 1024 * 1024
 TENANT_INVOICES_SHOWN = 50
 TASK_CHARTS = 8
+AUDIT_PAGE_SIZE = 50
 
 
 # --- which partner, and what the user may do there -----------------------------------------
@@ -270,17 +274,14 @@ def tenant_new(request, console: Console):
         data = form.cleaned_data
         try:
             # The tenant, its owner's invitation and its subscription are made together or not at all.
-            with transaction.atomic():
-                tenant = tenancy_services.tenant_create(
-                    partner=partner,
-                    name=data["name"],
-                    owner_email=data["owner_email"],
-                    actor=console.caller,
-                )
-                with tenant_context(tenant):
-                    billing_services.subscribe(
-                        tenant, data["plan"], trial_days=data["trial_days"], actor=console.caller
-                    )
+            tenant = billing_services.partner_tenant_create(
+                partner=partner,
+                name=data["name"],
+                owner_email=data["owner_email"],
+                plan=data["plan"],
+                trial_days=data["trial_days"],
+                actor=console.caller,
+            )
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -363,9 +364,7 @@ def tenant_detail(request, console: Console, tenant_id: str):
 def tenant_plan(request, console: Console, tenant_id: str):
     tenant = _tenant(console, tenant_id, "partner.tenant.plan")
     form = PlanChangeForm(request.POST)
-    with tenant_context(tenant):
-        changed = change_plan(form, tenant, console.caller)
-    if not changed:
+    if not submit_plan_change(form, tenant=tenant, actor=console.caller, partner=tenant.partner):
         return _tenant_page(request, console, tenant, plan_form=form, status=400)
     messages.success(
         request, f"'{tenant.name}' is now on the plan {form.cleaned_data['plan'].name}."
@@ -411,38 +410,32 @@ def _field(plan: Plan, item: str) -> str:
 
 
 def price_rows(partner: Partner) -> list[dict]:
-    """Per active plan, its fee and each meter it prices: list, wholesale (the operator's, read
-    only), the partner's retail (empty: the list price) and what its tenants pay."""
-    names = analytics.meter_names()
+    """Per active plan, its fee and each meter it prices (the API's rows, `price_book_rows`): list,
+    wholesale (the operator's, read only), the partner's retail (empty: the list price) and what
+    its tenants pay."""
     plans: dict[int, dict] = {}
-    for entry in book_items(
-        partner, Plan.objects.filter(is_active=True).prefetch_related("prices")
-    ):
-        plan, currency = entry.plan, entry.plan.currency
-        if entry.item == FEE:
+    for row in price_book_rows(partner=partner, plans=Plan.objects.filter(is_active=True)):
+        plan, currency = row.plan, row.plan.currency
+        if row.is_fee:
             label, note = "Monthly fee", ""
         else:
-            meter = names.get(entry.item)
-            unit = meter.unit if meter else "unit"
-            label, note = (
-                meter.name if meter else entry.item,
-                f"{unit_words(entry.included, unit)} included; per {unit}",
-            )
-        wholesale = entry.wholesale if entry.wholesale is not None else entry.list_price
+            unit = row.unit or "unit"
+            label, note = row.name, f"{unit_words(row.included, unit)} included; per {unit}"
+        wholesale = row.wholesale if row.wholesale is not None else row.list_price
         plans.setdefault(plan.pk, {"plan": plan, "rows": []})["rows"].append(
             {
                 "plan": plan,
-                "item": entry.item,
+                "item": row.item,
                 "label": label,
                 "note": note,
-                "field": _field(plan, entry.item),
-                "list": price_text(entry.list_price, currency),
+                "field": _field(plan, row.item),
+                "list": price_text(row.list_price, currency),
                 "wholesale": price_text(wholesale, currency),
-                "retail": entry.retail_set,
-                "value": "" if entry.retail_set is None else f"{entry.retail_set.normalize():f}",
-                "placeholder": f"{entry.list_price.normalize():f}",
-                "paid": price_text(entry.retail, currency),
-                "margin": price_text(entry.retail - wholesale, currency),
+                "retail": row.retail_set,
+                "value": "" if row.retail_set is None else f"{row.retail_set.normalize():f}",
+                "placeholder": f"{row.list_price.normalize():f}",
+                "paid": price_text(row.retail, currency),
+                "margin": price_text(row.retail - wholesale, currency),
                 "error": "",
             }
         )
@@ -458,7 +451,7 @@ def _same(raw: str, current: Decimal | None) -> bool:
         return False
 
 
-def apply_prices(partner: Partner, plans: list[dict], data) -> int:
+def apply_prices(partner: Partner, plans: list[dict], data, *, actor) -> int:
     """Set every retail price changed in `data`, all or none: errors land on their rows (nothing is
     written when one is wrong). Returns how many prices changed."""
     changes = []
@@ -475,7 +468,13 @@ def apply_prices(partner: Partner, plans: list[dict], data) -> int:
     with transaction.atomic():
         for row, raw in changes:
             try:
-                billing_services.set_retail(partner, row["plan"], row["item"], raw or None)
+                billing_services.price_book_set_retail(
+                    partner=partner,
+                    plan=row["plan"],
+                    item=row["item"],
+                    retail=raw or None,
+                    actor=actor,
+                )
             except ValidationError as error:
                 row["error"] = _error_text(error)
                 failed = True
@@ -500,7 +499,7 @@ def price_book(request, console: Console):
             return _refuse(
                 request, "The operator's retail prices are the plans' list prices.", status=400
             )
-        changed = apply_prices(partner, plans, request.POST)
+        changed = apply_prices(partner, plans, request.POST, actor=console.caller)
         if changed >= 0:
             messages.success(
                 request,
@@ -520,6 +519,15 @@ def price_book(request, console: Console):
 
 
 class BrandForm(forms.ModelForm):
+    """Parses the brand; the logo goes through the API's check (tenancy.brand.logo_checked), and
+    the change through the one brand service."""
+
+    # A plain file field: Django's image field would open the file itself, before our check says
+    # what is wrong (format, pixels, a decompression bomb) in the API's words.
+    logo = forms.FileField(
+        required=False, help_text=f"PNG, JPEG, GIF or WebP, at most {LOGO_MAX_BYTES // 1024} KB."
+    )
+
     class Meta:
         model = Partner
         fields = ["brand_name", "brand_colour", "support_email", "logo"]
@@ -533,16 +541,28 @@ class BrandForm(forms.ModelForm):
             "brand_name": "Shown in your tenants' portal, on their invoices and emails (empty: the partner's name).",
             "brand_colour": "The portal's top bar and buttons, and the band on invoices (#rrggbb).",
             "support_email": "Where your tenants are told to write.",
-            "logo": "PNG, JPEG or GIF, at most 1 MB.",
         }
 
     def clean_logo(self):
         logo = self.cleaned_data.get("logo")
-        if logo and getattr(logo, "size", 0) > LOGO_MAX_BYTES:
-            raise ValidationError(
-                f"The logo is {logo.size:,} bytes; give one of at most {LOGO_MAX_BYTES:,} bytes."
-            )
-        return logo
+        if isinstance(logo, UploadedFile):
+            return logo_checked(logo)  # a ValidationError lands on the field
+        return logo  # False: cleared; otherwise the logo kept as it is
+
+    def brand_changes(self) -> dict:
+        """What to pass the brand service: the fields, a checked logo or its removal."""
+        logo = self.cleaned_data.get("logo")
+        return {
+            "changes": {key: self.cleaned_data[key] for key in BRAND_FIELDS},
+            "logo": logo if isinstance(logo, Logo) else None,
+            "remove_logo": logo is False,
+            # The portal keeps the name the file was uploaded under (the API names it by the partner).
+            "logo_name": logo.named_as_uploaded if isinstance(logo, Logo) else None,
+        }
+
+    def _post_clean(self):
+        # The model's own checks run in the service; a checked Logo is no file for the instance.
+        pass
 
 
 @partner_page("partner.tenant.view", methods=("GET", "POST"), writes="partner.brand.update")
@@ -559,11 +579,19 @@ def brand(request, console: Console):
                 f"Your role at {partner.name} ({console.role()}) does not allow partner.brand.update.",
             )
         if form.is_valid():
-            form.save()
-            messages.success(
-                request, "Brand saved: your tenants' portal and their next invoices show it."
-            )
-            return redirect(_back(console, "portal:partner_brand"))
+            try:
+                tenancy_services.partner_brand_update(
+                    partner=Partner.objects.get(pk=partner.pk),
+                    actor=console.caller,
+                    **form.brand_changes(),
+                )
+            except ValidationError as error:
+                _apply_errors(form, error)
+            else:
+                messages.success(
+                    request, "Brand saved: your tenants' portal and their next invoices show it."
+                )
+                return redirect(_back(console, "portal:partner_brand"))
     return _render(
         request,
         console,
@@ -572,6 +600,19 @@ def brand(request, console: Console):
         here="brand",
         status=400 if form.errors else 200,
     )
+
+
+# --- the partner's own audit trail ---------------------------------------------------------
+
+
+@partner_page("partner.tenant.view")
+def audit(request, console: Console):
+    """Who changed this partner's price book and brand, created its tenants, changed their plans:
+    this partner's trail only (a sub-partner's console shows its own)."""
+    page = Paginator(
+        PartnerAuditEvent.objects.filter(partner=console.partner), AUDIT_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    return _render(request, console, "portal/partner_audit.html", {"page": page}, here="audit")
 
 
 # --- growth ---------------------------------------------------------------------------------
@@ -743,4 +784,4 @@ def invoice_download(request, console: Console, invoice_id: str, fmt: str):
     invoice = get_object_or_404(
         _partner_invoices(console).select_related("credits"), public_id=invoice_id
     )
-    return invoice_file(invoice, fmt)
+    return documents.invoice_response(invoice, fmt)

@@ -134,6 +134,7 @@ urlpatterns = [
     path("partner/prices/", partner.price_book, name="partner_prices"),
     path("partner/brand/", partner.brand, name="partner_brand"),
     path("partner/growth/", partner.growth, name="partner_growth"),
+    path("partner/audit/", partner.audit, name="partner_audit"),
     path("partner/invoices/", partner.invoice_list, name="partner_invoices"),
     path("partner/invoices/<str:invoice_id>/", partner.invoice_detail, name="partner_invoice"),
     path(

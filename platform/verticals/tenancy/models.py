@@ -314,6 +314,32 @@ class AuditEvent(TenantOwnedModel):
         return f"{self.actor} {self.action} {self.target_id}"
 
 
+class PartnerAuditEvent(models.Model):
+    """Who did what in a partner's console (its price book, its brand, its tenants' creation and
+    plans): the partner's own trail, which it reads in its console. Partner-owned, not
+    tenant-owned: on PostgreSQL only a platform scope, or the console of this partner, passes a
+    row (`EnableRowLevelSecurity(..., partner="partner")` without a tenant)."""
+
+    public_id = PublicIdField(prefix="paud")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=64)
+    # The actor's label stays readable after the user or key is gone.
+    actor = models.CharField(max_length=200)
+    actor_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=32)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_id}"
+
+
 class AuthFailureWindow(models.Model):
     """Failed sign-ins or API key lookups counted for one subject (an account, an address, a key)
     in one fixed window: the throttle's counter (verticals.tenancy.throttle), shared by every web

@@ -8,6 +8,8 @@ prices, an invoice's lines) lets a row through when its parent is visible.
 
 `partner_console` (only for the role PARTNER_ROLE, which a partner's console takes on): a row of
 one of the console's tenants (`app.tenant_ids`), and a partner's own invoice (`app.partner_ids`).
+A partner-owned table (no `tenant_id`: a partner's audit trail) passes a row to a platform scope,
+and to the console of its partner (`app.partner_ids`), to nobody else.
 Being the policy of one role, it costs the application's everyday statements nothing (PostgreSQL
 adds the policies of the current role only; an arm of the tenant policy made every statement
 plan and filter about 8% slower here).
@@ -30,6 +32,7 @@ VISIBLE = (
     "(current_setting('app.platform', true) = 'on' "
     "OR {column} = NULLIF(current_setting('app.tenant_id', true), '')::bigint)"
 )
+PLATFORM_ONLY = "(current_setting('app.platform', true) = 'on')"
 PARTNER_VISIBLE = "({column} = ANY (string_to_array(current_setting('app.tenant_ids', true), ',')::bigint[]){partner})"
 OWN_INVOICE = (
     " OR {column} = ANY (string_to_array(current_setting('app.partner_ids', true), ',')::bigint[])"
@@ -64,7 +67,9 @@ class EnableRowLevelSecurity(Operation):
 
     `through`: for a table without `tenant_id` (or whose `tenant_id` is not its owner), the foreign
     key to the tenant-owned parent whose visibility its rows share. `partner`: a foreign key to a
-    partner whose console may see the row too (a wholesale invoice)."""
+    partner whose console may see the row too (a wholesale invoice); on a table without
+    `tenant_id`, the row's owner: only a platform scope and that partner's console pass it (a
+    partner's audit trail)."""
 
     reversible = True
     reduces_to_sql = True
@@ -87,6 +92,15 @@ class EnableRowLevelSecurity(Operation):
 
     def _conditions(self, model, quote) -> tuple[str, str | None]:
         """(the tenant policy's condition, the partner console's, or None when the parent's serves)."""
+        names = {f.name for f in model._meta.concrete_fields}
+        if self.through is None and "tenant" not in names and self.partner:
+            # A partner-owned row (a partner's audit trail): no tenant session passes it; a
+            # platform scope does, and the console of its own partner.
+            own = quote(model._meta.get_field(self.partner).column)
+            return PLATFORM_ONLY, (
+                f"({own} = ANY (string_to_array(current_setting('app.partner_ids', true), ',')"
+                "::bigint[]))"
+            )
         if self.through is None:
             column = quote(model._meta.get_field("tenant").column)
             own = (

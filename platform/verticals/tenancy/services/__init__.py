@@ -4,6 +4,7 @@ Every write that an admin would want to trace also writes an audit event (tenanc
 """
 
 from verticals.tenancy.services.api_keys import api_key_create, api_key_revoke
+from verticals.tenancy.services.brand import partner_brand_update
 from verticals.tenancy.services.invitations import (
     invitation_accept,
     invitation_create,
@@ -39,6 +40,7 @@ __all__ = [
     "project_create",
     "project_delete",
     "project_update",
+    "partner_brand_update",
     "partner_get_or_create",
     "partner_root",
     "tenant_create",
