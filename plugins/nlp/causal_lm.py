@@ -182,6 +182,7 @@ class CausalLM:
         """This model's one generation engine (continuous batching), made at the first call."""
         with self._lock:
             if self._engine is None:
+                # (torch loads with a model, not with the plugin)
                 from verticals.sdk.generation import ContinuousBatcher
 
                 self._engine = ContinuousBatcher(

@@ -30,7 +30,7 @@ BERT = "bert-finetune"
 
 
 def _models():
-    from nlp import text_models
+    from nlp import text_models  # (torch loads with a model, not with the plugin)
 
     return text_models
 

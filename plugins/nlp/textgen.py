@@ -29,7 +29,7 @@ FINETUNE = "causal-lm-finetune"
 
 
 def _models():
-    from nlp import causal_lm
+    from nlp import causal_lm  # (torch loads with a model, not with the plugin)
 
     return causal_lm
 
@@ -351,6 +351,7 @@ class TextGenerationTask(Task):
 
     def generation_request(self, model, decoded_input: dict, options: dict | None):
         """The engine's request for one decoded input: the prompt's tokens and checked parameters."""
+        # (torch loads with a model, not with the plugin)
         from verticals.sdk.generation import GenerationRequest
 
         chosen = generation_options(options)

@@ -154,12 +154,12 @@ class ImageClassificationTask(Task):
     # --- training and evaluation ---------------------------------------------------------
 
     def train(self, ctx: TrainContext):
-        from vision import training
+        from vision import training  # (torch loads with a model, not with the plugin)
 
         return training.train(ctx)
 
     def evaluate(self, model, split: DatasetSplit) -> Evaluation:
-        from vision.networks import probabilities
+        from vision.networks import probabilities  # (torch loads with a model, not with the plugin)
 
         # The split's labels first, then any the model predicts that the split lacks (a parent
         # version evaluated on a new dataset version): scores are reordered to match.
@@ -184,6 +184,7 @@ class ImageClassificationTask(Task):
         write_config(directory, model.config())
 
     def load(self, directory: Path, *, device: str = "cpu"):
+        # (torch loads with a model, not with the plugin)
         from vision.networks import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, build_network
 
         directory = Path(directory)
@@ -225,6 +226,7 @@ class ImageClassificationTask(Task):
         shapes = safetensors_shapes(directory / WEIGHTS)
         if shapes is None:
             return None
+        # (torch loads with a model, not with the plugin)
         from vision.networks import expected_shapes, head_keys
 
         expected = expected_shapes(architecture)
@@ -282,7 +284,7 @@ class ImageClassificationTask(Task):
     def predict(self, model, inputs: list, *, options: dict | None = None) -> list:
         from PIL import Image
 
-        from vision.networks import probabilities
+        from vision.networks import probabilities  # (torch loads with a model, not with the plugin)
 
         top_k = (options or {}).get("top_k", self.default_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -308,12 +310,12 @@ class ImageClassificationTask(Task):
     # --- test kit -------------------------------------------------------------------------
 
     def example_dataset(self, directory: Path, *, rows: int = 60, seed: int = 0) -> Path:
-        from vision import shapes
+        from vision import shapes  # (torch loads with a model, not with the plugin)
 
         return shapes.write_zip(Path(directory) / "shapes.zip", rows=rows, seed=seed)
 
     def example_inputs(self) -> list:
-        from vision import shapes
+        from vision import shapes  # (torch loads with a model, not with the plugin)
 
         return shapes.example_inputs()
 

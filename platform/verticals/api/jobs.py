@@ -39,6 +39,7 @@ from verticals.api.params import MAX_INT
 from verticals.api.serializers import StrictCharField, StrictSerializer
 from verticals.jobs import engine, selectors, webhooks
 from verticals.jobs.models import Job, JobEvent, WebhookDelivery
+from verticals.registry import storage
 from verticals.tenancy.scoping import tenant_context
 
 EVENT_STREAM = "text/event-stream"
@@ -663,8 +664,6 @@ class JobViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
     def output(self, request, project_id=None, job_id=None):
         """The file a job wrote (a batch_predict job's predictions, as JSON lines)."""
         from django.http import FileResponse
-
-        from verticals.registry import storage
 
         job = self.get_object()
         output = (job.result or {}).get("output") if job.status == Job.Status.SUCCEEDED else None

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from verticals.billing.catalog import forget_standing
+from verticals.billing.catalog import forget_standing, meter_keys
 from verticals.billing.models import (
     FEE,
     Contract,
@@ -268,7 +268,6 @@ def contract_create(
     actor=None,
 ) -> Contract:
     """A negotiated deal: `prices` maps meter keys to {unit_price, included?}."""
-    from verticals.billing.catalog import meter_keys
 
     known = meter_keys()
     with transaction.atomic():

@@ -31,6 +31,6 @@ def _forget_deleted(sender, instance, using=None, **kwargs) -> None:
     commits (a failure to reach it is logged, not raised: the deletion stands)."""
     from django.db import transaction
 
-    from verticals.serving import service
+    from verticals.serving import service  # (apps.py loads before the models it imports)
 
     transaction.on_commit(lambda: service.forget(instance), using=using, robust=True)

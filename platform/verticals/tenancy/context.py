@@ -106,9 +106,8 @@ def partner_scope(partner_ids) -> Iterator[None]:
     (the caller's partners and their sub-partners) and the partners' own invoices, none other.
     The console's queries filter by partner in the application too; writes for one tenant narrow
     to it (`tenant_context`, `for_tenant`)."""
-    from verticals.tenancy.models import (
-        Tenant,  # (the database backend imports this module before models load)
-    )
+    # (the database backend imports this module before models load)
+    from verticals.tenancy.models import Tenant
 
     partner_ids = tuple(sorted(set(partner_ids)))
     tenant_ids = tuple(
