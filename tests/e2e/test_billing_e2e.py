@@ -19,8 +19,7 @@ from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
-from tests.api.test_billing_api import pdf_text
-from tests.conftest import make_key, make_member
+from tests.conftest import make_key, make_member, pdf_text
 from tests.e2e.reviews import training_csv
 from verticals.billing import catalog, services
 from verticals.billing.catalog import period_of
