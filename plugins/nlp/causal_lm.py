@@ -612,12 +612,10 @@ def _usable_checkpoint(ctx, architecture: str, method: str):
 def save(model: CausalLM, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.model.save_pretrained(
-        str(directory)
-    )  # transformers 5 writes safetensors (and generation_config.json)
-    model.tokenizer.save_pretrained(
-        str(directory)
-    )  # tokenizer.json, tokenizer_config.json, the chat template
+    # transformers 5 writes safetensors (and generation_config.json)
+    model.model.save_pretrained(str(directory))
+    # tokenizer.json, tokenizer_config.json, the chat template
+    model.tokenizer.save_pretrained(str(directory))
     if not (directory / "model.safetensors").is_file():
         raise RuntimeError("save_pretrained did not write model.safetensors")
     config = read_config(directory)

@@ -434,9 +434,8 @@ def _build_bert(ctx, params: dict, labels: list[str]) -> SentimentModel:
     try:
         module = AutoModelForSequenceClassification.from_pretrained(
             str(base),
-            id2label=dict(
-                enumerate(labels)
-            ),  # sets num_labels (passing both warns when a parent's differ)
+            # sets num_labels (passing both warns when a parent's differ)
+            id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=True,
             use_safetensors=True,

@@ -253,9 +253,8 @@ class ImageClassificationTask(Task):
             ):
                 return None
             classes = weight[0]
-            if (
-                classes > upload_limits().labels
-            ):  # each class gets a label below: refuse before naming millions
+            if classes > upload_limits().labels:
+                # each class gets a label below: refuse before naming millions
                 raise ValueError(
                     f"its head has {classes} classes; at most {upload_limits().labels}"
                 )

@@ -168,9 +168,8 @@ def channel_stats(batches) -> tuple[list[float], list[float]]:
     if not count:
         return list(IMAGENET_MEAN), list(IMAGENET_STD)
     mean = total / count
-    std = (
-        (squares / count - mean * mean).clamp(min=0).sqrt().clamp(min=1e-2)
-    )  # a flat channel must not divide by 0
+    # a flat channel must not divide by 0
+    std = (squares / count - mean * mean).clamp(min=0).sqrt().clamp(min=1e-2)
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 

@@ -59,9 +59,8 @@ class TenantScopedViewSet(CallerMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request, no rows
-            return (
-                self.model.dangerously_unscoped.none()
-            )  # an empty queryset reads no tenant's rows
+            # an empty queryset reads no tenant's rows
+            return self.model.dangerously_unscoped.none()
         queryset = self.model.objects.all()
         project = self.caller.project if self.caller else None
         if project is not None and self.project_field:

@@ -72,9 +72,8 @@ class PredictJSONParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.SERVING_MAX_BODY_BYTES
         body = stream.read(limit + 1) if stream is not None else b""
-        if (
-            len(body) > limit
-        ):  # a body longer than its Content-Length said (the view checked that one)
+        if len(body) > limit:
+            # a body longer than its Content-Length said (the view checked that one)
             raise _predict_too_large()
         return JSONParser().parse(io.BytesIO(body), media_type, parser_context)
 
@@ -674,9 +673,8 @@ def form_fields_too_large():
     it. (Serving's own failures carry their status: api.errors answers them.)"""
     try:
         yield
-    except (
-        RequestDataTooBig
-    ):  # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    except RequestDataTooBig:
+        # multipart form fields (not files) past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
         raise RequestTooLarge(
             message=f"The form fields of this multipart call hold more than "
             f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; upload images as files in `inputs`, "
@@ -754,9 +752,8 @@ def _drop_body(request) -> None:
     for parsed in (request.data, request.FILES):
         try:
             parsed.clear()
-        except (
-            AttributeError
-        ):  # an immutable QueryDict (a form without files): small, by Django's own limit
+        except AttributeError:
+            # an immutable QueryDict (a form without files): small, by Django's own limit
             pass
 
 

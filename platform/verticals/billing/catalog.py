@@ -269,9 +269,8 @@ def standing(tenant) -> Standing | None:
     forgotten = _seen["forgotten"]
     found = _read_standing(tenant)
     until = found.segment.end if found is not None else _next_subscription_start(tenant)
-    if (
-        _seen["forgotten"] == forgotten
-    ):  # nothing changed while it was read (else: read again next time)
+    if _seen["forgotten"] == forgotten:
+        # nothing changed while it was read (else: read again next time)
         _standing[tenant.pk] = (tenant.public_id, found, until)
     return found
 

@@ -270,17 +270,15 @@ def issue_retail(tenant: Tenant, period: tuple[datetime, datetime]) -> Invoice |
                 tenant=tenant,
                 bill_to={"name": tenant.name, "tenant": tenant.public_id},
             )
-    except (
-        IntegrityError
-    ):  # issued meanwhile by another close (one retail invoice per tenant and period)
+    except IntegrityError:
+        # issued meanwhile by another close (one retail invoice per tenant and period)
         return None
 
 
 def ended_periods(tenant: Tenant, now: datetime) -> list[tuple[datetime, datetime]]:
     """The tenant's ended periods still to invoice, oldest first (at most BILLING_CLOSE_LOOKBACK back)."""
-    subs = list(
-        Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk).order_by("starts_at")
-    )  # the given tenant's
+    # the given tenant's
+    subs = list(Subscription.dangerously_unscoped.filter(tenant_id=tenant.pk).order_by("starts_at"))
     if not subs:
         return []
     anchor = (subs[-1].anchor_day, subs[-1].anchor_seconds)
@@ -324,15 +322,13 @@ def issue_wholesale(partner: Partner) -> list[Invoice]:
     if not unbilled_retail(partner).exists():
         return []
     operator = partner.parent
-    while (
-        operator.parent_id is not None
-    ):  # the root partner (the operator) bills every channel partner
+    while operator.parent_id is not None:
+        # the root partner (the operator) bills every channel partner
         operator = operator.parent
     issued = []
     with transaction.atomic():
-        Partner.objects.select_for_update().filter(
-            pk=partner.pk
-        ).first()  # one wholesale pass per partner at a time
+        # one wholesale pass per partner at a time
+        Partner.objects.select_for_update().filter(pk=partner.pk).first()
         groups: dict[tuple, list[Invoice]] = {}
         for invoice in (
             unbilled_retail(partner)
@@ -455,9 +451,8 @@ def issue_credit_note(
             {"reason": "Say why the invoice is credited; the reason is printed on the credit note."}
         )
     with transaction.atomic():
-        Invoice.objects.select_for_update().filter(
-            pk=invoice.pk
-        ).first()  # one credit at a time per invoice
+        # one credit at a time per invoice
+        Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
         left = invoice.total_minor - credited_minor(invoice)
         amount = left if amount_minor is None else amount_minor
         if amount <= 0 or amount > left:

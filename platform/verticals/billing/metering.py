@@ -75,9 +75,8 @@ def _new_key_prefix() -> None:
     _key_prefix = uuid.uuid4().hex
 
 
-os.register_at_fork(
-    after_in_child=_new_key_prefix
-)  # a forked process counts under a prefix of its own
+# a forked process counts under a prefix of its own
+os.register_at_fork(after_in_child=_new_key_prefix)
 
 
 def call_key() -> str:
@@ -239,9 +238,8 @@ def journal_line(row: tuple) -> str:
 
 def row_of(line: str) -> tuple:
     values = json.loads(line)
-    if (
-        len(values) == len(COLUMNS) + 1
-    ):  # written before the ledger dropped its model-version reference
+    if len(values) == len(COLUMNS) + 1:
+        # written before the ledger dropped its model-version reference
         del values[5]
     return tuple(values[:12]) + (EPOCH + values[12] * MICROSECOND, EPOCH + values[13] * MICROSECOND)
 

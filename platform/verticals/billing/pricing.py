@@ -101,9 +101,8 @@ class PriceList:
     def __init__(self, tenant, plan: Plan, contract: Contract | None):
         self.plan, self.contract = plan, contract
         self.list_prices = {price.meter_id: price for price in plan.prices.all()}
-        self.channel = (
-            tenant.partner.parent_id is not None
-        )  # the root partner is the operator itself
+        # the root partner is the operator itself
+        self.channel = tenant.partner.parent_id is not None
         self.book = {}
         if self.channel:
             self.book = {

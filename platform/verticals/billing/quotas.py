@@ -66,9 +66,8 @@ _leases: dict[
     tuple[int, str], list
 ] = {}  # (tenant pk, public id) -> [window, limit, tokens left, BLOCKS|SINGLE|SPENT]
 _leases_lock = threading.Lock()
-os.register_at_fork(
-    after_in_child=_leases.clear
-)  # a forked process never hands out its parent's tokens
+# a forked process never hands out its parent's tokens
+os.register_at_fork(after_in_child=_leases.clear)
 
 
 def take_rate(tenant, plan: Plan, now=None) -> None:
@@ -218,9 +217,8 @@ def admit(
 ) -> Admission:
     """Let work in or raise Refused. `units`: meter -> units the work will use (None: not known
     before it runs, e.g. generated tokens; it runs while some are left)."""
-    if (
-        not settings.BILLING_METERING
-    ):  # measuring what metering costs: nothing is limited or recorded
+    if not settings.BILLING_METERING:
+        # measuring what metering costs: nothing is limited or recorded
         return Admission(tenant, None)
     current = standing(tenant)
     admission = Admission(tenant, current)

@@ -85,9 +85,8 @@ def subscribe(
                             f"{current.anchor_day}."
                         }
                     )
-                Subscription.dangerously_unscoped.filter(pk=current.pk).update(
-                    ends_at=now
-                )  # the row locked above
+                # the row locked above
+                Subscription.dangerously_unscoped.filter(pk=current.pk).update(ends_at=now)
                 anchor = (current.anchor_day, current.anchor_seconds)
             elif anchor_day is not None:
                 anchor = (anchor_day, 0)

@@ -59,9 +59,8 @@ class PooledThreadsASGIHandler(ASGIHandler):
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
-        except (
-            BodyTooLarge
-        ):  # read_body stopped at the limit (a body longer than declared, or chunked)
+        except BodyTooLarge:
+            # read_body stopped at the limit (a body longer than declared, or chunked)
             await self._too_large(scope, send)
         finally:
             if len(self._idle) < self.max_idle_threads:

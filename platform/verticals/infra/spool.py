@@ -37,9 +37,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BATCH = 500  # events that wake the writer before its tick
-SEGMENT_BYTES = (
-    1 << 20
-)  # a journal segment's size (allocated up front; a full one is handed to the writer at once)
+# a journal segment's size (allocated up front; a full one is handed to the writer at once)
+SEGMENT_BYTES = 1 << 20
 RECOVER_SECONDS = 60.0  # how often a running spool looks for the segments of ended processes
 
 
@@ -210,9 +209,8 @@ class Spool:
             self._closed = True
         self._wake.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(
-                timeout=10
-            )  # its last tick writes; it ends with its database connection
+            # its last tick writes; it ends with its database connection
+            self._thread.join(timeout=10)
         try:
             self.flush()
         except Exception:

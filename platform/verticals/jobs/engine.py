@@ -62,9 +62,8 @@ def append_events(job: Job, events: list[tuple[str, dict]]) -> list[JobEvent]:
             )
             for i, (kind, data) in enumerate(events)
         ]
-        JobEvent.dangerously_unscoped.bulk_create(
-            rows
-        )  # the job's own tenant, set on each row above
+        # the job's own tenant, set on each row above
+        JobEvent.dangerously_unscoped.bulk_create(rows)
     job.event_seq = last
     return rows
 
@@ -221,9 +220,8 @@ def schedule(tenant_id: int) -> list[str]:
         # One scheduler per tenant at a time. FOR NO KEY UPDATE: rows inserted meanwhile with a
         # foreign key to the tenant (events, audit) only take KEY SHARE, so they do not wait on it.
         tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant_id)
-        if (
-            tenant.is_suspended
-        ):  # its jobs wait; the reaper's pass dispatches them after reactivation
+        if tenant.is_suspended:
+            # its jobs wait; the reaper's pass dispatches them after reactivation
             return []
         waiting = _jobs.filter(
             tenant_id=tenant_id, status=Status.QUEUED, dispatched_at__isnull=True

@@ -248,9 +248,8 @@ def emit(job: Job, event: str, data: dict | None = None) -> WebhookDelivery | No
         due = Q(webhook_progress_sent_at__isnull=True) | Q(
             webhook_progress_sent_at__lte=now - interval
         )
-        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(
-            webhook_progress_sent_at=now
-        ):  # this job, by id
+        if not Job.dangerously_unscoped.filter(due, pk=job.pk).update(webhook_progress_sent_at=now):
+            # this job, by id
             return None
         job.refresh_from_db()
     type_ = {"start": "job.started", "progress": "job.progress"}.get(event) or f"job.{job.status}"

@@ -81,9 +81,8 @@ def _run(job: Job) -> str | None:
         )
     except JobError as exc:
         outcome = dict(status=Status.FAILED, error_code=exc.code, error_message=str(exc))
-    except (
-        Exception
-    ) as exc:  # the runner's bug or an environment failure: the customer sees a plain message
+    except Exception as exc:
+        # the runner's bug or an environment failure: the customer sees a plain message
         log.exception("job %s failed", job.public_id)
         outcome = dict(
             status=Status.FAILED,

@@ -258,9 +258,8 @@ class TenantCreateForm(forms.Form):
         super().__init__(*args, **kwargs)
         plans = Plan.objects.filter(is_active=True).prefetch_related("prices")
         self.fields["plan"].queryset = plans
-        prospect = Tenant(
-            partner=partner
-        )  # unsaved: prices a plan as this partner's tenants pay it
+        # unsaved: prices a plan as this partner's tenants pay it
+        prospect = Tenant(partner=partner)
         self.fields["plan"].label_from_instance = lambda plan: (
             f"{plan.name} — {amount_text(PriceList(prospect, plan, None).fee().retail, plan.currency)} a month"
         )

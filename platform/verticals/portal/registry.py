@@ -525,9 +525,8 @@ def train(request, project_id: str):
                     )
                 except ValidationError as error:
                     _job_errors(form, error)
-                except (
-                    Refused
-                ) as refused:  # 403 task not in plan, 402 model versions or job time used up
+                except Refused as refused:
+                    # 403 task not in plan, 402 model versions or job time used up
                     form.add_error(None, refused.message)
                     refused_status = refused.status
                 else:
@@ -687,15 +686,13 @@ def model_predict(request, project_id: str, model_id: str):
     project = _project(project_id)
     model = _model(project, model_id)
     task = _tasks(request).get(model.task)
-    if (
-        task is not None and task.streams
-    ):  # a generation is metered in tokens by the chat playground, not as one predict
+    if task is not None and task.streams:
+        # a generation is metered in tokens by the chat playground, not as one predict
         chat_url = reverse("portal:chat", args=[project.public_id]) + f"?model={model.public_id}"
         bars, output, status = None, None, 409
         problem = f"This model generates text: talk to it in the chat playground ({chat_url})."
-        if not _is_htmx(
-            request
-        ):  # the model page shows the chat playground, not the result fragment
+        if not _is_htmx(request):
+            # the model page shows the chat playground, not the result fragment
             messages.error(request, problem)
     else:
         bars, output, problem, status = _predict(request, model, task)

@@ -43,12 +43,10 @@ CODE_SUFFIXES = (
     ".jar",
     ".ipynb",
 )
-CONFIG_MAX_BYTES = (
-    4 * 1024 * 1024
-)  # config.json and the other *config.json files, read whole when loading
-SIDE_FILE_MAX_BYTES = (
-    64 * 1024 * 1024
-)  # a tokenizer or vocabulary file (the largest known tokenizer.json: ~33 MB)
+# config.json and the other *config.json files, read whole when loading
+CONFIG_MAX_BYTES = 4 * 1024 * 1024
+# a tokenizer or vocabulary file (the largest known tokenizer.json: ~33 MB)
+SIDE_FILE_MAX_BYTES = 64 * 1024 * 1024
 CONVERT_HINT = (
     "Convert it to safetensors first, in a trusted environment: for a Hugging Face model, "
     "`AutoModel.from_pretrained(dir).save_pretrained(out, safe_serialization=True)`; for a "

@@ -111,9 +111,8 @@ class Train(Runner):
     @classmethod
     def admission(cls, *, project, task: str, params: dict) -> dict:
         """A training adds a model version: the plan's limit on them is checked with its task."""
-        kept = ModelVersion.dangerously_unscoped.filter(
-            tenant_id=project.tenant_id
-        ).count()  # this tenant's
+        # this tenant's
+        kept = ModelVersion.dangerously_unscoped.filter(tenant_id=project.tenant_id).count()
         return {"task": task or None, "model_versions": kept}
 
     @classmethod

@@ -335,9 +335,8 @@ def _artifact_fields(directory: Path, prefix: str) -> dict:
 
 
 def _next_model_version(project: Project, name: str) -> int:
-    Project.objects.select_for_update().filter(
-        pk=project.pk
-    ).first()  # one numbering at a time per project
+    # one numbering at a time per project
+    Project.objects.select_for_update().filter(pk=project.pk).first()
     latest = ModelVersion.objects.filter(project=project, name=name).aggregate(n=Max("version"))[
         "n"
     ]
@@ -488,9 +487,8 @@ def _unpack_import(upload, work: Path, patterns) -> archives.ModelFiles:
 def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
     try:
         found = task.recognize(root)
-    except (
-        Exception
-    ) as exc:  # a plugin reading files it did not expect: what it says is what to fix
+    except Exception as exc:
+        # a plugin reading files it did not expect: what it says is what to fix
         raise Refused(f"The task '{task.name}' cannot use this model: {exc}.") from exc
     if found is None:
         names = ", ".join(a.name for a in task.architectures)
@@ -499,9 +497,8 @@ def _recognized(task: Task, root: Path) -> tuple[str, list[str]]:
             "check config.json (Hugging Face `model_type`, or torchvision `architecture`)."
         )
     most = settings.REGISTRY_MAX_LABELS
-    if (
-        len(found[1]) > most
-    ):  # a dataset could not hold them either; and each label is a row of the head
+    if len(found[1]) > most:
+        # a dataset could not hold them either; and each label is a row of the head
         raise Refused(f"The model predicts {len(found[1])} labels; at most {most}.")
     return found
 

@@ -220,9 +220,8 @@ def _label(value, where: str, problems: Problems) -> str | None:
             "the label holds a control character (a NUL byte, a tab, a line break …); remove it",
         )
         return None
-    if any(
-        0xD800 <= ord(ch) <= 0xDFFF for ch in label
-    ):  # JSON's "\ud800" alone: no database stores it
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in label):
+        # JSON's "\ud800" alone: no database stores it
         problems.add(
             where,
             "the label holds half of a surrogate pair, which is no character; fix its encoding",

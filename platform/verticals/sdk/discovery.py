@@ -235,9 +235,8 @@ def _check_units(meter: str, per_input, fail: Callable[[str], NoReturn]) -> None
         )
     exponent: int  # finite (checked above): an int, not 'n', 'N' or 'F'
     _sign, digits, exponent = units.as_tuple()  # type: ignore[assignment]
-    while (
-        exponent < 0 and digits[-1] == 0
-    ):  # 0.5000000 is 0.5 (no rounding: exact at any precision)
+    while exponent < 0 and digits[-1] == 0:
+        # 0.5000000 is 0.5 (no rounding: exact at any precision)
         digits, exponent = digits[:-1], exponent + 1
     if exponent < -QUANTITY_PLACES:
         fail(

@@ -195,9 +195,8 @@ class ContinuousBatcher:
                     if self._running:
                         self._decode_step()
                         self._drop_finished()
-            except (
-                Exception
-            ) as exc:  # the model failed: every sequence in flight ends with the error
+            except Exception as exc:
+                # the model failed: every sequence in flight ends with the error
                 message = f"{type(exc).__name__}: {exc}"
                 with self._lock:
                     for sequence in self._running + admitted:
@@ -292,9 +291,8 @@ class ContinuousBatcher:
             ],
             dim=1,
         )
-        padded = bool(
-            (self._mask == 0).any()
-        )  # no padding (one sequence, say): the plain causal path
+        # no padding (one sequence, say): the plain causal path
+        padded = bool((self._mask == 0).any())
         logits = self.model(
             input_ids=ids,
             attention_mask=self._mask if padded else None,
@@ -312,9 +310,8 @@ class ContinuousBatcher:
         import torch
 
         logits = logits.float()
-        if all(
-            sequence.request.temperature <= 0 for sequence in sequences
-        ):  # all greedy: one argmax
+        if all(sequence.request.temperature <= 0 for sequence in sequences):
+            # all greedy: one argmax
             return logits.argmax(dim=-1).tolist()
         chosen = []
         for row, sequence in zip(logits, sequences, strict=True):
@@ -421,9 +418,8 @@ class ContinuousBatcher:
             return
         rows = torch.tensor(keep, device=self._mask.device)
         self._mask = self._mask.index_select(0, rows)
-        start = int(
-            (self._mask.sum(dim=0) > 0).nonzero()[0]
-        )  # the first column some sequence still uses
+        # the first column some sequence still uses
+        start = int((self._mask.sum(dim=0) > 0).nonzero()[0])
         self._mask = self._mask[:, start:]
         for layer in self._cache.layers:
             layer.keys = layer.keys.index_select(0, rows)[:, :, start:, :]

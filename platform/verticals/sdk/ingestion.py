@@ -360,9 +360,8 @@ def _zip_listing_bounds(path: Path, budget: Budget) -> None:
     """The member count and listing size from the zip's end record, before zipfile parses the listing."""
     # zipfile's own reader of the end record (there since Python 2); it reads only the file's end.
     end_record = getattr(zipfile, "_EndRecData", None)
-    if (
-        end_record is None
-    ):  # pragma: no cover - a future Python: zipfile's own parse still bounds the rest
+    if end_record is None:
+        # pragma: no cover - a future Python: zipfile's own parse still bounds the rest
         return
     with open(path, "rb") as handle:
         try:
@@ -500,9 +499,8 @@ _OPENED_AS = {"MPO": "JPEG"}  # a JPEG with more frames is still a JPEG here
 # Pillow reads each PNG chunk whole into memory (twice, briefly) when it opens or verifies a file:
 # a small image may carry one huge chunk. Chunks are walked first, by their 8-byte headers.
 PNG_MAX_CHUNK = 1024 * 1024  # an ancillary chunk (text, ICC profile, EXIF …)
-PNG_MAX_DATA_CHUNK = (
-    64 * 1024 * 1024
-)  # one IDAT chunk (encoders write them in pieces of 8 KiB to 1 MiB)
+# one IDAT chunk (encoders write them in pieces of 8 KiB to 1 MiB)
+PNG_MAX_DATA_CHUNK = 64 * 1024 * 1024
 
 
 def _png_chunk_problem(source: Path | bytes) -> str | None:
@@ -562,9 +560,8 @@ def image_header(source: Path | bytes, *, max_pixels: int) -> tuple[str, int, in
         raise
     except UnidentifiedImageError:
         raise ImageRefused(NOT_AN_IMAGE) from None
-    except (
-        Image.DecompressionBombError
-    ) as exc:  # Pillow's own limit, checked from the header as it opens
+    except Image.DecompressionBombError as exc:
+        # Pillow's own limit, checked from the header as it opens
         raise ImageRefused(f"more than {max_pixels} pixels ({exc})", too_many=True) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRefused(f"a corrupt or truncated image ({exc})") from None

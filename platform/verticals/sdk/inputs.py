@@ -26,9 +26,8 @@ IMAGE_FORMATS = tuple(IMAGE_SIGNATURES)
 # Decoding towards a size keeps at least this many times that size on each side (Pillow's own
 # `reducing_gap` of thumbnail()): a later resize to the size looks as it would from the full image.
 REDUCING_GAP = 2.0
-_BAND_BYTES = (
-    4 * 1024 * 1024
-)  # a reduced image is converted to RGB this many source bytes at a time
+# a reduced image is converted to RGB this many source bytes at a time
+_BAND_BYTES = 4 * 1024 * 1024
 
 
 def text_input(raw, *, max_chars: int) -> str:

@@ -66,9 +66,8 @@ def release_soon() -> None:
     global _releaser_pid
     if _glibc() is None:
         return
-    if (
-        _releaser_pid != os.getpid()
-    ):  # first use in this process (a forked child has no thread of its parent's)
+    if _releaser_pid != os.getpid():
+        # first use in this process (a forked child has no thread of its parent's)
         with _lock:
             if _releaser_pid != os.getpid():
                 _wanted.clear()
@@ -80,8 +79,7 @@ def release_soon() -> None:
 def _release_loop() -> None:
     while True:
         _wanted.wait()
-        time.sleep(
-            RELEASE_DELAY
-        )  # the work that asked finishes freeing; a burst of requests asks once
+        # the work that asked finishes freeing; a burst of requests asks once
+        time.sleep(RELEASE_DELAY)
         _wanted.clear()
         _libc.malloc_trim(0)

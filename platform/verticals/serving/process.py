@@ -51,9 +51,8 @@ RESTARTED = (
 
 class _Child:
     def __init__(self, settings_module: str, cache_bytes: int, torch_threads: int):
-        context = multiprocessing.get_context(
-            "spawn"
-        )  # a fresh interpreter: forking threads and torch is unsafe
+        # a fresh interpreter: forking threads and torch is unsafe
+        context = multiprocessing.get_context("spawn")
         self.calls, calls_end = context.Pipe()
         self.streams, streams_end = context.Pipe()
         self.process = context.Process(

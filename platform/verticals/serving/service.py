@@ -171,9 +171,8 @@ def schema_errors(schema: dict, value) -> list[str]:
         validator = _validators[key] = jsonschema.Draft202012Validator(schema)
     messages = []
     for error in validator.iter_errors(value):
-        where = ".".join(
-            str(part) for part in error.absolute_path
-        )  # e.g. messages.0.content, or "" for the input itself
+        # e.g. messages.0.content, or "" for the input itself
+        where = ".".join(str(part) for part in error.absolute_path)
         messages.append(f"{where}: {_worded(error)}" if where else _worded(error))
     return messages
 
@@ -195,9 +194,8 @@ def _batcher(model_version: ModelVersion, task: Task) -> MicroBatcher:
         if batcher is None or batcher.closed:
 
             def run(inputs, options, _mv=model_version, _task=task, _key=key):
-                files = str(
-                    registry.model_files(_mv)
-                )  # stored files, copied here once if the storage is remote
+                # stored files, copied here once if the storage is remote
+                files = str(registry.model_files(_mv))
                 try:
                     return process.call(
                         process.predict, _task.name, _key, _mv.size_bytes, files, inputs, options
@@ -432,9 +430,8 @@ def predict(
     try:
         try:
             outputs = _batcher(model_version, task).submit(decoded, options)
-        except (
-            BatcherClosed
-        ):  # it went idle between the lookup and the submit: a fresh one takes the call
+        except BatcherClosed:
+            # it went idle between the lookup and the submit: a fresh one takes the call
             outputs = _batcher(model_version, task).submit(decoded, options)
     except BaseException:
         if admission is not None:

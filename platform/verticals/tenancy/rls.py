@@ -174,9 +174,8 @@ def provision_app_role(connection) -> None:
                     f"ALTER ROLE {quote(user)} PASSWORD %s", [connection.app_password]
                 )
             )
-        cursor.execute(
-            f"GRANT {PARTNER_ROLE} TO {quote(user)}"
-        )  # a partner's console takes it on (SET ROLE)
+        # a partner's console takes it on (SET ROLE)
+        cursor.execute(f"GRANT {PARTNER_ROLE} TO {quote(user)}")
         cursor.execute("SELECT current_database(), current_schema()")
         database, schema = cursor.fetchone()
         cursor.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote(database)} TO {quote(user)}")

@@ -219,16 +219,14 @@ class LoginThrottleBackend:
     force_login) go by the next backend."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
-        if (
-            request is None
-        ):  # not a request (a management command, a test helper): nothing to count by
+        if request is None:
+            # not a request (a management command, a test helper): nothing to count by
             return None
         lockout, taken = _take(_login_checks(request, username), timezone.now())
         if lockout is not None:
             setattr(request, REQUEST_LOCKOUT, lockout)
-            raise PermissionDenied(
-                lockout.login_message()
-            )  # authenticate() stops here and reports a failure
+            # authenticate() stops here and reports a failure
+            raise PermissionDenied(lockout.login_message())
         setattr(request, REQUEST_TAKEN, taken)
         return None
 
@@ -299,9 +297,8 @@ def _record_login_lockout(reason: str, username: str, address: str, lockout: Loc
     )
     if user is None:
         return
-    for membership in user_memberships(
-        user
-    ):  # each of the account's tenants is told in its audit log
+    for membership in user_memberships(user):
+        # each of the account's tenants is told in its audit log
         audit_record(
             tenant=membership.tenant,
             actor=None,

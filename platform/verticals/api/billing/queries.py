@@ -22,9 +22,8 @@ def parse_when(name: str, value: str, *, end: bool = False) -> datetime:
     """An ISO date (its midnight UTC; for `end`, the day is included) or date-time (naive: UTC)."""
     hint = "Give an ISO date (2026-10-01) or date-time (2026-10-01T12:00:00Z; send '+' as %2B)."
     try:
-        day = parse_date(
-            value
-        )  # first: a date alone would also parse as a date-time (its midnight)
+        # first: a date alone would also parse as a date-time (its midnight)
+        day = parse_date(value)
         if day is not None:
             return datetime.combine(day + timedelta(days=1) if end else day, time(0), tzinfo=UTC)
         moment = parse_datetime(value)

@@ -124,8 +124,7 @@ def run_job(project, caller, settings, artifacts_dir):
             )
             engine.schedule(where.tenant.pk)
         worker.execute(job.public_id)
-        return Job.dangerously_unscoped.get(
-            pk=job.pk
-        )  # the test reads its own job back by primary key
+        # the test reads its own job back by primary key
+        return Job.dangerously_unscoped.get(pk=job.pk)
 
     return run

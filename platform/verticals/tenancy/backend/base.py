@@ -108,9 +108,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
                 result = self.connection.pgconn.exec_params(
                     SET_SCOPE_LIBPQ, [value.encode() for value in wanted]
                 )
-            if (
-                result.status != TUPLES_OK
-            ):  # (a failed transaction, a broken connection): the database's error, as Django raises it
+            if result.status != TUPLES_OK:
+                # (a failed transaction, a broken connection): the database's error, as Django raises it
                 with self.wrap_database_errors, self.connection.cursor() as cursor:
                     cursor.execute(SET_SCOPE, wanted)
             self._scope_sent = wanted

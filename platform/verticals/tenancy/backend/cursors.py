@@ -16,7 +16,6 @@ def raw_cursor():
         connection.ensure_connection()
         if hasattr(connection, "apply_tenant_scope"):
             connection.apply_tenant_scope()
-        return psycopg.Cursor(
-            connection.connection
-        )  # Django's connection makes client-side cursors by default
+        # Django's connection makes client-side cursors by default
+        return psycopg.Cursor(connection.connection)
     return connection.cursor()

@@ -52,9 +52,8 @@ def _send(invitation: Invitation, token: str) -> None:
     except Exception:
         logger.exception("invitation %s: the email could not be sent", invitation.public_id)
         return
-    Invitation.dangerously_unscoped.filter(pk=invitation.pk).update(
-        sent_at=timezone.now()
-    )  # this row, by id
+    # this row, by id
+    Invitation.dangerously_unscoped.filter(pk=invitation.pk).update(sent_at=timezone.now())
 
 
 def invitation_create(*, caller: Caller, email: str, role: str) -> Invitation:
