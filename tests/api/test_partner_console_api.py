@@ -4,7 +4,7 @@ refuse unknown fields, the partner's writes land in its own audit trail, which i
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.api.test_billing_api import error, invoiced, signed_in, staff_user, starter  # noqa: F401
+from tests.billing.test_api import error, invoiced, signed_in, staff_user, starter  # noqa: F401
 from tests.tenancy.test_brand import BAD_LOGOS
 from verticals.billing import services
 from verticals.billing.models import FEE

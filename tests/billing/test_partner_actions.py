@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ValidationError
 
-from tests.api.test_billing_api import make_plan
+from tests.billing.test_api import make_plan
 from verticals.billing import services
 from verticals.billing.models import FEE, PriceBookEntry, Subscription
 from verticals.tenancy.caller import Caller

@@ -109,6 +109,7 @@ def test_expired_key_gets_401(world_a):
         "Bearer ",
         "Token abc",
     ],
+    ids=["unknown-prefix", "well-formed-unknown-key", "empty", "other-scheme"],
 )
 def test_bad_credentials_get_401_in_the_error_shape(db, header):
     client = APIClient()
