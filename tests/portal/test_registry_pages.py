@@ -493,7 +493,7 @@ def test_the_text_playground_answers_label_bars_and_readable_errors(world_a):
     assert refused.status_code == 400 and "An input is empty" in text(refused)
 
 
-def test_the_image_playground_answers_label_bars_for_a_png(world_a):
+def test_the_image_playground_answers_label_bars_for_a_png(world_a, settings):
     model = make_model_version(world_a, "image-classification", name="shapes")
     client = signed_in(world_a.owner)
     page = text(client.get(f"{base(world_a)}/models/{model.public_id}/"))
@@ -519,6 +519,11 @@ def test_the_image_playground_answers_label_bars_for_a_png(world_a):
     )
     missing = client.post(url, {}, **HX)
     assert "Choose an image file to classify." in text(missing)
+
+    # The API's rule for a file sent to predict (serving.check_file_size), before it is read.
+    settings.SERVING_MAX_BODY_BYTES = 50
+    big = client.post(url, {"image": SimpleUploadedFile("big.png", png_bytes())}, **HX)
+    assert f"'big.png' has {len(png_bytes())} bytes; at most 50." in text(big)
 
 
 # --- deleting -----------------------------------------------------------------------------

@@ -763,13 +763,9 @@ def _predict_inputs(request) -> tuple[bool, list, dict]:
         files = request.FILES.getlist("inputs") or [
             f for name in request.FILES for f in request.FILES.getlist(name)
         ]
-        limit = settings.SERVING_MAX_BODY_BYTES
         inputs = []
         for upload in files:
-            if upload.size > limit:
-                raise exceptions.ValidationError(
-                    {"inputs": [f"'{upload.name}' has {upload.size} bytes; at most {limit}."]}
-                )
+            serving.check_file_size(upload.name, upload.size)
             inputs.append(upload.read())
         raw_parameters = (
             {"top_k": request.data["top_k"]} if request.data.get("top_k") not in (None, "") else {}

@@ -20,6 +20,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from verticals.api.compat.openai import DEFAULT_TEMPERATURE  # as the snippets' calls get it
 from verticals.api.inputs import unstorable
 from verticals.api.streaming import event_stream, sse
 from verticals.portal.jobs import _project
@@ -32,9 +33,6 @@ from verticals.serving import service as serving
 ROUTE = "portal.chat"
 PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 # What the form starts with (a small model rambles at 1).
-# The OpenAI routes sample at temperature 1 when none is given; the playground does the same,
-# so that the snippets it offers answer as the playground did.
-DEFAULT_TEMPERATURE = 1.0
 INITIAL_TEMPERATURE = 0.7
 EXAMPLE = "What is the capital of France?"
 KEY_VARIABLE = "VERTICALS_API_KEY"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -655,15 +654,9 @@ def _predict(request, model: ModelVersion, task) -> tuple[list | None, object, s
         upload = request.FILES.get("image")
         if upload is None:
             return None, None, "Choose an image file to classify.", 400
-        limit = settings.SERVING_MAX_BODY_BYTES
-        if upload.size > limit:
-            return (
-                None,
-                None,
-                f"'{upload.name}' has {upload.size} bytes; the playground takes at most {limit}.",
-                400,
-            )
     try:
+        if upload is not None:
+            serving.check_file_size(upload.name, upload.size)  # as the API's predict checks it
         # Read and decoded within the bound on what concurrent predict calls hold, as the API's are.
         with serving.reading_body(upload.size if upload is not None else 0):
             raw = upload.read() if upload is not None else request.POST.get("text", "")

@@ -81,6 +81,14 @@ def reading_body(length: int):
     return gates.body_bytes().holding(length)
 
 
+def check_file_size(name: str, size: int) -> None:
+    """A file sent to predict (the API's multipart inputs, the playground's image) fits what a
+    predict call takes, SERVING_MAX_BODY_BYTES: checked before it is read, or BadInput."""
+    limit = settings.SERVING_MAX_BODY_BYTES
+    if size > limit:
+        raise BadInput(f"'{name}' has {size} bytes; at most {limit}.")
+
+
 def decode_inputs(
     task: Task, raw_inputs: list, *, single: bool = False, model_version: ModelVersion | None = None
 ) -> list:

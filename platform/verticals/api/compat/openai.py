@@ -23,6 +23,9 @@ from verticals.sdk.errors import ServiceError
 from verticals.serving import service as serving
 
 GENERATION = ("max_tokens", "temperature", "top_p", "stop", "seed")
+# OpenAI's default when a call names none: sampling (send 0 for greedy). The portal's chat
+# playground uses it too, so that the snippets it offers answer as it did.
+DEFAULT_TEMPERATURE = 1.0
 # Accepted and ignored at their neutral values (clients send them by default).
 NEUTRAL = {
     "n": 1,
@@ -220,7 +223,7 @@ def _options(body: dict, *, chat: bool) -> dict:
                 f"'{name}' is not supported here; leave it out or send {neutral!r}.", param=name
             )
     options = {name: body[name] for name in GENERATION if body.get(name) is not None}
-    options.setdefault("temperature", 1.0)  # OpenAI's default: sampling (send 0 for greedy)
+    options.setdefault("temperature", DEFAULT_TEMPERATURE)
     if body.get("max_completion_tokens") is not None:
         options["max_tokens"] = body["max_completion_tokens"]
     if isinstance(options.get("stop"), str):
