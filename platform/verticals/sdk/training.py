@@ -195,7 +195,7 @@ class Epoch:
     @property
     def mean_loss(self) -> float:
         """The training loss of the epoch so far, averaged by each step's weight."""
-        return self.loss_sum / max(self.loss_weight, 1)
+        return self.loss_sum / self.loss_weight if self.loss_weight else 0.0
 
     def order(self, rows: int) -> torch.Tensor:
         """A shuffled order of `rows` rows, drawn from the epoch's generator."""
