@@ -130,7 +130,7 @@ def test_sentiment_fine_tuned_from_minilm_through_the_api(world_a, shared_artifa
     assert_pipeline_shape(one, {"positive", "negative"})
 
 
-def digit_images(size: int = 32):
+def digit_images(size: int = 16):
     """scikit-learn's digits as PNG files (8×8 grey levels 0–16, scaled up), with their labels."""
     import numpy as np
     from PIL import Image
@@ -145,7 +145,10 @@ def digit_images(size: int = 32):
         yield buffer.getvalue(), str(int(label))
 
 
-DIGIT_PARAMS = {"architecture": "resnet18", "image_size": 32, "horizontal_flip": False, "epochs": 5}
+# 16 px and 3 epochs: the digits are 8×8 to begin with, and this reached 0.963 on the held-out
+# digits in half the CPU time of 32 px and 5 epochs (0.977); the test is about the platform
+# (upload, a real worker's train job, serving), the ≥ 0.9 bar stays.
+DIGIT_PARAMS = {"architecture": "resnet18", "image_size": 16, "horizontal_flip": False, "epochs": 3}
 
 
 def test_image_classifier_from_scratch_on_digits_through_the_api(world_a, shared_artifacts):
