@@ -68,9 +68,9 @@ def ledger(tenant=None) -> list:
     process's ledger spool wrote what it holds (the calls this test made, also through a live server)."""
     spool.flush()
     # A test reads any tenant's ledger, with what each event refers to (read along, in the same scope).
-    events = UsageEvent.dangerously_unscoped.select_related(
-        "project", "model_version", "api_key", "user"
-    ).order_by("id")
+    events = UsageEvent.dangerously_unscoped.select_related("project", "api_key", "user").order_by(
+        "id"
+    )
     return list(events if tenant is None else events.filter(tenant_id=tenant.pk))
 
 

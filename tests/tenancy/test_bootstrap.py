@@ -61,6 +61,13 @@ def test_bootstrap_rejects_a_bad_email():
 
 @pytest.mark.django_db
 def test_bootstrap_puts_a_new_tenant_on_a_plan_once():
+    from verticals.billing.models import Plan
+
+    # The plans the billing migration offers (a transactional test run before this one in the same
+    # process, as pytest-xdist orders them, empties every table).
+    for code in ("team", "free"):
+        if not Plan.objects.filter(code=code).exists():
+            Plan.objects.create(code=code, name=code.title(), monthly_fee=0, currency="USD")
     from verticals.billing.models import Subscription
 
     first = bootstrap(partner="Acme", tenant="Globex", email="o@globex.example", plan="team")

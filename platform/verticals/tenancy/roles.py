@@ -126,6 +126,12 @@ AUDITED_ACTIONS = frozenset(
     }
 )
 
+# What a partner's own trail records (tenancy.audit.partner_audit_record: the brand, billing's
+# partner services).
+PARTNER_AUDITED_ACTIONS = frozenset(
+    {"brand.update", "price_book.retail", "tenant.create", "tenant.plan.change"}
+)
+
 
 def role_allows(role: str | None, action: str) -> bool:
     if role is None:
