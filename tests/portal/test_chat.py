@@ -207,7 +207,7 @@ def test_the_stream_sends_texts_that_add_up_then_done_and_records_usage(world_a)
         row.user == world_a.owner
         and row.api_key is None
         and row.project == world_a.project
-        and row.model_version == model
+        and row.model == model.public_id
     )
     assert (row.prompt_tokens, row.completion_tokens) == (
         usage["prompt_tokens"],
@@ -253,12 +253,7 @@ def test_a_garden_model_streams_and_its_usage_names_the_project(world_a, garden)
     )
     assert events[-1]["done"] is True
     row = usage_rows(world_a)[0]
-    assert (row.route, row.model, row.model_version, row.project) == (
-        "portal.chat",
-        GARDEN,
-        None,
-        world_a.project,
-    )
+    assert (row.route, row.model, row.project) == ("portal.chat", GARDEN, world_a.project)
 
 
 def test_without_a_temperature_the_stream_samples_as_the_openai_api(world_a):
