@@ -696,7 +696,9 @@ def _generation_response(request, model, caller):
                 ]
             }
         )
-    GenerationBodySerializer(data=request.data).is_valid(raise_exception=True)
+    # Only the names: the inputs (up to SERVING_MAX_BODY_BYTES) are checked by serving, and a
+    # field's validators would copy them (str() of a list of images).
+    GenerationBodySerializer().refuse_unknown_fields(request.data)
     raw, parameters, stream = (
         request.data["inputs"],
         request.data.get("parameters") or {},
@@ -780,7 +782,8 @@ def _predict_inputs(request) -> tuple[bool, list, dict]:
                     ]
                 }
             )
-        PredictBodySerializer(data=request.data).is_valid(raise_exception=True)
+        # Only the names (see _generation_response).
+        PredictBodySerializer().refuse_unknown_fields(request.data)
         raw = request.data["inputs"]
         single = not isinstance(raw, list)
         inputs = [raw] if single else raw
